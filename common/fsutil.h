@@ -1,0 +1,35 @@
+/* fsutil.h: file-system helpers with error-slot reporting: whole-file reads, atomic writes
+ * (temporary name, fsync, rename, fsync of the directory), recursive mkdir and removal. */
+#ifndef SMELT_FSUTIL_H
+#define SMELT_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Reads a whole file into a NUL-terminated buffer (caller frees). Fails with ERR_INPUT
+ * when the file is larger than max_bytes (0: no limit). */
+int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+
+/* Writes data to path atomically: path.tmp.<pid>, fsync, rename, fsync the directory. */
+int fs_write_atomic(const char *path, const void *data, size_t n);
+
+int fs_mkdir_p(const char *path, unsigned mode);
+int fs_rm_rf(const char *path);          /* removes a file or a tree; missing is not an error */
+int fs_fsync_path(const char *path);     /* fsync of a file or directory */
+int fs_fsync_parent(const char *path);   /* fsync of the directory holding path */
+int fs_exists(const char *path);         /* 1 if anything exists at path */
+int fs_is_dir(const char *path);
+/* Copies src to dst (dst created with mode 0644, fsynced). */
+int fs_copy_file(const char *dst, const char *src);
+/* Total bytes of the regular files under a path (a file: its size). */
+int fs_tree_bytes(const char *path, uint64_t *bytes);
+/* "a" + "/" + "b" in a new string (caller frees). */
+char *fs_join(const char *a, const char *b);
+/* The absolute, symlink-free form of an existing path (caller frees). */
+char *fs_realpath(const char *path);
+
+/* Visits the regular files under root in sorted (strcmp) order of their relative paths. */
+typedef int (*fs_walk_fn)(const char *relpath, const char *abspath, void *ctx);
+int fs_walk_files(const char *root, fs_walk_fn fn, void *ctx);
+
+#endif

@@ -1,0 +1,12 @@
+/* internal.h: the store handle, shared by the files of store/ only. */
+#ifndef SMELT_STORE_INTERNAL_H
+#define SMELT_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+struct store {
+    char *dir; /* absolute path of the store directory */
+    sqlite3 *db;
+};
+
+#endif

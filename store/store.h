@@ -1,0 +1,96 @@
+/* store.h: the artifact store. One directory holds smelt.db (SQLite, WAL mode, versioned
+ * migrations in PRAGMA user_version) and objects/ab/cdef... (content-addressed by sha256).
+ * A directory artifact is a manifest object listing its files' digests. Objects are written
+ * under a temporary name, fsynced and renamed, so a crash never leaves a partial object
+ * under its digest; the SQLite transaction that registers them comes after.
+ *
+ * Layout:  smelt.db, objects/, tmp/ (attempt scratch, import staging),
+ *          checkpoints/<cache key>/ (in-stage checkpoints), logs/<run>/<stage>.<attempt>.log,
+ *          locks/ (flock files). */
+#ifndef SMELT_STORE_H
+#define SMELT_STORE_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "common/sha256.h"
+
+
+typedef struct store store;
+
+enum {
+    STORE_CREATE = 1,   /* create the directory and database when missing */
+    STORE_NOWRITE = 2,  /* never write (plan, query): no create, no migration */
+};
+
+/* Resolves the store directory: --store value, else $SMELT_STORE, else ./smelt-store. */
+const char *store_default_dir(const char *flag_value);
+
+int store_open(store **out, const char *dir, int flags);
+void store_close(store *s);
+const char *store_dir(const store *s);
+sqlite3 *store_db(store *s);
+/* 1 when the store directory has a database (without opening it). */
+int store_exists(const char *dir);
+
+/* Write transactions: BEGIN IMMEDIATE, retried while another process holds the write lock. */
+int store_begin(store *s);
+int store_commit(store *s);
+void store_rollback(store *s);
+
+/* Runs SQL with no result rows; reports errors through the slot. */
+int store_exec(store *s, const char *sql);
+/* Prepares a statement; reports errors through the slot. */
+int store_prepare(store *s, sqlite3_stmt **st, const char *sql);
+/* Steps a statement to completion (SQLITE_DONE expected). */
+int store_step_done(store *s, sqlite3_stmt *st);
+/* Formats "what: sqlite message" into the error slot; returns -1. */
+int store_err(store *s, const char *what);
+
+/* A path inside the store (caller frees): store_path(s, "tmp/x"). */
+char *store_path(const store *s, const char *rel);
+
+/* ---- objects ---- */
+
+/* Path of the object file for digest (caller frees). */
+char *store_object_path(const store *s, const char *digest);
+/* 1 when the object file exists. */
+int store_object_present(const store *s, const char *digest);
+/* Stores a file as an object. With move != 0 the source is renamed when possible.
+ * Writes the object file only; register it with store_object_register in a transaction. */
+int store_put_file(store *s, const char *src, int move, char digest[SHA256_HEX_LEN + 1], uint64_t *bytes);
+/* Stores a directory tree: every file as an object, then the manifest listing them.
+ * *bytes is the total of the files. Registers nothing (see store_object_register). */
+int store_put_dir(store *s, const char *dir, int move, char digest[SHA256_HEX_LEN + 1], uint64_t *bytes);
+/* Inserts the object row (and for a manifest, its entries and their rows); inside a transaction. */
+int store_object_register(store *s, const char *digest);
+/* Recomputes an object's sha256; ERR_CORRUPT naming the object when it differs or is missing. */
+int store_object_verify(const store *s, const char *digest);
+
+/* A parsed manifest: the files of a directory artifact. */
+typedef struct {
+    char path[512];
+    char digest[SHA256_HEX_LEN + 1];
+    uint64_t bytes;
+    int exec;
+} manifest_entry;
+
+typedef struct {
+    manifest_entry *files;
+    int n_files;
+    uint64_t bytes; /* total of the files */
+} manifest;
+
+/* Reads and verifies a manifest object (its digest and its format). */
+int store_manifest_read(const store *s, const char *digest, manifest *m);
+void manifest_free(manifest *m);
+/* 1 when the object is a manifest (without verifying it). */
+int store_object_is_manifest(const store *s, const char *digest);
+/* Writes the files of a directory artifact under dst (created), verifying every digest.
+ * With link != 0 files are hard-linked when possible (the caller must not modify them). */
+int store_materialize(const store *s, const char *digest, const char *dst, int link);
+/* Verifies a directory artifact's file `name` and returns the object path holding it
+ * (caller frees), for in-process readers that mmap or read the file directly. */
+int store_artifact_file(const store *s, const char *digest, const char *name, char **path);
+
+#endif
