@@ -8,6 +8,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,19 @@ static int dump_table(store *s, const char *table, const char *col, const char *
             cJSON *v;
             switch (sqlite3_column_type(st, i)) {
             case SQLITE_NULL: v = cJSON_CreateNull(); break;
-            case SQLITE_INTEGER: v = cJSON_CreateNumber((double)sqlite3_column_int64(st, i)); break;
-            case SQLITE_FLOAT: v = cJSON_CreateNumber(sqlite3_column_double(st, i)); break;
+            case SQLITE_INTEGER:
+            case SQLITE_FLOAT: {
+                /* cJSON prints doubles with 15 digits when they compare "close"; write exact text. */
+                char num[64];
+                if (sqlite3_column_type(st, i) == SQLITE_INTEGER)
+                    snprintf(num, sizeof num, "%lld", (long long)sqlite3_column_int64(st, i));
+                else if (isfinite(sqlite3_column_double(st, i)))
+                    snprintf(num, sizeof num, "%.17g", sqlite3_column_double(st, i));
+                else /* JSON has no infinities; 1e999 parses back to one */
+                    snprintf(num, sizeof num, "%s", sqlite3_column_double(st, i) > 0 ? "1e999" : "-1e999");
+                v = cJSON_CreateRaw(num);
+                break;
+            }
             default: v = cJSON_CreateString((const char *)sqlite3_column_text(st, i));
             }
             cJSON_AddItemToArray(row, v);
@@ -341,8 +353,10 @@ int store_import(store *s, const char *path, char run_out[RUN_ID_MAX], int *n_ob
     if (!rc) {
         archive_read_support_filter_all(a);
         archive_read_support_format_tar(a);
-        if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK)
-            rc = err_set(ERR_INPUT, "cannot read %s: %s", path, archive_error_string(a));
+        if (!fs_exists(path)) rc = err_set(ERR_INPUT, "no archive at %s", path);
+        else if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK)
+            rc = err_set(ERR_CORRUPT, "%s is not a complete smelt export (truncated or damaged): %s", path,
+                         archive_error_string(a));
     }
     struct archive_entry *e;
     while (!rc) {

@@ -90,7 +90,9 @@ static int sweep_objects(store *s, const digest_set *live, int dry_run, gc_stats
         while (d2 && !rc && (f = readdir(d2))) {
             if (strlen(f->d_name) != 62) continue;
             char digest[65];
-            snprintf(digest, sizeof digest, "%s%s", e->d_name, f->d_name);
+            memcpy(digest, e->d_name, 2);
+            memcpy(digest + 2, f->d_name, 62);
+            digest[64] = 0;
             if (set_has(live, digest)) continue;
             char *p = fs_join(sub, f->d_name);
             struct stat sb;
