@@ -17,6 +17,7 @@ int cmd_report(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+int cmd_checkout(int argc, char **argv);
 
 #define STORE_HELP "  --store DIR   the artifact store (default: $SMELT_STORE, else ./smelt-store)\n"
 
@@ -71,6 +72,10 @@ int cmd_gc(int argc, char **argv);
      "usage: smelt gc [--dry-run] [--store DIR]\n\n"                                                                  \
      "Deletes unreferenced objects and leftover scratch; prints the bytes freed. Objects of failed or\n"            \
      "incomplete runs are referenced and kept.\n\n" STORE_HELP "  --dry-run     only print what would be freed\n", 0},   \
+    {"checkout", cmd_checkout, "write the files of a stage's output to a directory",                                 \
+     "usage: smelt checkout RUN STAGE[.OUTPUT] -o DIR [--store DIR]\n\n"                                            \
+     "Writes the files of the stage's output artifact (its main output unless .OUTPUT names another)\n"             \
+     "into DIR, verifying every digest.\n\n" STORE_HELP "  -o DIR        the directory to write\n", 0},                \
     {"exec", cmd_exec, "(internal) run one attempt of one stage",                                                     \
      "usage: smelt exec --store DIR --run RUN --stage NAME [--attempt N]\n\n"                                         \
      "Launched by the runner (directly or under mpirun); not meant to be typed.\n", 1},

@@ -68,4 +68,7 @@ WHY4=$("$SMELT" why "$RUN4" s4)
 expect_contains "$WHY4" "inputs.right: artifact" "why of a descendant names the changed input"
 WHYNEW=$("$SMELT" why "$RUN1" s1)
 expect_contains "$WHYNEW" "new: no earlier run has a stage named s1" "why of a new stage"
+# The final artifact, checked out of the store.
+"$SMELT" checkout "$RUN4" s6 -o final > /dev/null || fail "checkout failed"
+expect_eq "$(cat final/final.txt | tr '\n' ' ')" "one two three x4 one two " "final output of the changed run"
 pass "diamond caching, re-run on change, why"

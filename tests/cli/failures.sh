@@ -68,7 +68,7 @@ set -e
 expect_contains "$(cat m.err)" "cannot read the recipe" "missing recipe message"
 expect_contains "$(cat s.err)" "no run '20990101-000000-zzzz'" "unknown run message"
 expect_contains "$(cat n.err)" "no smelt store at $WORK/nowhere" "missing store message"
-for c in run plan resume status runs why query report export import gc version; do
+for c in run plan resume status runs why query report export import gc checkout version; do
   OUT=$("$SMELT" $c --help) || fail "$c --help failed"
   expect_contains "$OUT" "usage: smelt $c" "$c --help"
 done
