@@ -61,6 +61,9 @@ static const bad_config bad_configs[] = {
      "\"intermediate_size\": 32, \"vocab_size\": 64}", {"not a multiple", "add \"head_dim\""}},
     {"{\"model_type\": \"qwen2\", \"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
      "\"intermediate_size\": 32, \"vocab_size\": 64, \"use_sliding_window\": true}", {"use_sliding_window is true"}},
+    /* found by fuzz_hfconfig: a derived head_dim above the limit an explicit one has */
+    {"{\"model_type\": \"llama\", \"hidden_size\": 161000, \"num_hidden_layers\": 2, \"num_attention_heads\": 1, "
+     "\"intermediate_size\": 32, \"vocab_size\": 64}", {"head_dim (hidden_size 161000 / num_attention_heads 1", "2 to 4096"}},
     {"{\"model_type\": \"qwen2\", \"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
      "\"intermediate_size\": 32, \"vocab_size\": 64, \"layer_types\": [\"full_attention\", \"sliding_attention\"]}",
      {"\"layer_types\"", "sliding_attention"}},
