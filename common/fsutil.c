@@ -264,7 +264,7 @@ static int walk_rec(const char *root, const char *rel, fs_walk_fn fn, void *ctx)
         n++;
     }
     closedir(d);
-    if (!rc) qsort(names, n, sizeof *names, cmp_str);
+    if (!rc && n) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && !rc; i++) {
         char *sub_rel = rel[0] ? xasprintf("%s/%s", rel, names[i]) : xstrdup(names[i]);
         char *sub_abs = sub_rel ? fs_join(root, sub_rel) : NULL;

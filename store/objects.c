@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,7 +54,7 @@ static char *tmp_name(const store *s, const char *what) {
 }
 
 /* Renames a complete, fsynced file to its object path (or drops it when the object exists). */
-static int install_object(const store *s, const char *tmp, const char *digest) {
+int store_object_install(const store *s, const char *tmp, const char *digest) {
     char *dst = store_object_path(s, digest);
     if (!dst) return -1;
     int rc = 0;
@@ -135,7 +136,7 @@ int store_put_file(store *s, const char *src, int move, char digest[SHA256_HEX_L
     char *tmp = tmp_name(s, "obj");
     if (!tmp) return -1;
     int rc = copy_hashing(tmp, src, digest, bytes);
-    if (!rc) rc = install_object(s, tmp, digest);
+    if (!rc) rc = store_object_install(s, tmp, digest);
     if (rc) unlink(tmp);
     free(tmp);
     return rc;
@@ -181,7 +182,7 @@ int store_put_dir(store *s, const char *dir, int move, char digest[SHA256_HEX_LE
     sha256_hex(digest, c.json.buf, c.json.len);
     char *tmp = tmp_name(s, "manifest");
     int rc = tmp ? fs_write_atomic(tmp, c.json.buf, c.json.len) : -1;
-    if (!rc) rc = install_object(s, tmp, digest);
+    if (!rc) rc = store_object_install(s, tmp, digest);
     if (rc && tmp) unlink(tmp);
     free(tmp);
     sb_free(&c.json);
@@ -406,4 +407,23 @@ int store_object_register(store *s, const char *digest) {
     rc = store_step_done(s, st);
     sqlite3_finalize(st);
     return rc;
+}
+
+int store_gc_lock(const store *s, int exclusive) {
+    char *p = xasprintf("%s/locks/gc.lock", s->dir);
+    int fd = p ? open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+    if (p && fd < 0) err_errno("cannot open %s", p);
+    free(p);
+    if (fd >= 0 && flock(fd, exclusive ? LOCK_EX : LOCK_SH)) {
+        err_errno("cannot take the store's gc lock");
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void store_gc_unlock(int fd) {
+    if (fd < 0) return;
+    flock(fd, LOCK_UN);
+    close(fd);
 }

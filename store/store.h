@@ -50,6 +50,12 @@ int store_err(store *s, const char *what);
 /* A path inside the store (caller frees): store_path(s, "tmp/x"). */
 char *store_path(const store *s, const char *rel);
 
+/* The store's gc lock: writers of objects hold it shared from the first object they write
+ * until the transaction that registers them commits; gc holds it exclusive. Returns the
+ * lock's fd, or -1 (error slot set). */
+int store_gc_lock(const store *s, int exclusive);
+void store_gc_unlock(int fd);
+
 /* ---- objects ---- */
 
 /* Path of the object file for digest (caller frees). */
