@@ -108,7 +108,9 @@ static int gather(inspect_info *in) {
     memset(&s, 0, sizeof s);
     int rc = -1;
     uint64_t bytes = 0;
-    if (!cfg_path || hfconfig_load(&in->cfg, cfg_path) || st_set_open(&s, in->path)) goto done;
+    size_t plen = strlen(in->path);
+    int is_cfg = plen >= 11 && !strcmp(in->path + plen - 11, "config.json"); /* config.json itself: its folder */
+    if (!cfg_path || hfconfig_load(&in->cfg, cfg_path) || st_set_open(&s, is_cfg ? dir : in->path)) goto done;
     in->n_params = weights_count(&in->cfg);
     if (file_size(cfg_path, &bytes) || add_file(in, "config.json", bytes)) goto done;
     char *index = fs_join(dir, "model.safetensors.index.json");

@@ -154,7 +154,9 @@ static int load_hf(const char *path, model_config *cfg, model_weights *w) {
                 "model's config.json beside it", dir);
         goto done;
     }
-    if (hfconfig_load(cfg, cfg_path) || st_set_open(&s, path)) goto done;
+    /* a path to config.json itself means its folder */
+    const char *set_path = ends_with(path, "config.json") && !ends_with(path, "index.json") ? dir : path;
+    if (hfconfig_load(cfg, cfg_path) || st_set_open(&s, set_path)) goto done;
     /* names and shapes first (over a zeroed layout: data pointers NULL), then allocate and copy */
     model_weights shape_only;
     memset(&shape_only, 0, sizeof shape_only);

@@ -25,6 +25,7 @@ expect 0 '"check": "ok"' "$BIN" inspect "$TMP/bf16" --json
 expect 0 '"BF16": {"tensors": 21' "$BIN" inspect "$TMP/bf16" --json
 expect 0 "head_dim 8" "$BIN" inspect "$TMP/f32"
 expect 0 "check:        ok" "$BIN" inspect "$FX/qwen2_bias/model.safetensors"
+expect 0 "check:        ok" "$BIN" inspect "$FX/llama_tied/config.json"
 expect 0 "qkv bias yes" "$BIN" inspect "$FX/qwen2_bias"
 expect 0 "rope llama3 (factor 8, low 1, high 4, original max 64)" "$BIN" inspect "$FX/llama_rope3"
 # without --dtype the source's dtype is kept; the writer is deterministic
