@@ -8,6 +8,7 @@
 #include "cmd/util.h"
 #include "common/error.h"
 #include "common/log.h"
+#include "pipeline/runner.h"
 #include "store/runs.h"
 
 static int parse_store_opt(int argc, char **argv, const char *cmd, const char **store_flag, int *limit) {
@@ -37,7 +38,9 @@ int cmd_status(int argc, char **argv) {
     }
     char created[32];
     time_iso8601(created, rr.created_at);
-    printf("run %s (%s): %s, started %s", rr.id, rr.name, rr.status, created);
+    int orphan = !strcmp(rr.status, "running") && runner_alive(&rr) == 0;
+    printf("run %s (%s): %s%s, started %s", rr.id, rr.name, rr.status,
+           orphan ? " (but its runner process is gone: continue with 'smelt resume')" : "", created);
     if (rr.finished_at > 0) printf(", %.2fs", rr.finished_at - rr.created_at);
     printf("\nrecipe %s\n", rr.recipe_path ? rr.recipe_path : "(text only)");
     if (rr.error) printf("error: %s\n", rr.error);

@@ -66,24 +66,28 @@ int runner_create(store *s, const recipe *r, const char *recipe_path, char *cons
     return store_commit(s);
 }
 
+int runner_alive(const run_row *r) {
+    char host[128] = "";
+    gethostname(host, sizeof host - 1);
+    if (strcmp(r->host, host)) return -1;
+    if (r->pid <= 0 || kill((pid_t)r->pid, 0) != 0) return 0;
+    /* The pid may have been reused: it must still be a smelt process. */
+    char path[64], cmd[256] = "";
+    snprintf(path, sizeof path, "/proc/%lld/cmdline", (long long)r->pid);
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+    if (f) fclose(f);
+    cmd[n] = 0;
+    return strstr(cmd, "smelt") != NULL;
+}
+
 int runner_check_not_active(store *s, const char *run_id) {
     run_row r;
     if (store_run_load(s, run_id, &r)) return -1;
-    char host[128] = "";
-    gethostname(host, sizeof host - 1);
     int rc = 0;
-    if (!strcmp(r.status, "running") && !strcmp(r.host, host) && r.pid > 0 && r.pid != getpid() &&
-        kill((pid_t)r.pid, 0) == 0) {
-        char path[64], cmd[256] = "";
-        snprintf(path, sizeof path, "/proc/%lld/cmdline", (long long)r.pid);
-        FILE *f = fopen(path, "rb");
-        size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
-        if (f) fclose(f);
-        cmd[n] = 0;
-        if (strstr(cmd, "smelt"))
-            rc = err_set(ERR_INPUT, "run %s is still being driven by process %lld on this host; wait for it to end or "
-                         "stop it (kill %lld), then resume", run_id, (long long)r.pid, (long long)r.pid);
-    }
+    if (!strcmp(r.status, "running") && r.pid != getpid() && runner_alive(&r) == 1)
+        rc = err_set(ERR_INPUT, "run %s is still being driven by process %lld on this host; wait for it to end or "
+                     "stop it (kill %lld), then resume", run_id, (long long)r.pid, (long long)r.pid);
     run_row_free(&r);
     return rc;
 }

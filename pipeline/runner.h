@@ -20,6 +20,9 @@ int runner_create(store *s, const recipe *r, const char *recipe_path, char *cons
 /* Drives the run to its end. Returns 0 when every stage is ok or cached; -1 with the error
  * slot naming the failed stage and its log otherwise (ERR_STAGE). */
 int runner_execute(store *s, const recipe *r, const char *run_id, const runner_opts *o);
+/* Whether the process that drives a run is alive: 1 yes, 0 no (it died without finishing),
+ * -1 unknown (it ran on another host). */
+int runner_alive(const run_row *r);
 /* Refuses (ERR_INPUT) when another live process is driving the run. */
 int runner_check_not_active(store *s, const char *run_id);
 

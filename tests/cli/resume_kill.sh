@@ -62,6 +62,7 @@ RUN=$(q "SELECT run_id FROM runs")
 expect_eq "$(q "SELECT status FROM stages WHERE run_id = '$RUN' AND stage = 's3'")" running "s3 left running by the crash"
 expect_eq "$(q "SELECT count(*) FROM artifacts WHERE run_id = '$RUN' AND stage IN ('s3', 's4')")" 0 "no artifact of the killed stage"
 expect_eq "$(sort $L | tr '\n' ' ')" "s1 s2 s3 start 0 " "launches before the kill"
+expect_contains "$("$SMELT" status "$RUN")" "its runner process is gone" "status notices the dead runner"
 
 : > $L
 "$SMELT" resume "$RUN" > resume.out 2>&1 || fail "resume failed: $(cat resume.out)"
