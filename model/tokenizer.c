@@ -436,10 +436,12 @@ static int tok_load_file(tokenizer **out, const char *path) {
     while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) i++;
     if (bl >= 4 && !strcmp(base + bl - 4, ".bin")) {
         rc = tok_load_llama2c(out, path, data, len);
-    } else if (i < len && data[i] == '{') {
-        /* A JSON object: tokenizer.json has a "model"; anything else is read as vocab.json. */
-        if (!strcmp(base, "vocab.json") || !strstr(data, "\"model\"")) rc = tok_load_hf_vocab(out, path, data, len);
-        else rc = tok_load_hf_json(out, path, data, len);
+    } else if ((i < len && data[i] == '{') || (bl >= 5 && !strcmp(base + bl - 5, ".json"))) {
+        /* JSON: tokenizer.json has a "model"; vocab.json (or any other object) is token -> id. */
+        if (!strcmp(base, "vocab.json") || (strcmp(base, "tokenizer.json") && !strstr(data, "\"model\"")))
+            rc = tok_load_hf_vocab(out, path, data, len);
+        else
+            rc = tok_load_hf_json(out, path, data, len);
     } else if (len && (unsigned char)data[0] == 0x0A && bl >= 6 && !strcmp(base + bl - 6, ".model")) {
         rc = err_set(ERR_INPUT,
                      "%s looks like a SentencePiece protobuf model, which smelt does not read; use the "

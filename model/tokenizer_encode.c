@@ -318,7 +318,7 @@ static int add_step(tokenizer *tok, tok_step_kind kind, const char *pattern, int
     if (pattern) {
         int ec;
         PCRE2_SIZE eo;
-        uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+        uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
         s->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &ec, &eo, NULL);
         if (!s->re) {
             PCRE2_UCHAR msg[256];
