@@ -54,7 +54,8 @@ tokenizer *tok_new(tokenizer_format_t format, const char *source) {
     if (!tok) return NULL;
     tok->format = format;
     tok->source = xstrdup(source);
-    if (!tok->source) {
+    if (!tok->source || sb_grow(&tok->arena, 256)) { /* the arena is never NULL: pieces may be empty */
+        free(tok->source);
         free(tok);
         return NULL;
     }
@@ -236,7 +237,7 @@ int tok_derive_merges(tokenizer *tok, int by_score) {
             float s = tok->entries[id].score;
             if ((tok->entries[id].flags & TOKF_PRESENT) && s == s) scores[n_scores++] = s;
         }
-        qsort(scores, (size_t)n_scores, sizeof *scores, cmp_float_desc);
+        if (n_scores) qsort(scores, (size_t)n_scores, sizeof *scores, cmp_float_desc);
         int32_t u = 0;
         for (int32_t i = 0; i < n_scores; i++)
             if (!u || scores[u - 1] != scores[i]) scores[u++] = scores[i];
@@ -270,7 +271,7 @@ int tok_derive_merges(tokenizer *tok, int by_score) {
         }
     }
     free(scores);
-    if (!by_score) qsort(tok->merges, (size_t)tok->n_merges, sizeof *tok->merges, cmp_merge_rank);
+    if (!by_score && tok->n_merges) qsort(tok->merges, (size_t)tok->n_merges, sizeof *tok->merges, cmp_merge_rank);
     if (!by_score)
         for (int32_t m = 0; m < tok->n_merges; m++) tok->merges[m].prio = m;
     return tok_build_merge_index(tok);

@@ -187,19 +187,22 @@ static size_t utf8_step(const unsigned char *p, size_t n) {
 static int pretok_split(tok_enc *e, int step, const unsigned char *p, size_t n) {
     const tok_step *s = &e->tok->steps[step];
     if (!s->re) return pretok_step(e, step + 1, p, n);
-    if (!e->md) {
-        e->md = pcre2_match_data_create(1, NULL);
-        e->mctx = pcre2_match_context_create(NULL);
-        /* The JIT's default 32 KiB stack can run out on long runs of one character class. */
-        e->jit = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-        if (!e->md || !e->mctx || !e->jit) return err_set(ERR_NOMEM, "out of memory creating the regex matcher");
-        pcre2_jit_stack_assign(e->mctx, NULL, e->jit);
-    }
+    if (!e->md && !(e->md = pcre2_match_data_create(1, NULL)))
+        return err_set(ERR_NOMEM, "out of memory creating the regex matcher");
     int keep_match = !(s->behavior == TOKSPLIT_REMOVED && !s->invert);
     int keep_gap = !(s->behavior == TOKSPLIT_REMOVED && s->invert);
     size_t last = 0, off = 0;
     while (off < n) {
         int rc = pcre2_match(s->re, p, n, off, 0, e->md, e->mctx);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !e->jit) {
+            /* The JIT's default 32 KiB stack ran out (long runs of one class): retry with a
+             * larger one, made only now because creating it costs more than most encodes. */
+            e->mctx = pcre2_match_context_create(NULL);
+            e->jit = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
+            if (!e->mctx || !e->jit) return err_set(ERR_NOMEM, "out of memory creating the regex matcher");
+            pcre2_jit_stack_assign(e->mctx, NULL, e->jit);
+            continue;
+        }
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];

@@ -176,7 +176,23 @@ static void test_features(void) {
     tokenizer *h = must_load(iso);
     expect_ids(h, "abab", IDS('a', 'b', 'a', 'b'), "Split Isolated keeps pieces apart");
     tokenizer_free(h);
-    free(str), free(lst), free(ign), free(aa), free(add), free(gpt2), free(rem), free(iso);
+    /* a regex that needs more than the JIT's default 32 KiB stack on a long text */
+    char *deep = tiny_json("deep/tokenizer.json", EXTRA, "[\"a b\"]", "",
+                           "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a|b)+x\"}, \"behavior\": \"Isolated\"}", 0);
+    tokenizer *k = must_load(deep);
+    size_t dl = 400001;
+    char *dt = malloc(dl + 1);
+    for (size_t i = 0; i < dl - 1; i++) dt[i] = "ab"[i % 2];
+    dt[dl - 1] = 'x', dt[dl] = 0;
+    int32_t *ids;
+    size_t n;
+    int rc = tokenizer_encode(k, dt, dl, &ids, &n);
+    CHECK(rc == 0 && n == dl / 2 + 1 && ids[0] == 256 && ids[n - 1] == 'x', "deep regex: rc %d (%s), %zu ids", rc,
+          err_msg(), n);
+    if (!rc) free(ids);
+    free(dt);
+    tokenizer_free(k);
+    free(str), free(lst), free(ign), free(aa), free(add), free(gpt2), free(rem), free(iso), free(deep);
 }
 
 /* ---- malformed input ---- */
