@@ -114,13 +114,14 @@ int tok_define_added(tokenizer *tok, int32_t id, const char *content, unsigned f
 
 int32_t tok_lookup(const tokenizer *tok, const void *piece, size_t len) {
     if (!tok->hash) return -1;
-    size_t i = tok_hash_bytes(piece, len) & tok->hash_mask;
-    for (;;) {
-        int32_t id = tok->hash[i];
-        if (id < 0) return -1;
-        const tok_entry *e = &tok->entries[id];
-        if (e->len == len && !memcmp(tok->arena.buf + e->off, piece, len)) return id;
-        i = (i + 1) & tok->hash_mask;
+    uint64_t h = tok_hash_bytes(piece, len);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (size_t i = h & tok->hash_mask;; i = (i + 1) & tok->hash_mask) {
+        const tok_slot *s = &tok->hash[i];
+        if (s->id < 0) return -1;
+        if (s->tag != tag) continue;
+        const tok_entry *e = &tok->entries[s->id];
+        if (e->len == len && !memcmp(tok->arena.buf + e->off, piece, len)) return s->id;
     }
 }
 
@@ -134,18 +135,19 @@ int tok_build_index(tokenizer *tok) {
     for (int32_t id = 0; id < tok->n_vocab; id++) {
         const tok_entry *e = &tok->entries[id];
         if (!(e->flags & TOKF_PRESENT)) continue;
-        const char *p = tok->arena.buf ? tok->arena.buf + e->off : "";
-        size_t i = tok_hash_bytes(p, e->len) & tok->hash_mask;
+        const char *p = tok->arena.buf + e->off;
+        uint64_t h = tok_hash_bytes(p, e->len);
+        size_t i = h & tok->hash_mask;
         int dup = 0;
-        while (tok->hash[i] >= 0) {
-            const tok_entry *o = &tok->entries[tok->hash[i]];
+        while (tok->hash[i].id >= 0) {
+            const tok_entry *o = &tok->entries[tok->hash[i].id];
             if (o->len == e->len && !memcmp(tok->arena.buf + o->off, p, e->len)) {
                 dup = 1; /* the same text twice: the lower id wins lookups */
                 break;
             }
             i = (i + 1) & tok->hash_mask;
         }
-        if (!dup) tok->hash[i] = id;
+        if (!dup) tok->hash[i] = (tok_slot){(uint32_t)(h >> 32), id};
     }
     return 0;
 }
@@ -178,12 +180,10 @@ int tok_add_merge(tokenizer *tok, int32_t left, int32_t right, int32_t prio, con
 }
 
 int32_t tok_merge_find(const tokenizer *tok, int32_t left, int32_t right) {
-    size_t i = tok_hash_pair(left, right) & tok->merge_mask;
-    for (;;) {
-        int32_t m = tok->merge_hash[i];
-        if (m < 0) return -1;
-        if (tok->merges[m].left == left && tok->merges[m].right == right) return m;
-        i = (i + 1) & tok->merge_mask;
+    for (size_t i = tok_hash_pair(left, right) & tok->merge_mask;; i = (i + 1) & tok->merge_mask) {
+        const tok_merge_slot *s = &tok->merge_hash[i];
+        if (s->m < 0) return -1;
+        if (s->left == left && s->right == right) return s->m;
     }
 }
 
@@ -195,17 +195,17 @@ int tok_build_merge_index(tokenizer *tok) {
     memset(tok->merge_hash, 0xff, slots * sizeof *tok->merge_hash);
     tok->merge_mask = slots - 1;
     for (int32_t m = 0; m < tok->n_merges; m++) {
-        size_t i = tok_hash_pair(tok->merges[m].left, tok->merges[m].right) & tok->merge_mask;
+        const tok_merge *g = &tok->merges[m];
+        size_t i = tok_hash_pair(g->left, g->right) & tok->merge_mask;
         int dup = 0;
-        while (tok->merge_hash[i] >= 0) {
-            const tok_merge *o = &tok->merges[tok->merge_hash[i]];
-            if (o->left == tok->merges[m].left && o->right == tok->merges[m].right) {
+        while (tok->merge_hash[i].m >= 0) {
+            if (tok->merge_hash[i].left == g->left && tok->merge_hash[i].right == g->right) {
                 dup = 1; /* a repeated merge line: the first (best) rank wins, as in HF */
                 break;
             }
             i = (i + 1) & tok->merge_mask;
         }
-        if (!dup) tok->merge_hash[i] = m;
+        if (!dup) tok->merge_hash[i] = (tok_merge_slot){g->left, g->right, m};
     }
     return 0;
 }

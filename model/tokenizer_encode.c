@@ -11,6 +11,7 @@
 
 typedef struct {
     int32_t prio, pos; /* merge rank (lower first), then the left symbol's position */
+    int32_t m;         /* the merge (index into tok->merges) */
 } heap_item;
 
 typedef struct {
@@ -91,12 +92,13 @@ static void push_pair(tok_enc *e, int32_t left) {
     int32_t right = e->next[left];
     if (right < 0) return;
     int32_t m = tok_merge_find(e->tok, e->sym[left], e->sym[right]);
-    if (m >= 0) heap_push(e, (heap_item){e->tok->merges[m].prio, left});
+    if (m >= 0) heap_push(e, (heap_item){e->tok->merges[m].prio, left, m});
 }
 
 /* Merges e->sym[0..n) in place and emits the result. A heap entry is stale when its left
- * symbol has been absorbed or its pair no longer merges at the same rank; a stale entry is
- * dropped, and any live pair has its own fresh entry, so order stays (rank, position). */
+ * symbol has been absorbed or its pair changed (symbols only grow, so unchanged ids mean an
+ * unchanged pair); stale entries are dropped, and every live pair has its own entry, so
+ * merges happen in (rank, position) order. */
 static int merge_and_emit(tok_enc *e, size_t n) {
     const tokenizer *tok = e->tok;
     for (size_t i = 0; i < n; i++) {
@@ -109,10 +111,9 @@ static int merge_and_emit(tok_enc *e, size_t n) {
     while (e->n_heap) {
         heap_item it = heap_pop(e);
         int32_t l = it.pos, r = e->next[l];
-        if (e->sym[l] < 0 || r < 0) continue;
-        int32_t m = tok_merge_find(tok, e->sym[l], e->sym[r]);
-        if (m < 0 || tok->merges[m].prio != it.prio) continue;
-        e->sym[l] = tok->merges[m].result;
+        const tok_merge *g = &tok->merges[it.m];
+        if (r < 0 || e->sym[l] != g->left || e->sym[r] != g->right) continue;
+        e->sym[l] = g->result;
         e->sym[r] = -1;
         e->next[l] = e->next[r];
         if (e->next[r] >= 0) e->prev[e->next[r]] = l;
