@@ -41,6 +41,9 @@ static int enc_emit(tok_enc *e, int32_t id) {
 
 static int enc_reserve_syms(tok_enc *e, size_t n) {
     if (n <= e->cap_sym) return 0;
+    if (n > INT32_MAX / 4) /* symbol positions are int32 */
+        return err_set(ERR_INPUT, "a %zu-byte run of text without a pre-token boundary is too long to encode (the "
+                                  "limit is %d bytes); split the text", n, INT32_MAX / 4);
     size_t cap = e->cap_sym ? e->cap_sym : 64;
     while (cap < n) cap *= 2;
     int32_t *a = xrealloc(e->sym, cap * sizeof *a);
