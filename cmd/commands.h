@@ -20,6 +20,7 @@ int cmd_gc(int argc, char **argv);
 int cmd_checkout(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #define STORE_HELP "  --store DIR   the artifact store (default: $SMELT_STORE, else ./smelt-store)\n"
 
@@ -78,9 +79,6 @@ int cmd_inspect(int argc, char **argv);
      "usage: smelt checkout RUN STAGE[.OUTPUT] -o DIR [--store DIR]\n\n"                                            \
      "Writes the files of the stage's output artifact (its main output unless .OUTPUT names another)\n"             \
      "into DIR, verifying every digest.\n\n" STORE_HELP "  -o DIR        the directory to write\n", 0},                \
-    {"exec", cmd_exec, "(internal) run one attempt of one stage",                                                     \
-     "usage: smelt exec --store DIR --run RUN --stage NAME [--attempt N]\n\n"                                         \
-     "Launched by the runner (directly or under mpirun); not meant to be typed.\n", 1}, \
     {"convert", cmd_convert, "convert a checkpoint (llama2.c .bin, HF safetensors) to a Hugging Face folder", \
      "usage: smelt convert IN OUT [--dtype bf16|fp32|fp16]\n\n" \
      "Loads IN (a Hugging Face folder, a .safetensors file or model.safetensors.index.json with\n" \
@@ -99,6 +97,25 @@ int cmd_inspect(int argc, char **argv);
      "config implies (\"check\"; nothing is loaded into memory).\n\n" \
      "  --json      one JSON object on stdout\n\n" \
      "Exit status: 0 ok (even when check reports a mismatch), 2 bad usage or an unreadable or\n" \
-     "damaged checkpoint.\n", 0},
+     "damaged checkpoint.\n", 0}, \
+    {"tokenize", cmd_tokenize, "encode text to token ids or decode ids to text", \
+     "usage: smelt tokenize --tokenizer SPEC [--json] [TEXT... | -]\n" \
+     "       smelt tokenize --tokenizer SPEC --decode [ID...]\n" \
+     "       smelt tokenize --tokenizer SPEC [--info] [--save-hf DIR]\n\n" \
+     "Encodes TEXT (the arguments joined by one space; standard input when none or '-') and prints\n" \
+     "the ids separated by spaces. No BOS is added; special tokens written in the text are kept whole.\n\n" \
+     "  -t, --tokenizer SPEC  a tokenizer.json, vocab.json (merges.txt beside it), tiktoken .model,\n" \
+     "                        llama2.c tokenizer.bin, a directory holding one, or builtin:bytes\n" \
+     "  -d, --decode          decode the ids given as arguments (or on standard input) and print the text\n" \
+     "  --json                print {\"ids\": [...]} instead of plain ids\n" \
+     "  --info                print the format, vocabulary size and BOS/EOS ids\n" \
+     "  --save-hf DIR         write DIR/tokenizer.json and DIR/tokenizer_config.json for Hugging Face\n\n" \
+     "Examples:\n" \
+     "  smelt tokenize --tokenizer ../shared/tokenizers/llama3/tokenizer.model 'This is a test sentence.'\n" \
+     "  smelt tokenize --tokenizer builtin:bytes --decode 72 105 259\n\n" \
+     "Exit status: 0 ok, 1 failure, 2 bad usage, bad input or a damaged tokenizer file.\n", 0}, \
+    {"exec", cmd_exec, "(internal) run one attempt of one stage",                                                     \
+     "usage: smelt exec --store DIR --run RUN --stage NAME [--attempt N]\n\n"                                         \
+     "Launched by the runner (directly or under mpirun); not meant to be typed.\n", 1},
 
 #endif
