@@ -1,7 +1,7 @@
 /* fuzz_tokenizer_json.c: libFuzzer target for the tokenizer.json loader: the input is parsed as a
  * tokenizer.json; whatever loads must encode a short text (and the input's first bytes) and
- * decode the ids without crashing. Seeds: tests/fuzz/seeds/tokenizer_json/.
- * Run: build-fuzz/fuzz_tokenizer_json -max_total_time=60 tests/fuzz/seeds/tokenizer_json */
+ * decode the ids without crashing. Seeds: tests/fuzz/corpus_tokenizer_json/.
+ * Run: build-fuzz/tests/fuzz_tokenizer_json -max_total_time=60 tests/fuzz/corpus_tokenizer_json */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
