@@ -87,7 +87,10 @@ int cmd_plan(int argc, char **argv) {
                                  st->refs[k].output);
             else memcpy(dg[k].digest, d, 65);
         }
-        if (!rc) rc = key_compute(st, dg, &key_json, key);
+        ref_digest *pd = NULL;
+        if (!rc) rc = key_path_digests(st, &pd);
+        if (!rc) rc = key_compute(st, dg, pd, &key_json, key);
+        free(pd);
         free(dg);
         if (rc) {
             free(key_json);

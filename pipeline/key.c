@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/sha256.h"
+#include "store/store.h"
 
 static int cmp_keys(const void *a, const void *b) {
     return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
@@ -91,7 +92,23 @@ static int replace_path(cJSON *root, const char *path, cJSON *repl) {
     return 0;
 }
 
-int key_compute(const recipe_stage *st, const ref_digest *digests, char **key_json, char key[65]) {
+int key_path_digests(const recipe_stage *st, ref_digest **out) {
+    *out = xcalloc((size_t)st->n_paths + 1, sizeof **out);
+    if (!*out) return -1;
+    for (int i = 0; i < st->n_paths; i++) {
+        if (store_content_digest(st->paths[i].file, (*out)[i].digest)) {
+            free(*out);
+            *out = NULL;
+            return err_set(ERR_INPUT, "%s:%d:%d: stage '%s': cannot read '%s' (%s) to hash it: %s",
+                           st->paths[i].file_name, st->paths[i].line, st->paths[i].col, st->name, st->paths[i].path,
+                           st->paths[i].file, err_msg());
+        }
+    }
+    return 0;
+}
+
+int key_compute(const recipe_stage *st, const ref_digest *digests, const ref_digest *path_digests, char **key_json,
+                char key[65]) {
     *key_json = NULL;
     cJSON *params = cJSON_Duplicate(st->params, 1);
     cJSON *root = cJSON_CreateObject();
@@ -109,6 +126,16 @@ int key_compute(const recipe_stage *st, const ref_digest *digests, char **key_js
             break;
         }
         rc = replace_path(params, st->refs[i].path, a);
+    }
+    /* An external file enters the key by its content, not its name: moving it changes nothing. */
+    for (int i = 0; i < st->n_paths && !rc; i++) {
+        cJSON *a = cJSON_CreateObject();
+        if (!a || !cJSON_AddStringToObject(a, "content", path_digests[i].digest)) {
+            cJSON_Delete(a);
+            rc = err_set(ERR_NOMEM, "out of memory");
+            break;
+        }
+        rc = replace_path(params, st->paths[i].path, a);
     }
     cJSON_AddStringToObject(root, "kind", st->kind->name);
     cJSON_AddNumberToObject(root, "version", st->kind->version);
@@ -145,12 +172,16 @@ static int value_text(strbuf *sb, const cJSON *v) {
     if (!v) return sb_puts(sb, "(absent)");
     const cJSON *a = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "artifact") : NULL;
     if (a && cJSON_IsString(a) && cJSON_GetArraySize(v) == 1) return sb_printf(sb, "artifact %.12s", a->valuestring);
+    const cJSON *c = cJSON_IsObject(v) ? cJSON_GetObjectItemCaseSensitive(v, "content") : NULL;
+    if (c && cJSON_IsString(c) && cJSON_GetArraySize(v) == 1) return sb_printf(sb, "file content %.12s", c->valuestring);
     return canon_json(sb, v);
 }
 
 static int diff_rec(strbuf *sb, const char *path, const cJSON *a, const cJSON *b) {
-    int is_ref_a = cJSON_IsObject(a) && cJSON_GetObjectItemCaseSensitive(a, "artifact");
-    int is_ref_b = cJSON_IsObject(b) && cJSON_GetObjectItemCaseSensitive(b, "artifact");
+    int is_ref_a = cJSON_IsObject(a) && (cJSON_GetObjectItemCaseSensitive(a, "artifact") ||
+                                         cJSON_GetObjectItemCaseSensitive(a, "content"));
+    int is_ref_b = cJSON_IsObject(b) && (cJSON_GetObjectItemCaseSensitive(b, "artifact") ||
+                                         cJSON_GetObjectItemCaseSensitive(b, "content"));
     if (cJSON_IsObject(a) && cJSON_IsObject(b) && !is_ref_a && !is_ref_b) {
         int n = 0;
         const cJSON *c;

@@ -19,8 +19,13 @@ typedef struct {
     char digest[65];
 } ref_digest;
 
-/* Builds the key JSON and its sha256. *key_json is owned by the caller. */
-int key_compute(const recipe_stage *st, const ref_digest *digests, char **key_json, char key[65]);
+/* Builds the key JSON and its sha256. ref_digests: one per st->refs; path_digests: the content
+ * digest of each st->paths (key_path_digests). *key_json is owned by the caller. */
+int key_compute(const recipe_stage *st, const ref_digest *ref_digests, const ref_digest *path_digests,
+                char **key_json, char key[65]);
+/* Hashes the content of every external file or folder a stage names (P_PATH parameters);
+ * *out is allocated with st->n_paths entries (caller frees). ERR_INPUT names a vanished path. */
+int key_path_digests(const recipe_stage *st, ref_digest **out);
 /* The resolved parameters a stage process reads: the typed params plus "seed". */
 int key_params_json(const recipe_stage *st, char **params_json);
 

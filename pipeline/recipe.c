@@ -278,6 +278,7 @@ static int parse_stage(recipe *r, const node *stages, int i, const node *default
     st->line = stages->key_line[i];
     st->col = stages->key_col[i];
     st->file = stages->file;
+    st->base_dir = r->base_dir;
     if (!(st->name = xstrdup(stages->keys[i]))) return -1;
     r->n_stages++;
     node *m = stages->vals[i];
@@ -323,7 +324,7 @@ static int parse_stage(recipe *r, const node *stages, int i, const node *default
 }
 
 /* Checks defaults: every entry names a kind and holds parameters of that kind. */
-static int check_defaults(const node *defaults) {
+static int check_defaults(const node *defaults, const char *base_dir) {
     if (defaults->type != NODE_MAP) return at(defaults, "'defaults' must be a mapping from kind to parameters", "", "");
     for (int i = 0; i < defaults->n; i++) {
         const stage_kind *k = stage_kind_find(defaults->keys[i]);
@@ -332,7 +333,7 @@ static int check_defaults(const node *defaults) {
             return err_set(ERR_INPUT, "%s:%d:%d: defaults: unknown kind '%s'", defaults->file, defaults->key_line[i],
                            defaults->key_col[i], defaults->keys[i]);
         if (v->type != NODE_MAP) return at(v, "defaults of kind ", defaults->keys[i], " must be a mapping");
-        recipe_stage tmp = {.name = "(defaults)", .kind = k};
+        recipe_stage tmp = {.name = "(defaults)", .kind = k, .base_dir = base_dir};
         cJSON *out = cJSON_CreateObject();
         node *own = node_new(NODE_MAP, v->file, v->line, v->col);
         int rc = (!out || !own) ? -1 : 0;
@@ -345,12 +346,7 @@ static int check_defaults(const node *defaults) {
             }
         }
         if (!rc) rc = validate_params(&tmp, own, k->params, out, "", 1);
-        for (int j = 0; j < tmp.n_refs; j++) {
-            free(tmp.refs[j].path);
-            free(tmp.refs[j].target);
-            free(tmp.refs[j].output);
-        }
-        free(tmp.refs);
+        recipe_stage_free_refs(&tmp);
         cJSON_Delete(out);
         node_free(own);
         if (rc) return -1;
@@ -366,6 +362,15 @@ int recipe_parse(recipe **out, const char *file, const char *text, size_t len, c
     r->file = xstrdup(file);
     r->text = xstrndup(text, len);
     if (!r->file || !r->text) goto fail;
+    {
+        /* Relative paths in parameters start at the recipe's folder. */
+        const char *slash = strrchr(file, '/');
+        char *dir = slash ? xstrndup(file, slash == file ? 1 : (size_t)(slash - file)) : xstrdup(".");
+        r->base_dir = dir ? realpath(dir, NULL) : NULL;
+        if (!r->base_dir) r->base_dir = dir ? xstrdup(dir) : NULL;
+        free(dir);
+        if (!r->base_dir) goto fail;
+    }
     node *root = NULL;
     if (yaml_parse(&root, r->file, text, len)) goto fail;
     if (root->type != NODE_MAP) {
@@ -413,7 +418,7 @@ int recipe_parse(recipe **out, const char *file, const char *text, size_t len, c
         goto fail_root;
     }
     node *defaults = node_map_get(root, "defaults");
-    if (defaults && check_defaults(defaults)) goto fail_root;
+    if (defaults && check_defaults(defaults, r->base_dir)) goto fail_root;
     int si = node_map_index(root, "stages");
     if (si < 0) {
         err_set(ERR_INPUT, "%s:1:1: missing 'stages:' (a mapping from stage name to its kind and parameters)", r->file);
@@ -463,12 +468,7 @@ void recipe_free(recipe *r) {
         free(st->name);
         cJSON_Delete(st->params);
         cJSON_Delete(st->resources);
-        for (int k = 0; k < st->n_refs; k++) {
-            free(st->refs[k].path);
-            free(st->refs[k].target);
-            free(st->refs[k].output);
-        }
-        free(st->refs);
+        recipe_stage_free_refs(st);
         for (int k = 0; k < st->n_needs; k++) free(st->needs[k]);
         free(st->needs);
         free(st->needs_line);
@@ -479,9 +479,28 @@ void recipe_free(recipe *r) {
     for (int i = 0; i < r->n_sets; i++) free(r->set_labels[i]);
     free(r->set_labels);
     free(r->file);
+    free(r->base_dir);
     free(r->text);
     free(r->name);
     free(r);
+}
+
+void recipe_stage_free_refs(recipe_stage *st) {
+    for (int k = 0; k < st->n_refs; k++) {
+        free(st->refs[k].path);
+        free(st->refs[k].target);
+        free(st->refs[k].output);
+    }
+    free(st->refs);
+    st->refs = NULL;
+    st->n_refs = 0;
+    for (int k = 0; k < st->n_paths; k++) {
+        free(st->paths[k].path);
+        free(st->paths[k].file);
+    }
+    free(st->paths);
+    st->paths = NULL;
+    st->n_paths = 0;
 }
 
 int recipe_stage_index(const recipe *r, const char *name) {

@@ -22,12 +22,22 @@ typedef struct {
     int dep;         /* index of the target stage (after resolution) */
 } recipe_ref;
 
+/* An external file or directory named by a P_PATH parameter. */
+typedef struct {
+    char *path;      /* parameter path, "source.path" */
+    char *file;      /* absolute path */
+    int line, col;
+    const char *file_name; /* the recipe file, for messages */
+} recipe_extpath;
+
 typedef struct {
     char *name;
     const stage_kind *kind;
     cJSON *params;   /* typed parameters with defaults; references as "stage[.output]" strings */
     recipe_ref *refs;
     int n_refs;
+    recipe_extpath *paths;
+    int n_paths;
     char **needs;    /* needs: stage names */
     int *needs_line, *needs_col;
     int n_needs;
@@ -38,10 +48,12 @@ typedef struct {
     cJSON *resources; /* scheduling hints (Slurm); never part of the cache key; may be NULL */
     int line, col;    /* position of the stage's name */
     const char *file;
+    const char *base_dir; /* the recipe's folder: relative paths start there */
 } recipe_stage;
 
 typedef struct {
     char *file;        /* the name used in messages */
+    char *base_dir;    /* the folder relative paths start from (the recipe file's) */
     char *text;        /* the exact text that was parsed */
     char *name;
     long long seed;
@@ -57,6 +69,8 @@ int recipe_parse(recipe **out, const char *file, const char *text, size_t len, c
 /* Reads the file (size-limited) and parses it. */
 int recipe_load(recipe **out, const char *path, char *const *overrides, int n_overrides);
 void recipe_free(recipe *r);
+/* Frees the references and paths a validation collected in st. */
+void recipe_stage_free_refs(recipe_stage *st);
 int recipe_stage_index(const recipe *r, const char *name);
 
 /* Validation of one stage's parameters against a schema (pipeline/validate.c). Appends the

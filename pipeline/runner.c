@@ -126,7 +126,10 @@ static int prepare_stage(store *s, const recipe *r, const char *run, int i, slot
         snprintf(in[k].from_stage, sizeof in[k].from_stage, "%s", ref->target);
         snprintf(in[k].from_output, sizeof in[k].from_output, "%s", ref->output);
     }
-    if (!rc) rc = key_compute(st, dg, &key_json, key);
+    ref_digest *pd = NULL;
+    if (!rc) rc = key_path_digests(st, &pd);
+    if (!rc) rc = key_compute(st, dg, pd, &key_json, key);
+    free(pd);
     if (!rc) rc = key_params_json(st, &params_json);
     if (!rc) rc = store_stage_prepare(s, run, st->name, key, key_json, params_json, in, st->n_refs);
     free(dg);

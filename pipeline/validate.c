@@ -1,6 +1,7 @@
 /* validate.c: checks recipe values against a stage kind's parameter schema and converts them
  * to typed JSON, filling defaults. Errors name file:line:column, the stage, the parameter
  * path, what was expected and what was found. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ static const char *type_name(param_type t) {
     case P_STRING: return "a text";
     case P_SCALAR: return "a single value";
     case P_REF: return "a stage name (or stage.output)";
+    case P_PATH: return "a file or folder path";
     case P_MAP: return "a mapping";
     case P_LIST: return "a list";
     case P_UNION: return "one of several forms";
@@ -68,6 +70,22 @@ static int add_ref(recipe_stage *st, const node *n, const char *path) {
     r->dep = -1;
     if (!r->path || !r->target || (dot && !r->output)) return -1;
     st->n_refs++;
+    return 0;
+}
+
+static int add_path(recipe_stage *st, const node *n, const char *path, const char *abs) {
+    recipe_extpath *p = xrealloc(st->paths, (size_t)(st->n_paths + 1) * sizeof *p);
+    if (!p) return -1;
+    st->paths = p;
+    p = &st->paths[st->n_paths];
+    memset(p, 0, sizeof *p);
+    p->path = xstrdup(path);
+    p->file = xstrdup(abs);
+    p->line = n->line;
+    p->col = n->col;
+    p->file_name = n->file;
+    if (!p->path || !p->file) return -1;
+    st->n_paths++;
     return 0;
 }
 
@@ -193,11 +211,31 @@ static int validate_value(recipe_stage *st, const node *n, const param_spec *sp,
         else *out = cJSON_CreateString(n->text);
         break;
     case P_REF:
-        if (n->type != NODE_SCALAR || node_is_null(n) || !n->text[0])
+        if (n->type != NODE_SCALAR || node_is_null(n) || !n->text[0] || strchr(n->text, '/'))
             return type_error(st, n, path, "a stage name (or stage.output)");
         if (add_ref(st, n, path)) return -1;
         *out = cJSON_CreateString(n->text);
         break;
+    case P_PATH: {
+        if (n->type != NODE_SCALAR || node_is_null(n) || !n->text[0]) return type_error(st, n, path, "a file or folder path");
+        char *abs = n->text[0] == '/' ? xstrdup(n->text) : xasprintf("%s/%s", st->base_dir ? st->base_dir : ".", n->text);
+        char *real = abs ? realpath(abs, NULL) : NULL;
+        if (!real) {
+            int rc = err_set(ERR_INPUT, "%s:%d:%d: stage '%s': '%s' names %s, which does not exist%s", n->file, n->line,
+                             n->col, st->name, path, abs ? abs : n->text,
+                             n->text[0] == '/' ? "" : " (relative paths start at the recipe's folder)");
+            free(abs);
+            return rc;
+        }
+        free(abs);
+        if (add_path(st, n, path, real)) {
+            free(real);
+            return -1;
+        }
+        *out = cJSON_CreateString(real);
+        free(real);
+        break;
+    }
     case P_MAP:
         if (n->type != NODE_MAP) {
             if (node_is_null(n)) {
@@ -259,13 +297,14 @@ static int validate_value(recipe_stage *st, const node *n, const param_spec *sp,
         for (const param_spec *a = sp->alts; a->name; a++) {
             sb_printf(&sb, "%s%s", tried++ ? " or " : "", type_name(a->type));
             if (!shape_fits(a, n)) continue;
-            int saved = st->n_refs;
+            int saved = st->n_refs, saved_paths = st->n_paths;
             if (validate_value(st, n, a, path, out) == 0) {
                 sb_free(&sb);
                 return 0;
             }
-            /* A mapping or list alternative that fits by shape is the user's intent: report its error. */
-            if (a->type == P_MAP || a->type == P_LIST) {
+            /* A mapping or list alternative that fits by shape is the user's intent, and so is a
+             * path with a '/': report its error. */
+            if (a->type == P_MAP || a->type == P_LIST || (a->type == P_PATH && strchr(n->text, '/'))) {
                 sb_free(&sb);
                 return -1;
             }
@@ -274,6 +313,11 @@ static int validate_value(recipe_stage *st, const node *n, const param_spec *sp,
                 free(r->path);
                 free(r->target);
                 free(r->output);
+            }
+            while (st->n_paths > saved_paths) {
+                recipe_extpath *q = &st->paths[--st->n_paths];
+                free(q->path);
+                free(q->file);
             }
             err_clear();
         }

@@ -12,7 +12,9 @@ typedef enum {
     P_BOOL,   /* true/false (on/off, yes/no accepted in recipes) */
     P_STRING, /* text; `choices` restricts it */
     P_SCALAR, /* any scalar, typed by YAML's core schema (free-form values) */
-    P_REF,    /* a stage reference: "stage" (its main output) or "stage.output" */
+    P_REF,    /* a stage reference: "stage" (its main output) or "stage.output"; never contains '/' */
+    P_PATH,   /* an existing file or directory outside the store, relative to the recipe's folder;
+               * the stage reads the absolute path, the cache key holds the content's digest */
     P_MAP,    /* a mapping: with `fields` a fixed schema, else free keys whose values are `elem` */
     P_LIST,   /* a sequence of `elem` values */
     P_UNION,  /* the first of `alts` whose shape fits (a reference or a mapping, say) */

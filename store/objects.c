@@ -145,7 +145,7 @@ int store_put_file(store *s, const char *src, int move, char digest[SHA256_HEX_L
 /* ---- manifests ---- */
 
 typedef struct {
-    store *s;
+    store *s;      /* NULL: only hash (store_content_digest) */
     int move;
     strbuf json;
     int n;
@@ -161,7 +161,7 @@ static int put_dir_file(const char *rel, const char *abs, void *vctx) {
     int exec = (st.st_mode & 0111) != 0;
     if (strlen(rel) >= sizeof(((manifest_entry *)0)->path))
         return err_set(ERR_INPUT, "output file path '%s' is too long (at most 511 bytes)", rel);
-    if (store_put_file(c->s, abs, c->move, digest, &bytes)) return -1;
+    if (c->s ? store_put_file(c->s, abs, c->move, digest, &bytes) : sha256_file(digest, abs, &bytes)) return -1;
     if (c->n++ && sb_putc(&c->json, ',')) return -1;
     if (sb_printf(&c->json, "{\"bytes\":%llu,\"digest\":\"%s\",\"exec\":%s,\"path\":", (unsigned long long)bytes,
                   digest, exec ? "true" : "false") ||
@@ -188,6 +188,19 @@ int store_put_dir(store *s, const char *dir, int move, char digest[SHA256_HEX_LE
     sb_free(&c.json);
     if (bytes) *bytes = c.total;
     return rc;
+}
+
+int store_content_digest(const char *path, char digest[SHA256_HEX_LEN + 1]) {
+    if (!fs_is_dir(path)) return sha256_file(digest, path, NULL);
+    put_dir_ctx c = {.s = NULL};
+    if (sb_puts(&c.json, "{\"files\":[") || fs_walk_files(path, put_dir_file, &c) ||
+        sb_puts(&c.json, "],\"smelt_manifest\":1}")) {
+        sb_free(&c.json);
+        return -1;
+    }
+    sha256_hex(digest, c.json.buf, c.json.len);
+    sb_free(&c.json);
+    return 0;
 }
 
 int store_object_verify(const store *s, const char *digest) {

@@ -68,6 +68,9 @@ int store_put_file(store *s, const char *src, int move, char digest[SHA256_HEX_L
 /* Stores a directory tree: every file as an object, then the manifest listing them.
  * *bytes is the total of the files. Registers nothing (see store_object_register). */
 int store_put_dir(store *s, const char *dir, int move, char digest[SHA256_HEX_LEN + 1], uint64_t *bytes);
+/* The digest a file or directory outside the store would have as an artifact: a file's sha256,
+ * or the digest of the manifest store_put_dir would write for a directory. Stores nothing. */
+int store_content_digest(const char *path, char digest[SHA256_HEX_LEN + 1]);
 /* Inserts the object row (and for a manifest, its entries and their rows); inside a transaction. */
 int store_object_register(store *s, const char *digest);
 /* Recomputes an object's sha256; ERR_CORRUPT naming the object when it differs or is missing. */

@@ -26,7 +26,7 @@ static void key_of(const recipe *r, const char *stage, char key[65]) {
     ref_digest d[8];
     for (int k = 0; k < st->n_refs; k++) sha256_hex(d[k].digest, st->refs[k].target, strlen(st->refs[k].target));
     char *json = NULL;
-    if (key_compute(st, d, &json, key)) fprintf(stderr, "key failed: %s\n", err_msg());
+    if (key_compute(st, d, NULL, &json, key)) fprintf(stderr, "key failed: %s\n", err_msg());
     free(json);
 }
 
@@ -131,7 +131,7 @@ static void test_key_invariance(void) {
         ref_digest d[1];
         sha256_hex(d[0].digest, "src", 3);
         char *json = NULL;
-        CHECK_OK(key_compute(&b->stages[i], d, &json, kb));
+        CHECK_OK(key_compute(&b->stages[i], d, NULL, &json, kb));
         free(json);
     }
     CHECK_STR(ka, kb);

@@ -17,6 +17,7 @@
 
 static const param_spec command_input_ref = {.name = "input", .type = P_REF, .help = "a stage whose output is read"};
 static const param_spec command_param_value = {.name = "value", .type = P_SCALAR, .help = "a parameter value"};
+static const param_spec command_file_path = {.name = "file", .type = P_PATH, .help = "a file or folder outside the store"};
 
 static const param_spec command_params[] = {
     {.name = "run", .type = P_STRING, .required = 1, .help = "the shell command (run with /bin/sh -c)"},
@@ -24,6 +25,9 @@ static const param_spec command_params[] = {
      .help = "NAME: STAGE pairs; SMELT_INPUT_<NAME> holds the stage's output files"},
     {.name = "params", .type = P_MAP, .def = "{}", .elem = &command_param_value,
      .help = "KEY: VALUE pairs exported as SMELT_PARAM_<KEY>; part of the cache key"},
+    {.name = "files", .type = P_MAP, .def = "{}", .elem = &command_file_path,
+     .help = "NAME: PATH pairs (files or folders outside the store) exported as SMELT_FILE_<NAME>; their "
+             "content is part of the cache key"},
     {.name = NULL},
 };
 
@@ -84,12 +88,30 @@ static int command_run(stage_ctx *ctx) {
     snprintf(buf, sizeof buf, "%lld", (long long)ctx->seed);
     rc |= setenv_checked("SMELT_SEED", buf);
     if (rc) return -1;
+    /* The recipe's folder, for scripts that live beside the recipe. */
+    run_row rr;
+    if (store_run_load(ctx->st, ctx->run_id, &rr)) return -1;
+    char *rdir = rr.recipe_path ? xstrdup(rr.recipe_path) : xstrdup(".");
+    run_row_free(&rr);
+    if (!rdir) return -1;
+    char *slash = strrchr(rdir, '/');
+    if (slash) *slash = 0;
+    rc = setenv_checked("SMELT_RECIPE_DIR", rdir[0] ? rdir : "/");
+    free(rdir);
+    if (rc) return -1;
     for (int i = 0; i < ctx->n_inputs; i++) {
         stage_input *in = &ctx->inputs[i];
         const char *dir;
         if (strncmp(in->name, "inputs.", 7)) continue;
         char *k = env_name("INPUT", in->name + 7);
         rc = !k || stage_input_dir(ctx, in, &dir) || setenv_checked(k, dir);
+        free(k);
+        if (rc) return -1;
+    }
+    const cJSON *files = param_get(ctx->params, "files"), *f;
+    cJSON_ArrayForEach(f, files) {
+        char *k = env_name("FILE", f->string);
+        rc = !k || !cJSON_IsString(f) || setenv_checked(k, f->valuestring);
         free(k);
         if (rc) return -1;
     }
@@ -107,6 +129,8 @@ static int command_run(stage_ctx *ctx) {
     if (pid == 0) {
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* A fresh, private working directory per attempt: nothing leaks between stages. */
+        if (chdir(ctx->scratch_dir)) _exit(126);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         fprintf(stderr, "smelt: cannot run /bin/sh: %s\n", strerror(errno));
         _exit(127);

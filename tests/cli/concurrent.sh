@@ -25,12 +25,12 @@ expect_eq "$(q "SELECT count(*) FROM runs WHERE status = 'ok'")" 2 "both runs ok
 expect_eq "$(q "SELECT count(*) FROM metrics")" $((16 * 300)) "every metric point recorded"
 
 # The same new stage requested by two runs at once is computed once; the other reuses it.
-cat > same.yaml <<'YAML'
+cat > same.yaml <<YAML
 smelt: 1
 stages:
   slow:
     kind: command
-    run: echo start >> ../slow-launches; sleep 1.5; echo done > $SMELT_OUTPUT_DIR/x.txt
+    run: echo start >> $WORK/slow-launches; sleep 1.5; echo done > \$SMELT_OUTPUT_DIR/x.txt
 YAML
 mkdir -p r1 r2
 (cd r1 && "$SMELT" run ../same.yaml > ../same1.out 2>&1) &

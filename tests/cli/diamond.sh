@@ -71,4 +71,26 @@ expect_contains "$WHYNEW" "new: no earlier run has a stage named s1" "why of a n
 # The final artifact, checked out of the store.
 "$SMELT" checkout "$RUN4" s6 -o final > /dev/null || fail "checkout failed"
 expect_eq "$(cat final/final.txt | tr '\n' ' ')" "one two three x4 one two " "final output of the changed run"
+# External files: their content, not their name, is part of the key.
+echo "v1" > ext.txt
+cat > files.yaml <<YAML
+smelt: 1
+stages:
+  reader:
+    kind: command
+    files: {src: ./ext.txt}
+    run: echo reader >> $WORK/launches-files; cat \$SMELT_FILE_SRC > \$SMELT_OUTPUT_DIR/copy.txt; test "\$(pwd)" != "\$SMELT_RECIPE_DIR"; test -f "\$SMELT_RECIPE_DIR/files.yaml"
+YAML
+mkdir -p sub && cp files.yaml sub/files.yaml && cp ext.txt sub/ext.txt
+"$SMELT" run files.yaml > f1.out || fail "files run failed: $(cat f1.out)"
+(cd sub && "$SMELT" run files.yaml > ../f2.out) || fail "files run from another folder failed"
+expect_eq "$(count_lines launches-files)" 1 "same content elsewhere is cached"
+echo "v2" > ext.txt
+"$SMELT" run files.yaml > f3.out || fail "files run after a change failed"
+expect_eq "$(count_lines launches-files)" 2 "changed content re-runs"
+RUNF=$(q "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
+expect_contains "$("$SMELT" why "$RUNF" reader)" "files.src: file content" "why names the file"
+set +e; "$SMELT" run files.yaml --set stages.reader.files.src=./nope.txt > /dev/null 2> f4.err; rc=$?; set -e
+expect_eq $rc 2 "missing file exit status"
+expect_contains "$(cat f4.err)" "which does not exist (relative paths start at the recipe's folder)" "missing file message"
 pass "diamond caching, re-run on change, why"
