@@ -8,7 +8,8 @@
 
 /* e[j] = exp(x[j] - max) (e may alias x); returns the sum, *mx the max. */
 static float row_exp(float *e, const float *x, int dim, float *mx_out) {
-    float mx = -INFINITY, sum = 0;
+    float mx = -INFINITY;
+    double sum = 0; /* in double: vocabulary rows reach 150k terms */
 #pragma omp simd reduction(max : mx)
     for (int j = 0; j < dim; j++) mx = x[j] > mx ? x[j] : mx;
 #pragma omp simd reduction(+ : sum)
@@ -17,7 +18,7 @@ static float row_exp(float *e, const float *x, int dim, float *mx_out) {
         sum += e[j];
     }
     *mx_out = mx;
-    return sum;
+    return (float)sum;
 }
 
 void softmax_forward(float *out, const float *x, int n, int dim) {
@@ -55,10 +56,11 @@ void cross_entropy(float *losses, float *dlogits, const float *logits, const int
             continue;
         }
         const float zt = z[t];
-        float mx, sum;
+        float mx;
+        double sum;
         if (d) {
             sum = row_exp(d, z, vocab, &mx);
-            const float scale = w / sum;
+            const float scale = (float)(w / sum);
 #pragma omp simd
             for (int j = 0; j < vocab; j++) d[j] *= scale;
             d[t] -= w;
@@ -70,7 +72,7 @@ void cross_entropy(float *losses, float *dlogits, const float *logits, const int
 #pragma omp simd reduction(+ : sum)
             for (int j = 0; j < vocab; j++) sum += fm_expf(z[j] - mx);
         }
-        losses[i] = w * (mx + logf(sum) - zt);
+        losses[i] = (float)(w * ((double)mx + log(sum) - zt));
     }
 }
 
