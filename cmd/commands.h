@@ -5,6 +5,28 @@
 
 #include "cmd/cli.h"
 
-#define COMMANDS_TABLE
+int cmd_convert(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+#define COMMANDS_TABLE \
+    {"convert", cmd_convert, "convert a checkpoint (llama2.c .bin, HF safetensors) to a Hugging Face folder", \
+     "usage: smelt convert IN OUT [--dtype bf16|fp32|fp16]\n\n" \
+     "Loads IN (a Hugging Face folder, a .safetensors file or model.safetensors.index.json with\n" \
+     "config.json beside it, or a llama2.c .bin) and writes OUT/config.json,\n" \
+     "OUT/generation_config.json and OUT/model.safetensors, which transformers, vLLM and SGLang\n" \
+     "load. llama2.c q/k weights are permuted to Hugging Face's RoPE layout. Tokenizer files of an\n" \
+     "HF folder are copied as they are; a llama2.c tokenizer.bin is not converted.\n\n" \
+     "  --dtype D   bf16 (round to nearest even), fp32 or fp16; default: the source's float dtype\n" \
+     "              (fp32 for llama2.c and mixed sources)\n\n" \
+     "Exit status: 0 ok, 1 I/O failure, 2 bad usage or a bad/damaged checkpoint.\n", 0}, \
+    {"inspect", cmd_inspect, "show a checkpoint's architecture, sizes, dtypes and files", \
+     "usage: smelt inspect MODEL [--json]\n\n" \
+     "MODEL: a Hugging Face folder, a .safetensors file or model.safetensors.index.json (with\n" \
+     "config.json beside it), or a llama2.c .bin. Prints the architecture, per-layer sizes, the\n" \
+     "parameter count, the dtypes and files on disk, and whether every tensor has the shape the\n" \
+     "config implies (\"check\"; nothing is loaded into memory).\n\n" \
+     "  --json      one JSON object on stdout\n\n" \
+     "Exit status: 0 ok (even when check reports a mismatch), 2 bad usage or an unreadable or\n" \
+     "damaged checkpoint.\n", 0},
 
 #endif

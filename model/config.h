@@ -5,6 +5,7 @@
 #define SMELT_MODEL_CONFIG_H
 
 #define MODEL_MAX_LAYERS 256
+#define MODEL_MAX_EOS 8
 
 typedef struct {
     int n_heads;      /* query heads of this layer */
@@ -31,7 +32,9 @@ typedef struct {
     int tie_embeddings;  /* tie_word_embeddings */
     int attention_bias;  /* q/k/v projections have biases (Qwen2) */
     int max_pos;         /* max_position_embeddings */
-    int bos_id, eos_id;  /* -1 when unknown */
+    int bos_id, eos_id;  /* -1 when unknown; eos_id is the first of eos_token_id when it is a list */
+    int n_eos;           /* entries of eos_ids (0 or 1: only eos_id); config.json may list several */
+    int eos_ids[MODEL_MAX_EOS];
     layer_config layers[MODEL_MAX_LAYERS];
 } model_config;
 
