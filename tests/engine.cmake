@@ -1,2 +1,4 @@
 # Engine tests (kernels/, model/ engine, kv cache, sampling, optimizer, smelt generate).
 smelt_c_test(test_kernels ${CMAKE_CURRENT_SOURCE_DIR}/test_kernels.c)
+smelt_c_test(test_model_grad ${CMAKE_CURRENT_SOURCE_DIR}/test_model_grad.c)
+smelt_c_test(test_kvcache ${CMAKE_CURRENT_SOURCE_DIR}/test_kvcache.c)

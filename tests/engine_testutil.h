@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/error.h"
+
 static int tu_failures = 0;
 static int tu_checks = 0;
 static int tu_verbose = 0;
