@@ -2,3 +2,4 @@
 smelt_c_test(test_kernels ${CMAKE_CURRENT_SOURCE_DIR}/test_kernels.c)
 smelt_c_test(test_model_grad ${CMAKE_CURRENT_SOURCE_DIR}/test_model_grad.c)
 smelt_c_test(test_kvcache ${CMAKE_CURRENT_SOURCE_DIR}/test_kvcache.c)
+smelt_c_test(test_sample ${CMAKE_CURRENT_SOURCE_DIR}/test_sample.c)
