@@ -98,8 +98,8 @@ int cmd_convert(int argc, char **argv) {
     }
     uint64_t bytes = 0;
     fs_tree_bytes(out, &bytes);
-    printf("wrote %s: %s %d layers, %zu parameters, %s, %.1f MB\n", out, cfg.model_type, cfg.n_layers, w.n_floats,
-           st_dtype_name(dtype), (double)bytes / 1e6);
+    printf("wrote %s: %s %d layers, %zu parameters, %s, %llu bytes\n", out, cfg.model_type, cfg.n_layers, w.n_floats,
+           st_dtype_name(dtype), (unsigned long long)bytes);
     if (fmt == CKPT_LLAMA2C)
         printf("note: the llama2.c tokenizer (tokenizer.bin, e.g. tok512.bin) is not converted; load it with smelt's "
                "llama2.c tokenizer (see docs/checkpoints.md)\n");

@@ -256,6 +256,10 @@ static int parse_root(const jctx *j, model_config *c) {
         c->eos_ids[0] = c->eos_id;
         c->n_eos = 1;
     }
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(r, "layer_types");
+    for (const cJSON *e = cJSON_IsArray(types) ? types->child : NULL; e; e = e->next)
+        if (!cJSON_IsString(e) || strcmp(e->valuestring, "full_attention"))
+            return bad(j, "layer_types", e, "\"full_attention\" for every layer (smelt has no sliding-window attention)");
     if (parse_rope(j, c) || parse_layers(j, c)) return -1;
     if (config_validate(c)) return err_prefix("%s: ", j->path);
     return 0;
