@@ -1,0 +1,3 @@
+# Tokenizer tests (model/tokenizer*.c, `smelt tokenize`). Those reading ../shared skip with 77.
+smelt_c_test(test_tokenizer ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c)
+set_tests_properties(test_tokenizer PROPERTIES SKIP_RETURN_CODE 77)
