@@ -1,0 +1,131 @@
+/* train.h: what the files of the `train` stage share: its resolved options, the models it drives
+ * (student, optional teacher) and the state of one run. train.c holds the kind's schema and the
+ * run; init.c builds and saves models; policy.c runs KV-cache inference (the teacher's logits per
+ * chunk, on-policy and sequence-level sampling); loop.c one training step and validation. */
+#ifndef SMELT_STAGES_TRAIN_TRAIN_H
+#define SMELT_STAGES_TRAIN_TRAIN_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "model/optim.h"
+#include "model/safetensors.h"
+#include "model/sample.h"
+#include "stages/data/dataset.h"
+#include "stages/stage.h"
+#include "stages/train/batch.h"
+#include "stages/train/loss.h"
+#include "stages/train/state.h"
+
+typedef struct {
+    double fraction;      /* share of steps whose sequences are sampled (0: none) */
+    int max_new_tokens;
+    double temperature, top_p;
+    int by_teacher;       /* 1: the teacher samples (sequence-level KD); 0: the student (on-policy) */
+} policy_config;
+
+typedef struct {
+    const char *split, *valid_split;
+    int seq_len;
+    int64_t steps, epochs, batch_tokens, batch_size, micro_tokens;
+    int shuffle;
+    loss_config loss;
+    optim_config optim;
+    policy_config policy;
+    int select_best;          /* select: best_valid_loss */
+    int64_t valid_every, valid_examples;
+    int64_t checkpoint_every;
+    st_dtype save_dtype;
+} train_opts;
+
+/* The teacher with its inference state for the current micro-batch (policy.c). */
+typedef struct {
+    model m;
+    kv_cache kv;
+    int loaded;
+    const int *tokens;    /* the micro-batch */
+    const int *seq_lens;
+    int n_seqs;
+    int seq, seq_start;   /* the sequence being extended and its first position */
+    int done;             /* positions of the micro-batch already run through the teacher */
+    int *out_rows;        /* [kv capacity] scratch */
+} teacher_state;
+
+/* One run of the stage on one rank. */
+typedef struct {
+    stage_ctx *ctx;
+    train_opts o;
+    dataset ds;
+    ds_split train, valid;
+    int have_ds, have_train, have_valid;
+    model m;                 /* the student (trained) */
+    optimizer opt;
+    int have_model, have_opt;
+    teacher_state teacher;
+    int has_teacher;
+    kv_cache gen_kv;         /* the student's cache for on-policy sampling */
+    data_stream stream;
+    train_progress prog;
+    batch_plan plan, valid_plan;
+    seq_set local, sampled;
+    int micro_tokens;        /* tokens of one forward/backward */
+    loss_rows rows;          /* [micro_tokens] */
+    int *sel;                /* [micro_tokens] */
+    float *hsel, *dsel, *dhid; /* [micro_tokens, hidden] */
+    float *best;             /* best weights (select: best_valid_loss) */
+    int64_t total_steps;
+    uint64_t seed;
+    char *fingerprint;
+} trainer;
+
+/* What a pass over sequences measured, summed over ranks. */
+typedef struct {
+    double loss;
+    loss_sums sums;
+    int64_t tokens;
+} pass_result;
+
+/* ---- loop.c ---- */
+/* One optimizer step (every rank): the next global batch, this rank's share (sampled when the step
+ * is on-policy), forward/backward in micro-batches, the fixed-order gradient sum, AdamW.
+ * A NaN or infinite loss stops before the update with ERR_STAGE naming the step. */
+int train_step(trainer *t, pass_result *res);
+/* The objective on the first valid_examples of the validation split (every rank, no gradients). */
+int train_validate(trainer *t, pass_result *res);
+/* Agrees on a status among ranks (after rank-local work such as writing a checkpoint). */
+int train_agree(trainer *t, int rc);
+
+/* Parses and checks the stage's parameters (cross-field rules; types and bounds are the schema's). */
+int train_opts_parse(train_opts *o, const cJSON *p);
+
+/* ---- init.c ---- */
+/* Reads the architecture of a model path (HF folder or llama2.c file) without its weights. */
+int train_read_config(const char *path, model_config *cfg);
+/* The config of a random model from the init map, with the data set's vocabulary and special ids. */
+int train_config_from_arch(model_config *cfg, const cJSON *arch, const dataset *ds, int seq_len);
+/* Random weights: normal(0, std) matrices and embeddings, norms 1, biases 0, from the seed. */
+int train_init_random(model *m, const model_config *cfg, double std, uint64_t seed);
+/* Loads a model from a path into m. */
+int train_load_model(model *m, const char *path);
+/* Writes out_dir: config.json, generation_config.json, model.safetensors (dtype) and the data set's
+ * tokenizer files (so the folder loads in transformers and in smelt). */
+int train_save_model(const char *out_dir, const model *m, const dataset *ds, st_dtype dtype);
+
+/* ---- policy.c ---- */
+int teacher_open(teacher_state *t, const char *path, int capacity);
+void teacher_close(teacher_state *t);
+/* Starts a micro-batch (the teacher's KV cache restarts at its first sequence). */
+void teacher_begin(teacher_state *t, const int *tokens, const int *seq_lens, int n_seqs);
+/* teacher_logits_fn over teacher_state. */
+int teacher_logits(void *tctx, float *logits, const int *rows, int n);
+
+/* Replaces the sequences of `in` by their prompts (the tokens before the first non-prompt token,
+ * at most seq_len - max_new_tokens of them, the latest kept) followed by up to max_new_tokens
+ * tokens sampled from gen (stopping after eos_id), into out. Each sequence draws from its own RNG
+ * stream seeded by (seed, step, example), so the result does not depend on the rank count.
+ * Sequences sampled by the student get SEQ_NO_CE. */
+int policy_generate(seq_set *out, const seq_set *in, model *gen, kv_cache *kv, const policy_config *pc, int seq_len,
+                    int eos_id, uint64_t seed, int64_t step, int by_student);
+
+#endif
