@@ -4,6 +4,7 @@
  * that fails between them brings its status to the next meeting, so no rank is left waiting. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -150,6 +151,11 @@ int train_step(trainer *t, pass_result *res) {
     }
     if (rc) err_prefix("step %lld: ", (long long)step);
     if (pass_over(t, S, rc, 1, res)) return -1;
+    /* fault injection for the tests of the NaN path: SMELT_TRAIN_NAN_AT=STAGE:N poisons step N's loss */
+    const char *nan_at = getenv("SMELT_TRAIN_NAN_AT"), *colon = nan_at ? strrchr(nan_at, ':') : NULL;
+    if (colon && (size_t)(colon - nan_at) == strlen(t->ctx->stage) && !strncmp(nan_at, t->ctx->stage, strlen(t->ctx->stage)) &&
+        atoll(colon + 1) == step)
+        res->loss = NAN;
     if (!isfinite(res->loss)) {
         int64_t last = state_newest(t->ctx->checkpoint_dir);
         char kept[160];

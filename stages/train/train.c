@@ -396,7 +396,9 @@ static int train_run(stage_ctx *ctx) {
         if (ctx->rank == 0) {
             rc = record_metrics(&t, "", step, &r) || stage_metric(ctx, "lr", step, t.opt.last_lr) ||
                  stage_metric(ctx, "grad_norm", step, t.opt.last_grad_norm) ||
-                 stage_metric(ctx, "tokens_per_s", step, tps);
+                 stage_metric(ctx, "tokens_per_s", step, tps) ||
+                 stage_metric(ctx, "answer_tokens", step, (double)r.sums.n_answer) ||
+                 stage_metric(ctx, "sequences", step, t.plan.n);
             char extra[128];
             snprintf(extra, sizeof extra, "loss %.4f  lr %.2e  %.0f tok/s", r.loss, t.opt.last_lr, tps);
             progress_update(&pg, step, extra);
@@ -405,7 +407,10 @@ static int train_run(stage_ctx *ctx) {
         if (!rc && t.have_valid && (step % t.o.valid_every == 0 || step == t.total_steps))
             rc = validate_and_select(&t, step);
         if (!rc && every > 0 && step % every == 0 && step < t.total_steps) {
-            int wrc = ctx->rank == 0 ? state_save(ctx->checkpoint_dir, &t.prog, &t.m, &t.opt, t.best, t.fingerprint) : 0;
+            /* the metrics up to the checkpoint are stored with it: a resumed attempt recomputes only later ones */
+            int wrc = ctx->rank == 0 ? state_save(ctx->checkpoint_dir, &t.prog, &t.m, &t.opt, t.best, t.fingerprint) ||
+                                           stage_metrics_flush(ctx)
+                                     : 0;
             rc = train_agree(&t, wrc);
         }
     }
