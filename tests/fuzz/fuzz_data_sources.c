@@ -1,7 +1,8 @@
 /* fuzz_data_sources.c: libFuzzer target for the data stage's file readers on arbitrary bytes: the
  * first byte picks the reader and the rest is written as its file: 0 interactions CSV, 1 an
  * interactions JSONL, 2 the item table (CSV), 3 pairs (JSONL or a JSON list), 4 MovieLens
- * ratings.csv, 5 ml-100k u.item (Latin-1), 6 text documents (JSONL). Bad input must be an error,
+ * ratings.csv, 5 ml-100k u.item (Latin-1), 6 text documents (JSONL), 7 a MovieLens zip (libarchive).
+ * Bad input must be an error,
  * never a crash, a leak or an out-of-bounds read. Seeds: tests/fuzz/corpus_data_sources. */
 #include <stdint.h>
 #include <stdio.h>
@@ -49,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         put("ml/movies.csv", movies, strlen(movies));
     }
     if (size < 1) return 0;
-    int mode = data[0] % 7;
+    int mode = data[0] % 8;
     const uint8_t *body = data + 1;
     size_t n = size - 1;
     const char *file = "in.csv", *items_ext = "csv", *action = "";
@@ -64,11 +65,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char p[128];
         snprintf(p, sizeof p, "%s/ml100k", dir);
         fs_mkdir_p(p, 0755);
-        put("ml100k/u.data", "1\t1\t4\t100\n2\t2\t3\t101\n", 22);
+        const char *udata = "1\t1\t4\t100\n2\t2\t3\t101\n";
+        put("ml100k/u.data", udata, strlen(udata));
         put("ml100k/u.item", body, n);
         break;
     }
-    default: file = "in.jsonl"; put("in.jsonl", body, n); break;
+    case 6: file = "in.jsonl"; put("in.jsonl", body, n); break;
+    default: file = "in.zip"; put("in.zip", body, n); break;
     }
     char text[2048];
     snprintf(text, sizeof text, params_fmt, dir, file, dir, items_ext, action);
@@ -77,16 +80,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rs_corpus c;
     memset(&c, 0, sizeof c);
     rs_records r = {0};
-    if (mode <= 2) (void)interactions_load(&c, p);
-    else if (mode == 3) (void)pairs_load(&r, p);
-    else if (mode <= 5) (void)movielens_load(&c, p);
-    else (void)text_load(&r, p);
+    int rc;
+    if (mode <= 2) rc = interactions_load(&c, p);
+    else if (mode == 3) rc = pairs_load(&r, p);
+    else if (mode <= 5 || mode == 7) rc = movielens_load(&c, p);
+    else rc = text_load(&r, p);
     /* restore the fixed item table after mode 2 replaced it */
     if (mode == 2) {
         const char *items = "item,title,genre\na,Alpha,Comedy\nb,\"Beta, the\",Drama\nc,Gamma,\n";
         put("items.csv", items, strlen(items));
     }
-    for (int64_t i = 0; i < c.n_events; i++)
+    for (int64_t i = 0; rc == 0 && i < c.n_events; i++) /* a loaded corpus is consistent */
         if (c.events[i].member >= (uint32_t)c.n_members || c.events[i].item >= (uint32_t)c.n_items ||
             c.events[i].action >= (uint32_t)c.n_actions)
             abort();
