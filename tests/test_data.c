@@ -6,7 +6,8 @@
  * - prompt structure: BOS, instruction, history before candidate, the label token last with the
  *   ACTION mask, groups of at most `candidates` sharing a prefix, temporal order of the splits per
  *   member, the history entry and token budgets, calibration sampled from the chosen split;
- * - a label that is not a single token is an error before any work. */
+ * - a label that is not a single token is an error before any work;
+ * - docs/data.md and docs/evaluate.md list every parameter of the two kinds' schemas. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "common/log.h"
 #include "stages/data/source.h"
 #include "stages/evaluate/auc.h"
+#include "stages/stage.h"
 #include "tests/check.h"
 #include "tests/data_testutil.h"
 
@@ -227,6 +229,36 @@ static void test_bad_labels(void) {
     free(dir);
 }
 
+/* The parameter tables of the docs and the schemas are one list: every parameter is documented,
+ * and every documented parameter exists. */
+static void test_docs(const char *kind, const char *doc) {
+    const char *src = getenv("SMELT_SOURCE_DIR");
+    char *path = xasprintf("%s/%s", src ? src : ".", doc), *text;
+    CHECK_OK(fs_read_file(path, 0, &text, NULL));
+    if (!text) return;
+    const stage_kind *k = stage_kind_find(kind);
+    CHECK(k != NULL);
+    int n = 0;
+    for (const param_spec *p = k->params; k && p->name; p++, n++) {
+        char row[96];
+        snprintf(row, sizeof row, "| `%s` |", p->name);
+        if (!strstr(text, row)) {
+            fprintf(stderr, "%s does not document parameter %s of kind %s\n", doc, p->name, kind);
+            check_failed_count++;
+        }
+    }
+    int rows = 0;
+    const char *sec = strstr(text, "### Parameters");
+    for (const char *p = sec; p && (p = strstr(p, "\n| `")); p++) {
+        const char *next = strstr(sec + 1, "\n### ");
+        if (next && p > next) break;
+        rows++;
+    }
+    CHECK_INT(rows, n);
+    free(text);
+    free(path);
+}
+
 int main(void) {
     log_set_level(LOG_WARN);
     snprintf(tmp, sizeof tmp, "/tmp/smelt-test-data-%d", (int)getpid());
@@ -235,6 +267,8 @@ int main(void) {
     test_learnable();
     test_structure();
     test_bad_labels();
+    test_docs("data", "docs/data.md");
+    test_docs("evaluate", "docs/evaluate.md");
     fs_rm_rf(tmp);
     return check_report("test_data");
 }
