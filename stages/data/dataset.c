@@ -21,7 +21,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "split files are littl
 
 /* ---- reader ---- */
 
-static int split_check(ds_split *s, const ds_header *h, size_t size) {
+static int split_check(ds_split *s, const char *base, const ds_header *h, size_t size) {
     const char *p = s->path;
     if (size < sizeof *h)
         return err_set(ERR_CORRUPT, "%s: %zu bytes, shorter than the 64-byte header; the split file is truncated, "
@@ -48,7 +48,6 @@ static int split_check(ds_split *s, const ds_header *h, size_t size) {
                        "re-run the data stage", p, size, (unsigned long long)(mask_off + h->n_tokens));
     if (h->vocab < 1 || h->vocab > (1u << 30) || h->n_tasks > DS_MAX_TASKS || (h->n_examples && h->n_tasks < 1))
         return err_set(ERR_CORRUPT, "%s: vocab %u or task count %u out of range", p, h->vocab, h->n_tasks);
-    const char *base = s->map;
     s->ex = (const ds_example *)(base + sizeof *h);
     s->tokens = (const int32_t *)(base + tok_off);
     s->mask = (const uint8_t *)(base + mask_off);
@@ -148,11 +147,29 @@ int ds_split_open(ds_split *s, const char *path) {
     close(fd);
     ds_header h = {0};
     if (s->map_bytes >= sizeof h) memcpy(&h, s->map, sizeof h);
-    if (split_check(s, &h, s->map_bytes)) goto fail;
+    if (split_check(s, s->map, &h, s->map_bytes)) goto fail;
     return 0;
 fail:
     ds_split_close(s);
     return -1;
+}
+
+int ds_split_open_mem(ds_split *s, const void *data, size_t size, const char *name) {
+    memset(s, 0, sizeof *s);
+    if (!(s->path = xstrdup(name))) return -1;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    ds_header h = {0};
+    if (size >= sizeof h) memcpy(&h, data, sizeof h);
+    /* the sections are read in place: the caller's buffer must be 8-byte aligned (malloc is) */
+    if (((uintptr_t)data & 7) != 0) {
+        ds_split_close(s);
+        return err_set(ERR_INPUT, "%s: a split in memory must start at an 8-byte aligned address", name);
+    }
+    if (split_check(s, data, &h, size)) {
+        ds_split_close(s);
+        return -1;
+    }
+    return 0;
 }
 
 void ds_split_close(ds_split *s) {

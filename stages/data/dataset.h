@@ -89,6 +89,9 @@ typedef struct {
  * shared prefixes, answer positions against the mask, labels, task ids and token ids. Any fault is
  * ERR_CORRUPT naming the file, the example and the field. 0 or -1. */
 int ds_split_open(ds_split *s, const char *path);
+/* The same checks over a split file already in memory (borrowed: data must outlive s); name is
+ * used in messages. */
+int ds_split_open_mem(ds_split *s, const void *data, size_t size, const char *name);
 void ds_split_close(ds_split *s);
 /* The tokens and mask of example i. */
 const int32_t *ds_example_tokens(const ds_split *s, int64_t i);

@@ -200,8 +200,12 @@ static int bundle_dir(const char *path, const char *name, size_t max_bytes, char
         return 0;
     }
     *found = 1;
+    if (rs_read_file(p, max_bytes, out, len)) {
+        free(p);
+        return -1;
+    }
     *display = p;
-    return rs_read_file(p, max_bytes, out, len);
+    return 0;
 }
 
 int rs_bundle_read(const char *path, const char *name, size_t max_bytes, char **out, size_t *len, char **display,
@@ -281,7 +285,9 @@ out:
     archive_read_free(a);
     if (rc) {
         free(*out);
+        free(*display);
         *out = NULL;
+        *display = NULL;
     }
     return rc;
 }

@@ -108,8 +108,8 @@ int utf8_valid(const char *s, size_t n);
 int rs_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 /* Reads the file whose last path component is `name` from `path`: a directory, or a zip/tar
  * archive read through libarchive. *found = 0 (and 0 returned) when there is no such file;
- * *display receives "path:entry" for messages (caller frees). A damaged or truncated archive is
- * ERR_CORRUPT naming it. */
+ * *display receives "path:entry" for messages (caller frees; NULL after an error). A damaged or
+ * truncated archive is ERR_CORRUPT naming it. */
 int rs_bundle_read(const char *path, const char *name, size_t max_bytes, char **out, size_t *len, char **display,
                    int *found);
 
