@@ -10,6 +10,7 @@
 #include "common/fsutil.h"
 #include "engine_testmodel.h"
 #include "model/checkpoint.h"
+#include "stages/stage.h"
 #include "stages/train/train.h"
 
 static char tmpdir[256];
@@ -313,6 +314,38 @@ static void test_sampling(const ds_split *s) {
     model_free(&m);
 }
 
+/* docs/train.md's parameter table lists every parameter of the schema (maps by their fields,
+ * `init` and the fields of its map form) and nothing else. */
+static int doc_row(const char *text, const char *name) {
+    char row[128];
+    snprintf(row, sizeof row, "| `%s` |", name);
+    return tu_expect(strstr(text, row) != NULL, "docs/train.md lacks the row of parameter %s", name);
+}
+
+static void test_docs(void) {
+    const char *src = getenv("SMELT_SOURCE_DIR");
+    char *path = xasprintf("%s/docs/train.md", src ? src : "."), *text = NULL;
+    if (!tu_expect(fs_read_file(path, 0, &text, NULL) == 0, "reading %s: %s", path, err_msg())) return;
+    const stage_kind *k = stage_kind_find("train");
+    int n = 0;
+    for (const param_spec *p = k->params; p->name; p++) {
+        const param_spec *fields = p->type == P_MAP ? p->fields : NULL;
+        if (p->type != P_MAP) doc_row(text, p->name), n++;
+        for (const param_spec *a = p->type == P_UNION ? p->alts : NULL; a && a->name; a++)
+            if (a->type == P_MAP) fields = a->fields;
+        for (const param_spec *f = fields; f && f->name; f++) {
+            char name[96];
+            snprintf(name, sizeof name, "%s.%s", p->name, f->name);
+            doc_row(text, name), n++;
+        }
+    }
+    int rows = 0;
+    const char *sec = strstr(text, "### Parameters"), *end = sec ? strstr(sec + 1, "\n### ") : NULL;
+    for (const char *q = sec; q && (q = strstr(q, "\n| `")) && (!end || q < end); q++) rows++;
+    tu_expect(rows == n, "docs/train.md's parameter table has %d rows, the schema %d parameters", rows, n);
+    free(text), free(path);
+}
+
 int main(void) {
     tu_verbose = getenv("SMELT_TEST_VERBOSE") != NULL;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/smelt_test_train_parts.%d", (int)getpid());
@@ -329,6 +362,7 @@ int main(void) {
     test_teacher_chunks();
     test_selected_rows();
     test_sampling(&s);
+    test_docs();
     ds_split_close(&s);
     fs_rm_rf(tmpdir);
     free(sp);
