@@ -127,7 +127,8 @@ static int read_floats(const char *dir, const cJSON *files, const char *name, fl
     int rc = 0;
     if (!cJSON_IsNumber(bytes) || !cJSON_IsString(sha)) {
         rc = err_set(ERR_CORRUPT, "%s/state.json has no size and digest for %s", dir, name);
-    } else if ((size_t)bytes->valuedouble != n * sizeof(float)) {
+    } else if (!(bytes->valuedouble >= 0 && bytes->valuedouble <= 0x1p62) ||
+               (size_t)bytes->valuedouble != n * sizeof(float)) {
         rc = err_set(ERR_CORRUPT, "%s holds %.0f bytes but this model needs %zu", path, bytes->valuedouble,
                      n * sizeof(float));
     } else {
@@ -147,7 +148,7 @@ static int read_floats(const char *dir, const cJSON *files, const char *name, fl
 
 static int64_t get_i64(const cJSON *j, const char *k, int *bad) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
-    if (!cJSON_IsNumber(v)) {
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble <= 0x1p62)) { /* the cast stays defined */
         *bad = 1;
         return 0;
     }
