@@ -297,6 +297,14 @@ static int trainer_setup(trainer *t) {
         return -1;
     if (o->select_best && !(t->best = xmalloc(sizeof(float) * t->m.w.n_floats))) return -1;
 
+    int64_t cut = 0;
+    for (int64_t i = 0; i < t->train.n_examples; i++) cut += t->train.ex[i].n_tokens > (uint32_t)o->seq_len;
+    if (cut && ctx->rank == 0)
+        log_warn("%lld of %lld training examples are longer than seq_len %d and keep only their last %d tokens; raise "
+                 "seq_len to train on whole examples", (long long)cut, (long long)t->train.n_examples, o->seq_len,
+                 o->seq_len);
+    if (stage_metric(ctx, "truncated_examples", 0, (double)cut)) return -1;
+
     /* the data stream and the schedule's length */
     if (stream_init(&t->stream, &t->train, o->seq_len, o->batch_tokens, o->batch_size, t->seed, o->shuffle)) return -1;
     t->total_steps = o->steps;
