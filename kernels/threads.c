@@ -1,4 +1,4 @@
-/* threads.c: one thread count for the OpenMP loops and for OpenBLAS (see threads.h). */
+/* threads.c: the one thread count of the kernels (see threads.h). */
 #include "kernels/threads.h"
 
 #include <cblas.h>
@@ -23,7 +23,7 @@ int kernels_set_threads(int n) {
     if (n <= 0) n = threads_available();
     threads_cur = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1); /* parallelism comes from matmul()'s blocks, in OpenMP threads */
     return n;
 }
 

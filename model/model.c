@@ -167,8 +167,8 @@ static size_t acts_layout(struct model_acts *a, const model_config *c, int N, fl
         TAKE(L(gu), n * 2 * I);
         TAKE(L(h), n * I);
 #undef L
-        attn_shape s = {.nq = N, .nkv = N, .n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = c->head_dim};
-        size_t wk = attention_work_floats(&s);
+        attn_shape s = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = c->head_dim};
+        size_t wk = attention_work_floats(&s, N);
         if (wk > work) work = wk;
     }
     float *dummy2;
@@ -184,12 +184,13 @@ static size_t acts_layout(struct model_acts *a, const model_config *c, int N, fl
     TAKE(A(att_work), work);
 #undef A
 #undef TAKE
+    if (mem) a->att_work_floats = work;
     return off;
 }
 
 size_t model_train_act_bytes(const model_config *cfg, int max_tokens) {
     struct model_acts dummy;
-    return acts_layout(&dummy, cfg, max_tokens, NULL) * sizeof(float) + 3 * sizeof(int) * (size_t)max_tokens;
+    return acts_layout(&dummy, cfg, max_tokens, NULL) * sizeof(float) + (3 * sizeof(int) + sizeof(attn_seq)) * (size_t)max_tokens;
 }
 
 static void acts_free(struct model_acts *a) {
@@ -198,6 +199,7 @@ static void acts_free(struct model_acts *a) {
     free(a->tokens);
     free(a->seq_lens);
     free(a->pos);
+    free(a->aseqs);
     free(a);
 }
 
@@ -211,7 +213,8 @@ int model_reserve_train(model *m, int max_tokens) {
     a->tokens = malloc(sizeof(int) * (size_t)max_tokens);
     a->seq_lens = malloc(sizeof(int) * (size_t)max_tokens);
     a->pos = malloc(sizeof(int) * (size_t)max_tokens);
-    if (!a->mem || !a->tokens || !a->seq_lens || !a->pos) {
+    a->aseqs = malloc(sizeof(attn_seq) * (size_t)max_tokens);
+    if (!a->mem || !a->tokens || !a->seq_lens || !a->pos || !a->aseqs) {
         acts_free(a);
         return err_set(ERR_NOMEM, "cannot allocate %.1f MiB of training activations for %d tokens; use smaller batches",
                        n * 4.0 / 1048576.0, max_tokens);

@@ -76,10 +76,12 @@ static int extend_chunk(model *m, kv_cache *kv, const int *tokens, int nc) {
             memcpy(kv->k[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q, sizeof(float) * KV);
             memcpy(kv->v[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q + KV, sizeof(float) * KV);
         }
-        attn_shape sh = {.nq = nc, .nkv = p0 + nc, .n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads,
-                         .head_dim = D, .ldq = W, .ldk = KV, .ldv = KV, .ldo = Q};
-        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh), "attention tiles")) return -1;
-        attention_forward(s->att, NULL, s->qkv, kv->k[l], kv->v[l], &sh, s->att_work);
+        attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = KV,
+                         .ldv = KV, .ldo = Q};
+        attn_seq sq = {.q0 = 0, .nq = nc, .k0 = 0, .nkv = p0 + nc};
+        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh, p0 + nc), "attention tiles") ||
+            attention_forward(s->att, NULL, s->qkv, kv->k[l], kv->v[l], &sh, &sq, 1, s->att_work, s->att_work_cap))
+            return -1;
         if (linear_forward(s->x, H, s->att, Q, &ln->o, nc, 1)) return -1;
 
         rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, nc, H, c->rms_eps);

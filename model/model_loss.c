@@ -37,13 +37,13 @@ int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss
     for (int r0 = 0; r0 < n; r0 += rows) {
         const int nr = n - r0 < rows ? n - r0 : rows;
         const float *hc = hidden + (size_t)r0 * H;
-        if (linear_forward(s->logits, V, hc, H, &m->lm_head, nr, 0)) return -1;
+        PCALL(PROF_HEAD, linear_forward(s->logits, V, hc, H, &m->lm_head, nr, 0));
         lm_chunk c = {.row0 = r0, .n_rows = nr, .vocab = V, .hidden = hc, .logits = s->logits,
                       .dlogits = d_hidden ? s->dlogits : NULL};
-        if (fn(ctx, &c, loss)) return -1;
+        PCALL(PROF_LOSS, fn(ctx, &c, loss));
         if (d_hidden) {
-            if (linear_backward_input(d_hidden + (size_t)r0 * H, H, s->dlogits, V, &m->lm_head, nr, 0)) return -1;
-            linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H);
+            PCALL(PROF_HEAD, linear_backward_input(d_hidden + (size_t)r0 * H, H, s->dlogits, V, &m->lm_head, nr, 0));
+            PROF(PROF_HEAD, linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H));
         }
     }
     return 0;

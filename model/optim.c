@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernels/profile.h"
 
 int optim_init(optimizer *o, const model *md, const optim_config *c) {
     memset(o, 0, sizeof *o);
@@ -42,7 +43,15 @@ void optim_free(optimizer *o) {
     memset(o, 0, sizeof *o);
 }
 
+static int optim_step_inner(optimizer *o, model *md);
+
 int optim_step(optimizer *o, model *md) {
+    int rc;
+    PROF(PROF_OPTIM, rc = optim_step_inner(o, md));
+    return rc;
+}
+
+static int optim_step_inner(optimizer *o, model *md) {
     if (!md->grad.mem) return err_set(ERR_INPUT, "optimizer step without gradients; call model_reserve_train first");
     double norm = clip_grad_norm(md->grad.mem, md->grad.n_floats, 0);
     o->last_grad_norm = norm;
