@@ -17,7 +17,7 @@
 #include "kernels/matmul.h"
 #include "kernels/threads.h"
 
-#define ATT_TILE_ROWS 256         /* packed query rows per tile: big enough for an efficient sgemm */
+#define ATT_TILE_ROWS 128         /* packed query rows per tile: an efficient sgemm, little causal waste */
 #define ATT_TILE_FLOATS (1 << 21) /* cap of one [rows x nkv] score tile (8 MB) at long contexts */
 
 static int tile_bq(const attn_shape *s, int max_nkv) {
@@ -40,7 +40,7 @@ size_t attention_work_floats(const attn_shape *s, int max_nkv) {
 typedef struct {
     float *qp, *op, *dqp; /* [rows, head_dim] packed queries, outputs (or dout), dq */
     float *sc, *dp;       /* [rows, kend] scores / probabilities, and dP / dS */
-    float *dr;            /* [rows] rowsum(dout * out) */
+    float *dr;            /* [rows] rowsum(dout * out) in backward, 1 / rowsum(exp) in forward */
 } tile_bufs;
 
 static tile_bufs tile_split(float *w, const attn_shape *s, int max_nkv) {
@@ -96,11 +96,12 @@ static void fwd_item(float *out, float *lse, const float *q, const float *k, con
             float *row = b->sc + (size_t)m * kend;
             const float mx = fm_row_max(row, lim);
             const double sum = fm_row_exp_sum(row, row, lim, mx);
-            fm_row_scale(row, lim, (float)(1.0 / sum));
             for (int j = lim; j < kend; j++) row[j] = 0;
+            b->dr[m] = (float)(1.0 / sum); /* applied to the output row: D values instead of kend */
             if (lse) lse[(size_t)(i0 + i) * s->n_heads + g * rep + r] = (float)(mx + log(sum));
         }
         matmul(b->op, D, b->sc, kend, 0, v + (size_t)g * D, s->ldv, 0, R, D, kend, 1.0f, 0);
+        for (int m = 0; m < R; m++) fm_row_scale(b->op + (size_t)m * D, D, b->dr[m]);
         unpack_rows(out, s->ldo, b->op, i0, nb, g, rep, D);
     }
 }

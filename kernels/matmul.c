@@ -22,6 +22,28 @@ void matmul(float *c, int ldc, const float *a, int lda, int trans_a, const float
     }
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
     const int T = omp_in_parallel() ? 1 : kernels_threads();
+    if (m == 1) { /* one row (a decode step): a matrix-vector product, split by output columns */
+        const int incx = trans_a ? lda : 1;
+        const int nt = T > 1 && (double)n * k >= MATMUL_SPLIT_MIN ? T : 1;
+        const double f1 = 2.0 * n * k;
+#pragma omp atomic
+        flops_total += f1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            const int t = omp_get_thread_num(), cnt = omp_get_num_threads();
+            int step = (n + cnt - 1) / cnt;
+            step = (step + 15) & ~15;
+            const int lo = t * step, hi = lo + step < n ? lo + step : n;
+            if (hi > lo) {
+                if (trans_b) /* y = B x, B: [n, ldb] */
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, k, alpha, b + (size_t)lo * ldb, ldb, a, incx, beta,
+                                c + lo, 1);
+                else /* y = B^T x, B: [k, ldb] */
+                    cblas_sgemv(CblasRowMajor, CblasTrans, k, hi - lo, alpha, b + lo, ldb, a, incx, beta, c + lo, 1);
+            }
+        }
+        return;
+    }
     const double f = 2.0 * m * n * k;
 #pragma omp atomic
     flops_total += f;

@@ -45,7 +45,8 @@ static void test_matmul(void) {
     static const struct { int m, n, k, ta, tb, pad; float alpha, beta; } cases[] = {
         {1, 1, 1, 0, 0, 0, 1, 0},      {7, 5, 3, 0, 1, 2, 1, 0},       {64, 48, 96, 0, 1, 0, 1, 0},
         {33, 17, 129, 1, 0, 3, 0.5f, 1}, {128, 64, 300, 0, 0, 1, 1, 1}, {20, 200, 64, 1, 1, 5, -2, 0.25f},
-        {257, 130, 512, 0, 1, 0, 1, 0},
+        {257, 130, 512, 0, 1, 0, 1, 0}, {1, 3000, 512, 0, 1, 2, 1, 0}, {1, 2000, 700, 1, 0, 1, 0.5f, 1},
+        {1, 7, 5, 1, 1, 0, 1, 0.5f},    /* single rows: matrix-vector products */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int m = cases[c].m, n = cases[c].n, k = cases[c].k, ta = cases[c].ta, tb = cases[c].tb, pad = cases[c].pad;
