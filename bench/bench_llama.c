@@ -157,14 +157,17 @@ int main(int argc, char **argv) {
     kv_cache kv;
     float *logits = malloc(sizeof(float) * c.vocab);
     if (kv_cache_init(&kv, &c, seq)) die("kv cache");
-    double t_pre = 1e30;
+    double t_pre = 1e30, pre_prof[PROF_N] = {0};
+    prof_enable(1);
     for (int r = 0; r < 4; r++) {
         kv_cache_truncate(&kv, 0);
+        prof_reset();
         double t = now();
         if (model_extend(&m, &kv, tok, seq, NULL, 1, logits)) die("prefill");
         t = now() - t;
-        if (r && t < t_pre) t_pre = t;
+        if (r && t < t_pre) t_pre = t, memcpy(pre_prof, prof_time, sizeof pre_prof);
     }
+    prof_enable(0);
     /* decode: after a 1-token prompt, decode_steps single-token steps */
     kv_cache_truncate(&kv, 0);
     if (model_decode(&m, &kv, tok[0], logits)) die("decode");
@@ -179,6 +182,8 @@ int main(int argc, char **argv) {
         mfu = mfu * peak / peak_after, peak = peak_after;
     }
     printf("\nprefill %d tokens: %.3f s, %.0f tokens/s\n", seq, t_pre, seq / t_pre);
+    memcpy(prof_time, pre_prof, sizeof pre_prof);
+    prof_report(stdout, "  the best prefill, by kind of work");
     printf("decode %d steps: %.3f s, %.1f tokens/s\n", decode_steps, t_dec, decode_steps / t_dec);
     printf("RESULT {\"impl\": \"smelt\", \"openblas_core\": \"%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"sgemm_gflops\": %.1f, "
            "\"train_tokens_per_s\": %.1f, \"train_step_s\": %.4f, \"mfu\": %.4f, \"model_mflop_per_token\": %.2f, "

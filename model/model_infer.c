@@ -61,17 +61,17 @@ static int extend_chunk(model *m, kv_cache *kv, const int *tokens, int nc) {
     const model_config *c = &m->cfg;
     const int H = c->hidden, D = c->head_dim, p0 = kv->len;
     for (int i = 0; i < nc; i++) s->pos[i] = p0 + i;
-    embedding_forward(s->x, m->w.embed, tokens, nc, H);
+    PROF(PROF_EMBED, embedding_forward(s->x, m->w.embed, tokens, nc, H));
     for (int l = 0; l < c->n_layers; l++) {
         const layer_config *lc = &c->layers[l];
         const layer_weights *lw = &m->w.layers[l];
         const layer_linears *ln = &m->lin[l];
         const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
 
-        rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, nc, H, c->rms_eps);
-        if (linear_forward(s->qkv, W, s->xn, H, &ln->qkv, nc, 0)) return -1;
-        rope_forward(s->qkv, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_heads, D);
-        rope_forward(s->qkv + Q, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_kv_heads, D);
+        PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, nc, H, c->rms_eps));
+        PCALL(PROF_QKV, linear_forward(s->qkv, W, s->xn, H, &ln->qkv, nc, 0));
+        PROF(PROF_ROPE, rope_forward(s->qkv, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_heads, D);
+             rope_forward(s->qkv + Q, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_kv_heads, D));
         for (int i = 0; i < nc; i++) {
             memcpy(kv->k[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q, sizeof(float) * KV);
             memcpy(kv->v[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q + KV, sizeof(float) * KV);
@@ -79,15 +79,15 @@ static int extend_chunk(model *m, kv_cache *kv, const int *tokens, int nc) {
         attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = KV,
                          .ldv = KV, .ldo = Q};
         attn_seq sq = {.q0 = 0, .nq = nc, .k0 = 0, .nkv = p0 + nc};
-        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh, p0 + nc), "attention tiles") ||
-            attention_forward(s->att, NULL, s->qkv, kv->k[l], kv->v[l], &sh, &sq, 1, s->att_work, s->att_work_cap))
-            return -1;
-        if (linear_forward(s->x, H, s->att, Q, &ln->o, nc, 1)) return -1;
+        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh, p0 + nc), "attention tiles")) return -1;
+        PCALL(PROF_ATTN, attention_forward(s->att, NULL, s->qkv, kv->k[l], kv->v[l], &sh, &sq, 1, s->att_work,
+                                           s->att_work_cap));
+        PCALL(PROF_O, linear_forward(s->x, H, s->att, Q, &ln->o, nc, 1));
 
-        rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, nc, H, c->rms_eps);
-        if (linear_forward(s->gu, 2 * I, s->xn, H, &ln->gate_up, nc, 0)) return -1;
-        swiglu_forward(s->h, s->gu, s->gu + I, 2 * I, nc, I);
-        if (linear_forward(s->x, H, s->h, I, &ln->down, nc, 1)) return -1;
+        PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, nc, H, c->rms_eps));
+        PCALL(PROF_MLP_GEMM, linear_forward(s->gu, 2 * I, s->xn, H, &ln->gate_up, nc, 0));
+        PROF(PROF_SWIGLU, swiglu_forward(s->h, s->gu, s->gu + I, 2 * I, nc, I));
+        PCALL(PROF_MLP_GEMM, linear_forward(s->x, H, s->h, I, &ln->down, nc, 1));
     }
     return 0;
 }
@@ -112,8 +112,8 @@ int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *ou
             ns++, next_out++;
         }
         if (ns) {
-            rmsnorm_forward(s->sel, NULL, s->sel, m->w.final_norm, ns, H, m->cfg.rms_eps);
-            if (linear_forward(logits + (size_t)first * V, V, s->sel, H, &m->lm_head, ns, 0)) return -1;
+            PROF(PROF_NORM, rmsnorm_forward(s->sel, NULL, s->sel, m->w.final_norm, ns, H, m->cfg.rms_eps));
+            PCALL(PROF_HEAD, linear_forward(logits + (size_t)first * V, V, s->sel, H, &m->lm_head, ns, 0));
         }
     }
     return 0;
