@@ -108,9 +108,16 @@ static int gather(inspect_info *in) {
     memset(&s, 0, sizeof s);
     int rc = -1;
     uint64_t bytes = 0;
-    if (!cfg_path || hfconfig_load(&in->cfg, cfg_path) || st_set_open(&s, in->path)) goto done;
+    size_t plen = strlen(in->path);
+    int is_cfg = plen >= 11 && !strcmp(in->path + plen - 11, "config.json"); /* config.json itself: its folder */
+    if (!cfg_path || hfconfig_load(&in->cfg, cfg_path) || st_set_open(&s, is_cfg ? dir : in->path)) goto done;
     in->n_params = weights_count(&in->cfg);
     if (file_size(cfg_path, &bytes) || add_file(in, "config.json", bytes)) goto done;
+    char *index = fs_join(dir, "model.safetensors.index.json");
+    int sharded = index && (s.n_files > 1 || strcmp(s.file_names[0], "model.safetensors")) && fs_exists(index);
+    if (sharded && (file_size(index, &bytes) || add_file(in, "model.safetensors.index.json", bytes))) sharded = -1;
+    free(index);
+    if (sharded < 0) goto done;
     for (int i = 0; i < s.n_files; i++)
         if (file_size(s.files[i].path, &bytes) || add_file(in, s.file_names[i], bytes)) goto done;
     for (int i = 0; i < s.n_tensors; i++) {

@@ -5,12 +5,81 @@
 
 #include "cmd/cli.h"
 
+int cmd_run(int argc, char **argv);
+int cmd_resume(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_runs(int argc, char **argv);
+int cmd_why(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_gc(int argc, char **argv);
+int cmd_checkout(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 
-#define COMMANDS_TABLE \
+#define STORE_HELP "  --store DIR   the artifact store (default: $SMELT_STORE, else ./smelt-store)\n"
+
+#define COMMANDS_TABLE                                                                                                 \
+    {"run", cmd_run, "run a recipe (reusing every stage already computed)",                                           \
+     "usage: smelt run RECIPE [--store DIR] [--set KEY.PATH=VALUE]... [--jobs N] [--name NAME]\n\n"                    \
+     "Validates the recipe, prints the new run id, and runs its stages in dependency order.\n"                        \
+     "A stage whose cache key already completed anywhere in the store is reused, not recomputed.\n\n"               \
+     STORE_HELP                                                                                                        \
+     "  --set K=V     override a recipe value, e.g. --set stages.train.steps=100 (repeatable)\n"                      \
+     "  --jobs N      run up to N independent stages at once (default 1)\n"                                           \
+     "  --name NAME   a name for the run (default: the recipe's name)\n\n"                                            \
+     "Exit status: 0 all stages ok, 1 a stage failed, 2 bad usage or an invalid recipe.\n", 0},                       \
+    {"plan", cmd_plan, "show what a run would do, writing nothing",                                                    \
+     "usage: smelt plan RECIPE [--store DIR] [--set KEY.PATH=VALUE]...\n\n"                                           \
+     "Lists the stages in order, each 'run' or 'cached (from run X)', with the reason.\n"                             \
+     "Writes nothing: the store's files are unchanged.\n\n" STORE_HELP, 0},                                            \
+    {"resume", cmd_resume, "continue a failed or interrupted run",                                                    \
+     "usage: smelt resume RUN [--store DIR] [--jobs N]\n\n"                                                           \
+     "Re-runs only the stages of RUN that are not complete, with the recipe text stored for the run.\n"              \
+     "Stages continue from their in-stage checkpoints. RUN is an id, a unique prefix, or 'latest'.\n\n" STORE_HELP,  \
+     0},                                                                                                               \
+    {"status", cmd_status, "show the stages of a run",                                                                \
+     "usage: smelt status [RUN] [--store DIR]\n\n"                                                                    \
+     "Shows each stage's status, attempts, time and log of RUN (default: the latest run).\n\n" STORE_HELP, 0},       \
+    {"runs", cmd_runs, "list the runs in the store",                                                                  \
+     "usage: smelt runs [--store DIR] [--limit N]\n\n" STORE_HELP "  --limit N     show the N newest runs (default 50)\n", \
+     0},                                                                                                               \
+    {"why", cmd_why, "explain why a stage ran instead of being reused",                                               \
+     "usage: smelt why RUN STAGE [--store DIR]\n\n"                                                                   \
+     "Prints the field-level difference between the stage's cache key and the closest earlier key of a\n"          \
+     "stage with the same name, or says that the stage is new.\n\n" STORE_HELP, 0},                                   \
+    {"query", cmd_query, "run read-only SQL over the store's views",                                                 \
+     "usage: smelt query [--csv|--json] [--store DIR] \"SQL\"\n\n"                                                     \
+     "Views: runs, stages, artifacts, metrics, latest_metrics, lineage, params (see README 'Query views').\n"        \
+     "Any statement that would write is refused.\n\n" STORE_HELP                                                       \
+     "  --csv         comma-separated output with a header row\n"                                                     \
+     "  --json        a JSON array of objects\n", 0},                                                                 \
+    {"report", cmd_report, "a table of a run's stages and their latest metrics",                                      \
+     "usage: smelt report [RUN] [--store DIR]\n\n"                                                                    \
+     "One row per stage with its status and the latest value of each of its metrics (default: latest run).\n\n"     \
+     STORE_HELP, 0},                                                                                                   \
+    {"export", cmd_export, "write a run with its artifacts to an archive",                                            \
+     "usage: smelt export RUN -o FILE.tar.zst [--store DIR]\n\n"                                                      \
+     "Writes the run's recipe, stages, lineage, metrics and every artifact object to a zstd-compressed tar.\n\n"     \
+     STORE_HELP "  -o FILE       the archive to write (.tar.zst, .tar.gz or .tar)\n", 0},                              \
+    {"import", cmd_import, "add a run exported from another store",                                                   \
+     "usage: smelt import FILE [--store DIR]\n\n"                                                                     \
+     "Verifies every object's digest before registering anything; a damaged archive registers nothing.\n\n"          \
+     STORE_HELP, 0},                                                                                                   \
+    {"gc", cmd_gc, "delete objects that no run references",                                                           \
+     "usage: smelt gc [--dry-run] [--store DIR]\n\n"                                                                  \
+     "Deletes unreferenced objects and leftover scratch; prints the bytes freed. Objects of failed or\n"            \
+     "incomplete runs are referenced and kept.\n\n" STORE_HELP "  --dry-run     only print what would be freed\n", 0},   \
+    {"checkout", cmd_checkout, "write the files of a stage's output to a directory",                                 \
+     "usage: smelt checkout RUN STAGE[.OUTPUT] -o DIR [--store DIR]\n\n"                                            \
+     "Writes the files of the stage's output artifact (its main output unless .OUTPUT names another)\n"             \
+     "into DIR, verifying every digest.\n\n" STORE_HELP "  -o DIR        the directory to write\n", 0},                \
     {"convert", cmd_convert, "convert a checkpoint (llama2.c .bin, HF safetensors) to a Hugging Face folder", \
      "usage: smelt convert IN OUT [--dtype bf16|fp32|fp16]\n\n" \
      "Loads IN (a Hugging Face folder, a .safetensors file or model.safetensors.index.json with\n" \
@@ -65,6 +134,9 @@ int cmd_tokenize(int argc, char **argv);
      "Examples:\n" \
      "  smelt tokenize --tokenizer ../shared/tokenizers/llama3/tokenizer.model 'This is a test sentence.'\n" \
      "  smelt tokenize --tokenizer builtin:bytes --decode 72 105 259\n\n" \
-     "Exit status: 0 ok, 1 failure, 2 bad usage, bad input or a damaged tokenizer file.\n", 0},
+     "Exit status: 0 ok, 1 failure, 2 bad usage, bad input or a damaged tokenizer file.\n", 0}, \
+    {"exec", cmd_exec, "(internal) run one attempt of one stage",                                                     \
+     "usage: smelt exec --store DIR --run RUN --stage NAME [--attempt N]\n\n"                                         \
+     "Launched by the runner (directly or under mpirun); not meant to be typed.\n", 1},
 
 #endif

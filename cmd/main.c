@@ -18,8 +18,8 @@ static int cmd_version(int argc, char **argv) {
 
 /* The one table of subcommands. Keep it sorted as shown in `smelt --help`. */
 const cli_command cli_commands[] = {
-    {"version", cmd_version, "print the version", "usage: smelt version\n", 0},
     COMMANDS_TABLE
+    {"version", cmd_version, "print the version", "usage: smelt version\n", 0},
     {NULL, NULL, NULL, NULL, 0},
 };
 

@@ -68,8 +68,9 @@ static void shape_str(char *buf, size_t n, int ndim, const int64_t *shape) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* Copies one expected tensor from the set into its place in w, checking shape and dtype. */
-static int load_tensor(const st_set *s, const weights_tensor *wt, const char *cfg_path) {
+/* Checks that one expected tensor is in the set with the shape the config implies and a float
+ * dtype (before anything is allocated, so that a wrong config fails fast and small). */
+static int check_tensor(const st_set *s, const weights_tensor *wt, const char *cfg_path) {
     int fi;
     const st_tensor *t = st_set_find(s, wt->name, &fi);
     char want[64], got[160];
@@ -85,7 +86,10 @@ static int load_tensor(const st_set *s, const weights_tensor *wt, const char *cf
         return err_set(ERR_INPUT, "%s: tensor '%s' has shape %s but %s implies %s; the checkpoint does not match its "
                        "config.json", file, wt->name, got, cfg_path, want);
     }
-    return st_to_f32(wt->data, t, file);
+    if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16)
+        return err_set(ERR_INPUT, "%s: tensor '%s' is %s; only F32, F16 and BF16 tensors convert to fp32 weights (a "
+                       "quantized checkpoint needs its own loader)", file, wt->name, st_dtype_name(t->dtype));
+    return 0;
 }
 
 /* A tied checkpoint may still carry lm_head.weight: accept it when it equals the embedding. */
@@ -109,6 +113,33 @@ static int check_tied_head(const st_set *s, const st_tensor *t, const model_conf
     return rc;
 }
 
+/* Every tensor of the files must be one of the n names the config implies, a tied lm_head, or
+ * an old rotary buffer; the others are listed in the error. */
+static int check_extra(const st_set *s, const model_config *cfg, const char **names, int n) {
+    const char **sorted = xmalloc((size_t)n * sizeof *sorted);
+    if (!sorted) return -1;
+    memcpy(sorted, names, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
+    strbuf extra = STRBUF_INIT;
+    int n_extra = 0;
+    for (int i = 0; i < s->n_tensors; i++) {
+        const char *key = s->tensors[i]->name;
+        if (bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_str)) continue;
+        if (cfg->tie_embeddings && !strcmp(key, "lm_head.weight")) continue; /* compared after loading */
+        if (ends_with(key, ".rotary_emb.inv_freq")) continue; /* a buffer old transformers saved */
+        if (n_extra < 5) sb_printf(&extra, "%s'%s'", n_extra ? ", " : "", key);
+        n_extra++;
+    }
+    int rc = 0;
+    if (n_extra)
+        rc = err_set(ERR_INPUT, "%s: %d tensor(s) that config.json does not describe: %s%s; the checkpoint does not "
+                     "match its config.json (attention_bias, tie_word_embeddings, num_hidden_layers?) or is not a "
+                     "plain %s model", s->dir, n_extra, sb_str(&extra), n_extra > 5 ? ", ..." : "", cfg->model_type);
+    sb_free(&extra);
+    free(sorted);
+    return rc;
+}
+
 static int load_hf(const char *path, model_config *cfg, model_weights *w) {
     char *dir = fs_is_dir(path) ? xstrdup(path) : dir_of(path);
     char *cfg_path = dir ? fs_join(dir, "config.json") : NULL;
@@ -123,43 +154,31 @@ static int load_hf(const char *path, model_config *cfg, model_weights *w) {
                 "model's config.json beside it", dir);
         goto done;
     }
-    if (hfconfig_load(cfg, cfg_path) || st_set_open(&s, path) || weights_alloc(w, cfg)) goto done;
-    int n = weights_tensors(w, cfg, NULL, 0);
+    /* a path to config.json itself means its folder */
+    const char *set_path = ends_with(path, "config.json") && !ends_with(path, "index.json") ? dir : path;
+    if (hfconfig_load(cfg, cfg_path) || st_set_open(&s, set_path)) goto done;
+    /* names and shapes first (over a zeroed layout: data pointers NULL), then allocate and copy */
+    model_weights shape_only;
+    memset(&shape_only, 0, sizeof shape_only);
+    int n = weights_tensors(&shape_only, cfg, NULL, 0);
     wt = xcalloc((size_t)n, sizeof *wt);
     names = xcalloc((size_t)n, sizeof *names);
     if (!wt || !names) goto done;
-    weights_tensors(w, cfg, wt, n);
+    weights_tensors(&shape_only, cfg, wt, n);
     for (int i = 0; i < n; i++) {
-        if (load_tensor(&s, &wt[i], cfg_path)) goto done;
+        if (check_tensor(&s, &wt[i], cfg_path)) goto done;
         names[i] = wt[i].name;
     }
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
-    /* every tensor of the files must be one we expected */
-    strbuf extra = STRBUF_INIT;
-    int n_extra = 0;
-    for (int i = 0; i < s.n_tensors; i++) {
-        const st_tensor *t = s.tensors[i];
-        const char *key = t->name;
-        if (bsearch(&key, names, (size_t)n, sizeof *names, cmp_str)) continue;
-        if (cfg->tie_embeddings && !strcmp(t->name, "lm_head.weight")) {
-            if (check_tied_head(&s, t, cfg, w)) {
-                sb_free(&extra);
-                goto done;
-            }
-            continue;
-        }
-        if (ends_with(t->name, ".rotary_emb.inv_freq")) continue; /* old transformers saved this buffer */
-        if (n_extra < 5) sb_printf(&extra, "%s'%s'", n_extra ? ", " : "", t->name);
-        n_extra++;
+    if (check_extra(&s, cfg, names, n)) goto done;
+    if (weights_alloc(w, cfg)) goto done;
+    weights_tensors(w, cfg, wt, n); /* the same order, now with data pointers */
+    for (int i = 0; i < n; i++) {
+        int fi;
+        const st_tensor *t = st_set_find(&s, wt[i].name, &fi);
+        if (st_to_f32(wt[i].data, t, s.files[fi].path)) goto done;
     }
-    if (n_extra) {
-        err_set(ERR_INPUT, "%s: %d tensor(s) that config.json does not describe: %s%s; the checkpoint does not match "
-                "its config.json (attention_bias, tie_word_embeddings, num_hidden_layers?) or is not a plain %s model",
-                s.dir, n_extra, sb_str(&extra), n_extra > 5 ? ", ..." : "", cfg->model_type);
-        sb_free(&extra);
-        goto done;
-    }
-    sb_free(&extra);
+    const st_tensor *head = cfg->tie_embeddings ? st_set_find(&s, "lm_head.weight", NULL) : NULL;
+    if (head && check_tied_head(&s, head, cfg, w)) goto done;
     rc = 0;
 done:
     if (rc) weights_free(w);

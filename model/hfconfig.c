@@ -231,6 +231,9 @@ static int parse_root(const jctx *j, model_config *c) {
                            "no head_dim; add \"head_dim\"", j->path, c->hidden, c->n_heads);
         c->head_dim = c->hidden / c->n_heads;
     }
+    if (c->head_dim < 2 || c->head_dim > MAX_HEAD_DIM)
+        return err_set(ERR_INPUT, "%s: head_dim (hidden_size %d / num_attention_heads %d = %d) must be from 2 to %d; "
+                       "fix config.json", j->path, c->hidden, c->n_heads, c->head_dim, MAX_HEAD_DIM);
     if (c->head_dim % 2)
         return err_set(ERR_INPUT, "%s: head_dim %d is odd; RoPE rotates pairs, so it must be even", j->path, c->head_dim);
     if (qwen) {

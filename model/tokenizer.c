@@ -54,7 +54,8 @@ tokenizer *tok_new(tokenizer_format_t format, const char *source) {
     if (!tok) return NULL;
     tok->format = format;
     tok->source = xstrdup(source);
-    if (!tok->source) {
+    if (!tok->source || sb_grow(&tok->arena, 256)) { /* the arena is never NULL: pieces may be empty */
+        free(tok->source);
         free(tok);
         return NULL;
     }
@@ -113,13 +114,14 @@ int tok_define_added(tokenizer *tok, int32_t id, const char *content, unsigned f
 
 int32_t tok_lookup(const tokenizer *tok, const void *piece, size_t len) {
     if (!tok->hash) return -1;
-    size_t i = tok_hash_bytes(piece, len) & tok->hash_mask;
-    for (;;) {
-        int32_t id = tok->hash[i];
-        if (id < 0) return -1;
-        const tok_entry *e = &tok->entries[id];
-        if (e->len == len && !memcmp(tok->arena.buf + e->off, piece, len)) return id;
-        i = (i + 1) & tok->hash_mask;
+    uint64_t h = tok_hash_bytes(piece, len);
+    uint32_t tag = (uint32_t)(h >> 32);
+    for (size_t i = h & tok->hash_mask;; i = (i + 1) & tok->hash_mask) {
+        const tok_slot *s = &tok->hash[i];
+        if (s->id < 0) return -1;
+        if (s->tag != tag) continue;
+        const tok_entry *e = &tok->entries[s->id];
+        if (e->len == len && !memcmp(tok->arena.buf + e->off, piece, len)) return s->id;
     }
 }
 
@@ -133,18 +135,19 @@ int tok_build_index(tokenizer *tok) {
     for (int32_t id = 0; id < tok->n_vocab; id++) {
         const tok_entry *e = &tok->entries[id];
         if (!(e->flags & TOKF_PRESENT)) continue;
-        const char *p = tok->arena.buf ? tok->arena.buf + e->off : "";
-        size_t i = tok_hash_bytes(p, e->len) & tok->hash_mask;
+        const char *p = tok->arena.buf + e->off;
+        uint64_t h = tok_hash_bytes(p, e->len);
+        size_t i = h & tok->hash_mask;
         int dup = 0;
-        while (tok->hash[i] >= 0) {
-            const tok_entry *o = &tok->entries[tok->hash[i]];
+        while (tok->hash[i].id >= 0) {
+            const tok_entry *o = &tok->entries[tok->hash[i].id];
             if (o->len == e->len && !memcmp(tok->arena.buf + o->off, p, e->len)) {
                 dup = 1; /* the same text twice: the lower id wins lookups */
                 break;
             }
             i = (i + 1) & tok->hash_mask;
         }
-        if (!dup) tok->hash[i] = id;
+        if (!dup) tok->hash[i] = (tok_slot){(uint32_t)(h >> 32), id};
     }
     return 0;
 }
@@ -177,12 +180,10 @@ int tok_add_merge(tokenizer *tok, int32_t left, int32_t right, int32_t prio, con
 }
 
 int32_t tok_merge_find(const tokenizer *tok, int32_t left, int32_t right) {
-    size_t i = tok_hash_pair(left, right) & tok->merge_mask;
-    for (;;) {
-        int32_t m = tok->merge_hash[i];
-        if (m < 0) return -1;
-        if (tok->merges[m].left == left && tok->merges[m].right == right) return m;
-        i = (i + 1) & tok->merge_mask;
+    for (size_t i = tok_hash_pair(left, right) & tok->merge_mask;; i = (i + 1) & tok->merge_mask) {
+        const tok_merge_slot *s = &tok->merge_hash[i];
+        if (s->m < 0) return -1;
+        if (s->left == left && s->right == right) return s->m;
     }
 }
 
@@ -194,17 +195,17 @@ int tok_build_merge_index(tokenizer *tok) {
     memset(tok->merge_hash, 0xff, slots * sizeof *tok->merge_hash);
     tok->merge_mask = slots - 1;
     for (int32_t m = 0; m < tok->n_merges; m++) {
-        size_t i = tok_hash_pair(tok->merges[m].left, tok->merges[m].right) & tok->merge_mask;
+        const tok_merge *g = &tok->merges[m];
+        size_t i = tok_hash_pair(g->left, g->right) & tok->merge_mask;
         int dup = 0;
-        while (tok->merge_hash[i] >= 0) {
-            const tok_merge *o = &tok->merges[tok->merge_hash[i]];
-            if (o->left == tok->merges[m].left && o->right == tok->merges[m].right) {
+        while (tok->merge_hash[i].m >= 0) {
+            if (tok->merge_hash[i].left == g->left && tok->merge_hash[i].right == g->right) {
                 dup = 1; /* a repeated merge line: the first (best) rank wins, as in HF */
                 break;
             }
             i = (i + 1) & tok->merge_mask;
         }
-        if (!dup) tok->merge_hash[i] = m;
+        if (!dup) tok->merge_hash[i] = (tok_merge_slot){g->left, g->right, m};
     }
     return 0;
 }
@@ -236,7 +237,7 @@ int tok_derive_merges(tokenizer *tok, int by_score) {
             float s = tok->entries[id].score;
             if ((tok->entries[id].flags & TOKF_PRESENT) && s == s) scores[n_scores++] = s;
         }
-        qsort(scores, (size_t)n_scores, sizeof *scores, cmp_float_desc);
+        if (n_scores) qsort(scores, (size_t)n_scores, sizeof *scores, cmp_float_desc);
         int32_t u = 0;
         for (int32_t i = 0; i < n_scores; i++)
             if (!u || scores[u - 1] != scores[i]) scores[u++] = scores[i];
@@ -270,7 +271,7 @@ int tok_derive_merges(tokenizer *tok, int by_score) {
         }
     }
     free(scores);
-    if (!by_score) qsort(tok->merges, (size_t)tok->n_merges, sizeof *tok->merges, cmp_merge_rank);
+    if (!by_score && tok->n_merges) qsort(tok->merges, (size_t)tok->n_merges, sizeof *tok->merges, cmp_merge_rank);
     if (!by_score)
         for (int32_t m = 0; m < tok->n_merges; m++) tok->merges[m].prio = m;
     return tok_build_merge_index(tok);
@@ -436,10 +437,12 @@ static int tok_load_file(tokenizer **out, const char *path) {
     while (i < len && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) i++;
     if (bl >= 4 && !strcmp(base + bl - 4, ".bin")) {
         rc = tok_load_llama2c(out, path, data, len);
-    } else if (i < len && data[i] == '{') {
-        /* A JSON object: tokenizer.json has a "model"; anything else is read as vocab.json. */
-        if (!strcmp(base, "vocab.json") || !strstr(data, "\"model\"")) rc = tok_load_hf_vocab(out, path, data, len);
-        else rc = tok_load_hf_json(out, path, data, len);
+    } else if ((i < len && data[i] == '{') || (bl >= 5 && !strcmp(base + bl - 5, ".json"))) {
+        /* JSON: tokenizer.json has a "model"; vocab.json (or any other object) is token -> id. */
+        if (!strcmp(base, "vocab.json") || (strcmp(base, "tokenizer.json") && !strstr(data, "\"model\"")))
+            rc = tok_load_hf_vocab(out, path, data, len);
+        else
+            rc = tok_load_hf_json(out, path, data, len);
     } else if (len && (unsigned char)data[0] == 0x0A && bl >= 6 && !strcmp(base + bl - 6, ".model")) {
         rc = err_set(ERR_INPUT,
                      "%s looks like a SentencePiece protobuf model, which smelt does not read; use the "

@@ -11,6 +11,7 @@
 
 typedef struct {
     int32_t prio, pos; /* merge rank (lower first), then the left symbol's position */
+    int32_t m;         /* the merge (index into tok->merges) */
 } heap_item;
 
 typedef struct {
@@ -40,6 +41,9 @@ static int enc_emit(tok_enc *e, int32_t id) {
 
 static int enc_reserve_syms(tok_enc *e, size_t n) {
     if (n <= e->cap_sym) return 0;
+    if (n > INT32_MAX / 4) /* symbol positions are int32 */
+        return err_set(ERR_INPUT, "a %zu-byte run of text without a pre-token boundary is too long to encode (the "
+                                  "limit is %d bytes); split the text", n, INT32_MAX / 4);
     size_t cap = e->cap_sym ? e->cap_sym : 64;
     while (cap < n) cap *= 2;
     int32_t *a = xrealloc(e->sym, cap * sizeof *a);
@@ -91,12 +95,13 @@ static void push_pair(tok_enc *e, int32_t left) {
     int32_t right = e->next[left];
     if (right < 0) return;
     int32_t m = tok_merge_find(e->tok, e->sym[left], e->sym[right]);
-    if (m >= 0) heap_push(e, (heap_item){e->tok->merges[m].prio, left});
+    if (m >= 0) heap_push(e, (heap_item){e->tok->merges[m].prio, left, m});
 }
 
 /* Merges e->sym[0..n) in place and emits the result. A heap entry is stale when its left
- * symbol has been absorbed or its pair no longer merges at the same rank; a stale entry is
- * dropped, and any live pair has its own fresh entry, so order stays (rank, position). */
+ * symbol has been absorbed or its pair changed (symbols only grow, so unchanged ids mean an
+ * unchanged pair); stale entries are dropped, and every live pair has its own entry, so
+ * merges happen in (rank, position) order. */
 static int merge_and_emit(tok_enc *e, size_t n) {
     const tokenizer *tok = e->tok;
     for (size_t i = 0; i < n; i++) {
@@ -109,10 +114,9 @@ static int merge_and_emit(tok_enc *e, size_t n) {
     while (e->n_heap) {
         heap_item it = heap_pop(e);
         int32_t l = it.pos, r = e->next[l];
-        if (e->sym[l] < 0 || r < 0) continue;
-        int32_t m = tok_merge_find(tok, e->sym[l], e->sym[r]);
-        if (m < 0 || tok->merges[m].prio != it.prio) continue;
-        e->sym[l] = tok->merges[m].result;
+        const tok_merge *g = &tok->merges[it.m];
+        if (r < 0 || e->sym[l] != g->left || e->sym[r] != g->right) continue;
+        e->sym[l] = g->result;
         e->sym[r] = -1;
         e->next[l] = e->next[r];
         if (e->next[r] >= 0) e->prev[e->next[r]] = l;
@@ -187,19 +191,22 @@ static size_t utf8_step(const unsigned char *p, size_t n) {
 static int pretok_split(tok_enc *e, int step, const unsigned char *p, size_t n) {
     const tok_step *s = &e->tok->steps[step];
     if (!s->re) return pretok_step(e, step + 1, p, n);
-    if (!e->md) {
-        e->md = pcre2_match_data_create(1, NULL);
-        e->mctx = pcre2_match_context_create(NULL);
-        /* The JIT's default 32 KiB stack can run out on long runs of one character class. */
-        e->jit = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
-        if (!e->md || !e->mctx || !e->jit) return err_set(ERR_NOMEM, "out of memory creating the regex matcher");
-        pcre2_jit_stack_assign(e->mctx, NULL, e->jit);
-    }
+    if (!e->md && !(e->md = pcre2_match_data_create(1, NULL)))
+        return err_set(ERR_NOMEM, "out of memory creating the regex matcher");
     int keep_match = !(s->behavior == TOKSPLIT_REMOVED && !s->invert);
     int keep_gap = !(s->behavior == TOKSPLIT_REMOVED && s->invert);
     size_t last = 0, off = 0;
     while (off < n) {
         int rc = pcre2_match(s->re, p, n, off, 0, e->md, e->mctx);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !e->jit) {
+            /* The JIT's default 32 KiB stack ran out (long runs of one class): retry with a
+             * larger one, made only now because creating it costs more than most encodes. */
+            e->mctx = pcre2_match_context_create(NULL);
+            e->jit = pcre2_jit_stack_create(32 * 1024, 64 * 1024 * 1024, NULL);
+            if (!e->mctx || !e->jit) return err_set(ERR_NOMEM, "out of memory creating the regex matcher");
+            pcre2_jit_stack_assign(e->mctx, NULL, e->jit);
+            continue;
+        }
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
@@ -318,7 +325,7 @@ static int add_step(tokenizer *tok, tok_step_kind kind, const char *pattern, int
     if (pattern) {
         int ec;
         PCRE2_SIZE eo;
-        uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : 0);
+        uint32_t opts = PCRE2_UTF | PCRE2_MATCH_INVALID_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
         s->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, opts, &ec, &eo, NULL);
         if (!s->re) {
             PCRE2_UCHAR msg[256];

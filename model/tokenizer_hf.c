@@ -87,7 +87,9 @@ static int add_merge_strings(tokenizer *tok, const char *a, const char *b, int32
         return err_set(ERR_CORRUPT, "%s: merge %ld (%s) refers to the token '%.64s', which is not in the vocabulary; "
                                     "the merges and the vocabulary do not belong together",
                        tok->source, (long)rank, where, ia < 0 ? a : b);
-    return tok_add_merge(tok, ia, ib, rank, tok->source);
+    char what[1024];
+    snprintf(what, sizeof what, "%s, %s", tok->source, where);
+    return tok_add_merge(tok, ia, ib, rank, what);
 }
 
 /* Splits "a b" at its one space (HF requires exactly two parts). */

@@ -52,6 +52,16 @@ typedef struct {
     int32_t left, right, result, prio;
 } tok_merge;
 
+/* Hash slots keep a fragment of the key so that most probes touch one cache line. */
+typedef struct {
+    uint32_t tag; /* high bits of the piece's hash */
+    int32_t id;
+} tok_slot;
+
+typedef struct {
+    int32_t left, right, m;
+} tok_merge_slot;
+
 typedef enum { TOKSTEP_SPLIT = 1, TOKSTEP_BYTELEVEL } tok_step_kind;
 enum { TOKSPLIT_ISOLATED = 0, TOKSPLIT_REMOVED = 1 };
 
@@ -73,11 +83,11 @@ struct tokenizer {
     int32_t cap_vocab;
     tok_entry *entries;
     strbuf arena;        /* all pieces, back to back */
-    int32_t *hash;       /* piece -> id, open addressing, -1 empty; hash_mask + 1 slots */
+    tok_slot *hash;      /* piece -> id, open addressing (id -1: empty); hash_mask + 1 slots */
     size_t hash_mask;
     tok_merge *merges;   /* in rank order */
     int32_t n_merges, cap_merges;
-    int32_t *merge_hash; /* (left, right) -> index into merges, -1 empty */
+    tok_merge_slot *merge_hash; /* (left, right) -> index into merges (m -1: empty) */
     size_t merge_mask;
     int32_t byte_id[256]; /* the token of each single byte (-1: none) */
     int32_t *added;      /* added-token ids grouped by first byte, longest first */

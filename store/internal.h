@@ -9,4 +9,7 @@ struct store {
     sqlite3 *db;
 };
 
+/* Moves a complete, fsynced scratch file into objects/ under its digest (objects.c). */
+int store_object_install(const struct store *s, const char *tmp, const char *digest);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,20 +32,6 @@ int store_object_present(const store *s, const char *digest) {
     return ok;
 }
 
-static int write_all(int fd, const void *data, size_t n) {
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int tmp_counter;
 
 /* A unique scratch path under tmp/ for this process. */
@@ -53,7 +40,7 @@ static char *tmp_name(const store *s, const char *what) {
 }
 
 /* Renames a complete, fsynced file to its object path (or drops it when the object exists). */
-static int install_object(const store *s, const char *tmp, const char *digest) {
+int store_object_install(const store *s, const char *tmp, const char *digest) {
     char *dst = store_object_path(s, digest);
     if (!dst) return -1;
     int rc = 0;
@@ -94,7 +81,7 @@ static int copy_hashing(const char *dst, const char *src, char digest[65], uint6
         } else {
             sha256_update(c, buf, (size_t)n);
             total += (uint64_t)n;
-            if (write_all(out, buf, (size_t)n)) rc = err_errno("cannot write %s", dst);
+            if (fs_write_all(out, buf, (size_t)n)) rc = err_errno("cannot write %s", dst);
         }
     }
     if (!rc && fsync(out)) rc = err_errno("cannot fsync %s", dst);
@@ -135,7 +122,7 @@ int store_put_file(store *s, const char *src, int move, char digest[SHA256_HEX_L
     char *tmp = tmp_name(s, "obj");
     if (!tmp) return -1;
     int rc = copy_hashing(tmp, src, digest, bytes);
-    if (!rc) rc = install_object(s, tmp, digest);
+    if (!rc) rc = store_object_install(s, tmp, digest);
     if (rc) unlink(tmp);
     free(tmp);
     return rc;
@@ -144,7 +131,7 @@ int store_put_file(store *s, const char *src, int move, char digest[SHA256_HEX_L
 /* ---- manifests ---- */
 
 typedef struct {
-    store *s;
+    store *s;      /* NULL: only hash (store_content_digest) */
     int move;
     strbuf json;
     int n;
@@ -160,7 +147,7 @@ static int put_dir_file(const char *rel, const char *abs, void *vctx) {
     int exec = (st.st_mode & 0111) != 0;
     if (strlen(rel) >= sizeof(((manifest_entry *)0)->path))
         return err_set(ERR_INPUT, "output file path '%s' is too long (at most 511 bytes)", rel);
-    if (store_put_file(c->s, abs, c->move, digest, &bytes)) return -1;
+    if (c->s ? store_put_file(c->s, abs, c->move, digest, &bytes) : sha256_file(digest, abs, &bytes)) return -1;
     if (c->n++ && sb_putc(&c->json, ',')) return -1;
     if (sb_printf(&c->json, "{\"bytes\":%llu,\"digest\":\"%s\",\"exec\":%s,\"path\":", (unsigned long long)bytes,
                   digest, exec ? "true" : "false") ||
@@ -181,12 +168,25 @@ int store_put_dir(store *s, const char *dir, int move, char digest[SHA256_HEX_LE
     sha256_hex(digest, c.json.buf, c.json.len);
     char *tmp = tmp_name(s, "manifest");
     int rc = tmp ? fs_write_atomic(tmp, c.json.buf, c.json.len) : -1;
-    if (!rc) rc = install_object(s, tmp, digest);
+    if (!rc) rc = store_object_install(s, tmp, digest);
     if (rc && tmp) unlink(tmp);
     free(tmp);
     sb_free(&c.json);
     if (bytes) *bytes = c.total;
     return rc;
+}
+
+int store_content_digest(const char *path, char digest[SHA256_HEX_LEN + 1]) {
+    if (!fs_is_dir(path)) return sha256_file(digest, path, NULL);
+    put_dir_ctx c = {.s = NULL};
+    if (sb_puts(&c.json, "{\"files\":[") || fs_walk_files(path, put_dir_file, &c) ||
+        sb_puts(&c.json, "],\"smelt_manifest\":1}")) {
+        sb_free(&c.json);
+        return -1;
+    }
+    sha256_hex(digest, c.json.buf, c.json.len);
+    sb_free(&c.json);
+    return 0;
 }
 
 int store_object_verify(const store *s, const char *digest) {
@@ -406,4 +406,23 @@ int store_object_register(store *s, const char *digest) {
     rc = store_step_done(s, st);
     sqlite3_finalize(st);
     return rc;
+}
+
+int store_gc_lock(const store *s, int exclusive) {
+    char *p = xasprintf("%s/locks/gc.lock", s->dir);
+    int fd = p ? open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644) : -1;
+    if (p && fd < 0) err_errno("cannot open %s", p);
+    free(p);
+    if (fd >= 0 && flock(fd, exclusive ? LOCK_EX : LOCK_SH)) {
+        err_errno("cannot take the store's gc lock");
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+void store_gc_unlock(int fd) {
+    if (fd < 0) return;
+    flock(fd, LOCK_UN);
+    close(fd);
 }

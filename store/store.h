@@ -50,6 +50,12 @@ int store_err(store *s, const char *what);
 /* A path inside the store (caller frees): store_path(s, "tmp/x"). */
 char *store_path(const store *s, const char *rel);
 
+/* The store's gc lock: writers of objects hold it shared from the first object they write
+ * until the transaction that registers them commits; gc holds it exclusive. Returns the
+ * lock's fd, or -1 (error slot set). */
+int store_gc_lock(const store *s, int exclusive);
+void store_gc_unlock(int fd);
+
 /* ---- objects ---- */
 
 /* Path of the object file for digest (caller frees). */
@@ -62,6 +68,9 @@ int store_put_file(store *s, const char *src, int move, char digest[SHA256_HEX_L
 /* Stores a directory tree: every file as an object, then the manifest listing them.
  * *bytes is the total of the files. Registers nothing (see store_object_register). */
 int store_put_dir(store *s, const char *dir, int move, char digest[SHA256_HEX_LEN + 1], uint64_t *bytes);
+/* The digest a file or directory outside the store would have as an artifact: a file's sha256,
+ * or the digest of the manifest store_put_dir would write for a directory. Stores nothing. */
+int store_content_digest(const char *path, char digest[SHA256_HEX_LEN + 1]);
 /* Inserts the object row (and for a manifest, its entries and their rows); inside a transaction. */
 int store_object_register(store *s, const char *digest);
 /* Recomputes an object's sha256; ERR_CORRUPT naming the object when it differs or is missing. */

@@ -374,6 +374,16 @@ static void test_saved_hf(const char *name, const tokenizer *orig, const char *t
     snprintf(what, sizeof what, "%s original vs transformers", name);
     check_encodings(orig, what, &s, &ids);
     check_random_roundtrips(back, 200);
+    /* saving what was loaded from the saved tokenizer.json writes the same bytes again */
+    char again_name[64];
+    snprintf(again_name, sizeof again_name, "%s-again", name);
+    char *again = path2(tmp, again_name), *tj2 = path2(again, "tokenizer.json"), *tc2 = path2(again, "tokenizer_config.json");
+    char h3[SHA256_HEX_LEN + 1] = "", h4[SHA256_HEX_LEN + 1] = "";
+    CHECK(tokenizer_save_hf(back, again) == 0, "%s: second save: %s", name, err_msg());
+    sha256_file(h3, tj2, NULL);
+    sha256_file(h4, tc2, NULL);
+    CHECK(!strcmp(h1, h3) && !strcmp(h2, h4), "%s: save(load(save(x))) differs from save(x)", name);
+    free(again), free(tj2), free(tc2);
     tokenizer_free(back);
     free_strings(&s);
     free_strings(&e);

@@ -1,0 +1,65 @@
+/* cmd_checkout.c: `smelt checkout RUN STAGE[.OUTPUT] -o DIR`: writes the files of a stage's
+ * output artifact to a directory, verifying every digest (how a user gets a model, a report or
+ * a data set out of the store). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/commands.h"
+#include "cmd/util.h"
+#include "common/error.h"
+#include "common/fsutil.h"
+#include "store/runs.h"
+
+int cmd_checkout(int argc, char **argv) {
+    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
+                                         {0, 0, 0, 0}};
+    const char *store_flag = NULL, *out = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:o:", opts, NULL)) != -1) {
+        if (c == 's') store_flag = optarg;
+        else if (c == 'o') out = optarg;
+        else return cli_usage_error("checkout", "unknown option");
+    }
+    if (optind != argc - 2 || !out) return cli_usage_error("checkout", "expected RUN, STAGE[.OUTPUT] and -o DIR");
+    char stage[STAGE_NAME_MAX];
+    snprintf(stage, sizeof stage, "%s", argv[optind + 1]);
+    char *dot = strchr(stage, '.');
+    const char *want = NULL;
+    if (dot) {
+        *dot = 0;
+        want = dot + 1;
+    }
+    if (fs_exists(out) && !fs_is_dir(out)) return cli_usage_error("checkout", "%s exists and is not a directory", out);
+    store *s = NULL;
+    char run[RUN_ID_MAX];
+    output_row *outs = NULL;
+    int n = 0, status = EXIT_OK;
+    if (cli_open_store(&s, store_flag, STORE_NOWRITE) || store_run_resolve(s, argv[optind], run) ||
+        store_stage_outputs(s, run, stage, &outs, &n)) {
+        status = cli_fail("checkout");
+        goto out;
+    }
+    const output_row *o = NULL;
+    for (int i = 0; i < n; i++)
+        if (want ? !strcmp(outs[i].name, want) : (!o)) o = &outs[i];
+    if (!o) {
+        err_set(ERR_INPUT, n ? "stage %s of run %s has no output '%s'" : "stage %s of run %s has no outputs (is it "
+                "complete? see smelt status %s)", stage, run, n ? want : run);
+        status = cli_fail("checkout");
+        goto out;
+    }
+    manifest m;
+    if (store_materialize(s, o->digest, out, 0) || store_manifest_read(s, o->digest, &m)) {
+        status = cli_fail("checkout");
+        goto out;
+    }
+    printf("%s: %d files of %s.%s (artifact %.12s), digests verified\n", out, m.n_files, stage, o->name, o->digest);
+    manifest_free(&m);
+out:
+    free(outs);
+    store_close(s);
+    return status;
+}

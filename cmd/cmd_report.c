@@ -1,0 +1,93 @@
+/* cmd_report.c: `smelt report RUN`: one row per stage with its status and the latest value of
+ * each of its metrics; columns are the union of the metric keys in first-seen order. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/commands.h"
+#include "cmd/util.h"
+#include "common/error.h"
+#include "store/runs.h"
+
+#define REPORT_MAX_KEYS 64
+
+int cmd_report(int argc, char **argv) {
+    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
+    const char *store_flag = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
+        if (c == 's') store_flag = optarg;
+        else return cli_usage_error("report", "unknown option");
+    }
+    if (optind < argc - 1) return cli_usage_error("report", "expected at most one run id");
+    store *s = NULL;
+    char run[RUN_ID_MAX];
+    run_row rr = {0};
+    if (cli_open_store(&s, store_flag, STORE_NOWRITE) ||
+        store_run_resolve(s, optind < argc ? argv[optind] : "latest", run) || store_run_load(s, run, &rr)) {
+        store_close(s);
+        return cli_fail("report");
+    }
+    /* Metric keys in the order stages first report them. */
+    char *keys[REPORT_MAX_KEYS];
+    int nk = 0, status = EXIT_OK;
+    sqlite3_stmt *st;
+    if (store_prepare(s, &st, "SELECT m.key FROM metric_latest m JOIN stage s ON s.run_id = m.run_id AND s.name = "
+                              "m.stage WHERE m.run_id = ? GROUP BY m.key ORDER BY min(s.ord), m.key")) {
+        status = cli_fail("report");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
+    int more = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (nk < REPORT_MAX_KEYS) keys[nk++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+        else more++;
+    }
+    sqlite3_finalize(st);
+    printf("run %s (%s): %s\n", rr.id, rr.name, rr.status);
+    const char **hdr = calloc((size_t)nk + 3, sizeof *hdr);
+    hdr[0] = "STAGE";
+    hdr[1] = "STATUS";
+    for (int i = 0; i < nk; i++) hdr[i + 2] = keys[i];
+    table t;
+    table_init(&t, nk + 2, hdr);
+    sqlite3_stmt *ss, *ms;
+    if (store_prepare(s, &ss, "SELECT name, status FROM stage WHERE run_id = ? ORDER BY ord") ||
+        store_prepare(s, &ms, "SELECT value FROM metric_latest WHERE run_id = ? AND stage = ? AND key = ?")) {
+        status = cli_fail("report");
+        free(hdr);
+        table_free(&t);
+        goto out;
+    }
+    sqlite3_bind_text(ss, 1, run, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(ss) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(ss, 0);
+        table_cell(&t, 0, "%s", name);
+        table_cell(&t, 1, "%s", sqlite3_column_text(ss, 1));
+        for (int k = 0; k < nk; k++) {
+            sqlite3_reset(ms);
+            sqlite3_bind_text(ms, 1, run, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(ms, 2, name, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(ms, 3, keys[k], -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(ms) == SQLITE_ROW) {
+                if (sqlite3_column_type(ms, 0) == SQLITE_NULL) table_cell(&t, k + 2, "nan");
+                else table_cell(&t, k + 2, "%.6g", sqlite3_column_double(ms, 0));
+            } else {
+                table_cell(&t, k + 2, "-");
+            }
+        }
+    }
+    sqlite3_finalize(ss);
+    sqlite3_finalize(ms);
+    table_print(&t, stdout);
+    if (more) printf("(%d more metric keys not shown; use smelt query on latest_metrics)\n", more);
+    table_free(&t);
+    free(hdr);
+out:
+    for (int i = 0; i < nk; i++) free(keys[i]);
+    run_row_free(&rr);
+    store_close(s);
+    return status;
+}

@@ -1,0 +1,25 @@
+/* registry.c: the one table of stage kinds. Adding a kind is one row here and one folder. */
+#include <string.h>
+
+#include "stages/stage.h"
+
+extern const stage_kind stage_kind_command;
+extern const stage_kind stage_kind_mpi_selftest;
+
+const stage_kind *const stage_kinds[] = {
+    &stage_kind_command,
+    &stage_kind_mpi_selftest,
+    NULL,
+};
+
+const stage_kind *stage_kind_find(const char *name) {
+    for (int i = 0; stage_kinds[i]; i++)
+        if (!strcmp(stage_kinds[i]->name, name)) return stage_kinds[i];
+    return NULL;
+}
+
+int stage_output_index(const stage_kind *k, const char *name) {
+    for (int i = 0; k->outputs[i].name; i++)
+        if (!strcmp(k->outputs[i].name, name)) return i;
+    return -1;
+}
