@@ -46,6 +46,8 @@ struct model_scratch {
     int *pos;
     float *att_work;
     size_t att_work_cap;
+    attn_seq *aseqs; /* sequences of a no-gradient packed forward */
+    size_t aseqs_cap;
     float *logits, *dlogits; /* LM-head chunks */
     size_t logits_cap, dlogits_cap;
 };

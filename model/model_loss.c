@@ -12,6 +12,7 @@
 #define LM_CHUNK_FLOATS (1 << 21)
 
 int model_lm_chunk_rows(const model *m) {
+    if (m->lm_chunk_rows > 0) return m->lm_chunk_rows;
     int rows = LM_CHUNK_FLOATS / m->cfg.vocab;
     if (rows > 1024) rows = 1024;
     if (rows < 16) rows = 16;
