@@ -66,6 +66,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (model_lm_loss(&m, hid, dh, n_tok, lm_loss_ce, &ce, &loss) == 0) model_backward(&m, dh);
         }
     }
+    { /* the no-gradient forward needs no reserve */
+        model_batch b = {.tokens = tokens, .seq_lens = lens, .n_tokens = n_tok, .n_seqs = n_seqs > 4 ? 4 : n_seqs};
+        float hid[64 * 32];
+        model_forward_hidden(&m, &b, hid);
+    }
     kv_cache kv, kv2;
     int kcap = next(&in) % 20;
     if (kv_cache_init(&kv, &c, kcap) == 0) {
