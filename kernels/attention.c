@@ -111,12 +111,18 @@ static void bwd_item(float *dq, float *dk, float *dv, const float *dout, const f
                      int bq, const tile_bufs *b) {
     const int rep = s->n_heads / s->n_kv_heads, D = s->head_dim;
     const float scale = 1.0f / sqrtf((float)D);
-    for (int j = 0; j < nkv; j++) {
-        memset(dk + (size_t)j * s->ldk + (size_t)g * D, 0, (size_t)D * sizeof(float));
-        memset(dv + (size_t)j * s->ldv + (size_t)g * D, 0, (size_t)D * sizeof(float));
+    /* Tiles from the last to the first: the last one reaches every key, so its products assign dK
+     * and dV (beta 0) and the earlier, shorter ones accumulate into them. */
+    const int n_tiles = (nq + bq - 1) / bq;
+    if (nq == 0) { /* no queries: no gradient reaches the keys */
+        for (int j = 0; j < nkv; j++) {
+            memset(dk + (size_t)j * s->ldk + (size_t)g * D, 0, (size_t)D * sizeof(float));
+            memset(dv + (size_t)j * s->ldv + (size_t)g * D, 0, (size_t)D * sizeof(float));
+        }
     }
-    for (int i0 = 0; i0 < nq; i0 += bq) {
-        const int nb = nq - i0 < bq ? nq - i0 : bq, R = rep * nb, kend = nkv - nq + i0 + nb;
+    for (int tile = n_tiles - 1; tile >= 0; tile--) {
+        const int i0 = tile * bq, nb = nq - i0 < bq ? nq - i0 : bq, R = rep * nb, kend = nkv - nq + i0 + nb;
+        const float beta = tile == n_tiles - 1 ? 0.0f : 1.0f;
         pack_rows(b->qp, q, s->ldq, i0, nb, g, rep, D);
         pack_rows(b->op, dout, s->ldo, i0, nb, g, rep, D);
         for (int m = 0; m < R; m++) {
@@ -137,7 +143,7 @@ static void bwd_item(float *dq, float *dk, float *dv, const float *dout, const f
             for (int j = lim; j < kend; j++) row[j] = 0;
         }
         /* dV += P^T dO ; dP = dO V^T ; dS = P * (dP - rowsum(dO * O)) */
-        matmul(dv + (size_t)g * D, s->ldv, b->sc, kend, 1, b->op, D, 0, kend, D, R, 1.0f, 1.0f);
+        matmul(dv + (size_t)g * D, s->ldv, b->sc, kend, 1, b->op, D, 0, kend, D, R, 1.0f, beta);
         matmul(b->dp, kend, b->op, D, 0, v + (size_t)g * D, s->ldv, 1, R, kend, D, 1.0f, 0);
         for (int m = 0; m < R; m++) {
             float *pr = b->sc + (size_t)m * kend, *dpr = b->dp + (size_t)m * kend;
@@ -148,7 +154,7 @@ static void bwd_item(float *dq, float *dk, float *dv, const float *dout, const f
         /* dQ = scale * dS K ; dK += scale * dS^T Q */
         matmul(b->dqp, D, b->dp, kend, 0, k + (size_t)g * D, s->ldk, 0, R, D, kend, scale, 0);
         unpack_rows(dq, s->ldq, b->dqp, i0, nb, g, rep, D);
-        matmul(dk + (size_t)g * D, s->ldk, b->dp, kend, 1, b->qp, D, 0, kend, D, R, scale, 1.0f);
+        matmul(dk + (size_t)g * D, s->ldk, b->dp, kend, 1, b->qp, D, 0, kend, D, R, scale, beta);
     }
 }
 

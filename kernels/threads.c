@@ -8,6 +8,12 @@
 
 static int threads_cur = 0;
 
+/* OpenBLAS starts its worker threads when it loads; idle, they spin (sched_yield) for a while
+ * before sleeping and so compete with the OpenMP threads for the cores. Since OpenBLAS is kept
+ * single-threaded, its pool is shut down (it restarts by itself if a caller raises the count).
+ * Weak: an OpenBLAS without this entry point just keeps its idle pool. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
 static int threads_available(void) {
     const char *e = getenv("OMP_NUM_THREADS");
     if (e && atoi(e) > 0) return atoi(e);
@@ -24,6 +30,7 @@ int kernels_set_threads(int n) {
     threads_cur = n;
     omp_set_num_threads(n);
     openblas_set_num_threads(1); /* parallelism comes from matmul()'s blocks, in OpenMP threads */
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
     return n;
 }
 
