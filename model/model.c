@@ -229,7 +229,14 @@ int model_reserve_train(model *m, int max_tokens) {
 }
 
 void model_zero_grad(model *m) {
-    if (m->grad.mem) memset(m->grad.mem, 0, m->grad.n_floats * sizeof(float));
+    if (!m->grad.mem) return;
+    const size_t n = m->grad.n_floats, block = 1 << 20; /* 4 MB per task: a 30M-parameter model has 30 */
+    const long n_blocks = (long)((n + block - 1) / block);
+#pragma omp parallel for schedule(static) if (n_blocks > 1)
+    for (long b = 0; b < n_blocks; b++) {
+        size_t i0 = (size_t)b * block, len = i0 + block < n ? block : n - i0;
+        memset(m->grad.mem + i0, 0, len * sizeof(float));
+    }
 }
 
 void model_free(model *m) {
