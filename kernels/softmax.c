@@ -31,6 +31,35 @@ void softmax_forward_ref(float *out, const float *x, int n, int dim) {
     }
 }
 
+void softmax_backward(float *dx, const float *y, const float *dy, int n, int dim) {
+#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    for (int i = 0; i < n; i++) {
+        const float *yi = y + (size_t)i * dim, *gi = dy + (size_t)i * dim;
+        float *di = dx + (size_t)i * dim;
+        double dot = 0;
+        int j = 0;
+        while (j + FM_W <= dim) { /* float over 256-term blocks, double across (as the forward sums) */
+            fm_f16 acc = fm_splat(0);
+            const int end = j + 256 <= dim ? j + 256 : dim;
+            for (; j + FM_W <= end; j += FM_W) acc += fm_ld(yi + j) * fm_ld(gi + j);
+            dot += fm_hsum(acc);
+        }
+        for (; j < dim; j++) dot += yi[j] * gi[j];
+        const float d = (float)dot;
+#pragma omp simd
+        for (j = 0; j < dim; j++) di[j] = yi[j] * (gi[j] - d);
+    }
+}
+
+void softmax_backward_ref(float *dx, const float *y, const float *dy, int n, int dim) {
+    for (int i = 0; i < n; i++) {
+        const float *yi = y + (size_t)i * dim, *gi = dy + (size_t)i * dim;
+        double dot = 0;
+        for (int j = 0; j < dim; j++) dot += (double)yi[j] * gi[j];
+        for (int j = 0; j < dim; j++) dx[(size_t)i * dim + j] = (float)(yi[j] * (gi[j] - dot));
+    }
+}
+
 void cross_entropy(float *losses, float *dlogits, const float *logits, const int *targets, const float *weights,
                    int n, int vocab) {
 #pragma omp parallel for schedule(static) if ((size_t)n * vocab > 16384)

@@ -333,6 +333,25 @@ static void test_softmax_ce(void) {
         char what[128];
         snprintf(what, sizeof what, "softmax n=%d V=%d (tol 16 eps: 16-term float sums, double across, 2-ulp exp)", n, V);
         tu_expect_close(what, p, pr, nv, 16 * TU_EPS);
+        /* backward through the softmax: the dot of length V in short float sums, then y * (dy - dot) */
+        float *dyv = tu_randn(nv, 1), *dxs = tu_alloc(nv), *dxr = tu_alloc(nv);
+        softmax_backward(dxs, pr, dyv, n, V);
+        softmax_backward_ref(dxr, pr, dyv, n, V);
+        /* element-wise bound: dx_j = y_j (g_j - dot) loses to cancellation when g_j ~ dot, so the
+         * error is measured against the size of the terms, y_j (|g_j| + sum_k y_k |g_k|) */
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            double ag = 0;
+            for (int j = 0; j < V; j++) ag += pr[(size_t)i * V + j] * fabs(dyv[(size_t)i * V + j]);
+            for (int j = 0; j < V; j++) {
+                size_t x = (size_t)i * V + j;
+                double scale = pr[x] * (fabs(dyv[x]) + ag) + 1e-30;
+                worst = fmax(worst, fabs(dxs[x] - dxr[x]) / scale);
+            }
+        }
+        tu_expect(worst <= 16 * TU_EPS, "softmax_backward n=%d V=%d: error %.3e of the terms' size (tol 16 eps)", n, V,
+                  worst);
+        free(dyv), free(dxs), free(dxr);
         int *t = malloc(sizeof(int) * n);
         float *w = tu_alloc(n);
         for (int i = 0; i < n; i++) {
