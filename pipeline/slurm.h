@@ -78,7 +78,8 @@ typedef struct {
 } slurm_view;
 
 /* Reads the states of the run's current jobs with one batched query: squeue (all jobs named
- * smelt-RUN) or sacct (-j with their ids) as `method` says; when sacct fails, squeue once.
+ * smelt-RUN) or sacct (-j with their ids) as `method` (or $SMELT_SLURM_QUERY) says; when sacct
+ * fails, squeue once.
  * views[i] describes jobs[i]. *calls counts the Slurm commands run (1 or 2). */
 int slurm_run_view(const char *method, const char *run, const slurm_job_row *jobs, int n_jobs, slurm_view *views,
                    int *calls);

@@ -360,6 +360,8 @@ int slurm_run_view(const char *method, const char *run, const slurm_job_row *job
     *calls = 0;
     slurm_live *live = NULL;
     int n_live = 0, rc = 0;
+    const char *env = getenv("SMELT_SLURM_QUERY");
+    if (env && env[0]) method = env; /* the user knows better than what the submit probe found */
     if (n_jobs > 0) {
         int sacct = method && !strcmp(method, "sacct");
         (*calls)++;

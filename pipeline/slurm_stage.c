@@ -201,9 +201,9 @@ int slurm_stage_run(const char *store_dir_path, const char *run, const char *sta
         if (!rc && completed) log_info("run %s: every stage is done; the run is ok", run);
     } else if (out == OUT_STOPPED) {
         *signal_stop = (int)stop_signal;
-        char *msg = xasprintf("job %s stopped by signal %d (scancel, time limit or pre-emption) %s; 'smelt resume %s' "
+        char *msg = xasprintf("job %s stopped by signal %d (scancel, time limit or pre-emption)%s%s; 'smelt resume %s' "
                               "continues it from its in-stage checkpoint", job ? job : "-", (int)stop_signal,
-                              why ? why : "", run);
+                              why ? ": " : "", why ? why : "", run);
         store_stage_set_status(s, run, stage_name, "pending", msg);
         store_run_set_status_if(s, run, "running", "interrupted", msg);
         rc = err_set(ERR_STAGE, "%s", msg ? msg : "stopped by a signal");

@@ -115,7 +115,8 @@ static int submit_stage(store *s, const recipe *r, const char *run, int i, const
     if (!rc) rc = store_slurm_job_add(s, run, st->name, steps[i].job_id, dep, path);
     if (!rc) rc = store_stage_set_status(s, run, st->name, "pending", NULL);
     if (!rc) {
-        fprintf(out, "  %-24s submitted job %s%s%s\n", st->name, steps[i].job_id, dep[0] ? " " : "", dep);
+        fprintf(out, "  %-24s submitted job %s%s%s%s\n", st->name, steps[i].job_id, dep[0] ? " (" : "", dep,
+                dep[0] ? ")" : "");
         fflush(out);
     }
     free(dep);
