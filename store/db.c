@@ -22,6 +22,8 @@
 
 /* Long enough for the longest write transaction (an artifact commit) of another process. */
 #define STORE_BUSY_MS 120000
+/* How long switching a WAL store to the rollback journal waits for other connections. */
+#define STORE_CONVERT_BUSY_MS 3000
 
 const char *store_default_dir(const char *flag_value) {
     if (flag_value && flag_value[0]) return flag_value;
@@ -151,18 +153,22 @@ static int header_journal_mode(const char *dbpath) {
  * file across the network; the switch fails (busy) while another process has it open. */
 static int convert_to_rollback(store *s) {
     char *mode = NULL;
-    sqlite3_stmt *st;
-    if (store_exec(s, "PRAGMA locking_mode = EXCLUSIVE") || store_prepare(s, &st, "PRAGMA journal_mode = DELETE"))
-        return -1;
-    if (sqlite3_step(st) == SQLITE_ROW) mode = xstrdup((const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    sqlite3_stmt *st = NULL;
+    /* Another process that has the store open keeps it in WAL: wait a little, not two minutes. */
+    sqlite3_busy_timeout(s->db, STORE_CONVERT_BUSY_MS);
+    if (sqlite3_exec(s->db, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = DELETE", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        mode = xstrdup((const char *)sqlite3_column_text(st, 0));
     int ok = mode && !strcmp(mode, "delete");
-    free(mode);
     if (!ok)
-        return err_set(ERR_IO, "the store %s is in WAL mode (for one host) but it is on a shared file system, and "
-                       "switching it to the rollback journal failed (%s): stop the other smelt processes that "
-                       "use it (on every host) and retry", s->dir, sqlite3_errmsg(s->db));
-    return 0;
+        err_set(ERR_IO, "the store %s is in WAL mode (for one host) but it is on a shared file system, and "
+                "switching it to the rollback journal failed (%s): stop the other smelt processes that use it (on "
+                "every host) and retry", s->dir, mode ? "another process has it open" : sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    free(mode);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+    return ok ? 0 : -1;
 }
 
 static int open_db(store *s, const char *dbpath, int oflags) {
