@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "cmd/util.h"
@@ -142,8 +143,10 @@ int cmd_plan(int argc, char **argv) {
     if (slurm) {
         int *cached = xcalloc((size_t)r->n_stages + 1, sizeof *cached);
         char *self = cli_self_exe();
-        char *abs = s ? xstrdup(store_dir(s)) : realpath(dir, NULL);
-        if (!abs) abs = xstrdup(dir);
+        /* The scripts name the store by its absolute path, which a store not created yet lacks. */
+        char cwd[4096];
+        char *abs = s ? xstrdup(store_dir(s))
+                      : dir[0] == '/' || !getcwd(cwd, sizeof cwd) ? xstrdup(dir) : xasprintf("%s/%s", cwd, dir);
         for (int i = 0; cached && i < r->n_stages; i++) cached[i] = ps[i].known;
         if (!cached || !self || !abs || slurm_plan_print(r, cached, &so, self, abs, stdout)) status = cli_fail("plan");
         free(cached);

@@ -4,6 +4,21 @@
 # in-stage checkpoint, and the final artifacts equal an uninterrupted local run's.
 source "$(dirname "$0")/lib.sh"
 L=$WORK/launches
+# Stage 3: 24 steps of 0.25 s with a checkpoint after each. A script file rather than inline text,
+# so that no other test's pkill -f of a pattern (tests/cli/resume_kill.sh) can match its command.
+cat > s3.sh <<SH
+start=0
+[ -f "\$SMELT_CHECKPOINT_DIR/step" ] && start=\$(cat "\$SMELT_CHECKPOINT_DIR/step")
+echo "s3 start \$start job \$SLURM_JOB_ID" >> $L
+i=\$start
+while [ \$i -lt 24 ]; do
+  sleep 0.25
+  i=\$((i + 1))
+  echo \$i > "\$SMELT_CHECKPOINT_DIR/step.tmp" && mv "\$SMELT_CHECKPOINT_DIR/step.tmp" "\$SMELT_CHECKPOINT_DIR/step"
+done
+seq 1 24 > \$SMELT_OUTPUT_DIR/steps.txt
+cat \$SMELT_INPUT_TWO/two.txt >> \$SMELT_OUTPUT_DIR/steps.txt
+SH
 cat > chain.yaml <<YAML
 smelt: 1
 name: chain
@@ -18,18 +33,8 @@ stages:
   s3:
     kind: command
     inputs: {two: s2}
-    run: |
-      start=0
-      [ -f "\$SMELT_CHECKPOINT_DIR/step" ] && start=\$(cat "\$SMELT_CHECKPOINT_DIR/step")
-      echo "s3 start \$start job \$SLURM_JOB_ID" >> $L
-      i=\$start
-      while [ \$i -lt 24 ]; do
-        sleep 0.25
-        i=\$((i + 1))
-        echo \$i > "\$SMELT_CHECKPOINT_DIR/step.tmp" && mv "\$SMELT_CHECKPOINT_DIR/step.tmp" "\$SMELT_CHECKPOINT_DIR/step"
-      done
-      seq 1 24 > \$SMELT_OUTPUT_DIR/steps.txt
-      cat \$SMELT_INPUT_TWO/two.txt >> \$SMELT_OUTPUT_DIR/steps.txt
+    files: {script: s3.sh}
+    run: sh \$SMELT_FILE_SCRIPT
   s4:
     kind: command
     inputs: {three: s3}
