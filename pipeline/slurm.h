@@ -26,6 +26,7 @@ typedef struct {
 } slurm_opts;
 
 int slurm_opts_to_json(const slurm_opts *o, char **json);
+/* Fills an empty (zeroed or freed) o from JSON; ERR_CORRUPT when it is not an object. */
 int slurm_opts_from_json(slurm_opts *o, const char *json);
 /* Copies every field set in `over` into `o`. */
 int slurm_opts_merge(slurm_opts *o, const slurm_opts *over);

@@ -49,6 +49,7 @@ static void test_opts(void) {
     CHECK_STR(back.partition, "gpu");
     CHECK_INT(back.cpus_per_task, 4);
     CHECK_INT(back.gpus_per_node, 8);
+    slurm_opts_free(&over);
     CHECK(slurm_opts_from_json(&over, "[1, 2]") == -1);
     CHECK_INT(err_kind_get(), ERR_CORRUPT);
     err_clear();
