@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -18,6 +19,9 @@
 #include "pipeline/runner.h"
 #include "pipeline/slurm.h"
 #include "store/runs.h"
+
+/* 20 steps of 50 ms: how long a failed attempt waits for the job's stop signal. */
+#define SIGNAL_GRACE_STEPS 20
 
 static volatile sig_atomic_t stop_signal;
 static volatile sig_atomic_t child_pgid;
@@ -127,6 +131,10 @@ static outcome run_attempts(store *s, const recipe_stage *st, const char *run, c
             return OUT_FAILED;
         }
         int ok = code == 0 && (!strcmp(row.status, "ok") || !strcmp(row.status, "cached"));
+        /* slurmstepd signals a cancelled job's processes one after the other: the attempt may
+         * die of its SIGTERM before this process receives its own. Give that signal a moment
+         * to arrive before calling the attempt a failure (or retrying it). */
+        for (int k = 0; !ok && !stop_signal && k < SIGNAL_GRACE_STEPS; k++) nanosleep(&(struct timespec){0, 50000000}, NULL);
         free(*why);
         *why = xasprintf("attempt %d exited with status %d%s%s; log: %s", attempt, code, row.error ? ": " : "",
                          row.error ? row.error : "", log_path);

@@ -35,15 +35,15 @@ stages:
     run: echo "$2 k6" >> $L; cat \$SMELT_INPUT_A/k5.txt \$SMELT_INPUT_B/k2.txt > \$SMELT_OUTPUT_DIR/k6.txt
 YAML
 }
-latest_run() { q "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1"; }
+run_named() { q "SELECT run_id FROM runs WHERE name = '$1'"; }
 n_jobs() { q "SELECT count(*) FROM slurm_jobs WHERE run_id = '$1'"; }
-# kill_when_jobs RECIPE N: submits in its own process group and kills the group with SIGKILL as
-# soon as N job ids are in the store.
+# kill_when_jobs NAME N: submits NAME.yaml in its own process group and kills the group with
+# SIGKILL as soon as N job ids of the run named NAME are in the store.
 kill_when_jobs() {
-  setsid "$SMELT" submit "$1" --slurm > "submit-$1.out" 2>&1 &
+  setsid "$SMELT" submit "$1.yaml" --slurm > "submit-$1.out" 2>&1 &
   local pid=$! run="" i
   for i in $(seq 1 600); do
-    run=$(latest_run 2>/dev/null || true)
+    run=$(run_named "$1" 2>/dev/null || true)
     [ -n "$run" ] && [ "$(n_jobs "$run" 2>/dev/null || echo 0)" -ge "$2" ] && break
     sleep 0.05
   done
@@ -55,7 +55,7 @@ kill_when_jobs() {
 
 # ---- A: killed right after the submission (all 6 job ids recorded) ----
 recipe a A
-kill_when_jobs a.yaml 6
+kill_when_jobs a 6
 RUN=$KILLED_RUN
 trap 'cleanup_jobs $RUN; cleanup_jobs ${RUN_B:-none}' EXIT
 expect_eq "$(n_jobs "$RUN")" 6 "job ids recorded before the kill"
@@ -86,7 +86,7 @@ expect_eq "$(grep -c ' COMPLETED ' status-a2.out)" 6 "jobs completed"
 # ---- B: killed in the middle of the submission (2 of 6 job ids recorded) ----
 recipe b B
 export SMELT_TEST_SBATCH_DELAY=1
-kill_when_jobs b.yaml 2
+kill_when_jobs b 2
 unset SMELT_TEST_SBATCH_DELAY
 RUN_B=$KILLED_RUN
 expect_eq "$(n_jobs "$RUN_B")" 2 "jobs recorded before the kill"

@@ -65,9 +65,13 @@ wait_state() {
 # The digests of a run's artifacts, one "stage,name,digest" line each.
 digests() { "$SMELT" query --csv "SELECT stage, name, digest FROM artifacts WHERE run_id = '$1' ORDER BY stage, name" | tail -n +2; }
 
+# sql STORE SQL: the sqlite3 shell on a store's database, waiting for locks like smelt does (in
+# rollback-journal mode a reader is refused while a job commits).
+sql() { sqlite3 -cmd '.timeout 20000' "$1/smelt.db" "$2"; }
+
 # Asserts that the store is consistent: SQLite integrity and every object hashes to its name.
 check_store() {
-  expect_eq "$(sqlite3 "$1/smelt.db" 'PRAGMA integrity_check')" ok "integrity_check of $1"
+  expect_eq "$(sql "$1" 'PRAGMA integrity_check')" ok "integrity_check of $1"
   local f d
   for f in "$1"/objects/*/*; do
     [ -f "$f" ] || continue

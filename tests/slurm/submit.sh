@@ -1,7 +1,8 @@
 # A 6-stage command recipe (a diamond with parallel branches) submitted with --slurm completes on
 # the real test cluster, its artifacts equal a local run's, every stage ran once as its own job
 # with afterok edges mirroring the DAG, per-stage resources override the defaults, plan --slurm
-# submits nothing, status makes one Slurm call, and a second submit submits nothing (all cached).
+# submits nothing, status makes one Slurm call, and a second submit with other resources submits
+# nothing (all cached: resources are not part of a cache key).
 # The store is declared shared (SMELT_STORE_FS=shared): the jobs write concurrently through
 # SQLite's rollback journal, the mode a network file system gets.
 source "$(dirname "$0")/lib.sh"
@@ -66,7 +67,7 @@ trap 'cleanup_jobs $RUN' EXIT
 # The job ids are in the store when submit returns.
 expect_eq "$(calls sbatch)" 6 "sbatch calls"
 expect_eq "$(q "SELECT count(*) FROM slurm_jobs WHERE run_id = '$RUN'")" 6 "job ids recorded by submit"
-expect_eq "$(sqlite3 "$WORK/store/smelt.db" 'PRAGMA journal_mode')" delete "journal of a store declared shared"
+expect_eq "$(sql "$WORK/store" 'PRAGMA journal_mode')" delete "journal of a store declared shared"
 # The dependencies mirror the DAG.
 for pair in "b a" "c a" "d b c" "e d" "f e a"; do
   set -- $pair
@@ -105,9 +106,11 @@ expect_eq "$(calls squeue)" 1 "status reads squeue (no accounting on the test cl
 expect_eq "$(grep -c ' COMPLETED ' status.out)" 6 "status shows 6 completed jobs"
 expect_contains "$(cat status.out)" "run $RUN (six): ok on Slurm" "status header"
 
-# Submitting the same recipe again: every key is computable at submit time and completed.
+# Submitting the same recipe again, with other resources (never part of a key): every key is
+# computable at submit time and completed, so nothing is submitted.
 reset_calls
-"$SMELT" submit six.yaml --slurm > submit2.out 2>&1 || fail "second submit failed: $(cat submit2.out)"
+"$SMELT" submit six.yaml --slurm --time 0:20:00 --cpus-per-task 2 --set stages.c.resources.time=0:09:00 \
+  > submit2.out 2>&1 || fail "second submit failed: $(cat submit2.out)"
 expect_eq "$(calls sbatch)" 0 "sbatch calls of a fully cached submit"
 expect_contains "$(cat submit2.out)" "0 submitted, 0 adopted, 0 done, 6 cached" "second submit summary"
 RUN2=$(q "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
