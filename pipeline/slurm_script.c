@@ -296,7 +296,8 @@ static int parse_lines(const char *text, int n_fields, int squeue, slurm_live **
         if (len && line[len - 1] == '\r') line[--len] = 0;
         if (!len) continue;
         char *f[6];
-        if (split_bar(line, f, n_fields) != n_fields || !f[0][0] || !f[1][0]) {
+        /* The state is the first word: sacct writes "CANCELLED by 1000", "CANCELLED+" when cut. */
+        if (split_bar(line, f, n_fields) != n_fields || !f[0][0] || strcspn(f[1], " +") == 0) {
             rc = err_set(ERR_IO, "cannot read a line of %s's output: '%s' (expected %d fields separated by '|')",
                          squeue ? "squeue" : "sacct", line, n_fields);
             break;
@@ -313,7 +314,6 @@ static int parse_lines(const char *text, int n_fields, int squeue, slurm_live **
         slurm_live *l = &(*out)[(*n)++];
         memset(l, 0, sizeof *l);
         snprintf(l->job_id, sizeof l->job_id, "%s", f[0]);
-        /* sacct writes "CANCELLED by 1000": the state is the first word. */
         snprintf(l->state, sizeof l->state, "%.*s", (int)strcspn(f[1], " +"), f[1]);
         snprintf(l->elapsed, sizeof l->elapsed, "%s", f[2]);
         snprintf(l->node, sizeof l->node, "%s", strcmp(f[3], "None assigned") && strcmp(f[3], "(null)") ? f[3] : "");

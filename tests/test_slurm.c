@@ -226,6 +226,12 @@ static void test_parsers(void) {
     err_clear();
     CHECK(slurm_parse_sacct("12|RUNNING\n", &l, &n) == -1);
     err_clear();
+    /* A state cut by sacct ends in '+'; a state that is only a '+' is no state (found by fuzzing). */
+    CHECK_OK(slurm_parse_sacct("9|CANCELLED+|00:00:01|n|None\n", &l, &n));
+    CHECK(n == 1 && !strcmp(l[0].state, "CANCELLED"));
+    free(l);
+    CHECK(slurm_parse_sacct("9|+ENDING|00:00:01|n|None\n", &l, &n) == -1);
+    err_clear();
     static const char *const active[] = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED"};
     static const char *const ended[] = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
                                         "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "LOST", "VANISHED"};
