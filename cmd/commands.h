@@ -20,6 +20,7 @@ int cmd_import(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_checkout(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
@@ -100,6 +101,26 @@ int cmd_slurm_stage(int argc, char **argv);
      "  --dtype D   bf16 (round to nearest even), fp32 or fp16; default: the source's float dtype\n" \
      "              (fp32 for llama2.c and mixed sources)\n\n" \
      "Exit status: 0 ok, 1 I/O failure, 2 bad usage or a bad/damaged checkpoint.\n", 0}, \
+    {"generate", cmd_generate, "generate text with a model (CPU engine, KV cache)", \
+     "usage: smelt generate MODEL [--tokenizer FILE] [--prompt TEXT] [--max-tokens N]\n" \
+     "                      [--temperature T] [--top-p P] [--seed S] [--threads N]\n\n" \
+     "Loads MODEL (a Hugging Face folder, a .safetensors file with config.json beside it, or a\n" \
+     "llama2.c .bin), encodes the prompt after BOS (without --prompt it starts from BOS alone) and\n" \
+     "prints the prompt and the generated text on stdout as it is produced; it stops at EOS (for\n" \
+     "llama2.c models also at BOS, which starts the next document) or after N new tokens.\n" \
+     "Statistics (prompt time, tokens/s) go to stderr.\n\n" \
+     "  --tokenizer FILE  tokenizer.json, vocab.json, tiktoken .model, llama2.c tokenizer.bin, or a\n" \
+     "                    folder holding one; default: MODEL when it is a folder\n" \
+     "  --prompt TEXT     text to continue\n" \
+     "  --max-tokens N    new tokens at most (default 256; capped by max_position_embeddings)\n" \
+     "  --temperature T   0 is greedy (argmax); default 1.0\n" \
+     "  --top-p P         nucleus sampling in (0, 1]; default 1.0 (the whole distribution)\n" \
+     "  --seed S          RNG seed of the sampler (default 1234: runs are reproducible)\n" \
+     "  --threads N       CPU threads (default: the cores this process may use)\n\n" \
+     "Example:\n" \
+     "  smelt generate ../shared/models/stories260K/stories260K.bin \\\n" \
+     "      --tokenizer ../shared/models/stories260K/tok512.bin --temperature 0\n\n" \
+     "Exit status: 0 ok, 1 failure, 2 bad usage, a bad model or tokenizer.\n", 0}, \
     {"inspect", cmd_inspect, "show a checkpoint's architecture, sizes, dtypes and files", \
      "usage: smelt inspect MODEL [--json]\n\n" \
      "MODEL: a Hugging Face folder, a .safetensors file or model.safetensors.index.json (with\n" \

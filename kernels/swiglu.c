@@ -1,0 +1,52 @@
+/* swiglu.c: silu(gate) * up (see swiglu.h). silu(g) = g / (1 + exp(-g)), as torch computes it. */
+#include "kernels/swiglu.h"
+
+#include <math.h>
+#include <stddef.h>
+
+#include "kernels/fastmath.h"
+
+void swiglu_forward(float *h, const float *gate, const float *up, int ld_in, int n, int dim) {
+#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    for (int i = 0; i < n; i++) {
+        const float *g = gate + (size_t)i * ld_in, *u = up + (size_t)i * ld_in;
+        float *o = h + (size_t)i * dim;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) o[j] = g[j] / (1.0f + fm_expf(-g[j])) * u[j];
+    }
+}
+
+void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int ld_in,
+                     int n, int dim) {
+#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    for (int i = 0; i < n; i++) {
+        const float *g = gate + (size_t)i * ld_in, *u = up + (size_t)i * ld_in, *d = dh + (size_t)i * dim;
+        float *dg = dgate + (size_t)i * ld_in, *du = dup + (size_t)i * ld_in;
+#pragma omp simd
+        for (int j = 0; j < dim; j++) {
+            float gj = g[j], uj = u[j], s = fm_sigmoidf(gj);
+            float silu = gj * s;
+            dg[j] = d[j] * uj * (s * (1.0f + gj * (1.0f - s)));
+            du[j] = d[j] * silu;
+        }
+    }
+}
+
+void swiglu_forward_ref(float *h, const float *gate, const float *up, int ld_in, int n, int dim) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < dim; j++) {
+            double g = gate[(size_t)i * ld_in + j];
+            h[(size_t)i * dim + j] = (float)(g / (1.0 + exp(-g)) * up[(size_t)i * ld_in + j]);
+        }
+}
+
+void swiglu_backward_ref(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int ld_in,
+                         int n, int dim) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < dim; j++) {
+            size_t a = (size_t)i * ld_in + j;
+            double g = gate[a], u = up[a], d = dh[(size_t)i * dim + j], s = 1.0 / (1.0 + exp(-g));
+            dgate[a] = (float)(d * u * s * (1.0 + g * (1.0 - s)));
+            dup[a] = (float)(d * g * s);
+        }
+}

@@ -1,0 +1,122 @@
+/* model_infer.c: inference with a KV cache: chunked prefill and decode steps, logits only at the
+ * requested rows. Uses the growable scratch buffers of model_internal.h (no training state). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/linear.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
+#include "model/model.h"
+#include "model/model_internal.h"
+
+/* Token buffers for chunks of up to `rows` tokens. */
+static int scratch_tokens(model *m, int rows) {
+    struct model_scratch *s = m->scratch;
+    if (rows <= s->cap_tokens) return 0;
+    int max_q, max_w, max_i, max_h;
+    model_max_widths(&m->cfg, &max_q, &max_w, &max_i, &max_h);
+    const size_t n = (size_t)rows, H = (size_t)m->cfg.hidden;
+    free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->gu), free(s->h), free(s->sel), free(s->pos);
+    s->x = malloc(sizeof(float) * n * H);
+    s->xn = malloc(sizeof(float) * n * H);
+    s->sel = malloc(sizeof(float) * n * H);
+    s->qkv = malloc(sizeof(float) * n * max_w);
+    s->att = malloc(sizeof(float) * n * max_q);
+    s->gu = malloc(sizeof(float) * n * 2 * max_i);
+    s->h = malloc(sizeof(float) * n * max_i);
+    s->pos = malloc(sizeof(int) * n);
+    s->cap_tokens = rows;
+    if (!s->x || !s->xn || !s->sel || !s->qkv || !s->att || !s->gu || !s->h || !s->pos) {
+        s->cap_tokens = 0;
+        return err_set(ERR_NOMEM, "cannot allocate inference buffers for %d tokens", rows);
+    }
+    return 0;
+}
+
+static int check_extend(const model *m, const kv_cache *kv, const int *tokens, int n, const int *out_rows,
+                        int n_out) {
+    if (!kv_cache_matches(kv, &m->cfg))
+        return err_set(ERR_INPUT, "the KV cache was made for another architecture; create it with this model's config");
+    if (n < 1) return err_set(ERR_INPUT, "model_extend needs at least one token");
+    if ((long)kv->len + n > kv->capacity)
+        return err_set(ERR_INPUT, "the KV cache holds %d positions; %d are filled and %d more were given; allocate a "
+                       "larger cache or shorten the input", kv->capacity, kv->len, n);
+    if (n_out < 0 || n_out > n || (!out_rows && n_out > 1))
+        return err_set(ERR_INPUT, "model_extend: %d logit rows asked for %d tokens (without a row list only the last)",
+                       n_out, n);
+    for (int i = 0; out_rows && i < n_out; i++)
+        if (out_rows[i] < 0 || out_rows[i] >= n || (i && out_rows[i] <= out_rows[i - 1]))
+            return err_set(ERR_INPUT, "model_extend: logit rows must be ascending indices in [0, %d); entry %d is %d", n,
+                           i, out_rows[i]);
+    return model_check_tokens(m, tokens, n);
+}
+
+/* One chunk of nc tokens at positions kv->len ..; leaves the final residual stream in s->x. */
+static int extend_chunk(model *m, kv_cache *kv, const int *tokens, int nc) {
+    struct model_scratch *s = m->scratch;
+    const model_config *c = &m->cfg;
+    const int H = c->hidden, D = c->head_dim, p0 = kv->len;
+    for (int i = 0; i < nc; i++) s->pos[i] = p0 + i;
+    embedding_forward(s->x, m->w.embed, tokens, nc, H);
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_config *lc = &c->layers[l];
+        const layer_weights *lw = &m->w.layers[l];
+        const layer_linears *ln = &m->lin[l];
+        const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
+
+        rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, nc, H, c->rms_eps);
+        if (linear_forward(s->qkv, W, s->xn, H, &ln->qkv, nc, 0)) return -1;
+        rope_forward(s->qkv, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_heads, D);
+        rope_forward(s->qkv + Q, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_kv_heads, D);
+        for (int i = 0; i < nc; i++) {
+            memcpy(kv->k[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q, sizeof(float) * KV);
+            memcpy(kv->v[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q + KV, sizeof(float) * KV);
+        }
+        attn_shape sh = {.nq = nc, .nkv = p0 + nc, .n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads,
+                         .head_dim = D, .ldq = W, .ldk = KV, .ldv = KV, .ldo = Q};
+        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh), "attention tiles")) return -1;
+        attention_forward(s->att, NULL, s->qkv, kv->k[l], kv->v[l], &sh, s->att_work);
+        if (linear_forward(s->x, H, s->att, Q, &ln->o, nc, 1)) return -1;
+
+        rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, nc, H, c->rms_eps);
+        if (linear_forward(s->gu, 2 * I, s->xn, H, &ln->gate_up, nc, 0)) return -1;
+        swiglu_forward(s->h, s->gu, s->gu + I, 2 * I, nc, I);
+        if (linear_forward(s->x, H, s->h, I, &ln->down, nc, 1)) return -1;
+    }
+    return 0;
+}
+
+int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *out_rows, int n_out, float *logits) {
+    if (check_extend(m, kv, tokens, n, out_rows, n_out)) return -1;
+    if (model_scratch_ensure(m) || model_rope_ensure(m, kv->len + n)) return -1;
+    const int chunk = n < MODEL_INFER_CHUNK ? n : MODEL_INFER_CHUNK, H = m->cfg.hidden, V = m->cfg.vocab;
+    if (scratch_tokens(m, chunk)) return -1;
+    struct model_scratch *s = m->scratch;
+    int next_out = 0; /* index into out_rows of the next row to emit */
+    for (int c0 = 0; c0 < n; c0 += chunk) {
+        const int nc = n - c0 < chunk ? n - c0 : chunk;
+        if (extend_chunk(m, kv, tokens + c0, nc)) return -1;
+        kv->len += nc;
+        /* gather the requested rows of this chunk, norm them, and run the LM head on them */
+        int ns = 0, first = next_out;
+        while (next_out < n_out) {
+            int r = out_rows ? out_rows[next_out] : n - 1;
+            if (r >= c0 + nc) break;
+            memcpy(s->sel + (size_t)ns * H, s->x + (size_t)(r - c0) * H, sizeof(float) * H);
+            ns++, next_out++;
+        }
+        if (ns) {
+            rmsnorm_forward(s->sel, NULL, s->sel, m->w.final_norm, ns, H, m->cfg.rms_eps);
+            if (linear_forward(logits + (size_t)first * V, V, s->sel, H, &m->lm_head, ns, 0)) return -1;
+        }
+    }
+    return 0;
+}
+
+int model_decode(model *m, kv_cache *kv, int token, float *logits) {
+    return model_extend(m, kv, &token, 1, NULL, 1, logits);
+}

@@ -1,0 +1,63 @@
+/* model_internal.h: what the model's source files share and nobody else uses: the training
+ * activation layout, the inference scratch buffers and small helpers. */
+#ifndef SMELT_MODEL_MODEL_INTERNAL_H
+#define SMELT_MODEL_MODEL_INTERNAL_H
+
+#include <stddef.h>
+
+#include "model/model.h"
+
+/* What one layer's forward keeps for its backward, all [n_tokens, ...] row-major. */
+typedef struct {
+    float *x_in;  /* [N, H] the layer's input (residual stream) */
+    float *xn1;   /* [N, H] input_layernorm output */
+    float *rstd1; /* [N] */
+    float *qkv;   /* [N, Wqkv] q | k | v after RoPE, Wqkv = (heads + 2 kv_heads) * head_dim */
+    float *att;   /* [N, Q] attention output before o_proj, Q = heads * head_dim */
+    float *lse;   /* [N, heads] log-sum-exp of the attention scores */
+    float *x_mid; /* [N, H] residual after attention */
+    float *xn2;   /* [N, H] post_attention_layernorm output */
+    float *rstd2; /* [N] */
+    float *gu;    /* [N, 2I] gate | up projections (overwritten by their gradients in backward) */
+    float *h;     /* [N, I] silu(gate) * up */
+} layer_acts;
+
+struct model_acts {
+    int max_tokens;
+    float *mem; /* the one allocation of every float buffer below */
+    size_t n_floats;
+    layer_acts layers[MODEL_MAX_LAYERS];
+    float *x_out, *rstd_f, *hidden;             /* last residual [N,H], [N], final normed [N,H] */
+    float *d_res, *d_xn, *d_att, *d_qkv, *d_h;  /* backward scratch */
+    float *att_work;                            /* attention tiles */
+    int *tokens, *seq_lens, *pos;               /* copies of the last batch, positions */
+    int n_tokens, n_seqs;
+    int have_forward;                           /* a forward is waiting for its backward */
+};
+
+/* Inference and loss scratch: growable buffers, allocated on first use. */
+struct model_scratch {
+    int cap_tokens; /* rows the token buffers below hold */
+    float *x, *xn, *qkv, *att, *gu, *h, *sel;
+    int *pos;
+    float *att_work;
+    size_t att_work_cap;
+    float *logits, *dlogits; /* LM-head chunks */
+    size_t logits_cap, dlogits_cap;
+};
+
+/* Rows per inference chunk: prefill of longer inputs runs in chunks of this many tokens. */
+#define MODEL_INFER_CHUNK 512
+
+/* RoPE tables covering positions 0 .. n_pos-1 (grown when needed). 0 or -1. */
+int model_rope_ensure(model *m, int n_pos);
+/* The scratch struct exists (0 or -1). */
+int model_scratch_ensure(model *m);
+/* Grows *buf to hold n floats (contents are not kept). 0 or -1 (ERR_NOMEM naming what). */
+int model_grow(float **buf, size_t *cap, size_t n, const char *what);
+/* Widest per-layer sizes. */
+void model_max_widths(const model_config *c, int *max_q, int *max_qkv, int *max_i, int *max_heads);
+/* 0, or -1 (ERR_INPUT) when a token is outside [0, vocab). */
+int model_check_tokens(const model *m, const int *tokens, int n);
+
+#endif

@@ -1,0 +1,78 @@
+/* model_loss.c: the LM head and its loss over chunks of positions (logits of all positions are
+ * never held at once), the built-in weighted cross-entropy, and next-token targets. */
+#include <string.h>
+
+#include "common/error.h"
+#include "kernels/linear.h"
+#include "kernels/softmax.h"
+#include "model/model.h"
+#include "model/model_internal.h"
+
+/* Logits kept per chunk: about 2M floats (8 MB), 16 .. 1024 rows. */
+#define LM_CHUNK_FLOATS (1 << 21)
+
+int model_lm_chunk_rows(const model *m) {
+    int rows = LM_CHUNK_FLOATS / m->cfg.vocab;
+    if (rows > 1024) rows = 1024;
+    if (rows < 16) rows = 16;
+    return rows;
+}
+
+int model_logits(model *m, float *logits, const float *hidden, int n) {
+    return linear_forward(logits, m->cfg.vocab, hidden, m->cfg.hidden, &m->lm_head, n, 0);
+}
+
+int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss_fn fn, void *ctx, double *loss) {
+    const int V = m->cfg.vocab, H = m->cfg.hidden, rows = model_lm_chunk_rows(m);
+    *loss = 0;
+    if (d_hidden && !m->grad.mem)
+        return err_set(ERR_INPUT, "the LM-head gradient needs gradient buffers; call model_reserve_train first");
+    if (d_hidden && m->lm_head.format != LINEAR_F32)
+        return err_set(ERR_INPUT, "the LM head is quantized; its backward needs the fp32 model");
+    if (model_scratch_ensure(m)) return -1;
+    struct model_scratch *s = m->scratch;
+    size_t need = (size_t)rows * V;
+    if (model_grow(&s->logits, &s->logits_cap, need, "LM-head logits")) return -1;
+    if (d_hidden && model_grow(&s->dlogits, &s->dlogits_cap, need, "LM-head logit gradients")) return -1;
+    for (int r0 = 0; r0 < n; r0 += rows) {
+        const int nr = n - r0 < rows ? n - r0 : rows;
+        const float *hc = hidden + (size_t)r0 * H;
+        if (linear_forward(s->logits, V, hc, H, &m->lm_head, nr, 0)) return -1;
+        lm_chunk c = {.row0 = r0, .n_rows = nr, .vocab = V, .hidden = hc, .logits = s->logits,
+                      .dlogits = d_hidden ? s->dlogits : NULL};
+        if (fn(ctx, &c, loss)) return -1;
+        if (d_hidden) {
+            if (linear_backward_input(d_hidden + (size_t)r0 * H, H, s->dlogits, V, &m->lm_head, nr, 0)) return -1;
+            linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H);
+        }
+    }
+    return 0;
+}
+
+int lm_loss_ce(void *ctx, const lm_chunk *c, double *loss) {
+    const lm_ce_ctx *x = ctx;
+    const int *t = x->targets + c->row0;
+    for (int i = 0; i < c->n_rows; i++)
+        if (t[i] >= c->vocab)
+            return err_set(ERR_INPUT, "target %d at position %d is outside the vocabulary [0, %d)", t[i], c->row0 + i,
+                           c->vocab);
+    float part[256];
+    for (int i0 = 0; i0 < c->n_rows; i0 += 256) {
+        int nr = c->n_rows - i0 < 256 ? c->n_rows - i0 : 256;
+        size_t o = (size_t)i0 * c->vocab;
+        cross_entropy(part, c->dlogits ? c->dlogits + o : NULL, c->logits + o, t + i0,
+                      x->weights ? x->weights + c->row0 + i0 : NULL, nr, c->vocab);
+        for (int i = 0; i < nr; i++) *loss += part[i];
+    }
+    return 0;
+}
+
+int model_batch_targets(const model_batch *b, int *targets) {
+    int n = 0;
+    for (int s = 0, i = 0; s < b->n_seqs; s++)
+        for (int p = 0; p < b->seq_lens[s]; p++, i++) {
+            targets[i] = p + 1 < b->seq_lens[s] ? b->tokens[i + 1] : -1;
+            n += targets[i] >= 0;
+        }
+    return n;
+}
