@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/commands.h"
 #include "cmd/util.h"
@@ -11,6 +12,7 @@
 #include "pipeline/key.h"
 #include "pipeline/recipe.h"
 #include "pipeline/runner.h"
+#include "pipeline/slurm.h"
 #include "store/runs.h"
 
 typedef struct {
@@ -27,12 +29,20 @@ static const char *find_digest(const plan_slot *p, const char *output) {
 
 int cmd_plan(int argc, char **argv) {
     static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"set", required_argument, 0, 'S'},
-                                         {0, 0, 0, 0}};
+                                         SLURM_LONG_OPTIONS, {0, 0, 0, 0}};
     const char *store_flag = NULL;
     char **sets = NULL;
-    int n_sets = 0, c;
+    int n_sets = 0, c, slurm = 0;
+    slurm_opts so = {0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "s:S:", opts, NULL)) != -1) {
+        int h = cli_slurm_option("plan", c, optarg, &so, &slurm);
+        if (h < 0) {
+            slurm_opts_free(&so);
+            free(sets);
+            return EXIT_USAGE;
+        }
+        if (h) continue;
         if (c == 's') store_flag = optarg;
         else if (c == 'S') {
             char **ns = realloc(sets, (size_t)(n_sets + 1) * sizeof *ns);
@@ -41,12 +51,15 @@ int cmd_plan(int argc, char **argv) {
             sets[n_sets++] = optarg;
         } else {
             free(sets);
+            slurm_opts_free(&so);
             return cli_usage_error("plan", "unknown option");
         }
     }
-    if (optind != argc - 1) {
+    if (optind != argc - 1 || (!slurm && cli_slurm_opts_set(&so))) {
         free(sets);
-        return cli_usage_error("plan", "expected one recipe file");
+        slurm_opts_free(&so);
+        return cli_usage_error("plan", optind != argc - 1 ? "expected one recipe file"
+                                                          : "the Slurm options need --slurm");
     }
     recipe *r = NULL;
     store *s = NULL;
@@ -127,11 +140,25 @@ int cmd_plan(int argc, char **argv) {
         free(key_json);
     }
     printf("%d to run, %d cached\n", n_run, n_cached);
+    if (slurm) {
+        int *cached = xcalloc((size_t)r->n_stages + 1, sizeof *cached);
+        char *self = cli_self_exe();
+        /* The scripts name the store by its absolute path, which a store not created yet lacks. */
+        char cwd[4096];
+        char *abs = s ? xstrdup(store_dir(s))
+                      : dir[0] == '/' || !getcwd(cwd, sizeof cwd) ? xstrdup(dir) : xasprintf("%s/%s", cwd, dir);
+        for (int i = 0; cached && i < r->n_stages; i++) cached[i] = ps[i].known;
+        if (!cached || !self || !abs || slurm_plan_print(r, cached, &so, self, abs, stdout)) status = cli_fail("plan");
+        free(cached);
+        free(self);
+        free(abs);
+    }
 out:
     for (int i = 0; ps && r && i < r->n_stages; i++) free(ps[i].outs);
     free(ps);
     recipe_free(r);
     store_close(s);
     free(sets);
+    slurm_opts_free(&so);
     return status;
 }

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "pipeline/recipe.h"
 #include "pipeline/runner.h"
+#include "pipeline/slurm.h"
 #include "stages/stage.h"
 #include "store/runs.h"
 
@@ -77,32 +78,52 @@ out:
 
 int cmd_resume(int argc, char **argv) {
     static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"jobs", required_argument, 0, 'j'},
-                                         {0, 0, 0, 0}};
+                                         SLURM_LONG_OPTIONS, {0, 0, 0, 0}};
     const char *store_flag = NULL;
-    int jobs = 0, c;
+    int jobs = 0, c, slurm_flag = 0;
+    slurm_opts so = {0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "s:j:", opts, NULL)) != -1) {
+        int h = cli_slurm_option("resume", c, optarg, &so, &slurm_flag);
+        if (h < 0) {
+            slurm_opts_free(&so);
+            return EXIT_USAGE;
+        }
+        if (h) continue;
         switch (c) {
         case 's': store_flag = optarg; break;
         case 'j':
             jobs = atoi(optarg);
-            if (jobs < 1 || jobs > 1024) return cli_usage_error("resume", "--jobs must be from 1 to 1024");
+            if (jobs < 1 || jobs > 1024) {
+                slurm_opts_free(&so);
+                return cli_usage_error("resume", "--jobs must be from 1 to 1024");
+            }
             break;
-        default: return cli_usage_error("resume", "unknown option");
+        default: slurm_opts_free(&so); return cli_usage_error("resume", "unknown option");
         }
     }
-    if (optind != argc - 1) return cli_usage_error("resume", "expected one run id (see 'smelt runs')");
+    if (optind != argc - 1) {
+        slurm_opts_free(&so);
+        return cli_usage_error("resume", "expected one run id (see 'smelt runs')");
+    }
     store *s = NULL;
     recipe *r = NULL;
     char *self = NULL;
     run_row row = {0};
+    slurm_run_row sr = {0};
+    slurm_opts stored = {0};
     cJSON *ov = NULL;
     char **sets = NULL;
-    int n_sets = 0, status = EXIT_OK;
+    int n_sets = 0, status = EXIT_OK, on_slurm = 0;
     char run_id[RUN_ID_MAX];
     if (!(self = cli_self_exe()) || cli_open_store(&s, store_flag, 0) || store_run_resolve(s, argv[optind], run_id) ||
-        runner_check_not_active(s, run_id) || store_run_load(s, run_id, &row)) {
+        (on_slurm = store_slurm_run_get(s, run_id, &sr)) < 0 || (!on_slurm && runner_check_not_active(s, run_id)) ||
+        store_run_load(s, run_id, &row)) {
         status = cli_fail("resume");
+        goto out;
+    }
+    if (!on_slurm && (slurm_flag || cli_slurm_opts_set(&so))) {
+        status = cli_usage_error("resume", "run %s ran here, not on Slurm: the Slurm options do not apply to it", run_id);
         goto out;
     }
     ov = cJSON_Parse(row.overrides);
@@ -120,8 +141,14 @@ int cmd_resume(int argc, char **argv) {
         printf("run %s is already complete (ok); nothing to resume\n", run_id);
         goto out;
     }
-    printf("resuming run %s (%s), store %s\n", run_id, row.name, store_dir(s));
+    printf("resuming run %s (%s)%s, store %s\n", run_id, row.name, on_slurm ? " on Slurm" : "", store_dir(s));
     fflush(stdout);
+    if (on_slurm) {
+        if (slurm_opts_from_json(&stored, sr.options) || slurm_opts_merge(&stored, &so) ||
+            slurm_submit_run(s, r, run_id, &stored, self, 1, stdout))
+            status = cli_fail("resume");
+        goto out;
+    }
     runner_opts o = {.jobs = jobs ? jobs : (row.jobs > 0 ? row.jobs : 1), .self_exe = self};
     if (runner_execute(s, r, run_id, &o)) status = cli_fail("resume");
 out:
@@ -129,6 +156,9 @@ out:
     cJSON_Delete(ov);
     free(sets);
     run_row_free(&row);
+    slurm_run_row_free(&sr);
+    slurm_opts_free(&stored);
+    slurm_opts_free(&so);
     store_close(s);
     free(self);
     return status;

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "pipeline/runner.h"
+#include "store/slurm_jobs.h"
 #include "store/runs.h"
 
 static int parse_store_opt(int argc, char **argv, const char *cmd, const char **store_flag, int *limit) {
@@ -38,14 +39,27 @@ int cmd_status(int argc, char **argv) {
     }
     char created[32];
     time_iso8601(created, rr.created_at);
-    int orphan = !strcmp(rr.status, "running") && runner_alive(&rr) == 0;
-    printf("run %s (%s): %s%s, started %s", rr.id, rr.name, rr.status,
+    slurm_run_row sr = {0};
+    int on_slurm = store_slurm_run_get(s, run, &sr);
+    if (on_slurm < 0) {
+        run_row_free(&rr);
+        store_close(s);
+        return cli_fail("status");
+    }
+    /* A Slurm run has no driving process once submitted: its jobs run on their own. */
+    int orphan = !on_slurm && !strcmp(rr.status, "running") && runner_alive(&rr) == 0;
+    printf("run %s (%s): %s%s%s, started %s", rr.id, rr.name, rr.status, on_slurm ? " on Slurm" : "",
            orphan ? " (but its runner process is gone: continue with 'smelt resume')" : "", created);
     if (rr.finished_at > 0) printf(", %.2fs", rr.finished_at - rr.created_at);
     printf("\nrecipe %s\n", rr.recipe_path ? rr.recipe_path : "(text only)");
     if (rr.error) printf("error: %s\n", rr.error);
     sqlite3_stmt *st;
     int status = EXIT_OK;
+    if (on_slurm) {
+        status = cli_slurm_status(s, &rr, &sr);
+        slurm_run_row_free(&sr);
+        goto out;
+    }
     if (store_prepare(s, &st, "SELECT name, kind, status, attempts, started_at, finished_at, cached_from, log_path, "
                               "error, ranks FROM stage WHERE run_id = ? ORDER BY ord")) {
         status = cli_fail("status");

@@ -4,6 +4,7 @@
 #define SMELT_COMMANDS_H
 
 #include "cmd/cli.h"
+#include "cmd/slurm_cli.h"
 
 int cmd_run(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
@@ -22,6 +23,9 @@ int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_slurm_stage(int argc, char **argv);
 
 #define STORE_HELP "  --store DIR   the artifact store (default: $SMELT_STORE, else ./smelt-store)\n"
 
@@ -36,17 +40,24 @@ int cmd_tokenize(int argc, char **argv);
      "  --name NAME   a name for the run (default: the recipe's name)\n\n"                                            \
      "Exit status: 0 all stages ok, 1 a stage failed, 2 bad usage or an invalid recipe.\n", 0},                       \
     {"plan", cmd_plan, "show what a run would do, writing nothing",                                                    \
-     "usage: smelt plan RECIPE [--store DIR] [--set KEY.PATH=VALUE]...\n\n"                                           \
+     "usage: smelt plan RECIPE [--store DIR] [--set KEY.PATH=VALUE]... [--slurm [SLURM OPTIONS]]\n\n"               \
      "Lists the stages in order, each 'run' or 'cached (from run X)', with the reason.\n"                             \
+     "With --slurm, also prints the sbatch script of every job 'smelt submit --slurm' would submit and\n"           \
+     "their dependency chain (see 'smelt submit --help' for the options). Submits nothing.\n"                       \
      "Writes nothing: the store's files are unchanged.\n\n" STORE_HELP, 0},                                            \
     {"resume", cmd_resume, "continue a failed or interrupted run",                                                    \
-     "usage: smelt resume RUN [--store DIR] [--jobs N]\n\n"                                                           \
+     "usage: smelt resume RUN [--store DIR] [--jobs N] [SLURM OPTIONS]\n\n"                                          \
      "Re-runs only the stages of RUN that are not complete, with the recipe text stored for the run.\n"              \
-     "Stages continue from their in-stage checkpoints. RUN is an id, a unique prefix, or 'latest'.\n\n" STORE_HELP,  \
+     "Stages continue from their in-stage checkpoints. RUN is an id, a unique prefix, or 'latest'.\n"                \
+     "A run submitted to Slurm is resumed on Slurm: its pending and running jobs are adopted, stages\n"              \
+     "done stay done, the others are submitted again (one state query, at most one scancel). The\n"                  \
+     "Slurm options of 'smelt submit' given here replace the run's defaults for the new jobs.\n\n" STORE_HELP,        \
      0},                                                                                                               \
     {"status", cmd_status, "show the stages of a run",                                                                \
      "usage: smelt status [RUN] [--store DIR]\n\n"                                                                    \
-     "Shows each stage's status, attempts, time and log of RUN (default: the latest run).\n\n" STORE_HELP, 0},       \
+     "Shows each stage's status, attempts, time and log of RUN (default: the latest run). For a run\n"              \
+     "submitted to Slurm: each stage's job id, Slurm state, elapsed time and node, read with one\n"                 \
+     "batched sacct or squeue call.\n\n" STORE_HELP, 0},                                                               \
     {"runs", cmd_runs, "list the runs in the store",                                                                  \
      "usage: smelt runs [--store DIR] [--limit N]\n\n" STORE_HELP "  --limit N     show the N newest runs (default 50)\n", \
      0},                                                                                                               \
@@ -135,6 +146,24 @@ int cmd_tokenize(int argc, char **argv);
      "  smelt tokenize --tokenizer ../shared/tokenizers/llama3/tokenizer.model 'This is a test sentence.'\n" \
      "  smelt tokenize --tokenizer builtin:bytes --decode 72 105 259\n\n" \
      "Exit status: 0 ok, 1 failure, 2 bad usage, bad input or a damaged tokenizer file.\n", 0}, \
+    {"submit", cmd_submit, "submit a recipe to a Slurm cluster, one job per stage",                                   \
+     "usage: smelt submit RECIPE --slurm [SLURM OPTIONS] [--set KEY.PATH=VALUE]... [--name NAME] [--store DIR]\n\n"   \
+     "Creates a run and submits every stage that is not already computed as a Slurm job (sbatch), with\n"           \
+     "afterok dependencies mirroring the DAG; stages with ranks: N get N tasks and start their MPI ranks\n"          \
+     "inside the allocation. Job ids are in the store when it returns; no smelt process needs to stay.\n"          \
+     "Follow with 'smelt status RUN', continue with 'smelt resume RUN', stop with 'smelt cancel RUN'.\n"            \
+     "The store must be on a file system every node sees (see the README's Slurm section).\n\n" STORE_HELP          \
+     "  --slurm              submit to Slurm (required)\n" SLURM_OPTIONS_HELP                                          \
+     "  --set K=V            override a recipe value (repeatable)\n"                                                  \
+     "  --name NAME          a name for the run (default: the recipe's name)\n\n"                                     \
+     "Exit status: 0 submitted, 1 sbatch or the store failed, 2 bad usage or an invalid recipe.\n", 0},               \
+    {"cancel", cmd_cancel, "cancel the Slurm jobs of a run",                                                          \
+     "usage: smelt cancel RUN [--store DIR]\n\n"                                                                     \
+     "Cancels every job of a run submitted to Slurm with one scancel (by the run's job name) and marks\n"           \
+     "the run interrupted; 'smelt resume RUN' continues it later.\n\n" STORE_HELP, 0},                                \
+    {"slurm-stage", cmd_slurm_stage, "(internal) the body of a Slurm job",                                            \
+     "usage: smelt slurm-stage --store DIR --run RUN --stage NAME\n\n"                                               \
+     "Run by the batch scripts of 'smelt submit --slurm'; not meant to be typed.\n", 1},                              \
     {"exec", cmd_exec, "(internal) run one attempt of one stage",                                                     \
      "usage: smelt exec --store DIR --run RUN --stage NAME [--attempt N]\n\n"                                         \
      "Launched by the runner (directly or under mpirun); not meant to be typed.\n", 1},

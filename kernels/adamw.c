@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-void adamw_update(float *p, float *m, float *v, const float *g, size_t n, const adamw_hparams *h, long step,
-                  int decay) {
+void adamw_update(float *p, float *m, float *v, const float *g, float grad_scale, size_t n, const adamw_hparams *h,
+                  long step, int decay) {
     /* Scalars are computed in double and rounded to float where torch converts a Python float to
      * the tensor's dtype; each tensor operation is one fp32 rounding in torch's order. */
     const float keep = (float)(1.0 - h->lr * h->weight_decay);
@@ -15,7 +15,7 @@ void adamw_update(float *p, float *m, float *v, const float *g, size_t n, const 
     const int do_decay = decay && h->weight_decay != 0;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
-        float pi = p[i], gi = g[i];
+        float pi = p[i], gi = grad_scale == 1.0f ? g[i] : g[i] * grad_scale;
         if (do_decay) pi = pi * keep;
         float mi = fmaf(w1, gi - m[i], m[i]);
         float vi = v[i] * b2;
@@ -27,11 +27,11 @@ void adamw_update(float *p, float *m, float *v, const float *g, size_t n, const 
     }
 }
 
-void adamw_update_ref(float *p, float *m, float *v, const float *g, size_t n, const adamw_hparams *h, long step,
-                      int decay) {
+void adamw_update_ref(float *p, float *m, float *v, const float *g, float grad_scale, size_t n,
+                      const adamw_hparams *h, long step, int decay) {
     double bc1 = 1.0 - pow(h->beta1, (double)step), bc2 = 1.0 - pow(h->beta2, (double)step);
     for (size_t i = 0; i < n; i++) {
-        double pi = p[i], gi = g[i];
+        double pi = p[i], gi = (double)g[i] * grad_scale;
         if (decay) pi *= 1.0 - h->lr * h->weight_decay;
         double mi = h->beta1 * m[i] + (1 - h->beta1) * gi;
         double vi = h->beta2 * v[i] + (1 - h->beta2) * gi * gi;

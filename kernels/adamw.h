@@ -14,13 +14,15 @@ typedef struct {
 } adamw_hparams;
 
 /* One step over n floats, in place: p (parameters), m, v (first and second moments) are updated,
- * g (gradient) is read. step: the step number counting this one (1 on the first step).
- * decay: 0 skips weight decay for this buffer (norms and biases, when the caller chooses so). */
-void adamw_update(float *p, float *m, float *v, const float *g, size_t n, const adamw_hparams *h, long step,
-                  int decay);
+ * g (gradient) is read and multiplied by grad_scale first (fp32, as torch's clip_grad_norm_ scales
+ * gradients in place; 1 when not clipping; g itself is not modified). step: the step number
+ * counting this one (1 on the first step). decay: 0 skips weight decay for this buffer (norms and
+ * biases, when the caller chooses so). */
+void adamw_update(float *p, float *m, float *v, const float *g, float grad_scale, size_t n, const adamw_hparams *h,
+                  long step, int decay);
 /* The same formula in double (the reference for the test; it is not bitwise torch). */
-void adamw_update_ref(float *p, float *m, float *v, const float *g, size_t n, const adamw_hparams *h, long step,
-                      int decay);
+void adamw_update_ref(float *p, float *m, float *v, const float *g, float grad_scale, size_t n,
+                      const adamw_hparams *h, long step, int decay);
 
 /* Sum of x[i]^2 in double, over fixed blocks whose size depends on n only (deterministic). */
 double sum_squares(const float *x, size_t n);

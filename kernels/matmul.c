@@ -2,9 +2,15 @@
 #include "kernels/matmul.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stddef.h>
 
+#include "kernels/threads.h"
+
 static double flops_total = 0;
+
+/* Below this many multiply-adds a product runs in one thread: a parallel region costs more. */
+#define MATMUL_SPLIT_MIN (1 << 19)
 
 void matmul(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b,
             int m, int n, int k, float alpha, float beta) {
@@ -14,9 +20,55 @@ void matmul(float *c, int ldc, const float *a, int lda, int trans_a, const float
             for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * c[(size_t)i * ldc + j];
         return;
     }
-    flops_total += 2.0 * m * n * k;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                alpha, a, lda, b, ldb, beta, c, ldc);
+    const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    const int T = omp_in_parallel() ? 1 : kernels_threads();
+    if (m == 1) { /* one row (a decode step): a matrix-vector product, split by output columns */
+        const int incx = trans_a ? lda : 1;
+        const int nt = T > 1 && (double)n * k >= MATMUL_SPLIT_MIN ? T : 1;
+        const double f1 = 2.0 * n * k;
+#pragma omp atomic
+        flops_total += f1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            const int t = omp_get_thread_num(), cnt = omp_get_num_threads();
+            int step = (n + cnt - 1) / cnt;
+            step = (step + 15) & ~15;
+            const int lo = t * step, hi = lo + step < n ? lo + step : n;
+            if (hi > lo) {
+                if (trans_b) /* y = B x, B: [n, ldb] */
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, k, alpha, b + (size_t)lo * ldb, ldb, a, incx, beta,
+                                c + lo, 1);
+                else /* y = B^T x, B: [k, ldb] */
+                    cblas_sgemv(CblasRowMajor, CblasTrans, k, hi - lo, alpha, b + lo, ldb, a, incx, beta, c + lo, 1);
+            }
+        }
+        return;
+    }
+    const double f = 2.0 * m * n * k;
+#pragma omp atomic
+    flops_total += f;
+    if (T <= 1 || (double)m * n * k < MATMUL_SPLIT_MIN) {
+        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* One block of C per thread: rows when C is taller than wide, else columns. Each block is a
+     * whole-K product, so every element is summed in the same order whatever the thread count. */
+    const int by_rows = m >= n, len = by_rows ? m : n;
+#pragma omp parallel num_threads(T)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int step = (len + nt - 1) / nt;
+        step = (step + 15) & ~15; /* whole 16-wide micro-tiles per block */
+        const int lo = t * step, hi = lo + step < len ? lo + step : len;
+        if (hi > lo) {
+            if (by_rows)
+                cblas_sgemm(CblasRowMajor, ta, tb, hi - lo, n, k, alpha, trans_a ? a + lo : a + (size_t)lo * lda, lda,
+                            b, ldb, beta, c + (size_t)lo * ldc, ldc);
+            else
+                cblas_sgemm(CblasRowMajor, ta, tb, m, hi - lo, k, alpha, a, lda,
+                            trans_b ? b + (size_t)lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+        }
+    }
 }
 
 void matmul_ref(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b,

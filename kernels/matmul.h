@@ -1,6 +1,7 @@
 /* matmul.h: the one general matrix product of smelt. Every matmul of the CPU engine goes through
  * matmul() (cblas_sgemm); matmul_ref() is the plain triple loop (double accumulation) the tests
- * compare it with. Row-major; call it from the main thread only (OpenBLAS threads itself). */
+ * compare it with. Row-major. Called outside a parallel region, it splits the product into one
+ * block per kernel thread (threads.h); inside one (attention tiles), it is a single-threaded sgemm. */
 #ifndef SMELT_KERNELS_MATMUL_H
 #define SMELT_KERNELS_MATMUL_H
 
@@ -13,7 +14,7 @@ void matmul(float *c, int ldc, const float *a, int lda, int trans_a, const float
 void matmul_ref(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b,
                 int m, int n, int k, float alpha, float beta);
 
-/* Floating-point operations of matmul calls since the last reset (for benchmarks' MFU). */
+/* Floating-point operations of matmul calls since the last reset (for benchmarks). */
 double matmul_flops(void);
 void matmul_flops_reset(void);
 

@@ -6,28 +6,18 @@
 
 #include "kernels/fastmath.h"
 
-/* e[j] = exp(x[j] - max) (e may alias x); returns the sum, *mx the max. */
-static float row_exp(float *e, const float *x, int dim, float *mx_out) {
-    float mx = -INFINITY;
-    double sum = 0; /* in double: vocabulary rows reach 150k terms */
-#pragma omp simd reduction(max : mx)
-    for (int j = 0; j < dim; j++) mx = x[j] > mx ? x[j] : mx;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < dim; j++) {
-        e[j] = fm_expf(x[j] - mx);
-        sum += e[j];
-    }
+/* e[j] = exp(x[j] - max) (e may alias x; NULL: not stored); returns the sum, *mx the max. */
+static double row_exp(float *e, const float *x, int dim, float *mx_out) {
+    const float mx = fm_row_max(x, dim);
     *mx_out = mx;
-    return (float)sum;
+    return fm_row_exp_sum(e, x, dim, mx);
 }
 
 void softmax_forward(float *out, const float *x, int n, int dim) {
 #pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
     for (int i = 0; i < n; i++) {
         float *o = out + (size_t)i * dim, mx;
-        float inv = 1.0f / row_exp(o, x + (size_t)i * dim, dim, &mx);
-#pragma omp simd
-        for (int j = 0; j < dim; j++) o[j] *= inv;
+        fm_row_scale(o, dim, (float)(1.0 / row_exp(o, x + (size_t)i * dim, dim, &mx)));
     }
 }
 
@@ -38,6 +28,35 @@ void softmax_forward_ref(float *out, const float *x, int n, int dim) {
         for (int j = 0; j < dim; j++) mx = xi[j] > mx ? xi[j] : mx;
         for (int j = 0; j < dim; j++) sum += exp(xi[j] - mx);
         for (int j = 0; j < dim; j++) out[(size_t)i * dim + j] = (float)(exp(xi[j] - mx) / sum);
+    }
+}
+
+void softmax_backward(float *dx, const float *y, const float *dy, int n, int dim) {
+#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    for (int i = 0; i < n; i++) {
+        const float *yi = y + (size_t)i * dim, *gi = dy + (size_t)i * dim;
+        float *di = dx + (size_t)i * dim;
+        double dot = 0;
+        int j = 0;
+        while (j + FM_W <= dim) { /* float over 256-term blocks, double across (as the forward sums) */
+            fm_f16 acc = fm_splat(0);
+            const int end = j + 256 <= dim ? j + 256 : dim;
+            for (; j + FM_W <= end; j += FM_W) acc += fm_ld(yi + j) * fm_ld(gi + j);
+            dot += fm_hsum(acc);
+        }
+        for (; j < dim; j++) dot += yi[j] * gi[j];
+        const float d = (float)dot;
+#pragma omp simd
+        for (j = 0; j < dim; j++) di[j] = yi[j] * (gi[j] - d);
+    }
+}
+
+void softmax_backward_ref(float *dx, const float *y, const float *dy, int n, int dim) {
+    for (int i = 0; i < n; i++) {
+        const float *yi = y + (size_t)i * dim, *gi = dy + (size_t)i * dim;
+        double dot = 0;
+        for (int j = 0; j < dim; j++) dot += (double)yi[j] * gi[j];
+        for (int j = 0; j < dim; j++) dx[(size_t)i * dim + j] = (float)(yi[j] * (gi[j] - dot));
     }
 }
 
@@ -57,20 +76,10 @@ void cross_entropy(float *losses, float *dlogits, const float *logits, const int
         }
         const float zt = z[t];
         float mx;
-        double sum;
+        const double sum = row_exp(d, z, vocab, &mx);
         if (d) {
-            sum = row_exp(d, z, vocab, &mx);
-            const float scale = (float)(w / sum);
-#pragma omp simd
-            for (int j = 0; j < vocab; j++) d[j] *= scale;
+            fm_row_scale(d, vocab, (float)(w / sum));
             d[t] -= w;
-        } else {
-            mx = -INFINITY;
-            sum = 0;
-#pragma omp simd reduction(max : mx)
-            for (int j = 0; j < vocab; j++) mx = z[j] > mx ? z[j] : mx;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < vocab; j++) sum += fm_expf(z[j] - mx);
         }
         losses[i] = (float)(w * ((double)mx + log(sum) - zt));
     }

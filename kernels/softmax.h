@@ -6,6 +6,10 @@
 /* out: [n, dim] ASSIGNED (may alias x); x: [n, dim]. */
 void softmax_forward(float *out, const float *x, int n, int dim);
 void softmax_forward_ref(float *out, const float *x, int n, int dim);
+/* dx: [n, dim] ASSIGNED (may alias dy) = y * (dy - sum_j dy_j y_j), the gradient through y = softmax(x);
+ * y: [n, dim] the forward output; dy: [n, dim]. For losses written on probabilities (distillation). */
+void softmax_backward(float *dx, const float *y, const float *dy, int n, int dim);
+void softmax_backward_ref(float *dx, const float *y, const float *dy, int n, int dim);
 
 /* Weighted cross-entropy of each row of logits against its target.
  * losses: [n] ASSIGNED, w_i * (logsumexp(z_i) - z_i[t_i]); 0 for rows with targets[i] < 0 (ignored).

@@ -11,8 +11,12 @@ void swiglu_forward(float *h, const float *gate, const float *up, int ld_in, int
     for (int i = 0; i < n; i++) {
         const float *g = gate + (size_t)i * ld_in, *u = up + (size_t)i * ld_in;
         float *o = h + (size_t)i * dim;
-#pragma omp simd
-        for (int j = 0; j < dim; j++) o[j] = g[j] / (1.0f + fm_expf(-g[j])) * u[j];
+        int j = 0;
+        for (; j + FM_W <= dim; j += FM_W) {
+            const fm_f16 gv = fm_ld(g + j);
+            fm_st(o + j, gv / (1.0f + fm_exp16(-gv)) * fm_ld(u + j));
+        }
+        for (; j < dim; j++) o[j] = g[j] / (1.0f + fm_expf(-g[j])) * u[j];
     }
 }
 
@@ -22,8 +26,14 @@ void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gat
     for (int i = 0; i < n; i++) {
         const float *g = gate + (size_t)i * ld_in, *u = up + (size_t)i * ld_in, *d = dh + (size_t)i * dim;
         float *dg = dgate + (size_t)i * ld_in, *du = dup + (size_t)i * ld_in;
-#pragma omp simd
-        for (int j = 0; j < dim; j++) {
+        int j = 0;
+        for (; j + FM_W <= dim; j += FM_W) {
+            const fm_f16 gj = fm_ld(g + j), uj = fm_ld(u + j), dj = fm_ld(d + j), s = fm_sigmoid16(gj);
+            const fm_f16 silu = gj * s;
+            fm_st(dg + j, dj * uj * (s * (1.0f + gj * (1.0f - s))));
+            fm_st(du + j, dj * silu);
+        }
+        for (; j < dim; j++) {
             float gj = g[j], uj = u[j], s = fm_sigmoidf(gj);
             float silu = gj * s;
             dg[j] = d[j] * uj * (s * (1.0f + gj * (1.0f - s)));

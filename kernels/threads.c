@@ -1,4 +1,4 @@
-/* threads.c: one thread count for the OpenMP loops and for OpenBLAS (see threads.h). */
+/* threads.c: the one thread count of the kernels (see threads.h). */
 #include "kernels/threads.h"
 
 #include <cblas.h>
@@ -7,6 +7,12 @@
 #include <stdlib.h>
 
 static int threads_cur = 0;
+
+/* OpenBLAS starts its worker threads when it loads; idle, they spin (sched_yield) for a while
+ * before sleeping and so compete with the OpenMP threads for the cores. Since OpenBLAS is kept
+ * single-threaded, its pool is shut down (it restarts by itself if a caller raises the count).
+ * Weak: an OpenBLAS without this entry point just keeps its idle pool. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 
 static int threads_available(void) {
     const char *e = getenv("OMP_NUM_THREADS");
@@ -23,7 +29,8 @@ int kernels_set_threads(int n) {
     if (n <= 0) n = threads_available();
     threads_cur = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1); /* parallelism comes from matmul()'s blocks, in OpenMP threads */
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
     return n;
 }
 

@@ -167,8 +167,8 @@ static size_t acts_layout(struct model_acts *a, const model_config *c, int N, fl
         TAKE(L(gu), n * 2 * I);
         TAKE(L(h), n * I);
 #undef L
-        attn_shape s = {.nq = N, .nkv = N, .n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = c->head_dim};
-        size_t wk = attention_work_floats(&s);
+        attn_shape s = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = c->head_dim};
+        size_t wk = attention_work_floats(&s, N);
         if (wk > work) work = wk;
     }
     float *dummy2;
@@ -184,12 +184,13 @@ static size_t acts_layout(struct model_acts *a, const model_config *c, int N, fl
     TAKE(A(att_work), work);
 #undef A
 #undef TAKE
+    if (mem) a->att_work_floats = work;
     return off;
 }
 
 size_t model_train_act_bytes(const model_config *cfg, int max_tokens) {
     struct model_acts dummy;
-    return acts_layout(&dummy, cfg, max_tokens, NULL) * sizeof(float) + 3 * sizeof(int) * (size_t)max_tokens;
+    return acts_layout(&dummy, cfg, max_tokens, NULL) * sizeof(float) + (3 * sizeof(int) + sizeof(attn_seq)) * (size_t)max_tokens;
 }
 
 static void acts_free(struct model_acts *a) {
@@ -198,6 +199,7 @@ static void acts_free(struct model_acts *a) {
     free(a->tokens);
     free(a->seq_lens);
     free(a->pos);
+    free(a->aseqs);
     free(a);
 }
 
@@ -211,7 +213,8 @@ int model_reserve_train(model *m, int max_tokens) {
     a->tokens = malloc(sizeof(int) * (size_t)max_tokens);
     a->seq_lens = malloc(sizeof(int) * (size_t)max_tokens);
     a->pos = malloc(sizeof(int) * (size_t)max_tokens);
-    if (!a->mem || !a->tokens || !a->seq_lens || !a->pos) {
+    a->aseqs = malloc(sizeof(attn_seq) * (size_t)max_tokens);
+    if (!a->mem || !a->tokens || !a->seq_lens || !a->pos || !a->aseqs) {
         acts_free(a);
         return err_set(ERR_NOMEM, "cannot allocate %.1f MiB of training activations for %d tokens; use smaller batches",
                        n * 4.0 / 1048576.0, max_tokens);
@@ -226,7 +229,14 @@ int model_reserve_train(model *m, int max_tokens) {
 }
 
 void model_zero_grad(model *m) {
-    if (m->grad.mem) memset(m->grad.mem, 0, m->grad.n_floats * sizeof(float));
+    if (!m->grad.mem) return;
+    const size_t n = m->grad.n_floats, block = 1 << 20; /* 4 MB per task: a 30M-parameter model has 30 */
+    const long n_blocks = (long)((n + block - 1) / block);
+#pragma omp parallel for schedule(static) if (n_blocks > 1)
+    for (long b = 0; b < n_blocks; b++) {
+        size_t i0 = (size_t)b * block, len = i0 + block < n ? block : n - i0;
+        memset(m->grad.mem + i0, 0, len * sizeof(float));
+    }
 }
 
 void model_free(model *m) {
@@ -236,7 +246,7 @@ void model_free(model *m) {
     if (m->scratch) {
         struct model_scratch *s = m->scratch;
         free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->gu), free(s->h), free(s->sel), free(s->pos);
-        free(s->att_work), free(s->logits), free(s->dlogits);
+        free(s->att_work), free(s->logits), free(s->dlogits), free(s->aseqs);
         free(s);
     }
     free(m->inv_freq);

@@ -35,7 +35,8 @@ typedef struct {
     /* RoPE: inverse frequencies and cos/sin tables for positions 0 .. rope_len-1, grown on demand */
     float *inv_freq, *rope_cos, *rope_sin;
     int rope_len;
-    int max_tokens;                       /* tokens one training forward may hold (model_reserve) */
+    int max_tokens;                       /* tokens one training forward may hold (model_reserve_train) */
+    int lm_chunk_rows;                    /* rows per LM-head chunk; 0: automatic (about 8 MB of logits) */
     struct model_acts *acts;              /* NULL until model_reserve(train) */
     struct model_scratch *scratch;        /* inference buffers, allocated by the first model_extend */
 } model;
@@ -73,6 +74,12 @@ typedef struct {
  * reserved; the message says which and how to fix it). */
 int model_forward(model *m, const model_batch *b, const float **hidden);
 
+/* A forward without gradients (a distillation teacher, evaluation): hidden [n_tokens, hidden]
+ * (caller-owned, ASSIGNED) receives the final normed hidden states of the packed batch. Keeps no
+ * activations: it needs no model_reserve_train, only buffers for one layer of n_tokens tokens
+ * (grown on demand). 0 or -1 (ERR_INPUT as model_forward). */
+int model_forward_hidden(model *m, const model_batch *b, float *hidden);
+
 /* Backward of the last model_forward: d_hidden [n_tokens, hidden] is d loss / d hidden (from
  * model_lm_loss). Every parameter gradient is ACCUMULATED (+=) into m->grad, so micro-batches
  * add up; model_zero_grad clears them. 0 or -1. */
@@ -105,8 +112,8 @@ typedef int (*lm_loss_fn)(void *ctx, const lm_chunk *c, double *loss);
  * total. 0 or -1. */
 int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss_fn fn, void *ctx, double *loss);
 
-/* Rows of logits at a time used by model_lm_loss for this vocabulary (memory: 2 x rows x vocab
- * floats). */
+/* Rows of logits at a time used by model_lm_loss: m->lm_chunk_rows when set, else about 2M floats
+ * of logits (16 .. 1024 rows) for this vocabulary (memory: 2 x rows x vocab floats). */
 int model_lm_chunk_rows(const model *m);
 
 /* The built-in loss: weighted cross-entropy against targets. */

@@ -55,37 +55,47 @@ static int check_extend(const model *m, const kv_cache *kv, const int *tokens, i
     return model_check_tokens(m, tokens, n);
 }
 
-/* One chunk of nc tokens at positions kv->len ..; leaves the final residual stream in s->x. */
-static int extend_chunk(model *m, kv_cache *kv, const int *tokens, int nc) {
+/* The decoder layers over n tokens in the scratch buffers (s->pos holds their positions); leaves
+ * the last residual stream in s->x. With kv, the tokens continue kv at kv->len and their keys and
+ * values are appended to it; without, they are the packed sequences seqs[0..n_seqs). */
+static int scratch_layers(model *m, const int *tokens, int n, kv_cache *kv, const attn_seq *seqs, int n_seqs) {
     struct model_scratch *s = m->scratch;
     const model_config *c = &m->cfg;
-    const int H = c->hidden, D = c->head_dim, p0 = kv->len;
-    for (int i = 0; i < nc; i++) s->pos[i] = p0 + i;
-    embedding_forward(s->x, m->w.embed, tokens, nc, H);
+    const int H = c->hidden, D = c->head_dim, p0 = kv ? kv->len : 0;
+    PROF(PROF_EMBED, embedding_forward(s->x, m->w.embed, tokens, n, H));
     for (int l = 0; l < c->n_layers; l++) {
         const layer_config *lc = &c->layers[l];
         const layer_weights *lw = &m->w.layers[l];
         const layer_linears *ln = &m->lin[l];
         const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
 
-        rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, nc, H, c->rms_eps);
-        if (linear_forward(s->qkv, W, s->xn, H, &ln->qkv, nc, 0)) return -1;
-        rope_forward(s->qkv, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_heads, D);
-        rope_forward(s->qkv + Q, W, s->pos, m->rope_cos, m->rope_sin, nc, lc->n_kv_heads, D);
-        for (int i = 0; i < nc; i++) {
-            memcpy(kv->k[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q, sizeof(float) * KV);
-            memcpy(kv->v[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q + KV, sizeof(float) * KV);
+        PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, n, H, c->rms_eps));
+        PCALL(PROF_QKV, linear_forward(s->qkv, W, s->xn, H, &ln->qkv, n, 0));
+        PROF(PROF_ROPE, rope_forward(s->qkv, W, s->pos, m->rope_cos, m->rope_sin, n, lc->n_heads, D);
+             rope_forward(s->qkv + Q, W, s->pos, m->rope_cos, m->rope_sin, n, lc->n_kv_heads, D));
+        attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = W,
+                         .ldv = W, .ldo = Q};
+        const float *k = s->qkv + Q, *v = s->qkv + Q + KV;
+        attn_seq one = {.q0 = 0, .nq = n, .k0 = 0, .nkv = p0 + n};
+        int max_nkv = p0 + n;
+        if (kv) {
+            for (int i = 0; i < n; i++) {
+                memcpy(kv->k[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q, sizeof(float) * KV);
+                memcpy(kv->v[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q + KV, sizeof(float) * KV);
+            }
+            sh.ldk = sh.ldv = KV, k = kv->k[l], v = kv->v[l], seqs = &one, n_seqs = 1;
+        } else {
+            max_nkv = 0;
+            for (int i = 0; i < n_seqs; i++) max_nkv = seqs[i].nkv > max_nkv ? seqs[i].nkv : max_nkv;
         }
-        attn_shape sh = {.nq = nc, .nkv = p0 + nc, .n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads,
-                         .head_dim = D, .ldq = W, .ldk = KV, .ldv = KV, .ldo = Q};
-        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh), "attention tiles")) return -1;
-        attention_forward(s->att, NULL, s->qkv, kv->k[l], kv->v[l], &sh, s->att_work);
-        if (linear_forward(s->x, H, s->att, Q, &ln->o, nc, 1)) return -1;
+        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh, max_nkv), "attention tiles")) return -1;
+        PCALL(PROF_ATTN, attention_forward(s->att, NULL, s->qkv, k, v, &sh, seqs, n_seqs, s->att_work, s->att_work_cap));
+        PCALL(PROF_O, linear_forward(s->x, H, s->att, Q, &ln->o, n, 1));
 
-        rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, nc, H, c->rms_eps);
-        if (linear_forward(s->gu, 2 * I, s->xn, H, &ln->gate_up, nc, 0)) return -1;
-        swiglu_forward(s->h, s->gu, s->gu + I, 2 * I, nc, I);
-        if (linear_forward(s->x, H, s->h, I, &ln->down, nc, 1)) return -1;
+        PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, n, H, c->rms_eps));
+        PCALL(PROF_MLP_GEMM, linear_forward(s->gu, 2 * I, s->xn, H, &ln->gate_up, n, 0));
+        PROF(PROF_SWIGLU, swiglu_forward(s->h, s->gu, s->gu + I, 2 * I, n, I));
+        PCALL(PROF_MLP_GEMM, linear_forward(s->x, H, s->h, I, &ln->down, n, 1));
     }
     return 0;
 }
@@ -99,7 +109,8 @@ int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *ou
     int next_out = 0; /* index into out_rows of the next row to emit */
     for (int c0 = 0; c0 < n; c0 += chunk) {
         const int nc = n - c0 < chunk ? n - c0 : chunk;
-        if (extend_chunk(m, kv, tokens + c0, nc)) return -1;
+        for (int i = 0; i < nc; i++) s->pos[i] = kv->len + i;
+        if (scratch_layers(m, tokens + c0, nc, kv, NULL, 0)) return -1;
         kv->len += nc;
         /* gather the requested rows of this chunk, norm them, and run the LM head on them */
         int ns = 0, first = next_out;
@@ -110,10 +121,43 @@ int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *ou
             ns++, next_out++;
         }
         if (ns) {
-            rmsnorm_forward(s->sel, NULL, s->sel, m->w.final_norm, ns, H, m->cfg.rms_eps);
-            if (linear_forward(logits + (size_t)first * V, V, s->sel, H, &m->lm_head, ns, 0)) return -1;
+            PROF(PROF_NORM, rmsnorm_forward(s->sel, NULL, s->sel, m->w.final_norm, ns, H, m->cfg.rms_eps));
+            PCALL(PROF_HEAD, linear_forward(logits + (size_t)first * V, V, s->sel, H, &m->lm_head, ns, 0));
         }
     }
+    return 0;
+}
+
+int model_forward_hidden(model *m, const model_batch *b, float *hidden) {
+    if (b->n_tokens < 1 || b->n_seqs < 1)
+        return err_set(ERR_INPUT, "empty batch (%d tokens in %d sequences)", b->n_tokens, b->n_seqs);
+    long sum = 0;
+    int max_len = 0;
+    for (int i = 0; i < b->n_seqs; i++) {
+        if (b->seq_lens[i] < 1)
+            return err_set(ERR_INPUT, "sequence %d of the batch has length %d; every sequence needs a token", i,
+                           b->seq_lens[i]);
+        sum += b->seq_lens[i];
+        max_len = b->seq_lens[i] > max_len ? b->seq_lens[i] : max_len;
+    }
+    if (sum != b->n_tokens)
+        return err_set(ERR_INPUT, "the sequence lengths add up to %ld but the batch has %d tokens", sum, b->n_tokens);
+    if (model_check_tokens(m, b->tokens, b->n_tokens) || model_scratch_ensure(m) || model_rope_ensure(m, max_len) ||
+        scratch_tokens(m, b->n_tokens))
+        return -1;
+    struct model_scratch *s = m->scratch;
+    if ((size_t)b->n_seqs > s->aseqs_cap) {
+        free(s->aseqs);
+        s->aseqs = xmalloc(sizeof(attn_seq) * (size_t)b->n_seqs);
+        s->aseqs_cap = s->aseqs ? (size_t)b->n_seqs : 0;
+        if (!s->aseqs) return -1;
+    }
+    for (int q = 0, i = 0; q < b->n_seqs; q++) {
+        s->aseqs[q] = (attn_seq){.q0 = i, .nq = b->seq_lens[q], .k0 = i, .nkv = b->seq_lens[q]};
+        for (int p = 0; p < b->seq_lens[q]; p++) s->pos[i++] = p;
+    }
+    if (scratch_layers(m, b->tokens, b->n_tokens, NULL, s->aseqs, b->n_seqs)) return -1;
+    PROF(PROF_NORM, rmsnorm_forward(hidden, NULL, s->x, m->w.final_norm, b->n_tokens, m->cfg.hidden, m->cfg.rms_eps));
     return 0;
 }
 

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "kernels/attention.h"
+#include "kernels/profile.h"
 #include "model/model.h"
 
 /* What one layer's forward keeps for its backward, all [n_tokens, ...] row-major. */
@@ -30,7 +32,9 @@ struct model_acts {
     float *x_out, *rstd_f, *hidden;             /* last residual [N,H], [N], final normed [N,H] */
     float *d_res, *d_xn, *d_att, *d_qkv, *d_h;  /* backward scratch */
     float *att_work;                            /* attention tiles */
+    size_t att_work_floats;
     int *tokens, *seq_lens, *pos;               /* copies of the last batch, positions */
+    attn_seq *aseqs;                            /* the batch's sequences for the attention kernels */
     int n_tokens, n_seqs;
     int have_forward;                           /* a forward is waiting for its backward */
 };
@@ -42,9 +46,19 @@ struct model_scratch {
     int *pos;
     float *att_work;
     size_t att_work_cap;
+    attn_seq *aseqs; /* sequences of a no-gradient packed forward */
+    size_t aseqs_cap;
     float *logits, *dlogits; /* LM-head chunks */
     size_t logits_cap, dlogits_cap;
 };
+
+/* Runs a call returning 0/-1 under PROF(kind); returns -1 from the caller on failure. */
+#define PCALL(kind, call)              \
+    do {                               \
+        int pcall_rc_;                 \
+        PROF(kind, pcall_rc_ = (call)); \
+        if (pcall_rc_) return -1;      \
+    } while (0)
 
 /* Rows per inference chunk: prefill of longer inputs runs in chunks of this many tokens. */
 #define MODEL_INFER_CHUNK 512

@@ -12,6 +12,7 @@
 #define LM_CHUNK_FLOATS (1 << 21)
 
 int model_lm_chunk_rows(const model *m) {
+    if (m->lm_chunk_rows > 0) return m->lm_chunk_rows;
     int rows = LM_CHUNK_FLOATS / m->cfg.vocab;
     if (rows > 1024) rows = 1024;
     if (rows < 16) rows = 16;
@@ -37,13 +38,13 @@ int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss
     for (int r0 = 0; r0 < n; r0 += rows) {
         const int nr = n - r0 < rows ? n - r0 : rows;
         const float *hc = hidden + (size_t)r0 * H;
-        if (linear_forward(s->logits, V, hc, H, &m->lm_head, nr, 0)) return -1;
+        PCALL(PROF_HEAD, linear_forward(s->logits, V, hc, H, &m->lm_head, nr, 0));
         lm_chunk c = {.row0 = r0, .n_rows = nr, .vocab = V, .hidden = hc, .logits = s->logits,
                       .dlogits = d_hidden ? s->dlogits : NULL};
-        if (fn(ctx, &c, loss)) return -1;
+        PCALL(PROF_LOSS, fn(ctx, &c, loss));
         if (d_hidden) {
-            if (linear_backward_input(d_hidden + (size_t)r0 * H, H, s->dlogits, V, &m->lm_head, nr, 0)) return -1;
-            linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H);
+            PCALL(PROF_HEAD, linear_backward_input(d_hidden + (size_t)r0 * H, H, s->dlogits, V, &m->lm_head, nr, 0));
+            PROF(PROF_HEAD, linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H));
         }
     }
     return 0;

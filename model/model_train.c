@@ -34,27 +34,19 @@ static int check_batch(const model *m, const model_batch *b) {
 }
 
 /* Runs attention (forward or backward) of every sequence of the batch for layer l. */
-static void batch_attention(model *m, int l, int backward) {
+static int batch_attention(model *m, int l, int backward) {
     struct model_acts *A = m->acts;
     const model_config *c = &m->cfg;
     const layer_config *lc = &c->layers[l];
     const int D = c->head_dim, Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV;
     layer_acts *a = &A->layers[l];
-    size_t off = 0;
-    for (int s = 0; s < A->n_seqs; s++) {
-        int len = A->seq_lens[s];
-        attn_shape sh = {.nq = len, .nkv = len, .n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D,
-                         .ldq = W, .ldk = W, .ldv = W, .ldo = Q};
-        const float *q = a->qkv + off * W, *k = q + Q, *v = q + Q + KV;
-        if (!backward) {
-            attention_forward(a->att + off * Q, a->lse + off * lc->n_heads, q, k, v, &sh, A->att_work);
-        } else {
-            float *dq = A->d_qkv + off * W;
-            attention_backward(dq, dq + Q, dq + Q + KV, A->d_att + off * Q, a->att + off * Q,
-                               a->lse + off * lc->n_heads, q, k, v, &sh, A->att_work);
-        }
-        off += len;
-    }
+    attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = W,
+                     .ldv = W, .ldo = Q};
+    const float *q = a->qkv, *k = q + Q, *v = q + Q + KV;
+    if (!backward)
+        return attention_forward(a->att, a->lse, q, k, v, &sh, A->aseqs, A->n_seqs, A->att_work, A->att_work_floats);
+    return attention_backward(A->d_qkv, A->d_qkv + Q, A->d_qkv + Q + KV, A->d_att, a->att, a->lse, q, k, v, &sh,
+                              A->aseqs, A->n_seqs, A->att_work, A->att_work_floats);
 }
 
 int model_forward(model *m, const model_batch *b, const float **hidden) {
@@ -66,6 +58,7 @@ int model_forward(model *m, const model_batch *b, const float **hidden) {
     memcpy(A->tokens, b->tokens, sizeof(int) * N);
     memcpy(A->seq_lens, b->seq_lens, sizeof(int) * b->n_seqs);
     for (int s = 0, i = 0; s < b->n_seqs; s++) {
+        A->aseqs[s] = (attn_seq){.q0 = i, .nq = b->seq_lens[s], .k0 = i, .nkv = b->seq_lens[s]};
         for (int p = 0; p < b->seq_lens[s]; p++) A->pos[i++] = p;
         if (b->seq_lens[s] > max_len) max_len = b->seq_lens[s];
     }
@@ -74,7 +67,7 @@ int model_forward(model *m, const model_batch *b, const float **hidden) {
     A->have_forward = 0;
     if (model_rope_ensure(m, max_len)) return -1;
 
-    embedding_forward(A->layers[0].x_in, m->w.embed, A->tokens, N, H);
+    PROF(PROF_EMBED, embedding_forward(A->layers[0].x_in, m->w.embed, A->tokens, N, H));
     for (int l = 0; l < c->n_layers; l++) {
         const layer_config *lc = &c->layers[l];
         const layer_weights *lw = &m->w.layers[l];
@@ -83,21 +76,21 @@ int model_forward(model *m, const model_batch *b, const float **hidden) {
         layer_acts *a = &A->layers[l];
         float *next = l + 1 < c->n_layers ? A->layers[l + 1].x_in : A->x_out;
 
-        rmsnorm_forward(a->xn1, a->rstd1, a->x_in, lw->attn_norm, N, H, c->rms_eps);
-        if (linear_forward(a->qkv, W, a->xn1, H, &ln->qkv, N, 0)) return -1;
-        rope_forward(a->qkv, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_heads, D);
-        rope_forward(a->qkv + Q, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_kv_heads, D);
-        batch_attention(m, l, 0);
-        memcpy(a->x_mid, a->x_in, sizeof(float) * N * H);
-        if (linear_forward(a->x_mid, H, a->att, Q, &ln->o, N, 1)) return -1;
+        PROF(PROF_NORM, rmsnorm_forward(a->xn1, a->rstd1, a->x_in, lw->attn_norm, N, H, c->rms_eps));
+        PCALL(PROF_QKV, linear_forward(a->qkv, W, a->xn1, H, &ln->qkv, N, 0));
+        PROF(PROF_ROPE, rope_forward(a->qkv, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_heads, D);
+             rope_forward(a->qkv + Q, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_kv_heads, D));
+        PCALL(PROF_ATTN, batch_attention(m, l, 0));
+        PROF(PROF_OTHER, memcpy(a->x_mid, a->x_in, sizeof(float) * N * H));
+        PCALL(PROF_O, linear_forward(a->x_mid, H, a->att, Q, &ln->o, N, 1));
 
-        rmsnorm_forward(a->xn2, a->rstd2, a->x_mid, lw->mlp_norm, N, H, c->rms_eps);
-        if (linear_forward(a->gu, 2 * I, a->xn2, H, &ln->gate_up, N, 0)) return -1;
-        swiglu_forward(a->h, a->gu, a->gu + I, 2 * I, N, I);
-        memcpy(next, a->x_mid, sizeof(float) * N * H);
-        if (linear_forward(next, H, a->h, I, &ln->down, N, 1)) return -1;
+        PROF(PROF_NORM, rmsnorm_forward(a->xn2, a->rstd2, a->x_mid, lw->mlp_norm, N, H, c->rms_eps));
+        PCALL(PROF_MLP_GEMM, linear_forward(a->gu, 2 * I, a->xn2, H, &ln->gate_up, N, 0));
+        PROF(PROF_SWIGLU, swiglu_forward(a->h, a->gu, a->gu + I, 2 * I, N, I));
+        PROF(PROF_OTHER, memcpy(next, a->x_mid, sizeof(float) * N * H));
+        PCALL(PROF_MLP_GEMM, linear_forward(next, H, a->h, I, &ln->down, N, 1));
     }
-    rmsnorm_forward(A->hidden, A->rstd_f, A->x_out, m->w.final_norm, N, H, c->rms_eps);
+    PROF(PROF_NORM, rmsnorm_forward(A->hidden, A->rstd_f, A->x_out, m->w.final_norm, N, H, c->rms_eps));
     A->have_forward = 1;
     if (hidden) *hidden = A->hidden;
     return 0;
@@ -125,8 +118,8 @@ int model_backward(model *m, const float *d_hidden) {
     const int N = A->n_tokens, H = c->hidden, D = c->head_dim;
     A->have_forward = 0; /* the backward consumes activations (gate|up become their gradients) */
 
-    memset(A->d_res, 0, sizeof(float) * N * H);
-    rmsnorm_backward(A->d_res, m->grad.final_norm, d_hidden, A->x_out, m->w.final_norm, A->rstd_f, N, H);
+    PROF(PROF_OTHER, memset(A->d_res, 0, sizeof(float) * N * H));
+    PROF(PROF_NORM, rmsnorm_backward(A->d_res, m->grad.final_norm, d_hidden, A->x_out, m->w.final_norm, A->rstd_f, N, H));
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const layer_config *lc = &c->layers[l];
         const layer_weights *lw = &m->w.layers[l];
@@ -136,23 +129,23 @@ int model_backward(model *m, const float *d_hidden) {
         layer_acts *a = &A->layers[l];
 
         /* MLP: next = x_mid + h W_down^T, h = silu(gate) * up, [gate|up] = xn2 W_gu^T */
-        if (linear_backward_input(A->d_h, I, A->d_res, H, &ln->down, N, 0)) return -1;
-        linear_backward_params(gw->w_down, NULL, A->d_res, H, a->h, I, N, H, I);
-        swiglu_backward(a->gu, a->gu + I, A->d_h, a->gu, a->gu + I, 2 * I, N, I);
-        if (linear_backward_input(A->d_xn, H, a->gu, 2 * I, &ln->gate_up, N, 0)) return -1;
-        linear_backward_params(gw->w_gate, NULL, a->gu, 2 * I, a->xn2, H, N, 2 * I, H); /* gate|up adjacent */
-        rmsnorm_backward(A->d_res, gw->mlp_norm, A->d_xn, a->x_mid, lw->mlp_norm, a->rstd2, N, H);
+        PCALL(PROF_MLP_GEMM, linear_backward_input(A->d_h, I, A->d_res, H, &ln->down, N, 0));
+        PROF(PROF_MLP_GEMM, linear_backward_params(gw->w_down, NULL, A->d_res, H, a->h, I, N, H, I));
+        PROF(PROF_SWIGLU, swiglu_backward(a->gu, a->gu + I, A->d_h, a->gu, a->gu + I, 2 * I, N, I));
+        PCALL(PROF_MLP_GEMM, linear_backward_input(A->d_xn, H, a->gu, 2 * I, &ln->gate_up, N, 0));
+        PROF(PROF_MLP_GEMM, linear_backward_params(gw->w_gate, NULL, a->gu, 2 * I, a->xn2, H, N, 2 * I, H)); /* gate|up adjacent */
+        PROF(PROF_NORM, rmsnorm_backward(A->d_res, gw->mlp_norm, A->d_xn, a->x_mid, lw->mlp_norm, a->rstd2, N, H));
 
         /* attention: x_mid = x_in + att W_o^T */
-        if (linear_backward_input(A->d_att, Q, A->d_res, H, &ln->o, N, 0)) return -1;
-        linear_backward_params(gw->wo, NULL, A->d_res, H, a->att, Q, N, H, Q);
-        batch_attention(m, l, 1);
-        rope_backward(A->d_qkv, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_heads, D);
-        rope_backward(A->d_qkv + Q, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_kv_heads, D);
-        if (linear_backward_input(A->d_xn, H, A->d_qkv, W, &ln->qkv, N, 0)) return -1;
-        linear_backward_params(gw->wq, c->attention_bias ? gw->bq : NULL, A->d_qkv, W, a->xn1, H, N, W, H);
-        rmsnorm_backward(A->d_res, gw->attn_norm, A->d_xn, a->x_in, lw->attn_norm, a->rstd1, N, H);
+        PCALL(PROF_O, linear_backward_input(A->d_att, Q, A->d_res, H, &ln->o, N, 0));
+        PROF(PROF_O, linear_backward_params(gw->wo, NULL, A->d_res, H, a->att, Q, N, H, Q));
+        PCALL(PROF_ATTN, batch_attention(m, l, 1));
+        PROF(PROF_ROPE, rope_backward(A->d_qkv, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_heads, D);
+             rope_backward(A->d_qkv + Q, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_kv_heads, D));
+        PCALL(PROF_QKV, linear_backward_input(A->d_xn, H, A->d_qkv, W, &ln->qkv, N, 0));
+        PROF(PROF_QKV, linear_backward_params(gw->wq, c->attention_bias ? gw->bq : NULL, A->d_qkv, W, a->xn1, H, N, W, H));
+        PROF(PROF_NORM, rmsnorm_backward(A->d_res, gw->attn_norm, A->d_xn, a->x_in, lw->attn_norm, a->rstd1, N, H));
     }
-    embedding_backward(m->grad.embed, A->d_res, A->tokens, N, H);
+    PROF(PROF_EMBED, embedding_backward(m->grad.embed, A->d_res, A->tokens, N, H));
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernels/profile.h"
 
 int optim_init(optimizer *o, const model *md, const optim_config *c) {
     memset(o, 0, sizeof *o);
@@ -42,22 +43,31 @@ void optim_free(optimizer *o) {
     memset(o, 0, sizeof *o);
 }
 
+static int optim_step_inner(optimizer *o, model *md);
+
 int optim_step(optimizer *o, model *md) {
+    int rc;
+    PROF(PROF_OPTIM, rc = optim_step_inner(o, md));
+    return rc;
+}
+
+static int optim_step_inner(optimizer *o, model *md) {
     if (!md->grad.mem) return err_set(ERR_INPUT, "optimizer step without gradients; call model_reserve_train first");
     double norm = clip_grad_norm(md->grad.mem, md->grad.n_floats, 0);
     o->last_grad_norm = norm;
     if (!isfinite(norm))
         return err_set(ERR_STAGE, "the gradient norm is %s at optimizer step %ld; parameters were not updated (lower "
                        "the learning rate or check the data)", isnan(norm) ? "NaN" : "infinite", o->step + 1);
-    if (o->cfg.clip > 0 && norm > o->cfg.clip)
-        scale_floats(md->grad.mem, md->grad.n_floats, (float)(o->cfg.clip / (norm + 1e-6)));
+    /* clipping scales the gradient inside the update (the same fp32 product torch's in-place
+     * scaling makes), saving a pass over the gradients */
+    const float scale = o->cfg.clip > 0 && norm > o->cfg.clip ? (float)(o->cfg.clip / (norm + 1e-6)) : 1.0f;
     adamw_hparams h = {.lr = lr_schedule_at(&o->cfg.schedule, o->step), .beta1 = o->cfg.beta1,
                        .beta2 = o->cfg.beta2, .eps = o->cfg.eps, .weight_decay = o->cfg.weight_decay};
     o->step++;
     o->last_lr = h.lr;
     for (int r = 0; r < o->n_ranges; r++) {
         const optim_range *g = &o->ranges[r];
-        adamw_update(md->w.mem + g->off, o->m.mem + g->off, o->v.mem + g->off, md->grad.mem + g->off, (size_t)g->len, &h,
+        adamw_update(md->w.mem + g->off, o->m.mem + g->off, o->v.mem + g->off, md->grad.mem + g->off, scale, (size_t)g->len, &h,
                      o->step, g->decay);
     }
     return 0;

@@ -36,8 +36,8 @@ typedef struct {
 int optim_init(optimizer *o, const model *md, const optim_config *c);
 void optim_free(optimizer *o);
 /* One step from md->grad: global norm (and clipping), the schedule's lr for this step, AdamW on
- * every parameter. Gradients are left as they are (clipped); call model_zero_grad before the next
- * accumulation. A NaN or infinite gradient norm stops before any parameter changes: -1 with
+ * every parameter. Clipping scales the gradients as AdamW reads them; md->grad itself is left
+ * unchanged (unclipped); call model_zero_grad before the next accumulation. A NaN or infinite gradient norm stops before any parameter changes: -1 with
  * ERR_STAGE naming the step. */
 int optim_step(optimizer *o, model *md);
 

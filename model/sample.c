@@ -88,6 +88,7 @@ int sampler_sample(sampler *s, float *logits) {
     const float cutoff = V > 1 ? (1.0f - s->top_p) / (float)(V - 1) : 0;
     for (int i = 0; i < V; i++)
         if (logits[i] >= cutoff) c[n].p = logits[i], c[n].id = i, n++;
+    if (n == 0) return argmax(logits, V); /* NaN probabilities (NaN logits): nothing passes the cutoff */
     qsort(c, (size_t)n, sizeof *c, cand_cmp);
     double cum = 0;
     int last = n - 1;

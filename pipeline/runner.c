@@ -92,8 +92,9 @@ int runner_check_not_active(store *s, const char *run_id) {
     return rc;
 }
 
-/* The digest of output `output` of stage index d. */
-static const char *output_digest(const slot *sl, int d, const char *output) {
+/* The digest of output `output` of stage index d (a runner_digest_fn over the slots). */
+static const char *output_digest(void *ctx, int d, const char *output) {
+    const slot *sl = ctx;
     for (int i = 0; i < sl[d].n_outputs; i++)
         if (!strcmp(sl[d].outputs[i].name, output)) return sl[d].outputs[i].digest;
     return NULL;
@@ -105,8 +106,8 @@ static int load_outputs(store *s, const char *run, const recipe_stage *st, slot 
     return store_stage_outputs(s, run, st->name, &sl->outputs, &sl->n_outputs);
 }
 
-/* Computes and records the key of a stage whose dependencies are done. */
-static int prepare_stage(store *s, const recipe *r, const char *run, int i, slot *sl, char key[65]) {
+int runner_prepare_stage(store *s, const recipe *r, const char *run, int i, runner_digest_fn digest_of, void *ctx,
+                         char key[65]) {
     const recipe_stage *st = &r->stages[i];
     ref_digest *dg = xcalloc((size_t)st->n_refs + 1, sizeof *dg);
     input_row *in = xcalloc((size_t)st->n_refs + 1, sizeof *in);
@@ -114,7 +115,7 @@ static int prepare_stage(store *s, const recipe *r, const char *run, int i, slot
     int rc = (!dg || !in) ? -1 : 0;
     for (int k = 0; k < st->n_refs && !rc; k++) {
         const recipe_ref *ref = &st->refs[k];
-        const char *d = output_digest(sl, ref->dep, ref->output);
+        const char *d = digest_of(ctx, ref->dep, ref->output);
         if (!d) {
             rc = err_set(ERR_INTERNAL, "stage %s: upstream %s has no output '%s' in the store", st->name, ref->target,
                          ref->output);
@@ -136,6 +137,44 @@ static int prepare_stage(store *s, const recipe *r, const char *run, int i, slot
     free(in);
     free(key_json);
     free(params_json);
+    return rc;
+}
+
+/* Upstream outputs read from the store, for runner_prepare_from_store. */
+typedef struct {
+    output_row **outs;
+    int *n_outs;
+} store_outputs;
+
+static const char *stored_digest(void *ctx, int d, const char *output) {
+    const store_outputs *so = ctx;
+    for (int i = 0; i < so->n_outs[d]; i++)
+        if (!strcmp(so->outs[d][i].name, output)) return so->outs[d][i].digest;
+    return NULL;
+}
+
+int runner_prepare_from_store(store *s, const recipe *r, const char *run, int i, char key[65]) {
+    const recipe_stage *st = &r->stages[i];
+    store_outputs so = {xcalloc((size_t)r->n_stages + 1, sizeof *so.outs),
+                        xcalloc((size_t)r->n_stages + 1, sizeof *so.n_outs)};
+    int rc = so.outs && so.n_outs ? 0 : -1;
+    for (int k = 0; k < st->n_deps && !rc; k++) {
+        int d = st->deps[k];
+        stage_row row;
+        if (store_stage_load(s, run, r->stages[d].name, &row)) {
+            rc = -1;
+            break;
+        }
+        if (strcmp(row.status, "ok") && strcmp(row.status, "cached"))
+            rc = err_set(ERR_INPUT, "stage %s needs stage %s, which is %s in run %s, not complete; it can only run "
+                         "after its upstream stages succeeded", st->name, r->stages[d].name, row.status, run);
+        stage_row_free(&row);
+        if (!rc) rc = store_stage_outputs(s, run, r->stages[d].name, &so.outs[d], &so.n_outs[d]);
+    }
+    if (!rc) rc = runner_prepare_stage(s, r, run, i, stored_digest, &so, key);
+    for (int d = 0; so.outs && d < r->n_stages; d++) free(so.outs[d]);
+    free(so.outs);
+    free(so.n_outs);
     return rc;
 }
 
@@ -284,7 +323,7 @@ int runner_execute(store *s, const recipe *r, const char *run, const runner_opts
             }
             if (!ready) continue;
             char key[65];
-            if (prepare_stage(s, r, run, i, sl, key)) {
+            if (runner_prepare_stage(s, r, run, i, output_digest, sl, key)) {
                 rc = -1;
                 break;
             }

@@ -20,6 +20,16 @@ int runner_create(store *s, const recipe *r, const char *recipe_path, char *cons
 /* Drives the run to its end. Returns 0 when every stage is ok or cached; -1 with the error
  * slot naming the failed stage and its log otherwise (ERR_STAGE). */
 int runner_execute(store *s, const recipe *r, const char *run_id, const runner_opts *o);
+/* The digest of output `output` of the stage with index `dep`, or NULL when it has none. */
+typedef const char *(*runner_digest_fn)(void *ctx, int dep, const char *output);
+/* Computes the cache key of stage i, whose upstream stages are done, from their output digests
+ * (digest_of) and the content of the external files it names, and records the key, its JSON,
+ * the resolved parameters and the input artifacts in the store (store_stage_prepare). */
+int runner_prepare_stage(store *s, const recipe *r, const char *run, int i, runner_digest_fn digest_of, void *ctx,
+                         char key[65]);
+/* The same, reading the upstream outputs of this run from the store: for a process that did
+ * not run them (a Slurm job). ERR_INPUT when an upstream stage is not ok or cached. */
+int runner_prepare_from_store(store *s, const recipe *r, const char *run, int i, char key[65]);
 /* Whether the process that drives a run is alive: 1 yes, 0 no (it died without finishing),
  * -1 unknown (it ran on another host). */
 int runner_alive(const run_row *r);

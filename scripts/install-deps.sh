@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# install-deps.sh: installs what smelt needs to build and test on Debian or Ubuntu (apt), and
-# with --bench the Python packages the benchmarks and fixture generators compare against.
+# install-deps.sh [--bench] [--slurm]: installs what smelt needs to build and test on Debian or
+# Ubuntu (apt); with --bench the Python packages the benchmarks and fixture generators compare
+# against; with --slurm a Slurm controller, node daemon, clients and munge, which the Slurm tests
+# start as a private single-node cluster (tests/slurm/cluster.sh; no service is enabled).
 # The Dockerfile runs this same script, so the two stay consistent.
 set -euo pipefail
 PACKAGES=(
@@ -9,6 +11,14 @@ PACKAGES=(
   libopenmpi-dev openmpi-bin libopenblas-dev libpcre2-dev libcjson-dev libssl-dev
   python3 python3-pip
 )
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    --slurm) PACKAGES+=(slurmctld slurmd slurm-client munge) ;;
+    *) echo "usage: install-deps.sh [--bench] [--slurm]" >&2; exit 2 ;;
+  esac
+done
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 missing=()
@@ -22,7 +32,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "all Debian packages present"
 fi
-if [ "${1:-}" = "--bench" ]; then
+if [ "$bench" = 1 ]; then
   # Reference implementations for bench/ and tools/: PyTorch (CPU) and transformers.
   python3 -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu || python3 -m pip install --quiet torch
   python3 -m pip install --quiet transformers safetensors numpy tokenizers scikit-learn

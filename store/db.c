@@ -1,7 +1,9 @@
 /* db.c: opening the store, migrations, and the SQLite helpers every store file uses.
  * Several processes (runners, stage processes, queries) share one database: WAL mode lets
  * readers proceed during a write; writers take the lock up front (BEGIN IMMEDIATE) and wait
- * for it with a busy timeout, so no caller ever sees "database is locked" under normal load. */
+ * for it with a busy timeout, so no caller ever sees "database is locked" under normal load.
+ * On a shared (network) file system the store uses the rollback journal instead, because WAL's
+ * shared memory only works within one host (store/fscheck.c decides which). */
 #include "store/store.h"
 
 #include <errno.h>
@@ -14,11 +16,14 @@
 
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "store/fscheck.h"
 #include "store/internal.h"
 #include "store/schema.h"
 
 /* Long enough for the longest write transaction (an artifact commit) of another process. */
 #define STORE_BUSY_MS 120000
+/* How long switching a WAL store to the rollback journal waits for other connections. */
+#define STORE_CONVERT_BUSY_MS 3000
 
 const char *store_default_dir(const char *flag_value) {
     if (flag_value && flag_value[0]) return flag_value;
@@ -133,7 +138,52 @@ fail:
 
 static const char *const store_subdirs[] = {"objects", "tmp", "checkpoints", "logs", "locks"};
 
-int store_open(store **out, const char *dir, int flags) {
+/* The journal mode recorded in a database file's header: 2 WAL, 1 rollback, 0 no database yet. */
+static int header_journal_mode(const char *dbpath) {
+    unsigned char h[100];
+    FILE *f = fopen(dbpath, "rb");
+    size_t n = f ? fread(h, 1, sizeof h, f) : 0;
+    if (f) fclose(f);
+    if (n < sizeof h || memcmp(h, "SQLite format 3", 16)) return 0;
+    return h[18] == 2 && h[19] == 2 ? 2 : 1;
+}
+
+/* A WAL database on a shared file system becomes a rollback-journal one. EXCLUSIVE locking
+ * mode first, so that SQLite keeps the WAL index in private memory and never maps the -shm
+ * file across the network; the switch fails (busy) while another process has it open. */
+static int convert_to_rollback(store *s) {
+    char *mode = NULL;
+    sqlite3_stmt *st = NULL;
+    /* Another process that has the store open keeps it in WAL: wait a little, not two minutes. */
+    sqlite3_busy_timeout(s->db, STORE_CONVERT_BUSY_MS);
+    if (sqlite3_exec(s->db, "PRAGMA locking_mode = EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = DELETE", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        mode = xstrdup((const char *)sqlite3_column_text(st, 0));
+    int ok = mode && !strcmp(mode, "delete");
+    if (!ok)
+        err_set(ERR_IO, "the store %s is in WAL mode (for one host) but it is on a shared file system, and "
+                "switching it to the rollback journal failed (%s): stop the other smelt processes that use it (on "
+                "every host) and retry", s->dir, mode ? "another process has it open" : sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    free(mode);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+    return ok ? 0 : -1;
+}
+
+static int open_db(store *s, const char *dbpath, int oflags) {
+    int rc = sqlite3_open_v2(dbpath, &s->db, oflags, NULL);
+    if (rc != SQLITE_OK)
+        return err_set(ERR_IO, "cannot open the store database in %s: %s", s->dir,
+                       s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
+    sqlite3_extended_result_codes(s->db, 0);
+    return 0;
+}
+
+int store_open(store **out, const char *dir, int flags) { return store_open_fs(out, dir, flags, NULL); }
+
+int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *fs) {
     *out = NULL;
     int create = flags & STORE_CREATE, nowrite = flags & STORE_NOWRITE;
     if (!store_exists(dir)) {
@@ -155,16 +205,26 @@ int store_open(store **out, const char *dir, int flags) {
     s->dir = fs_realpath(dir);
     char *dbpath = s->dir ? fs_join(s->dir, "smelt.db") : NULL;
     if (!dbpath) goto fail;
-    int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create && !nowrite ? SQLITE_OPEN_CREATE : 0);
-    int rc = sqlite3_open_v2(dbpath, &s->db, oflags, NULL);
-    free(dbpath);
-    if (rc != SQLITE_OK) {
-        err_set(ERR_IO, "cannot open the store database in %s: %s", dir, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    if (fs) s->fs = *fs;
+    else if (store_fs_probe(s->dir, &s->fs)) goto fail;
+    if (s->fs.cls == FS_UNSAFE) {
+        err_set(ERR_INPUT, "the store %s is on %s: %s. SQLite could corrupt the store when processes on several "
+                "nodes write to it. Put the store on a local disk (one host) or on a file system with coherent "
+                "locks (NFSv4, Lustre mounted with -o flock, GPFS, CephFS); or set SMELT_STORE_FS=local if only this "
+                "host ever uses it, SMELT_STORE_FS=shared if you know its locks are coherent across nodes",
+                s->dir, s->fs.type, s->fs.why);
         goto fail;
     }
-    sqlite3_busy_timeout(s->db, STORE_BUSY_MS);
-    sqlite3_extended_result_codes(s->db, 0);
+    int journal = header_journal_mode(dbpath);
+    int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create && !nowrite ? SQLITE_OPEN_CREATE : 0);
+    if (open_db(s, dbpath, oflags)) goto fail;
     if (nowrite) {
+        if (s->fs.cls == FS_SHARED && journal == 2) {
+            err_set(ERR_INPUT, "the store %s is in WAL mode (for one host) but it is on a shared file system (%s); "
+                    "run a command that writes to it (for example smelt gc --dry-run) once, with no other smelt "
+                    "process using it, to switch it to the rollback journal", s->dir, s->fs.type);
+            goto fail;
+        }
         /* Readers must not change the store's files: no journal-mode switch, no migration. */
         if (store_exec(s, "PRAGMA query_only = 1")) goto fail;
         int v;
@@ -175,16 +235,32 @@ int store_open(store **out, const char *dir, int flags) {
             goto fail;
         }
     } else {
-        if (store_exec(s, "PRAGMA journal_mode = WAL") || store_exec(s, "PRAGMA synchronous = NORMAL") ||
-            store_exec(s, "PRAGMA foreign_keys = OFF") || migrate(s))
+        if (s->fs.cls == FS_SHARED && journal == 2) {
+            if (convert_to_rollback(s)) goto fail;
+            sqlite3_close_v2(s->db);
+            s->db = NULL;
+            if (open_db(s, dbpath, oflags)) goto fail;
+        }
+        /* A new store on one host gets WAL; a store that is (or once was) shared keeps the
+         * rollback journal, which is safe everywhere, so that a host that sees the file system
+         * as local (the NFS server itself) never turns WAL back on under the other nodes. */
+        const char *mode = s->fs.cls == FS_SHARED || journal == 1 ? "PRAGMA journal_mode = DELETE"
+                                                                    : "PRAGMA journal_mode = WAL";
+        const char *sync = s->fs.cls == FS_SHARED || journal == 1 ? "PRAGMA synchronous = FULL"
+                                                                    : "PRAGMA synchronous = NORMAL";
+        if (store_exec(s, mode) || store_exec(s, sync) || store_exec(s, "PRAGMA foreign_keys = OFF") || migrate(s))
             goto fail;
     }
+    free(dbpath);
     *out = s;
     return 0;
 fail:
+    free(dbpath);
     store_close(s);
     return -1;
 }
+
+const store_fs_info *store_fs(const store *s) { return &s->fs; }
 
 void store_close(store *s) {
     if (!s) return;

@@ -4,9 +4,12 @@
 
 #include <sqlite3.h>
 
+#include "store/fscheck.h"
+
 struct store {
     char *dir; /* absolute path of the store directory */
     sqlite3 *db;
+    store_fs_info fs; /* the file system it is on, and so its journal mode */
 };
 
 /* Moves a complete, fsynced scratch file into objects/ under its digest (objects.c). */

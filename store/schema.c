@@ -78,6 +78,22 @@ const char *const store_migrations[] = {
     "CREATE VIEW latest_metrics AS SELECT run_id, stage, key, step, value FROM metric_latest;"
     "CREATE VIEW lineage AS SELECT run_id, stage, name AS input, from_stage, from_output, digest FROM input;"
     "CREATE VIEW params AS SELECT run_id, stage, path AS key, value FROM param;",
+    /* 1 -> 2: Slurm bookkeeping. slurm_run holds the defaults a run was submitted with (JSON)
+     * and how its job states are read (sacct or squeue); slurm_job one row per submitted job,
+     * the newest submission of a stage being its current job. `state` is what smelt itself
+     * knows (submitted, started, completed, failed, stopped), written by the submitter and by
+     * the job's own process, so that a cluster without accounting still tells how a job ended. */
+    "CREATE TABLE slurm_run (run_id TEXT PRIMARY KEY, options TEXT NOT NULL, query TEXT NOT NULL,"
+    "  submitted_at REAL NOT NULL, resumed_at REAL);"
+    "CREATE TABLE slurm_job (run_id TEXT NOT NULL, stage TEXT NOT NULL, job_id TEXT NOT NULL,"
+    "  submission INTEGER NOT NULL, submitted_at REAL NOT NULL, dependency TEXT NOT NULL DEFAULT '',"
+    "  script_path TEXT, state TEXT NOT NULL DEFAULT 'submitted', started_at REAL, finished_at REAL,"
+    "  node TEXT, PRIMARY KEY (run_id, stage, job_id));"
+    "CREATE INDEX slurm_job_id ON slurm_job(job_id);"
+    "CREATE VIEW slurm_jobs AS SELECT run_id, stage, job_id, submission,"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', submitted_at, 'unixepoch') AS submitted_at, dependency, state,"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', started_at, 'unixepoch') AS started_at,"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', finished_at, 'unixepoch') AS finished_at, node, script_path FROM slurm_job;",
 };
 
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);

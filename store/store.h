@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "common/sha256.h"
+#include "store/fscheck.h"
 
 
 typedef struct store store;
@@ -27,6 +28,12 @@ enum {
 const char *store_default_dir(const char *flag_value);
 
 int store_open(store **out, const char *dir, int flags);
+/* store_open with a given file-system classification instead of probing (fs NULL: probe).
+ * A store on an FS_SHARED file system uses the rollback journal (a WAL store is switched when
+ * nothing else has it open); FS_UNSAFE is refused with ERR_INPUT. */
+int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *fs);
+/* The file system the store was opened on (its class decides WAL or rollback journal). */
+const store_fs_info *store_fs(const store *s);
 void store_close(store *s);
 const char *store_dir(const store *s);
 sqlite3 *store_db(store *s);

@@ -7,3 +7,5 @@ smelt_c_test(test_engine_fixtures ${CMAKE_CURRENT_SOURCE_DIR}/test_engine_fixtur
 set_tests_properties(test_engine_fixtures PROPERTIES SKIP_RETURN_CODE 77)
 smelt_sh_test(test_generate engine_generate.sh)
 set_tests_properties(test_generate PROPERTIES SKIP_RETURN_CODE 77)
+smelt_c_test(test_optim ${CMAKE_CURRENT_SOURCE_DIR}/test_optim.c)
+smelt_c_test(test_lm_loss ${CMAKE_CURRENT_SOURCE_DIR}/test_lm_loss.c)

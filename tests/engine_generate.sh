@@ -29,6 +29,17 @@ if [ "${got:0:${#want}}" != "$want" ]; then
 else
     echo "ok   greedy decoding reproduces README.md's text (${#want} bytes)"
 fi
+# The same model converted to a Hugging Face folder (smelt convert) gives the same text.
+tmp="${SMELT_TEST_TMP:-/tmp}/engine_generate.$$"
+mkdir -p "$tmp"
+if "$smelt" convert "$model" "$tmp/hf" >/dev/null 2>&1; then
+    got_hf=$("$smelt" generate "$tmp/hf" --tokenizer "$tok" --max-tokens 256 --temperature 0 2>/dev/null)
+    if [ "${got_hf:0:${#want}}" != "$want" ]; then echo "FAIL: greedy text from the HF folder differs"; fail=1;
+    else echo "ok   the converted Hugging Face folder generates the same text"; fi
+else
+    echo "FAIL: smelt convert $model"; fail=1
+fi
+rm -rf "$tmp"
 # The same with a prompt: the output starts with the prompt and continues the same story.
 got2=$("$smelt" generate "$model" --tokenizer "$tok" --prompt "Once upon a time" --max-tokens 30 --temperature 0 2>/dev/null)
 if [ "${got2:0:40}" != "${want:0:40}" ]; then echo "FAIL: prompted greedy text: '${got2:0:60}'"; fail=1; else echo "ok   prompted greedy text"; fi

@@ -9,6 +9,7 @@
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
+#include "kernels/fastmath.h"
 #include "kernels/linear.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
@@ -18,12 +19,34 @@
 #include "kernels/swiglu.h"
 #include "kernels/threads.h"
 
+/* exp: the scalar and 16-lane forms agree bitwise, and both are within 3 ulp of exp in double
+ * over [-87, 88] (the header promises about 2). */
+static void test_fastmath(void) {
+    double worst = 0;
+    int same = 1;
+    for (int i = 0; i < 200000; i += FM_W) {
+        float x[FM_W], y[FM_W];
+        for (int l = 0; l < FM_W; l++) x[l] = -87.0f + 175.0f * (float)(i + l) / 200000.0f;
+        fm_st(y, fm_exp16(fm_ld(x)));
+        for (int l = 0; l < FM_W; l++) {
+            float s = fm_expf(x[l]);
+            same &= !memcmp(&s, &y[l], sizeof s);
+            double e = exp((double)x[l]), ulp = e * TU_EPS;
+            worst = fmax(worst, fabs(s - e) / ulp);
+        }
+    }
+    tu_expect(same, "fm_expf and fm_exp16 differ");
+    tu_expect(worst <= 3, "fm_expf: %.2f ulp from exp (tol 3)", worst);
+    tu_expect(fm_expf(-200.0f) < 1e-37f && fm_expf(-200.0f) >= 0 && fm_expf(0) == 1.0f, "fm_expf(-200), fm_expf(0)");
+}
+
 static void test_matmul(void) {
     /* m, n, k, ta, tb, pad (extra leading-dimension columns), alpha, beta */
     static const struct { int m, n, k, ta, tb, pad; float alpha, beta; } cases[] = {
         {1, 1, 1, 0, 0, 0, 1, 0},      {7, 5, 3, 0, 1, 2, 1, 0},       {64, 48, 96, 0, 1, 0, 1, 0},
         {33, 17, 129, 1, 0, 3, 0.5f, 1}, {128, 64, 300, 0, 0, 1, 1, 1}, {20, 200, 64, 1, 1, 5, -2, 0.25f},
-        {257, 130, 512, 0, 1, 0, 1, 0},
+        {257, 130, 512, 0, 1, 0, 1, 0}, {1, 3000, 512, 0, 1, 2, 1, 0}, {1, 2000, 700, 1, 0, 1, 0.5f, 1},
+        {1, 7, 5, 1, 1, 0, 1, 0.5f},    /* single rows: matrix-vector products */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int m = cases[c].m, n = cases[c].n, k = cases[c].k, ta = cases[c].ta, tb = cases[c].tb, pad = cases[c].pad;
@@ -179,63 +202,85 @@ static void test_rope(void) {
 }
 
 static void test_attention(void) {
-    /* nq, nkv, heads, kv heads, head_dim, packed (q, k, v interleaved in one row as the model stores them) */
-    static const struct { int nq, nkv, h, hkv, d, packed; } cases[] = {
-        {1, 1, 1, 1, 4, 0},    {7, 7, 4, 2, 16, 1},   {33, 33, 8, 8, 8, 0},  {300, 300, 4, 2, 64, 1},
-        {5, 40, 8, 2, 32, 1},  {1, 129, 6, 3, 16, 0}, {260, 260, 4, 1, 16, 1}, {70, 200, 2, 2, 64, 0},
+    /* heads, kv heads, head_dim, packed (q|k|v in one row as the model stores them; needs nq == nkv),
+     * and up to 4 sequences of (nq, nkv) */
+    static const struct { int h, hkv, d, packed, n_seqs, nq[4], nkv[4]; } cases[] = {
+        {1, 1, 4, 0, 1, {1}, {1}},
+        {4, 2, 16, 1, 1, {7}, {7}},
+        {8, 8, 8, 0, 1, {33}, {33}},
+        {4, 2, 64, 1, 1, {300}, {300}},        /* several query tiles */
+        {8, 2, 32, 0, 1, {5}, {40}},           /* a cache: 35 positions before these 5 queries */
+        {6, 3, 16, 0, 1, {1}, {129}},          /* one decode step */
+        {4, 1, 16, 1, 1, {260}, {260}},
+        {2, 2, 64, 0, 1, {70}, {200}},
+        {4, 2, 16, 1, 4, {9, 1, 130, 40}, {9, 1, 130, 40}}, /* a packed training batch */
+        {8, 4, 8, 0, 3, {3, 17, 1}, {10, 17, 64}},           /* several caches at once */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        attn_shape s = {.nq = cases[c].nq, .nkv = cases[c].nkv, .n_heads = cases[c].h, .n_kv_heads = cases[c].hkv,
-                        .head_dim = cases[c].d};
-        int D = s.head_dim, qw = s.n_heads * D, kw = s.n_kv_heads * D;
-        float *qkv = NULL, *kvbuf = NULL;
-        float *q, *k, *v;
-        if (cases[c].packed && s.nq == s.nkv) {
+        attn_shape s = {.n_heads = cases[c].h, .n_kv_heads = cases[c].hkv, .head_dim = cases[c].d};
+        const int D = s.head_dim, qw = s.n_heads * D, kw = s.n_kv_heads * D, ns = cases[c].n_seqs;
+        attn_seq seqs[4];
+        int nq_all = 0, nkv_all = 0, max_nkv = 0;
+        for (int i = 0; i < ns; i++) {
+            seqs[i] = (attn_seq){.q0 = nq_all, .nq = cases[c].nq[i], .k0 = nkv_all, .nkv = cases[c].nkv[i]};
+            nq_all += cases[c].nq[i], nkv_all += cases[c].nkv[i];
+            if (cases[c].nkv[i] > max_nkv) max_nkv = cases[c].nkv[i];
+        }
+        float *qkv, *kvbuf = NULL, *q, *k, *v;
+        if (cases[c].packed && nq_all != nkv_all) {
+            tu_expect(0, "attention case %zu: a packed q|k|v layout needs nq == nkv", c);
+            continue;
+        }
+        if (cases[c].packed) { /* one buffer, rows of q|k|v */
             s.ldq = s.ldk = s.ldv = qw + 2 * kw;
-            qkv = tu_randn((size_t)s.nq * s.ldq, 1);
+            qkv = tu_randn((size_t)nq_all * s.ldq, 1);
             q = qkv, k = qkv + qw, v = qkv + qw + kw;
         } else {
-            s.ldq = qw + (cases[c].packed ? 3 : 0), s.ldk = s.ldv = kw;
-            qkv = tu_randn((size_t)s.nq * s.ldq, 1);
-            kvbuf = tu_randn((size_t)s.nkv * kw * 2, 1);
-            q = qkv, k = kvbuf, v = kvbuf + (size_t)s.nkv * kw;
+            s.ldq = qw + 3, s.ldk = s.ldv = kw;
+            qkv = tu_randn((size_t)nq_all * s.ldq, 1);
+            kvbuf = tu_randn((size_t)nkv_all * kw * 2, 1);
+            q = qkv, k = kvbuf, v = kvbuf + (size_t)nkv_all * kw;
         }
         s.ldo = qw + 1;
-        size_t no = (size_t)s.nq * s.ldo, nl = (size_t)s.nq * s.n_heads;
+        size_t no = (size_t)nq_all * s.ldo, nl = (size_t)nq_all * s.n_heads;
         float *out = tu_alloc(no), *outr = tu_alloc(no), *lse = tu_alloc(nl), *lser = tu_alloc(nl);
-        float *work = tu_alloc(attention_work_floats(&s));
-        attention_forward(out, lse, q, k, v, &s, work);
-        attention_forward_ref(outr, lser, q, k, v, &s);
-        /* scores: dots of length D; softmax and output: sums of length nkv; 2 ulp exp */
-        double tol = 4 * (D + s.nkv + 4) * TU_EPS;
+        size_t nw = attention_work_floats(&s, max_nkv);
+        float *work = tu_alloc(nw);
+        tu_expect(attention_forward(out, lse, q, k, v, &s, seqs, ns, work, nw) == 0, "attention_forward: %s", err_msg());
+        tu_expect(attention_forward_ref(outr, lser, q, k, v, &s, seqs, ns) == 0, "attention_forward_ref");
+        /* scores: dots of length D; softmax and output: sums of length nkv; 2-ulp exp */
+        double tol = 4 * (D + max_nkv + 4) * TU_EPS;
         char what[160];
-        snprintf(what, sizeof what, "attention_forward nq=%d nkv=%d h=%d/%d D=%d (tol 4*(D+nkv+4)*eps)", s.nq, s.nkv,
-                 s.n_heads, s.n_kv_heads, D);
+        snprintf(what, sizeof what, "attention_forward %d seq(s) max nkv %d h=%d/%d D=%d (tol 4*(D+nkv+4)*eps)", ns,
+                 max_nkv, s.n_heads, s.n_kv_heads, D);
         tu_expect_close(what, out, outr, no, tol);
-        snprintf(what, sizeof what, "attention lse nq=%d nkv=%d (tol 4*(D+nkv+4)*eps)", s.nq, s.nkv);
+        snprintf(what, sizeof what, "attention lse %d seq(s) max nkv %d (tol 4*(D+nkv+4)*eps)", ns, max_nkv);
         tu_expect_close(what, lse, lser, nl, tol);
-        /* backward: dq, dk, dv from the fast forward's out/lse vs double reference */
+        /* backward: dq, dk, dv from the fast forward's out/lse vs the double reference */
         float *dout = tu_randn(no, 1);
-        size_t nqb = (size_t)s.nq * s.ldq, nkb = (size_t)s.nkv * s.ldk;
+        size_t nqb = (size_t)nq_all * s.ldq, nkb = (size_t)nkv_all * s.ldk;
         float *dqkv = tu_alloc(nqb), *dqkvr = tu_alloc(nqb), *dkv = NULL, *dkvr = NULL;
         float *dq = dqkv, *dk, *dv, *dqr = dqkvr, *dkr, *dvr;
-        if (!kvbuf) {
+        if (cases[c].packed) {
             dk = dqkv + qw, dv = dqkv + qw + kw, dkr = dqkvr + qw, dvr = dqkvr + qw + kw;
         } else {
             dkv = tu_alloc(2 * nkb), dkvr = tu_alloc(2 * nkb);
             dk = dkv, dv = dkv + nkb, dkr = dkvr, dvr = dkvr + nkb;
         }
-        attention_backward(dq, dk, dv, dout, out, lse, q, k, v, &s, work);
-        attention_backward_ref(dqr, dkr, dvr, dout, outr, lser, q, k, v, &s);
+        tu_expect(attention_backward(dq, dk, dv, dout, out, lse, q, k, v, &s, seqs, ns, work, nw) == 0,
+                  "attention_backward: %s", err_msg());
+        tu_expect(attention_backward_ref(dqr, dkr, dvr, dout, q, k, v, &s, seqs, ns) == 0, "attention_backward_ref");
         /* each gradient is a sum over nkv (dq) or nq*rep (dk, dv) of products of D-long dots */
-        double tolb = 8 * (D + s.nkv + s.nq * (s.n_heads / s.n_kv_heads) + 4) * TU_EPS;
-        snprintf(what, sizeof what, "attention_backward nq=%d nkv=%d h=%d/%d D=%d (tol 8*(D+nkv+nq*rep+4)*eps)",
-                 s.nq, s.nkv, s.n_heads, s.n_kv_heads, D);
-        if (!kvbuf) tu_expect_close(what, dqkv, dqkvr, nqb, tolb);
-        else {
-            tu_expect_close(what, dqkv, dqkvr, nqb, tolb);
-            tu_expect_close(what, dkv, dkvr, 2 * nkb, tolb);
-        }
+        int max_nq = 0;
+        for (int i = 0; i < ns; i++) max_nq = cases[c].nq[i] > max_nq ? cases[c].nq[i] : max_nq;
+        double tolb = 8 * (D + max_nkv + max_nq * (s.n_heads / s.n_kv_heads) + 4) * TU_EPS;
+        snprintf(what, sizeof what, "attention_backward %d seq(s) h=%d/%d D=%d (tol 8*(D+nkv+nq*rep+4)*eps)", ns,
+                 s.n_heads, s.n_kv_heads, D);
+        tu_expect_close(what, dqkv, dqkvr, nqb, tolb);
+        if (dkv) tu_expect_close(what, dkv, dkvr, 2 * nkb, tolb);
+        /* a work buffer too small for one thread is an error, not an overflow */
+        tu_expect(attention_forward(out, lse, q, k, v, &s, seqs, ns, work, 8) != 0, "a tiny work buffer is refused");
+        err_clear();
         free(qkv), free(kvbuf), free(out), free(outr), free(lse), free(lser), free(work), free(dout), free(dqkv),
             free(dqkvr), free(dkv), free(dkvr);
     }
@@ -286,8 +331,27 @@ static void test_softmax_ce(void) {
         softmax_forward(p, z, n, V);
         softmax_forward_ref(pr, z, n, V);
         char what[128];
-        snprintf(what, sizeof what, "softmax n=%d V=%d (tol 16 eps: sums in double, 2-ulp exp)", n, V);
+        snprintf(what, sizeof what, "softmax n=%d V=%d (tol 16 eps: 16-term float sums, double across, 2-ulp exp)", n, V);
         tu_expect_close(what, p, pr, nv, 16 * TU_EPS);
+        /* backward through the softmax: the dot of length V in short float sums, then y * (dy - dot) */
+        float *dyv = tu_randn(nv, 1), *dxs = tu_alloc(nv), *dxr = tu_alloc(nv);
+        softmax_backward(dxs, pr, dyv, n, V);
+        softmax_backward_ref(dxr, pr, dyv, n, V);
+        /* element-wise bound: dx_j = y_j (g_j - dot) loses to cancellation when g_j ~ dot, so the
+         * error is measured against the size of the terms, y_j (|g_j| + sum_k y_k |g_k|) */
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            double ag = 0;
+            for (int j = 0; j < V; j++) ag += pr[(size_t)i * V + j] * fabs(dyv[(size_t)i * V + j]);
+            for (int j = 0; j < V; j++) {
+                size_t x = (size_t)i * V + j;
+                double scale = pr[x] * (fabs(dyv[x]) + ag) + 1e-30;
+                worst = fmax(worst, fabs(dxs[x] - dxr[x]) / scale);
+            }
+        }
+        tu_expect(worst <= 16 * TU_EPS, "softmax_backward n=%d V=%d: error %.3e of the terms' size (tol 16 eps)", n, V,
+                  worst);
+        free(dyv), free(dxs), free(dxr);
         int *t = malloc(sizeof(int) * n);
         float *w = tu_alloc(n);
         for (int i = 0; i < n; i++) {
@@ -335,8 +399,9 @@ static void test_adamw(void) {
     float *pr = tu_copy(p, n), *mr = tu_alloc(n), *vr = tu_alloc(n);
     for (long step = 1; step <= 10; step++) {
         float *g = tu_randn(n, 0.01 * step);
-        adamw_update(p, m, v, g, n, &h, step, step % 3 != 0);
-        adamw_update_ref(pr, mr, vr, g, n, &h, step, step % 3 != 0);
+        const float gs = step % 4 == 1 ? 0.37f : 1.0f; /* a clipping factor on some steps */
+        adamw_update(p, m, v, g, gs, n, &h, step, step % 3 != 0);
+        adamw_update_ref(pr, mr, vr, g, gs, n, &h, step, step % 3 != 0);
         free(g);
     }
     /* each step moves p by at most ~lr; fp32 vs double arithmetic: a few ulp of p per step */
@@ -385,6 +450,7 @@ int main(int argc, char **argv) {
         kernels_set_threads(threads[t]);
         printf("-- %d thread(s)\n", threads[t]);
         test_matmul();
+        test_fastmath();
         test_linear();
         test_rmsnorm();
         test_rope();

@@ -114,10 +114,61 @@ static void test_chunked_prefill(void) {
     model_free(&m);
 }
 
+/* Bad input to the model API: an error of kind ERR_INPUT naming the problem, never a crash. */
+static void test_bad_input(void) {
+    model_config cfg = tm_config(0);
+    model m;
+    tu_expect(model_init(&m, &cfg, NULL) == 0, "init");
+    int tok[8] = {1, 2, 3, 4, 5, 6, 7, 8}, lens[2] = {5, 3}, bad_lens[2] = {5, 2}, zero_len[2] = {8, 0};
+    model_batch b = {.tokens = tok, .seq_lens = lens, .n_tokens = 8, .n_seqs = 2};
+    const float *hid;
+    tu_expect(model_forward(&m, &b, &hid) != 0 && strstr(err_msg(), "model_reserve_train"),
+              "forward before model_reserve_train: %s", err_msg());
+    tu_expect(model_reserve_train(&m, 6) == 0, "reserve");
+    tu_expect(model_forward(&m, &b, &hid) != 0 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "8 tokens"),
+              "more tokens than reserved: %s", err_msg());
+    tu_expect(model_reserve_train(&m, 8) == 0, "reserve again (resize)");
+    b.seq_lens = bad_lens;
+    tu_expect(model_forward(&m, &b, &hid) != 0 && strstr(err_msg(), "add up"), "lengths that do not add up: %s",
+              err_msg());
+    b.seq_lens = zero_len;
+    tu_expect(model_forward(&m, &b, &hid) != 0 && strstr(err_msg(), "length 0"), "an empty sequence: %s", err_msg());
+    b.seq_lens = lens;
+    tok[6] = cfg.vocab;
+    tu_expect(model_forward(&m, &b, &hid) != 0 && strstr(err_msg(), "vocabulary"), "a token out of range: %s", err_msg());
+    tok[6] = -3;
+    tu_expect(model_forward(&m, &b, &hid) != 0 && strstr(err_msg(), "vocabulary"), "a negative token: %s", err_msg());
+    tok[6] = 7;
+    float dh[8 * 24];
+    tu_expect(model_backward(&m, dh) != 0, "backward after a failed forward is refused");
+    int targets[8] = {1, 2, 3, -1, 4, 5, 999, -1};
+    lm_ce_ctx ce = {.targets = targets, .weights = NULL};
+    double loss;
+    tu_expect(model_forward(&m, &b, &hid) == 0, "forward: %s", err_msg());
+    tu_expect(model_lm_loss(&m, hid, dh, 8, lm_loss_ce, &ce, &loss) != 0 && strstr(err_msg(), "target 999"),
+              "a target out of range: %s", err_msg());
+    model_free(&m);
+    model_config odd = cfg;
+    odd.head_dim = 7;
+    tu_expect(model_init(&m, &odd, NULL) != 0 && err_kind_get() == ERR_INPUT, "an odd head_dim: %s", err_msg());
+    model_config gqa = cfg;
+    gqa.layers[0].n_kv_heads = 3;
+    tu_expect(model_init(&m, &gqa, NULL) != 0 && err_kind_get() == ERR_INPUT, "kv heads that do not divide: %s",
+              err_msg());
+    model_weights wrong;
+    model_config small = tm_config(2);
+    tu_expect(weights_alloc(&wrong, &small) == 0, "alloc");
+    tu_expect(model_init(&m, &cfg, &wrong) != 0 && wrong.mem, "weights of another layout are refused (and kept)");
+    weights_free(&wrong);
+    kv_cache kv;
+    tu_expect(kv_cache_init(&kv, &cfg, 0) != 0, "a cache of capacity 0 is refused");
+}
+
 int main(int argc, char **argv) {
     tu_verbose = argc > 1 && !strcmp(argv[1], "-v");
     kernels_set_threads(0);
     for (int kind = 0; kind < 3; kind++) test_decode(kind);
     test_chunked_prefill();
+    test_bad_input();
     return tu_finish("test_kvcache");
 }

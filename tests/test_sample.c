@@ -73,6 +73,15 @@ static void test_reproducible(void) {
     sampler_free(&b);
     sampler bad;
     tu_expect(sampler_init(&bad, 0, 1, 1, 1) != 0, "a zero vocabulary is refused");
+    /* NaN logits (a diverged model) still give a token id inside the vocabulary */
+    for (int tp = 0; tp < 2; tp++) {
+        sampler s;
+        tu_expect(sampler_init(&s, 5, 1.0f, tp ? 0.9f : 1.0f, 3) == 0, "init");
+        float nan5[5] = {NAN, NAN, NAN, NAN, NAN};
+        int t = sampler_sample(&s, nan5);
+        tu_expect(t >= 0 && t < 5, "NaN logits (top_p %s): token %d", tp ? "0.9" : "1", t);
+        sampler_free(&s);
+    }
 }
 
 int main(void) {

@@ -54,7 +54,7 @@ done
 # Crash: the runner, its stage processes and the command, all with SIGKILL at once.
 kill -9 -- -$RUNNER 2>/dev/null || true
 pkill -9 -f "smelt exec --store $WORK/store" 2>/dev/null || true
-pkill -9 -f "SMELT_CHECKPOINT_DIR" 2>/dev/null || true
+pkill -9 -f "$L" 2>/dev/null || true   # the command, whose text names this test's launches file
 wait $RUNNER 2>/dev/null || true
 sleep 0.5
 STEP_AT_KILL=$(cat "$CK/step")
