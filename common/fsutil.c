@@ -63,7 +63,7 @@ fail:
     return -1;
 }
 
-static int write_all(int fd, const void *data, size_t n) {
+int fs_write_all(int fd, const void *data, size_t n) {
     const char *p = data;
     while (n) {
         ssize_t w = write(fd, p, n);
@@ -86,7 +86,7 @@ int fs_write_atomic(const char *path, const void *data, size_t n) {
         free(tmp);
         return -1;
     }
-    if (write_all(fd, data, n) || fsync(fd)) {
+    if (fs_write_all(fd, data, n) || fsync(fd)) {
         err_errno("cannot write %s", tmp);
         close(fd);
         unlink(tmp);
@@ -192,7 +192,7 @@ int fs_copy_file(const char *dst, const char *src) {
             rc = err_errno("cannot read %s", src);
         } else if (n == 0) {
             break;
-        } else if (write_all(out, buf, (size_t)n)) {
+        } else if (fs_write_all(out, buf, (size_t)n)) {
             rc = err_errno("cannot write %s", dst);
         }
     }

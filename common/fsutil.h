@@ -10,6 +10,9 @@
  * when the file is larger than max_bytes (0: no limit). */
 int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 
+/* write(2) until all n bytes are written (retrying on EINTR); 0 or -1 with errno set. */
+int fs_write_all(int fd, const void *data, size_t n);
+
 /* Writes data to path atomically: path.tmp.<pid>, fsync, rename, fsync the directory. */
 int fs_write_atomic(const char *path, const void *data, size_t n);
 

@@ -425,20 +425,6 @@ int st_to_f32(float *out, const st_tensor *t, const char *what) {
 
 /* ---- writing ---- */
 
-static int write_all(int fd, const void *data, size_t n) {
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int entry_bytes(const st_entry *e, st_dtype dtype, uint64_t *bytes, const char *path) {
     if (!e->name || !e->name[0] || !strcmp(e->name, "__metadata__"))
         return err_set(ERR_INPUT, "%s: a tensor name is empty or reserved ('%s')", path, e->name ? e->name : "");
@@ -460,12 +446,12 @@ static int entry_bytes(const st_entry *e, st_dtype dtype, uint64_t *bytes, const
 static int write_converted(int fd, const float *src, uint64_t n, st_dtype dtype) {
     enum { CHUNK = 16384 };
     uint16_t buf[CHUNK];
-    if (dtype == ST_F32) return write_all(fd, src, (size_t)n * 4);
+    if (dtype == ST_F32) return fs_write_all(fd, src, (size_t)n * 4);
     for (uint64_t i = 0; i < n; i += CHUNK) {
         size_t m = (size_t)(n - i < CHUNK ? n - i : CHUNK);
         for (size_t k = 0; k < m; k++)
             buf[k] = dtype == ST_BF16 ? st_f32_to_bf16(src[i + k]) : st_f32_to_f16(src[i + k]);
-        if (write_all(fd, buf, m * 2)) return -1;
+        if (fs_write_all(fd, buf, m * 2)) return -1;
     }
     return 0;
 }
@@ -523,13 +509,13 @@ int st_write(const char *path, const st_entry *entries, int n, st_dtype dtype, c
     }
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
-    if (write_all(fd, len8, 8) || write_all(fd, h.buf, h.len)) goto fail_io;
+    if (fs_write_all(fd, len8, 8) || fs_write_all(fd, h.buf, h.len)) goto fail_io;
     for (int i = 0; i < n; i++) {
         const st_entry *e = &entries[i];
         uint64_t bytes;
         entry_bytes(e, dtype, &bytes, path);
         int w = e->f32 ? write_converted(fd, e->f32, bytes / st_dtype_size(dtype), dtype)
-                       : write_all(fd, e->raw, (size_t)bytes);
+                       : fs_write_all(fd, e->raw, (size_t)bytes);
         if (w) goto fail_io;
     }
     if (fsync(fd)) goto fail_io;

@@ -32,20 +32,6 @@ int store_object_present(const store *s, const char *digest) {
     return ok;
 }
 
-static int write_all(int fd, const void *data, size_t n) {
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int tmp_counter;
 
 /* A unique scratch path under tmp/ for this process. */
@@ -95,7 +81,7 @@ static int copy_hashing(const char *dst, const char *src, char digest[65], uint6
         } else {
             sha256_update(c, buf, (size_t)n);
             total += (uint64_t)n;
-            if (write_all(out, buf, (size_t)n)) rc = err_errno("cannot write %s", dst);
+            if (fs_write_all(out, buf, (size_t)n)) rc = err_errno("cannot write %s", dst);
         }
     }
     if (!rc && fsync(out)) rc = err_errno("cannot fsync %s", dst);
