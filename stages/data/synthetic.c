@@ -2,10 +2,10 @@
  * data), designed so that a tiny byte-level model can learn it in a few hundred steps. Items have
  * a made-up title, a format and one of 8 categories, written last in the item's text ("Vete (game,
  * horror)") so that the category sits at a fixed distance before "Answer:" and the 8 category
- * words end in distinct letter pairs. For each task t, categories have a global appeal a_t[k]
- * (a seeded permutation of 8 evenly spaced values in [-1.5, 1.5]) and each member likes 2 of them;
- * members interact mostly with categories they like for the first task. The label is drawn with
- *   P(yes) = sigmoid((1 - noise) * (1.5 * affinity + a_t[category] + 0.5 * appeal_item) - 0.3 * noise),
+ * words end in distinct letter pairs. Categories have a global appeal a[k] shared by the tasks (a
+ * seeded permutation of 8 evenly spaced values in [-1.5, 1.5]); for each task, each member likes 2
+ * categories; members interact mostly with categories they like for the first task. The label is
+ *   P(yes) = sigmoid((1 - noise) * (1.5 * affinity_t + a[category] + 0.5 * appeal_item) - 0.3 * noise),
  * affinity = +1 for a liked category, else -1. What a model can learn, from easy to hard: the
  * candidate's category (a fixed-offset lookup), the item's own appeal, and whether the history
  * shows the member saying yes to that category (attention from the candidate to the history). */
@@ -49,9 +49,10 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
         param_int(params, "history", &history) || param_float(params, "noise", &noise) ||
         param_int(params, "interactions", &inter))
         return -1;
+    if (members == 0) members = 400; /* the documented default of the synthetic source */
     if (members < 1 || items < 2)
-        return err_set(ERR_INPUT, "source synthetic needs members >= 1 and items >= 2 (got %lld and %lld); the "
-                       "members: cap of other sources does not apply here", (long long)members, (long long)items);
+        return err_set(ERR_INPUT, "source synthetic needs members >= 1 and items >= 2 (got %lld and %lld)",
+                       (long long)members, (long long)items);
     if (noise < 0 || noise > 1) return err_set(ERR_INPUT, "noise must be between 0 and 1, found %g", noise);
     if (inter <= 0) inter = 2 * history + 8;
     if (members * inter > 50000000)
@@ -92,16 +93,14 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
     c->events = xcalloc((size_t)c->n_events, sizeof *c->events);
     c->truth = xmalloc((size_t)c->n_events * (size_t)c->n_tasks * sizeof *c->truth);
     if (!c->member_ids || !c->member_text || !c->events || !c->truth) goto out;
-    /* per task: the categories' global appeal, a seeded permutation of evenly spaced values */
-    double appeal[RS_MAX_TASKS][N_CAT];
-    for (int t = 0; t < c->n_tasks; t++) {
-        for (int k = 0; k < N_CAT; k++) appeal[t][k] = -1.5 + 3.0 * k / (N_CAT - 1);
-        for (int k = N_CAT - 1; k > 0; k--) {
-            int j = (int)drng_below(&r, (uint64_t)k + 1);
-            double x = appeal[t][k];
-            appeal[t][k] = appeal[t][j];
-            appeal[t][j] = x;
-        }
+    /* the categories' global appeal, shared by the tasks: a seeded permutation of evenly spaced values */
+    double appeal[N_CAT];
+    for (int k = 0; k < N_CAT; k++) appeal[k] = -1.5 + 3.0 * k / (N_CAT - 1);
+    for (int k = N_CAT - 1; k > 0; k--) {
+        int j = (int)drng_below(&r, (uint64_t)k + 1);
+        double x = appeal[k];
+        appeal[k] = appeal[j];
+        appeal[j] = x;
     }
     int64_t e = 0;
     for (int64_t u = 0; u < members; u++) {
@@ -127,7 +126,7 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
             size_t al = 0;
             for (int t = 0; t < c->n_tasks; t++) {
                 int aff = cat[it] == liked_cat[t][0] || cat[it] == liked_cat[t][1];
-                double logit = (1 - noise) * (1.5 * (aff ? 1 : -1) + appeal[t][cat[it]] + 0.5 * c->items[it].quality) -
+                double logit = (1 - noise) * (1.5 * (aff ? 1 : -1) + appeal[cat[it]] + 0.5 * c->items[it].quality) -
                                0.3 * noise;
                 double p = 1 / (1 + exp(-logit));
                 c->truth[e * c->n_tasks + t] = (float)p;
