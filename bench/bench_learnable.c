@@ -3,8 +3,8 @@
  * engine (weighted cross-entropy: the label token weighted 0.95, the prompt tokens 0.05, as the
  * paper's ranking recipe), then scores the test split with the evaluate stage's scorer and prints
  * the test AUC every `every` steps beside the popularity baseline and the generator's own AUC.
- * Asserts nothing. usage: bench_learnable [steps batch_tokens hidden layers threads every]
- * (default 300 8192 64 2 0 100) */
+ * Asserts nothing. usage: bench_learnable [steps batch_tokens hidden layers threads every action_weight]
+ * (default 300 8192 64 2 0 100 0.95: the label token's share of the loss, the rest on the prompt) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +53,7 @@ int main(int argc, char **argv) {
     int steps = argc > 1 ? atoi(argv[1]) : 300, batch = argc > 2 ? atoi(argv[2]) : 8192;
     int hidden = argc > 3 ? atoi(argv[3]) : 64, layers = argc > 4 ? atoi(argv[4]) : 2;
     int threads = kernels_set_threads(argc > 5 ? atoi(argv[5]) : 0), every = argc > 6 ? atoi(argv[6]) : 100;
+    float aw = argc > 7 ? (float)atof(argv[7]) : 0.95f;
     log_set_level(LOG_WARN);
     char dir[128], cal[160];
     snprintf(dir, sizeof dir, "/tmp/smelt-bench-learnable-%d", (int)getpid());
@@ -102,12 +103,12 @@ int main(int argc, char **argv) {
         }
         model_batch b = {.tokens = tok, .seq_lens = lens, .n_tokens = n, .n_seqs = ns};
         model_batch_targets(&b, tgt);
-        /* the label token (predicted at the position before it) 0.95, prompt tokens 0.05, each a mean */
+        /* the label token (predicted at the position before it) aw, prompt tokens 1 - aw, each a mean */
         int n_act = 0, n_pr = 0;
         for (int k = 0; k < n - 1; k++)
             if (tgt[k] >= 0) (tgt[k] == ds.yes_id || tgt[k] == ds.no_id) && tok[k] == ':' ? n_act++ : n_pr++;
         for (int k = 0; k < n; k++)
-            w[k] = tgt[k] < 0 ? 0 : ((tgt[k] == ds.yes_id || tgt[k] == ds.no_id) && tok[k] == ':') ? 0.95f / n_act : 0.05f / n_pr;
+            w[k] = tgt[k] < 0 ? 0 : ((tgt[k] == ds.yes_id || tgt[k] == ds.no_id) && tok[k] == ':') ? aw / n_act : (1 - aw) / n_pr;
         const float *hid;
         double loss;
         lm_ce_ctx ce = {tgt, w};

@@ -155,9 +155,9 @@ static int label_token(const tokenizer *tok, const char *text, const char *which
 }
 
 static int opts_from_params(build_opts *o, const cJSON *p) {
-    int64_t v[7];
-    static const char *const keys[] = {"history", "history_tokens", "max_tokens", "candidates", "min_history", "train_groups", "members"};
-    for (int i = 0; i < 7; i++)
+    int64_t v[6];
+    static const char *const keys[] = {"history", "history_tokens", "max_tokens", "candidates", "min_history", "train_groups"};
+    for (int i = 0; i < 6; i++)
         if (param_int(p, keys[i], &v[i])) return -1;
     o->history = v[0], o->history_tokens = v[1], o->max_tokens = v[2], o->candidates = v[3], o->min_history = v[4];
     o->train_groups = v[5];

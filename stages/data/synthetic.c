@@ -1,11 +1,14 @@
 /* synthetic.c: the built-in deterministic generator of the `synthetic` source (the quickstart's
- * data). Items have a made-up title, a category and a format shown in their text, and a latent
- * appeal. Each member likes 2 of the 8 categories (tasks on the category aspect) and 1 of the 4
- * formats (tasks on the format aspect); tasks alternate between the two aspects. A member's
- * interactions lean toward liked categories, and the label of task t is drawn with
- *   P(yes) = sigmoid((1 - noise) * (2 * affinity_t + appeal) - 0.3 * noise),  affinity = +-1,
- * so the answer is readable from the prompt: the candidate's category/format against the
- * member's history, plus a per-item popularity signal a tiny model learns first. */
+ * data), designed so that a tiny byte-level model can learn it in a few hundred steps. Items have
+ * a made-up title, a format and one of 8 categories, written last in the item's text ("Vete (game,
+ * horror)") so that the category sits at a fixed distance before "Answer:" and the 8 category
+ * words end in distinct letter pairs. Categories have a global appeal a[k] shared by the tasks (a
+ * seeded permutation of 8 evenly spaced values in [-1.5, 1.5]); for each task, each member likes 2
+ * categories; members interact mostly with categories they like for the first task. The label is
+ *   P(yes) = sigmoid((1 - noise) * (1.5 * affinity_t + a[category] + 0.5 * appeal_item) - 0.3 * noise),
+ * affinity = +1 for a liked category, else -1. What a model can learn, from easy to hard: the
+ * candidate's category (a fixed-offset lookup), the item's own appeal, and whether the history
+ * shows the member saying yes to that category (attention from the candidate to the history). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +19,8 @@
 #include "stages/data/source.h"
 #include "stages/params.h"
 
-static const char *const categories[] = {"mystery", "comedy", "drama", "horror", "romance", "scifi", "fantasy", "history"};
-static const char *const formats[] = {"film", "book", "album", "game"};
+static const char *const categories[] = {"mystery", "comedy", "drama", "horror", "romance", "scifi", "fantasy", "western"};
+static const char *const formats[] = {"film", "book", "game", "song"};
 #define N_CAT 8
 #define N_FMT 4
 
@@ -46,9 +49,10 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
         param_int(params, "history", &history) || param_float(params, "noise", &noise) ||
         param_int(params, "interactions", &inter))
         return -1;
+    if (members == 0) members = 400; /* the documented default of the synthetic source */
     if (members < 1 || items < 2)
-        return err_set(ERR_INPUT, "source synthetic needs members >= 1 and items >= 2 (got %lld and %lld); the "
-                       "members: cap of other sources does not apply here", (long long)members, (long long)items);
+        return err_set(ERR_INPUT, "source synthetic needs members >= 1 and items >= 2 (got %lld and %lld)",
+                       (long long)members, (long long)items);
     if (noise < 0 || noise > 1) return err_set(ERR_INPUT, "noise must be between 0 and 1, found %g", noise);
     if (inter <= 0) inter = 2 * history + 8;
     if (members * inter > 50000000)
@@ -72,7 +76,7 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
         it->id = (uint32_t)i;
         char *title = make_title(&r);
         if (!title) goto out;
-        it->text = xasprintf("%s (%s %s)", title, categories[cat[i]], formats[fmt[i]]);
+        it->text = xasprintf("%s (%s, %s)", title, formats[fmt[i]], categories[cat[i]]);
         it->tags = xasprintf("%s|%s", categories[cat[i]], formats[fmt[i]]);
         free(title);
         if (!it->text || !it->tags) goto out;
@@ -89,15 +93,23 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
     c->events = xcalloc((size_t)c->n_events, sizeof *c->events);
     c->truth = xmalloc((size_t)c->n_events * (size_t)c->n_tasks * sizeof *c->truth);
     if (!c->member_ids || !c->member_text || !c->events || !c->truth) goto out;
+    /* the categories' global appeal, shared by the tasks: a seeded permutation of evenly spaced values */
+    double appeal[N_CAT];
+    for (int k = 0; k < N_CAT; k++) appeal[k] = -1.5 + 3.0 * k / (N_CAT - 1);
+    for (int k = N_CAT - 1; k > 0; k--) {
+        int j = (int)drng_below(&r, (uint64_t)k + 1);
+        double x = appeal[k];
+        appeal[k] = appeal[j];
+        appeal[j] = x;
+    }
     int64_t e = 0;
     for (int64_t u = 0; u < members; u++) {
         c->member_ids[u] = (uint32_t)u;
-        /* liked categories (2 of 8) and the liked format (1 of 4) per task */
-        int liked_cat[RS_MAX_TASKS][2], liked_fmt[RS_MAX_TASKS];
+        /* liked categories (2 of 8) per task */
+        int liked_cat[RS_MAX_TASKS][2];
         for (int t = 0; t < c->n_tasks; t++) {
             liked_cat[t][0] = (int)drng_below(&r, N_CAT);
             liked_cat[t][1] = (liked_cat[t][0] + 1 + (int)drng_below(&r, N_CAT - 1)) % N_CAT;
-            liked_fmt[t] = (int)drng_below(&r, N_FMT);
         }
         int64_t t0 = 1500000000 + (int64_t)drng_below(&r, 86400 * 365);
         for (int64_t j = 0; j < inter; j++, e++) {
@@ -109,23 +121,24 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
             ev->member = (uint32_t)u;
             ev->item = (uint32_t)it;
             ev->time = t0 + j * 86400 + (int64_t)drng_below(&r, 3600);
-            char act[256] = "";
+            /* the history shows every task's answer with the answer words: "like yes, save no" */
+            char act[512] = "";
             size_t al = 0;
             for (int t = 0; t < c->n_tasks; t++) {
-                int aff = t % 2 == 0 ? (cat[it] == liked_cat[t][0] || cat[it] == liked_cat[t][1])
-                                     : fmt[it] == liked_fmt[t];
-                double logit = (1 - noise) * (2.0 * (aff ? 1 : -1) + c->items[it].quality) - 0.3 * noise;
+                int aff = cat[it] == liked_cat[t][0] || cat[it] == liked_cat[t][1];
+                double logit = (1 - noise) * (1.5 * (aff ? 1 : -1) + appeal[cat[it]] + 0.5 * c->items[it].quality) -
+                               0.3 * noise;
                 double p = 1 / (1 + exp(-logit));
                 c->truth[e * c->n_tasks + t] = (float)p;
                 ev->in_task |= 1u << t;
-                if (drng_uniform(&r) < p) {
-                    ev->yes |= 1u << t;
-                    al += (size_t)snprintf(act + al, al < sizeof act ? sizeof act - al : 0, "%s%s", al ? " " : "",
-                                           c->tasks[t].name);
-                }
+                int yes = drng_uniform(&r) < p;
+                if (yes) ev->yes |= 1u << t;
+                al += (size_t)snprintf(act + al, al < sizeof act ? sizeof act - al : 0, "%s%s %s", t ? ", " : "",
+                                       c->tasks[t].name, yes ? "yes" : "no");
             }
             if (al >= sizeof act) al = sizeof act - 1;
-            int a = rs_action_id(c, al ? act : "skip");
+            act[al] = 0;
+            int a = rs_action_id(c, act);
             if (a < 0) goto out;
             ev->action = (uint32_t)a;
         }
