@@ -121,8 +121,8 @@ static int bench_step(int argc, char **argv) {
         loss_fill_rows(&rows, tok, mask, NULL, lens, ns, &lc, distill, na, np);
         double t0 = time_monotonic(), loss = 0;
         const float *hidden;
+        if (distill && teacher_begin(&ts, &b)) die("teacher forward");
         if (model_forward(&m, &b, &hidden)) die("forward");
-        if (distill) teacher_begin(&ts, tok, lens, ns);
         loss_ctx lx = {.rows = &rows, .cfg = lc, .teacher = distill ? teacher_logits : NULL, .tctx = &ts};
         if (model_lm_loss(&m, hidden, dh, b.n_tokens, loss_chunk, &lx, &loss) || model_backward(&m, dh) ||
             optim_step(&o, &m))

@@ -38,10 +38,10 @@ static int run_sequences(trainer *t, const seq_set *S, int64_t n_answer, int64_t
         const int n_sel = loss_select(t->sel, &t->rows);
         if (n_sel == 0) continue; /* nothing to learn from (its gradient would be zero) */
         const float *hidden;
+        if (t->has_teacher && teacher_begin(&t->teacher, &b)) return -1;
         if (model_forward(&t->m, &b, &hidden)) return -1;
         for (int i = 0; i < n_sel; i++)
             memcpy(t->hsel + (size_t)i * H, hidden + (size_t)t->sel[i] * H, sizeof(float) * (size_t)H);
-        if (t->has_teacher) teacher_begin(&t->teacher, b.tokens, b.seq_lens, ns);
         loss_ctx lx = {.rows = &t->rows, .sel = t->sel, .cfg = t->o.loss, .teacher = t->has_teacher ? teacher_logits : NULL,
                        .tctx = &t->teacher};
         double l = 0;

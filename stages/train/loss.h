@@ -60,8 +60,8 @@ void loss_fill_rows(loss_rows *r, const int *tokens, const uint8_t *mask, const 
  * ascending, into sel [r->n]; returns how many. */
 int loss_select(int *sel, const loss_rows *r);
 
-/* The teacher's logits [n, vocab] for positions rows[0..n) of the current micro-batch (ascending,
- * never below a row asked before in the same micro-batch). 0 or -1. */
+/* The teacher's logits [n, vocab] for positions rows[0..n) of the current micro-batch (ascending).
+ * 0 or -1. */
 typedef int (*teacher_logits_fn)(void *tctx, float *logits, const int *rows, int n);
 
 /* Sums of a pass (metrics): per kind of position, the sum of each term and the positions seen. */

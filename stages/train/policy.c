@@ -1,8 +1,8 @@
-/* policy.c: KV-cache inference inside training. The teacher runs forward only (no gradients, no
- * activations kept): its logits are produced when the loss asks for a chunk of positions, by
- * extending its cache through the micro-batch's sequences up to the last position asked, so it
+/* policy.c: the teacher and sampling inside training. The teacher runs forward only (no
+ * gradients, no activations kept): one packed forward per micro-batch gives its final hidden
+ * states, and its logits are produced only when the loss asks for a chunk of positions, so it
  * never holds more than one chunk of logits. On-policy and sequence-level sampling generate
- * continuations of the data's prompts with the student's or the teacher's cache. */
+ * continuations of the data's prompts with the student's or the teacher's KV cache. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +14,7 @@ int teacher_open(teacher_state *t, const char *path, int capacity) {
     memset(t, 0, sizeof *t);
     if (train_load_model(&t->m, path)) return err_prefix("teacher: ");
     t->loaded = 1;
-    if (kv_cache_init(&t->kv, &t->m.cfg, capacity) || !(t->out_rows = xmalloc(sizeof(int) * (size_t)capacity))) {
+    if (kv_cache_init(&t->kv, &t->m.cfg, capacity)) {
         teacher_close(t);
         return err_prefix("teacher: ");
     }
@@ -24,50 +24,38 @@ int teacher_open(teacher_state *t, const char *path, int capacity) {
 void teacher_close(teacher_state *t) {
     kv_cache_free(&t->kv);
     if (t->loaded) model_free(&t->m);
-    free(t->out_rows);
+    free(t->hidden), free(t->rows_hidden);
     memset(t, 0, sizeof *t);
 }
 
-void teacher_begin(teacher_state *t, const int *tokens, const int *seq_lens, int n_seqs) {
-    t->tokens = tokens;
-    t->seq_lens = seq_lens;
-    t->n_seqs = n_seqs;
-    t->seq = 0;
-    t->seq_start = 0;
-    t->done = 0;
-    t->kv.len = 0;
+/* Grows a float buffer to n floats. */
+static int grow(float **buf, size_t *cap, size_t n, const char *what) {
+    if (n <= *cap) return 0;
+    float *p = xrealloc(*buf, sizeof(float) * n);
+    if (!p) return err_prefix("teacher %s (%zu floats): ", what, n);
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+int teacher_begin(teacher_state *t, const model_batch *b) {
+    const size_t H = (size_t)t->m.cfg.hidden;
+    if (grow(&t->hidden, &t->hidden_cap, (size_t)b->n_tokens * H, "hidden states")) return -1;
+    t->n_tokens = b->n_tokens;
+    if (model_forward_hidden(&t->m, b, t->hidden)) return err_prefix("teacher forward: ");
+    return 0;
 }
 
 int teacher_logits(void *tctx, float *logits, const int *rows, int n) {
     teacher_state *t = tctx;
-    const int V = t->m.cfg.vocab;
-    int i = 0;
-    while (i < n) {
-        const int r = rows[i];
-        if (r < t->done)
-            return err_set(ERR_INTERNAL, "teacher asked for position %d after running up to %d", r, t->done);
-        /* move to the sequence holding r; a new sequence restarts the cache */
-        while (t->seq < t->n_seqs && r >= t->seq_start + t->seq_lens[t->seq]) {
-            t->seq_start += t->seq_lens[t->seq];
-            t->seq++;
-            t->done = t->seq_start;
-            if (kv_cache_truncate(&t->kv, 0)) return -1;
-        }
-        if (t->seq >= t->n_seqs) return err_set(ERR_INTERNAL, "teacher asked for position %d past the batch", r);
-        const int end = t->seq_start + t->seq_lens[t->seq];
-        int j = i;
-        while (j < n && rows[j] < end) {
-            t->out_rows[j - i] = rows[j] - t->done;
-            j++;
-        }
-        const int upto = rows[j - 1] + 1; /* run positions done .. upto-1 */
-        if (model_extend(&t->m, &t->kv, t->tokens + t->done, upto - t->done, t->out_rows, j - i,
-                         logits + (size_t)i * V))
-            return -1;
-        t->done = upto;
-        i = j;
+    const size_t H = (size_t)t->m.cfg.hidden;
+    if (grow(&t->rows_hidden, &t->rows_cap, (size_t)n * H, "hidden rows")) return -1;
+    for (int i = 0; i < n; i++) {
+        if (rows[i] < 0 || rows[i] >= t->n_tokens)
+            return err_set(ERR_INTERNAL, "teacher asked for position %d of a batch of %d", rows[i], t->n_tokens);
+        memcpy(t->rows_hidden + (size_t)i * H, t->hidden + (size_t)rows[i] * H, sizeof(float) * H);
     }
-    return 0;
+    return model_logits(&t->m, logits, t->rows_hidden, n);
 }
 
 /* Samples one continuation of prompt[0..np) into toks (after the prompt); returns its length. */

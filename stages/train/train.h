@@ -39,17 +39,17 @@ typedef struct {
     st_dtype save_dtype;
 } train_opts;
 
-/* The teacher with its inference state for the current micro-batch (policy.c). */
+/* The teacher: its weights, the final hidden states of the current micro-batch, and a KV cache
+ * for sequence-level sampling (policy.c). */
 typedef struct {
     model m;
     kv_cache kv;
     int loaded;
-    const int *tokens;    /* the micro-batch */
-    const int *seq_lens;
-    int n_seqs;
-    int seq, seq_start;   /* the sequence being extended and its first position */
-    int done;             /* positions of the micro-batch already run through the teacher */
-    int *out_rows;        /* [kv capacity] scratch */
+    float *hidden;        /* [n_tokens, hidden] of the current micro-batch */
+    size_t hidden_cap;
+    int n_tokens;
+    float *rows_hidden;   /* the rows a chunk asks for */
+    size_t rows_cap;
 } teacher_state;
 
 /* One run of the stage on one rank. */
@@ -115,9 +115,10 @@ int train_save_model(const char *out_dir, const model *m, const dataset *ds, st_
 /* ---- policy.c ---- */
 int teacher_open(teacher_state *t, const char *path, int capacity);
 void teacher_close(teacher_state *t);
-/* Starts a micro-batch (the teacher's KV cache restarts at its first sequence). */
-void teacher_begin(teacher_state *t, const int *tokens, const int *seq_lens, int n_seqs);
-/* teacher_logits_fn over teacher_state. */
+/* Runs the teacher's forward over a micro-batch (no gradients): its hidden states stay until the
+ * next call. 0 or -1. */
+int teacher_begin(teacher_state *t, const model_batch *b);
+/* teacher_logits_fn over teacher_state: the LM head over the asked rows of the micro-batch. */
 int teacher_logits(void *tctx, float *logits, const int *rows, int n);
 
 /* Replaces the sequences of `in` by their prompts (the tokens before the first non-prompt token,
