@@ -1,6 +1,7 @@
 /* init.c: the models of the `train` stage: configs read without weights (so that vocabulary
  * mismatches stop the stage before any work), seeded random students, loading, and the output
  * folder in the Hugging Face layout with the data set's tokenizer beside the weights. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,7 +99,9 @@ int train_init_random(model *m, const model_config *cfg, double std, uint64_t se
         const char *nm = t[i].name;
         size_t nl = strlen(nm);
         if (t[i].ndim == 2) {
-            for (size_t k = 0; k < n; k++) t[i].data[k] = (float)(std * drng_normal(&r));
+            /* std 0: 1/sqrt(fan-in) (the embedding: 1/sqrt(hidden)), which small models train faster from */
+            double sd = std > 0 ? std : 1.0 / sqrt((double)t[i].shape[1]);
+            for (size_t k = 0; k < n; k++) t[i].data[k] = (float)(sd * drng_normal(&r));
         } else {
             /* 1-D: RMSNorm weights are 1, biases 0 (transformers' _init_weights) */
             float v = nl > 5 && !strcmp(nm + nl - 5, ".bias") ? 0.0f : 1.0f;

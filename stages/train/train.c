@@ -39,8 +39,8 @@ static const param_spec arch_fields[] = {
     {.name = "tie_embeddings", .type = P_BOOL, .def = "true", .help = "the LM head is the embedding"},
     {.name = "max_positions", .type = P_INT, .def = "0", .has_min = 1, .min = 0,
      .help = "max_position_embeddings (0: max(seq_len, 2048))"},
-    {.name = "init_std", .type = P_FLOAT, .def = "0.02", .has_min = 1, .min = 0, .has_max = 1, .max = 10,
-     .help = "standard deviation of the random matrices"},
+    {.name = "init_std", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .has_max = 1, .max = 10,
+     .help = "standard deviation of the random matrices (0: 1/sqrt(fan-in))"},
     {.name = NULL},
 };
 static const param_spec init_alts[] = {

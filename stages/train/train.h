@@ -104,7 +104,8 @@ int train_opts_parse(train_opts *o, const cJSON *p);
 int train_read_config(const char *path, model_config *cfg);
 /* The config of a random model from the init map, with the data set's vocabulary and special ids. */
 int train_config_from_arch(model_config *cfg, const cJSON *arch, const dataset *ds, int seq_len);
-/* Random weights: normal(0, std) matrices and embeddings, norms 1, biases 0, from the seed. */
+/* Random weights: normal(0, std) matrices and embeddings (std 0: 1/sqrt(fan-in)), norms 1, biases 0,
+ * from the seed. */
 int train_init_random(model *m, const model_config *cfg, double std, uint64_t seed);
 /* Loads a model from a path into m. */
 int train_load_model(model *m, const char *path);
