@@ -4,7 +4,7 @@
  *     an SFT step (CE on every position) or a distillation step (forward KL on every position, the
  *     teacher's logits per chunk through its KV cache, exactly the stage's path), with AdamW;
  *     prints the median tokens/s and the peak memory.
- *   bench_train lmhead naive|chunked ce|fkl V TOKENS H THREADS
+ *   bench_train lmhead naive|chunked ce|fkl V TOKENS H THREADS [CHUNK_ROWS]
  *     the LM head + loss + its backward over TOKENS positions: naive materializes [TOKENS x V]
  *     logits (and the teacher's, for fkl), chunked is model_lm_loss with the stage's callback.
  * bench/train_bench.sh runs the table beside PyTorch (bench/torch_train.py). Asserts nothing. */
@@ -157,7 +157,7 @@ static int head_logits(void *ctx, float *out, const int *r, int n) {
 
 /* The LM head and loss over N positions, naive or chunked; the model is only the head. */
 static int bench_lmhead(int argc, char **argv) {
-    if (argc < 8) return fprintf(stderr, "usage: bench_train lmhead naive|chunked ce|fkl V TOKENS H THREADS\n"), 2;
+    if (argc < 8) return fprintf(stderr, "usage: bench_train lmhead naive|chunked ce|fkl V TOKENS H THREADS [CHUNK_ROWS]\n"), 2;
     const int naive = !strcmp(argv[2], "naive"), fkl = !strcmp(argv[3], "fkl");
     const int V = atoi(argv[4]), N = atoi(argv[5]), H = atoi(argv[6]);
     kernels_set_threads(atoi(argv[7]));
@@ -166,6 +166,7 @@ static int bench_lmhead(int argc, char **argv) {
     random_model(&m, &c);
     if (fkl) random_model(&t, &c);
     if (model_reserve_train(&m, 1)) die("reserve");
+    if (argc > 8) m.lm_chunk_rows = atoi(argv[8]); /* optional: rows per chunk (0: the engine's choice) */
     float *hidden = malloc(sizeof(float) * (size_t)N * H), *dh = malloc(sizeof(float) * (size_t)N * H);
     for (size_t i = 0; i < (size_t)N * H; i++) hidden[i] = frand();
     int *tgt = malloc(sizeof(int) * (size_t)N);
@@ -216,8 +217,8 @@ static int bench_lmhead(int argc, char **argv) {
         free(kind), free(wce), free(wdiv);
     }
     double dt = time_monotonic() - t0;
-    printf("mode lmhead-%s-%s\nvocab %d\ntokens %d\nhidden %d\nloss %.6f\nseconds %.3f\npeak_mib %.1f\nbefore_mib %.1f\n"
-           "extra_peak_mib %.1f\n", argv[2], argv[3], V, N, H, loss, dt, proc_mib("VmHWM"), rss0, proc_mib("VmHWM") - rss0);
+    printf("mode lmhead-%s-%s\nchunk_rows %d\nvocab %d\ntokens %d\nhidden %d\nloss %.6f\nseconds %.3f\npeak_mib %.1f\nbefore_mib %.1f\n"
+           "extra_peak_mib %.1f\n", argv[2], argv[3], naive ? N : model_lm_chunk_rows(&m), V, N, H, loss, dt, proc_mib("VmHWM"), rss0, proc_mib("VmHWM") - rss0);
     return 0;
 }
 
