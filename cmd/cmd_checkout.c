@@ -10,6 +10,7 @@
 #include "cmd/util.h"
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "stages/stage.h"
 #include "store/runs.h"
 
 int cmd_checkout(int argc, char **argv) {
@@ -42,9 +43,18 @@ int cmd_checkout(int argc, char **argv) {
         status = cli_fail("checkout");
         goto out;
     }
+    /* without .OUTPUT, the kind's main output (its first declared one), not the first by name */
+    stage_row row = {0};
+    char main_out[64] = "";
+    if (!want && store_stage_load(s, run, stage, &row) == 0) {
+        const stage_kind *k = stage_kind_find(row.kind);
+        if (k) snprintf(main_out, sizeof main_out, "%s", k->outputs[0].name);
+    }
+    stage_row_free(&row);
+    err_clear();
     const output_row *o = NULL;
     for (int i = 0; i < n; i++)
-        if (want ? !strcmp(outs[i].name, want) : (!o)) o = &outs[i];
+        if (want ? !strcmp(outs[i].name, want) : main_out[0] ? !strcmp(outs[i].name, main_out) : !o) o = &outs[i];
     if (!o) {
         err_set(ERR_INPUT, n ? "stage %s of run %s has no output '%s'" : "stage %s of run %s has no outputs (is it "
                 "complete? see smelt status %s)", stage, run, n ? want : run);

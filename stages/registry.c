@@ -5,10 +5,14 @@
 
 extern const stage_kind stage_kind_command;
 extern const stage_kind stage_kind_mpi_selftest;
+extern const stage_kind stage_kind_data;
+extern const stage_kind stage_kind_evaluate;
 
 const stage_kind *const stage_kinds[] = {
     &stage_kind_command,
     &stage_kind_mpi_selftest,
+    &stage_kind_data,
+    &stage_kind_evaluate,
     NULL,
 };
 

@@ -1,0 +1,92 @@
+# MovieLens latest-small read straight from ../shared/data/ml-latest-small.zip through the data
+# stage: the counts equal the raw CSV's (counted here with Python's zipfile and csv), and no
+# held-out (valid or test) interaction appears in any training prompt's history (checked here by
+# decoding every training prompt and matching its history lines to the member's ratings).
+source "$(dirname "$0")/lib.sh"
+ZIP=${SMELT_SHARED_DIR:-}/data/ml-latest-small.zip
+if [ ! -f "$ZIP" ]; then echo "SKIP: $ZIP is absent (the shared data folder ../shared is needed)"; exit 77; fi
+cat > ml.yaml <<YAML
+smelt: 1
+stages:
+  ml:
+    kind: data
+    source: movielens
+    path: $ZIP
+    tasks: [like, Comedy, Drama]
+    members: 40
+    candidates: 8
+    history: 20
+    history_tokens: 384
+    calibration: {samples: 64, from: train}
+YAML
+"$SMELT" run ml.yaml > run.out 2>&1 || fail "run failed: $(cat run.out)"
+RUN=$(q "SELECT run_id FROM runs")
+m() { q "SELECT value FROM latest_metrics WHERE run_id = '$RUN' AND stage = 'ml' AND key = '$1'"; }
+"$SMELT" checkout "$RUN" ml -o ml > /dev/null || fail "checkout"
+python3 - "$ZIP" ml "$(m events)" "$(m members)" "$(m items)" <<'PY' || fail "counts or leakage"
+import csv, io, struct, sys, zipfile
+zp, art, events, members, items = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
+z = zipfile.ZipFile(zp)
+ratings = list(csv.DictReader(io.TextIOWrapper(z.open("ml-latest-small/ratings.csv"), "utf-8")))
+movies = list(csv.DictReader(io.TextIOWrapper(z.open("ml-latest-small/movies.csv"), "utf-8")))
+users = {r["userId"] for r in ratings}
+print(f"raw CSV: {len(ratings)} ratings, {len(users)} users, {len(movies)} movies; stage: {events:.0f}, {members:.0f}, {items:.0f}")
+assert (len(ratings), len(users), len(movies)) == (100836, 610, 9742)
+assert (events, members, items) == (len(ratings), len(users), len(movies))
+
+def text(m):  # the item text of the prompts: title, then the genres in parentheses
+    g = m["genres"]
+    return m["title"] + ("" if g == "(no genres listed)" else " (" + g.replace("|", ", ") + ")")
+mtext = {m["movieId"]: text(m) for m in movies}
+
+def split_file(path):
+    d = open(path, "rb").read()
+    _, _, _, ne, nt, _, _, _, to, _ = struct.unpack("<8sIIQQQIIQQ", d[:64])
+    out = []
+    for i in range(ne):
+        off, time, n, pl, ap, g, mem, item, task, lab, _, _ = struct.unpack("<QqIIIIIIHbBI", d[64 + 48 * i:112 + 48 * i])
+        toks = struct.unpack(f"<{n}i", d[to + 4 * off:to + 4 * off + 4 * n])
+        # bytes, with the added tokens " yes"/" no" (which titles may contain: "Shichinin no samurai")
+        raw = b"".join(bytes([t]) if t < 256 else {256: b"", 259: b" yes", 260: b" no"}[t] for t in toks).decode("utf-8")
+        out.append(dict(time=time, member=mem, item=item, task=task, text=raw))
+    return out
+
+sp = {k: split_file(f"{art}/{k}.bin") for k in ("train", "valid", "test")}
+by_user = {}
+for i, r in enumerate(ratings):
+    by_user.setdefault(int(r["userId"]), []).append((int(r["timestamp"]), i, mtext[r["movieId"]], float(r["rating"])))
+held_items = {}
+for k in ("valid", "test"):
+    for e in sp[k]:
+        held_items.setdefault(e["member"], set()).add((e["item"], e["time"]))
+# Held out: each member's events from its first valid/test example on (the split is a suffix of
+# the member's events sorted by time, ties in file order), whether or not they became examples.
+held = {}
+for u, evs in by_user.items():
+    evs.sort()
+    hs = {(int(ratings[i]["movieId"]), t) for t, i, *_ in evs} & held_items.get(u, set())
+    first = min((k for k, (t, i, *_) in enumerate(evs) if (int(ratings[i]["movieId"]), t) in hs), default=len(evs))
+    held[u] = {i for _, i, *_ in evs[first:]}
+checked = lines = 0
+for e in sp["train"]:
+    u = e["member"]
+    evs = by_user[u]
+    hist = e["text"].split("History:\n", 1)[1].split("Candidate: ", 1)[0] if "History:\n" in e["text"] else ""
+    for line in hist.splitlines():
+        assert line.startswith("- ") and ": rated " in line, line
+        t, r = line[2:].rsplit(": rated ", 1)
+        match = [ev for ev in evs if ev[2] == t and ev[3] == float(r)]
+        assert match, f"history line of member {u} matches none of its ratings: {line}"
+        # a history line comes from an event strictly before the candidate, never a held-out one
+        assert any(ev[0] <= e["time"] for ev in match), f"member {u}: history after the candidate: {line}"
+        assert any(ev[1] not in held[u] for ev in match), \
+            f"LEAK: member {u}'s held-out interaction {line} is in a training prompt"
+        lines += 1
+    checked += 1
+    assert e["time"] <= min((t for _, t in held_items.get(u, ())), default=e["time"]), "train after test"
+print(f"leakage check: {checked} training prompts, {lines} history lines, none from a valid/test interaction")
+assert checked > 1000 and lines > 10000
+PY
+# a sample prompt (docs/data.md shows one)
+"$SMELT_DATA_HELPER" dump ml/test.bin 0 1 | sed -e 's/^/    /' | head -30
+pass "MovieLens from the zip: counts match the CSV, no leakage"
