@@ -110,7 +110,7 @@ int main(int argc, char **argv) {
         for (int k = 0; k < n; k++)
             w[k] = tgt[k] < 0 ? 0 : ((tgt[k] == ds.yes_id || tgt[k] == ds.no_id) && tok[k] == ':') ? aw / n_act : (1 - aw) / n_pr;
         const float *hid;
-        double loss;
+        double loss = 0;
         lm_ce_ctx ce = {tgt, w};
         if (model_forward(&m, &b, &hid) || model_lm_loss(&m, hid, dh, n, lm_loss_ce, &ce, &loss) ||
             model_backward(&m, dh) || optim_step(&opt, &m))
