@@ -11,6 +11,45 @@
 #include "store/runs.h"
 
 #define REPORT_MAX_KEYS 64
+/* Up to this many metric keys the report is one wide table; beyond, one block per stage. */
+#define REPORT_TABLE_KEYS 8
+
+/* One block per stage: its status, then "key  value" pairs in columns up to ~100 characters. */
+static int report_blocks(store *s, const char *run) {
+    sqlite3_stmt *ss, *ms;
+    if (store_prepare(s, &ss, "SELECT name, status, kind FROM stage WHERE run_id = ? ORDER BY ord")) return -1;
+    if (store_prepare(s, &ms, "SELECT key, value FROM metric_latest WHERE run_id = ? AND stage = ? ORDER BY key")) {
+        sqlite3_finalize(ss);
+        return -1;
+    }
+    sqlite3_bind_text(ss, 1, run, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(ss) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(ss, 0);
+        printf("\n%s (%s, %s)\n", name, sqlite3_column_text(ss, 2), sqlite3_column_text(ss, 1));
+        sqlite3_reset(ms);
+        sqlite3_bind_text(ms, 1, run, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(ms, 2, name, -1, SQLITE_TRANSIENT);
+        int col = 0;
+        while (sqlite3_step(ms) == SQLITE_ROW) {
+            char cell[160];
+            if (sqlite3_column_type(ms, 1) == SQLITE_NULL)
+                snprintf(cell, sizeof cell, "%s nan", sqlite3_column_text(ms, 0));
+            else
+                snprintf(cell, sizeof cell, "%s %.6g", sqlite3_column_text(ms, 0), sqlite3_column_double(ms, 1));
+            int w = (int)strlen(cell) < 32 ? 32 : (int)strlen(cell) + 2;
+            if (col && col + w > 100) {
+                putchar('\n');
+                col = 0;
+            }
+            printf("%s%-*s", col ? "" : "  ", w, cell);
+            col += w;
+        }
+        if (col) putchar('\n');
+    }
+    sqlite3_finalize(ss);
+    sqlite3_finalize(ms);
+    return 0;
+}
 
 int cmd_report(int argc, char **argv) {
     static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
@@ -47,6 +86,10 @@ int cmd_report(int argc, char **argv) {
     }
     sqlite3_finalize(st);
     printf("run %s (%s): %s\n", rr.id, rr.name, rr.status);
+    if (nk > REPORT_TABLE_KEYS) {
+        if (report_blocks(s, run)) status = cli_fail("report");
+        goto out;
+    }
     const char **hdr = calloc((size_t)nk + 3, sizeof *hdr);
     hdr[0] = "STAGE";
     hdr[1] = "STATUS";
