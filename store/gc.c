@@ -112,6 +112,21 @@ static int sweep_objects(store *s, const digest_set *live, int dry_run, gc_stats
     return rc;
 }
 
+/* Counts and (unless dry_run) removes one scratch file or folder; takes ownership of p. A folder
+ * that vanished meanwhile is not an error. */
+static int sweep_one(char *p, int dry_run, gc_stats *gs) {
+    uint64_t b = 0;
+    int rc = 0;
+    if (p && !fs_tree_bytes(p, &b)) {
+        gs->scratch++;
+        gs->scratch_bytes += b;
+        if (!dry_run) rc = fs_rm_rf(p);
+    }
+    if (!rc) err_clear();
+    free(p);
+    return rc;
+}
+
 /* Scratch of attempts that are not running, import staging and half-written objects. */
 static int sweep_scratch(store *s, int dry_run, gc_stats *gs) {
     char *tmp = xasprintf("%s/tmp", s->dir);
@@ -121,14 +136,7 @@ static int sweep_scratch(store *s, int dry_run, gc_stats *gs) {
     while (d && !rc && (e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, "attempts")) continue;
         char *p = fs_join(tmp, e->d_name);
-        uint64_t b = 0;
-        if (p && !fs_tree_bytes(p, &b)) {
-            gs->scratch++;
-            gs->scratch_bytes += b;
-            if (!dry_run) rc = fs_rm_rf(p);
-        }
-        err_clear();
-        free(p);
+        rc = sweep_one(p, dry_run, gs);
     }
     if (d) closedir(d);
     /* tmp/attempts/<run>/<stage>.<attempt>: keep it only while that stage is running. */
@@ -143,14 +151,7 @@ static int sweep_scratch(store *s, int dry_run, gc_stats *gs) {
             int running = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 1;
             if (running) continue;
             char *p = fs_join(att, e->d_name);
-            uint64_t b = 0;
-            if (p && !fs_tree_bytes(p, &b)) {
-                gs->scratch++;
-                gs->scratch_bytes += b;
-                if (!dry_run) rc = fs_rm_rf(p);
-            }
-            err_clear();
-            free(p);
+            rc = sweep_one(p, dry_run, gs);
         }
         sqlite3_finalize(st);
     }
@@ -167,14 +168,7 @@ static int sweep_scratch(store *s, int dry_run, gc_stats *gs) {
             sqlite3_bind_text(st, 1, e->d_name, -1, SQLITE_TRANSIENT);
             if (sqlite3_step(st) != SQLITE_ROW) continue;
             char *p = fs_join(ck, e->d_name);
-            uint64_t b = 0;
-            if (p && !fs_tree_bytes(p, &b)) {
-                gs->scratch++;
-                gs->scratch_bytes += b;
-                if (!dry_run) rc = fs_rm_rf(p);
-            }
-            err_clear();
-            free(p);
+            rc = sweep_one(p, dry_run, gs);
         }
         sqlite3_finalize(st);
     }
