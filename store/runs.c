@@ -263,62 +263,57 @@ int store_stage_prepare(store *s, const char *run, const char *name, const char 
     return store_commit(s);
 }
 
-int store_stage_inputs(store *s, const char *run, const char *name, input_row **rows, int *n) {
+/* Reads the rows of a query over (run, stage) into a growing array of elem-byte records that
+ * fill() sets from the current row. */
+static int read_stage_rows(store *s, const char *sql, const char *run, const char *name, size_t elem,
+                           void (*fill)(sqlite3_stmt *st, void *row), void **rows, int *n, const char *what) {
     *rows = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    if (store_prepare(s, &st, "SELECT name, digest, from_stage, from_output FROM input WHERE run_id = ? AND stage = ? "
-                              "ORDER BY name"))
-        return -1;
+    if (store_prepare(s, &st, sql)) return -1;
     sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
     int rc, cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
-            input_row *nr = xrealloc(*rows, (size_t)cap * sizeof **rows);
+            void *nr = xrealloc(*rows, (size_t)cap * elem);
             if (!nr) {
                 sqlite3_finalize(st);
                 return -1;
             }
             *rows = nr;
         }
-        input_row *r = &(*rows)[(*n)++];
-        col_text(st, 0, r->name, sizeof r->name);
-        col_text(st, 1, r->digest, sizeof r->digest);
-        col_text(st, 2, r->from_stage, sizeof r->from_stage);
-        col_text(st, 3, r->from_output, sizeof r->from_output);
+        fill(st, (char *)*rows + (size_t)(*n)++ * elem);
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : store_err(s, "reading stage inputs");
+    return rc == SQLITE_DONE ? 0 : store_err(s, what);
+}
+
+static void fill_input(sqlite3_stmt *st, void *row) {
+    input_row *r = row;
+    col_text(st, 0, r->name, sizeof r->name);
+    col_text(st, 1, r->digest, sizeof r->digest);
+    col_text(st, 2, r->from_stage, sizeof r->from_stage);
+    col_text(st, 3, r->from_output, sizeof r->from_output);
+}
+
+static void fill_output(sqlite3_stmt *st, void *row) {
+    output_row *r = row;
+    col_text(st, 0, r->name, sizeof r->name);
+    col_text(st, 1, r->kind, sizeof r->kind);
+    col_text(st, 2, r->digest, sizeof r->digest);
+}
+
+int store_stage_inputs(store *s, const char *run, const char *name, input_row **rows, int *n) {
+    return read_stage_rows(s, "SELECT name, digest, from_stage, from_output FROM input WHERE run_id = ? AND stage = ? "
+                              "ORDER BY name", run, name, sizeof **rows, fill_input, (void **)rows, n,
+                           "reading stage inputs");
 }
 
 int store_stage_outputs(store *s, const char *run, const char *name, output_row **rows, int *n) {
-    *rows = NULL;
-    *n = 0;
-    sqlite3_stmt *st;
-    if (store_prepare(s, &st, "SELECT name, kind, digest FROM output WHERE run_id = ? AND stage = ? ORDER BY name"))
-        return -1;
-    sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    int rc, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 4;
-            output_row *nr = xrealloc(*rows, (size_t)cap * sizeof **rows);
-            if (!nr) {
-                sqlite3_finalize(st);
-                return -1;
-            }
-            *rows = nr;
-        }
-        output_row *r = &(*rows)[(*n)++];
-        col_text(st, 0, r->name, sizeof r->name);
-        col_text(st, 1, r->kind, sizeof r->kind);
-        col_text(st, 2, r->digest, sizeof r->digest);
-    }
-    sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : store_err(s, "reading stage outputs");
+    return read_stage_rows(s, "SELECT name, kind, digest FROM output WHERE run_id = ? AND stage = ? ORDER BY name", run,
+                           name, sizeof **rows, fill_output, (void **)rows, n, "reading stage outputs");
 }
 
 int store_stage_set_status(store *s, const char *run, const char *name, const char *status, const char *error) {
