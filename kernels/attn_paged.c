@@ -1,0 +1,187 @@
+/* attn_paged.c: attention over a paged KV cache (see attn_paged.h). The tiling is attention.c's:
+ * one item is one kv head g of one sequence; its queries go in tiles of bq consecutive positions
+ * times the rep = n_heads / n_kv_heads query heads that read head g, packed as rows [r * bq + i].
+ * A tile's scores [R, kend] are filled block by block (each block's keys are a strided [cnt, D]
+ * matrix inside the pool, so matmul reads them in place: no gather), softmaxed row by row up to
+ * each query's causal horizon, then multiplied by the values block by block. Decode tiles (fewer
+ * than PAGED_GEMM_ROWS rows) use vector loops instead: an sgemm of 1 to 7 rows is slower than a
+ * dot product, and decode attention is bound by reading the keys and values once. */
+#include "kernels/attn_paged.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kernels/fastmath.h"
+#include "kernels/matmul.h"
+#include "kernels/threads.h"
+
+#define PAGED_TILE_ROWS 128         /* packed query rows per tile */
+#define PAGED_TILE_FLOATS (1 << 21) /* cap of one [rows x nkv] score tile (8 MB) at long contexts */
+#define PAGED_GEMM_ROWS 8           /* tiles of fewer rows use vector loops */
+
+static int paged_bq(const attn_shape *s, int max_nkv) {
+    int rep = s->n_heads / s->n_kv_heads, bq = PAGED_TILE_ROWS / rep;
+    long cap = PAGED_TILE_FLOATS / ((long)rep * (max_nkv > 0 ? max_nkv : 1));
+    if (bq > cap) bq = (int)cap;
+    return bq < 1 ? 1 : bq;
+}
+
+static size_t paged_thread_floats(const attn_shape *s, int max_nkv) {
+    size_t rows = (size_t)(s->n_heads / s->n_kv_heads) * paged_bq(s, max_nkv);
+    return rows * (size_t)s->head_dim * 2 + rows * (size_t)(max_nkv > 0 ? max_nkv : 1) + rows + 16;
+}
+
+size_t attention_paged_work_floats(const attn_shape *s, int max_nkv) {
+    return paged_thread_floats(s, max_nkv) * (size_t)kernels_threads();
+}
+
+/* Validates shapes, sequences and block ids; returns the largest nkv, or -1 (ERR_INTERNAL). */
+static int check_seqs(const attn_paged_kv *kv, const attn_shape *s, const attn_paged_seq *seqs, int n_seqs) {
+    if (kv->block_size < 1 || s->n_kv_heads < 1 || s->n_heads % s->n_kv_heads || kv->ldkv < s->n_kv_heads * s->head_dim)
+        return err_set(ERR_INTERNAL, "paged attention: block size %d, %d heads over %d kv heads, row of %d floats",
+                       kv->block_size, s->n_heads, s->n_kv_heads, kv->ldkv);
+    int mx = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const attn_paged_seq *q = &seqs[i];
+        if (q->nq < 0 || q->nkv < q->nq || q->q0 < 0 || (q->nkv > 0 && !q->blocks))
+            return err_set(ERR_INTERNAL, "paged attention: sequence %d has %d queries and %d keys", i, q->nq, q->nkv);
+        for (int j = 0; j * kv->block_size < q->nkv; j++)
+            if (q->blocks[j] < 0 || q->blocks[j] >= kv->n_blocks)
+                return err_set(ERR_INTERNAL, "paged attention: sequence %d names block %d of a pool of %d", i,
+                               q->blocks[j], kv->n_blocks);
+        if (q->nkv > mx) mx = q->nkv;
+    }
+    return mx;
+}
+
+/* dst [rep*nb, D] <- rows i0..i0+nb-1 of heads g*rep .. g*rep+rep-1 of src [*, ld], and back. */
+static void pack(float *dst, const float *src, int ld, int i0, int nb, int g, int rep, int D) {
+    for (int r = 0; r < rep; r++)
+        for (int i = 0; i < nb; i++)
+            memcpy(dst + ((size_t)r * nb + i) * D, src + (size_t)(i0 + i) * ld + (size_t)(g * rep + r) * D,
+                   (size_t)D * sizeof(float));
+}
+
+static void unpack(float *dst, int ld, const float *src, int i0, int nb, int g, int rep, int D) {
+    for (int r = 0; r < rep; r++)
+        for (int i = 0; i < nb; i++)
+            memcpy(dst + (size_t)(i0 + i) * ld + (size_t)(g * rep + r) * D, src + ((size_t)r * nb + i) * D,
+                   (size_t)D * sizeof(float));
+}
+
+/* sc[m, j0 + r] = scale * q_m . k_r for the cnt keys of one block (vector loops). */
+static void scores_small(float *sc, int ldsc, const float *qp, int R, const float *kb, int ldkv, int cnt, int D,
+                         float scale) {
+    for (int m = 0; m < R; m++) {
+        const float *qm = qp + (size_t)m * D;
+        for (int r = 0; r < cnt; r++) {
+            const float *kr = kb + (size_t)r * ldkv;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int e = 0; e < D; e++) acc += qm[e] * kr[e];
+            sc[(size_t)m * ldsc + r] = acc * scale;
+        }
+    }
+}
+
+/* op[m] += sum_r p[m, r] v_r over the cnt values of one block (vector loops). */
+static void values_small(float *op, const float *p, int ldp, int R, const float *vb, int ldkv, int cnt, int D) {
+    for (int m = 0; m < R; m++) {
+        float *om = op + (size_t)m * D;
+        for (int r = 0; r < cnt; r++) {
+            const float w = p[(size_t)m * ldp + r], *vr = vb + (size_t)r * ldkv;
+            if (w == 0) continue;
+#pragma omp simd
+            for (int e = 0; e < D; e++) om[e] += w * vr[e];
+        }
+    }
+}
+
+/* One (sequence, kv head g) item; qs and os point at the sequence's first query row. */
+static void paged_item(float *os, const float *qs, const attn_paged_kv *kv, const attn_shape *s,
+                       const attn_paged_seq *sq, int g, int bq, float *w) {
+    const int rep = s->n_heads / s->n_kv_heads, D = s->head_dim, B = kv->block_size, nq = sq->nq, nkv = sq->nkv;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t rows = (size_t)rep * bq;
+    float *qp = w, *op = qp + rows * D, *sc = op + rows * D;
+    for (int i0 = 0; i0 < nq; i0 += bq) {
+        const int nb = nq - i0 < bq ? nq - i0 : bq, R = rep * nb, kend = nkv - nq + i0 + nb;
+        const int gemm = R >= PAGED_GEMM_ROWS;
+        float *dr = sc + (size_t)R * kend; /* [R] 1 / rowsum, after the scores */
+        pack(qp, qs, s->ldq, i0, nb, g, rep, D);
+        for (int j0 = 0; j0 < kend; j0 += B) {
+            const int cnt = kend - j0 < B ? kend - j0 : B;
+            const float *kb = kv->k + (size_t)sq->blocks[j0 / B] * B * kv->ldkv + (size_t)g * D;
+            if (gemm) matmul(sc + j0, kend, qp, D, 0, kb, kv->ldkv, 1, R, cnt, D, scale, 0);
+            else scores_small(sc + j0, kend, qp, R, kb, kv->ldkv, cnt, D, scale);
+        }
+        for (int m = 0; m < R; m++) {
+            const int lim = nkv - nq + i0 + m % nb + 1;
+            float *row = sc + (size_t)m * kend;
+            const float mx = fm_row_max(row, lim);
+            const double sum = fm_row_exp_sum(row, row, lim, mx);
+            for (int j = lim; j < kend; j++) row[j] = 0;
+            dr[m] = (float)(1.0 / sum);
+        }
+        if (!gemm) memset(op, 0, sizeof(float) * (size_t)R * D);
+        for (int j0 = 0; j0 < kend; j0 += B) {
+            const int cnt = kend - j0 < B ? kend - j0 : B;
+            const float *vb = kv->v + (size_t)sq->blocks[j0 / B] * B * kv->ldkv + (size_t)g * D;
+            if (gemm) matmul(op, D, sc + j0, kend, 0, vb, kv->ldkv, 0, R, D, cnt, 1.0f, j0 ? 1.0f : 0.0f);
+            else values_small(op, sc + j0, kend, R, vb, kv->ldkv, cnt, D);
+        }
+        for (int m = 0; m < R; m++) fm_row_scale(op + (size_t)m * D, D, dr[m]);
+        unpack(os, s->ldo, op, i0, nb, g, rep, D);
+    }
+}
+
+int attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
+                            const attn_paged_seq *seqs, int n_seqs, float *work, size_t work_floats) {
+    const int max_nkv = check_seqs(kv, s, seqs, n_seqs), H = s->n_kv_heads, items = n_seqs * H;
+    if (max_nkv < 0) return -1;
+    const size_t per = paged_thread_floats(s, max_nkv);
+    if (work_floats < per)
+        return err_set(ERR_INTERNAL, "paged attention: work buffer of %zu floats, %zu needed (size it with "
+                       "attention_paged_work_floats)", work_floats, per);
+    int T = kernels_threads();
+    if ((size_t)T > work_floats / per) T = (int)(work_floats / per);
+    if (T > items) T = items;
+    if (T < 1) T = 1;
+    const int bq = paged_bq(s, max_nkv);
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        float *w = work + per * (size_t)omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < items; it++) {
+            const attn_paged_seq *sq = &seqs[it / H];
+            paged_item(out + (size_t)sq->q0 * s->ldo, q + (size_t)sq->q0 * s->ldq, kv, s, sq, it % H, bq, w);
+        }
+    }
+    return 0;
+}
+
+int attention_paged_forward_ref(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
+                                const attn_paged_seq *seqs, int n_seqs) {
+    const int max_nkv = check_seqs(kv, s, seqs, n_seqs), W = s->n_kv_heads * s->head_dim;
+    if (max_nkv < 0) return -1;
+    float *k = xmalloc(sizeof(float) * ((size_t)max_nkv * W + 1)), *v = xmalloc(sizeof(float) * ((size_t)max_nkv * W + 1));
+    int rc = k && v ? 0 : -1;
+    for (int i = 0; i < n_seqs && !rc; i++) {
+        const attn_paged_seq *sq = &seqs[i];
+        for (int p = 0; p < sq->nkv; p++) {
+            size_t src = ((size_t)sq->blocks[p / kv->block_size] * kv->block_size + p % kv->block_size) * kv->ldkv;
+            memcpy(k + (size_t)p * W, kv->k + src, sizeof(float) * W);
+            memcpy(v + (size_t)p * W, kv->v + src, sizeof(float) * W);
+        }
+        attn_shape sh = *s;
+        sh.ldk = sh.ldv = W;
+        attn_seq one = {.q0 = sq->q0, .nq = sq->nq, .k0 = 0, .nkv = sq->nkv};
+        rc = attention_forward_ref(out, NULL, q, k, v, &sh, &one, 1);
+    }
+    free(k);
+    free(v);
+    return rc;
+}
