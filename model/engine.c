@@ -62,9 +62,11 @@ int engine_create(engine **out, model *m, const engine_opts *o) {
     e->segs = xcalloc((size_t)o->max_seqs, sizeof *e->segs);
     e->pseqs = xcalloc((size_t)o->max_seqs, sizeof *e->pseqs);
     e->tmp_blocks = xmalloc(sizeof(int) * (size_t)(e->max_context / o->block_size + 1));
+    e->out_rows = xmalloc(sizeof(int) * (size_t)o->max_batch_tokens);
+    e->head_rows = o->max_batch_tokens; /* a dry run computes no logits: one chunk (engine_buffers_init sets it) */
     e->st.layer_attn_s = xcalloc((size_t)m->cfg.n_layers + 1, sizeof(double));
     e->st.layer_mlp_s = xcalloc((size_t)m->cfg.n_layers + 1, sizeof(double));
-    if (!e->running || !e->segs || !e->pseqs || !e->tmp_blocks || !e->st.layer_attn_s || !e->st.layer_mlp_s ||
+    if (!e->running || !e->segs || !e->pseqs || !e->tmp_blocks || !e->out_rows || !e->st.layer_attn_s || !e->st.layer_mlp_s ||
         (!o->dry_run && engine_buffers_init(e))) {
         engine_free(e);
         return -1;
@@ -102,7 +104,7 @@ void engine_free(engine *e) {
     radix_free(&e->tree);
     kv_pool_free(&e->pool);
     if (!e->o.dry_run) engine_buffers_free(e);
-    free(e->waiting), free(e->running), free(e->segs), free(e->pseqs), free(e->tmp_blocks);
+    free(e->waiting), free(e->running), free(e->segs), free(e->pseqs), free(e->tmp_blocks), free(e->out_rows);
     free(e->st.layer_attn_s), free(e->st.layer_mlp_s);
     free(e);
 }

@@ -34,11 +34,10 @@ int engine_buffers_init(struct engine *e) {
     e->h = xmalloc(sizeof(float) * n * max_i);
     e->tok = xmalloc(sizeof(int) * n);
     e->pos = xmalloc(sizeof(int) * n);
-    e->out_rows = xmalloc(sizeof(int) * n);
     e->sel = xmalloc(sizeof(float) * (size_t)e->head_rows * H);
     e->logits = xmalloc(sizeof(float) * (size_t)e->head_rows * V);
     e->sample_buf = xmalloc(sizeof(float) * V);
-    if (!e->x || !e->xn || !e->qkv || !e->att || !e->gu || !e->h || !e->tok || !e->pos || !e->out_rows || !e->sel ||
+    if (!e->x || !e->xn || !e->qkv || !e->att || !e->gu || !e->h || !e->tok || !e->pos || !e->sel ||
         !e->logits || !e->sample_buf)
         return err_prefix("serving engine buffers for %d tokens per step (lower max_batch_tokens): ",
                           e->o.max_batch_tokens);
@@ -47,7 +46,7 @@ int engine_buffers_init(struct engine *e) {
 
 void engine_buffers_free(struct engine *e) {
     free(e->x), free(e->xn), free(e->qkv), free(e->att), free(e->gu), free(e->h);
-    free(e->tok), free(e->pos), free(e->out_rows), free(e->sel), free(e->logits), free(e->sample_buf);
+    free(e->tok), free(e->pos), free(e->sel), free(e->logits), free(e->sample_buf);
     free(e->att_work);
 }
 
