@@ -21,6 +21,7 @@ int cmd_gc(int argc, char **argv);
 int cmd_checkout(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
@@ -121,6 +122,32 @@ int cmd_slurm_stage(int argc, char **argv);
      "  smelt generate ../shared/models/stories260K/stories260K.bin \\\n" \
      "      --tokenizer ../shared/models/stories260K/tok512.bin --temperature 0\n\n" \
      "Exit status: 0 ok, 1 failure, 2 bad usage, a bad model or tokenizer.\n", 0}, \
+    {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API", \
+     "usage: smelt serve MODEL [--port P] [--host H] [--tokenizer SPEC] [--served-model-name NAME]\n" \
+     "                   [--chat-template chatml|llama3|plain] [--max-tokens N] [--kv-budget-mb MB]\n" \
+     "                   [--max-batch-tokens N] [--max-seqs N] [--block-size N] [--prefix-cache on|off]\n" \
+     "                   [--max-connections N] [--max-body-kb KB] [--threads N] [--port-file FILE]\n\n" \
+     "Loads MODEL (a Hugging Face folder, a .safetensors file with config.json beside it, or a llama2.c\n" \
+     ".bin) and serves it until SIGINT or SIGTERM: POST /v1/completions (text or token-id prompts, stream,\n" \
+     "logprobs, echo), POST /v1/chat/completions (the chat template), GET /v1/models, /health, /metrics\n" \
+     "(Prometheus). Requests run through the serving engine: continuous batching, paged KV cache, radix\n" \
+     "prefix cache. Malformed JSON, unknown fields and too-long prompts get 4xx with an OpenAI error body.\n\n" \
+     "  --port P              TCP port (default 8000; 0: any free port, see --port-file)\n" \
+     "  --host H              address to bind (default 127.0.0.1: this machine only)\n" \
+     "  --tokenizer SPEC      tokenizer (default: MODEL when it is a folder; without one, token-id prompts only)\n" \
+     "  --served-model-name NAME  the model id of /v1/models (default: MODEL's file or folder name)\n" \
+     "  --chat-template T     chatml, llama3 or plain (default: from the tokenizer's special tokens)\n" \
+     "  --max-tokens N        new tokens per request at most, and the default (256)\n" \
+     "  --kv-budget-mb MB     KV cache memory (256)\n" \
+     "  --max-batch-tokens N  tokens per engine step (1024)\n" \
+     "  --max-seqs N          requests running at once (64); more wait in a queue\n" \
+     "  --block-size N        positions per KV block (16)\n" \
+     "  --prefix-cache on|off reuse cached prompt prefixes (on)\n" \
+     "  --max-connections N   connections at once (1024)\n" \
+     "  --max-body-kb KB      request body limit (1024)\n" \
+     "  --threads N           CPU threads (default: the cores this process may use)\n" \
+     "  --port-file FILE      write the port listened on to FILE once ready\n\n" \
+     "Exit status: 0 after a signal, 1 failure (the port is taken), 2 bad usage or a bad model.\n", 0}, \
     {"inspect", cmd_inspect, "show a checkpoint's architecture, sizes, dtypes and files", \
      "usage: smelt inspect MODEL [--json]\n\n" \
      "MODEL: a Hugging Face folder, a .safetensors file or model.safetensors.index.json (with\n" \
