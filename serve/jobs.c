@@ -334,6 +334,12 @@ static void take_cancels(struct serve_server *s) {
     }
 }
 
+/* The engine's gauges for /metrics (called with s->mu held, from the engine thread). */
+static void publish(struct serve_server *s) {
+    s->running = engine_n_running(s->e), s->waiting = engine_n_waiting(s->e);
+    engine_kv_usage(s->e, &s->kv_total, &s->kv_free, &s->kv_cached);
+}
+
 static void *engine_main(void *arg) {
     struct serve_server *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -342,6 +348,7 @@ static void *engine_main(void *arg) {
         take_incoming(s);
         take_cancels(s);
         if (engine_n_waiting(s->e) + engine_n_running(s->e) == 0) {
+            publish(s);
             pthread_cond_wait(&s->cv, &s->mu);
             continue;
         }
@@ -352,13 +359,10 @@ static void *engine_main(void *arg) {
             log_error("engine step failed: %s", err_msg());
             while (s->active) job_finished(s, s->active, 1);
         }
-        int nb, nf, nc;
-        engine_kv_usage(s->e, &nb, &nf, &nc);
         pthread_mutex_lock(&s->mu);
         s->prefill_tokens += info.prefill_tokens;
         s->steps++;
-        s->running = engine_n_running(s->e), s->waiting = engine_n_waiting(s->e);
-        s->kv_total = nb, s->kv_free = nf, s->kv_cached = nc;
+        publish(s);
     }
     take_cancels(s);
     while (s->incoming) { /* shutting down: queued jobs end unanswered */
