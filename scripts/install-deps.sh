@@ -9,6 +9,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang git
   libsqlite3-dev sqlite3 libyaml-dev libarchive-dev zstd
   libopenmpi-dev openmpi-bin libopenblas-dev libpcre2-dev libcjson-dev libssl-dev
+  libmicrohttpd-dev libcurl4-openssl-dev
   python3 python3-pip
 )
 bench=0
