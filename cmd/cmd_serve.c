@@ -95,7 +95,10 @@ static int serve(const serve_args *a) {
         weights_free(&w);
         return -1;
     }
-    const char *tspec = a->tokenizer ? a->tokenizer : fs_is_dir(a->model) ? a->model : NULL;
+    /* the tokenizer: --tokenizer, else the model's folder, else a GGUF file's own metadata */
+    const size_t ml = strlen(a->model);
+    const int gguf = ml > 5 && !strcmp(a->model + ml - 5, ".gguf");
+    const char *tspec = a->tokenizer ? a->tokenizer : fs_is_dir(a->model) || gguf ? a->model : NULL;
     if (tspec && tokenizer_load(&tok, tspec)) {
         if (a->tokenizer) goto done;
         log_warn("no tokenizer in %s (%s): only token-id prompts will be accepted; pass --tokenizer", tspec, err_msg());
