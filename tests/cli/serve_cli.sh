@@ -179,35 +179,55 @@ pass "serve: 200 concurrent streaming clients complete, no slot or KV block leak
 stop_server
 
 # TTFT through HTTP vs in process on the same workload (a quiet load: no queueing). One thread for
-# the model on both sides leaves a core to the client and the server's connection threads; three
-# in-process and three HTTP runs alternate, so that a change of the machine's load between them
-# moves both medians alike.
+# the model on both sides leaves a core to the client and the server's connection threads. Five
+# pairs of runs, each HTTP run right after its in-process twin, so that a change of the machine's
+# load between pairs moves both alike; the median of the five ratios HTTP / (in process + HTTP
+# overhead) must be within 20% of 1. On a machine loaded beyond twice its cores (other jobs take
+# the CPU in bursts of seconds) the figures are printed but not asserted, and the test says so.
 export OMP_NUM_THREADS=1
 start_server big
-python3 - "$PORT" > ttft.yaml <<'PY'
+ttft_recipe() { # ATTEMPT: new seeds each attempt (the server's prefix cache keeps earlier prompts)
+python3 - "$PORT" "$1" > ttft.yaml <<'PY'
 import sys
-w = "workload: {kind: ranking, candidates: 4, prompts: {context_tokens: 384}, requests: 12, rate: 4, arrival: fixed, seed: %d}"
+w = "workload: {kind: ranking, candidates: 4, prompts: {context_tokens: 384}, requests: 8, rate: 4, arrival: fixed, seed: %d}"
 print("smelt: 1\nstages:")
-for i in (1, 2, 3):  # local1, http1, local2, http2, ...: each after the previous one
-    print("  local%d:\n    kind: benchmark\n    model: ./big\n    %s" % (i, w % i) + ("\n    needs: [http%d]" % (i - 1) if i > 1 else ""))
-    print("  http%d:\n    kind: benchmark\n    target: http://127.0.0.1:%s\n    needs: [local%d]\n    %s" % (i, sys.argv[1], i, w % i))
+for i in range(1, 6):  # local1, http1, local2, http2, ...: each after the previous one
+    seed = 10 * int(sys.argv[2]) + i
+    print("  local%d:\n    kind: benchmark\n    model: ./big\n    %s" % (i, w % seed) + ("\n    needs: [http%d]" % (i - 1) if i > 1 else ""))
+    print("  http%d:\n    kind: benchmark\n    target: http://127.0.0.1:%s\n    needs: [local%d]\n    %s" % (i, sys.argv[1], i, w % seed))
 PY
+}
 ok=0
-for attempt in 1 2; do # the machine is shared: a burst of load may hit one set of runs
+load_max=$(cut -d' ' -f1 /proc/loadavg)
+for attempt in 1 2; do
+  ttft_recipe $attempt
   SMELT_STORE=$WORK/store-t$attempt "$SMELT" run ttft.yaml > t$attempt.out 2>&1 || fail "TTFT runs: $(cat t$attempt.out)"
-  m() { SMELT_STORE=$WORK/store-t$attempt q "SELECT value FROM latest_metrics WHERE stage = '$1' AND key = '$2'"; }
-  for i in 1 2 3; do expect_eq "$(m http$i errors)" 0 "no failed HTTP request"; done
-  if python3 - "$(m local1 ttft_ms_p50)" "$(m local2 ttft_ms_p50)" "$(m local3 ttft_ms_p50)" "$(m http1 ttft_ms_p50)" \
-      "$(m http2 ttft_ms_p50)" "$(m http3 ttft_ms_p50)" "$(m http1 http_overhead_ms)" <<'PY'
+  load_max=$(python3 -c "print(max($load_max, $(cut -d' ' -f1 /proc/loadavg)))")
+  args=()
+  for i in 1 2 3 4 5; do
+    expect_eq "$(SMELT_STORE=$WORK/store-t$attempt q "SELECT value FROM latest_metrics WHERE stage = 'http$i' AND key = 'errors'")" 0 \
+      "no failed HTTP request"
+    args+=($(SMELT_STORE=$WORK/store-t$attempt q "SELECT value FROM latest_metrics WHERE stage IN ('local$i', 'http$i') AND key IN
+           ('ttft_ms_p50', 'http_overhead_ms') ORDER BY stage DESC, key DESC"))
+  done
+  if python3 - "${args[@]}" <<'PY'
 import statistics, sys
-v = list(map(float, sys.argv[1:]))
-local, http, overhead = statistics.median(v[0:3]), statistics.median(v[3:6]), v[6]
-expect = local + overhead
-print("TTFT p50 (median of 3 runs each): in process %.2f ms + HTTP overhead %.2f ms = %.2f ms; through HTTP %.2f ms "
-      "(%+.1f%%); runs %s" % (local, overhead, expect, http, 100 * (http - expect) / expect, v[:6]))
-sys.exit(0 if abs(http - expect) <= 0.2 * expect else 1)
+v = list(map(float, sys.argv[1:]))  # per pair: local ttft, http ttft, http overhead
+pairs = [(v[i], v[i + 1], v[i + 2]) for i in range(0, len(v), 3)]
+ratios = [h / (l + o) for l, h, o in pairs]
+r = statistics.median(ratios)
+print("TTFT p50 pairs (in process, HTTP, overhead) ms: %s; HTTP / (in process + overhead): median %.3f of %s"
+      % ([tuple(round(x, 2) for x in p) for p in pairs], r, [round(x, 3) for x in ratios]))
+sys.exit(0 if abs(r - 1) <= 0.2 else 1)
 PY
   then ok=1; break; fi
 done
-[ $ok = 1 ] || fail "TTFT p50 through HTTP is not within 20% of in process + HTTP overhead in 2 tries"
-pass "benchmark target: TTFT p50 through HTTP within 20% of in process + HTTP overhead"
+if [ $ok = 0 ]; then
+  if python3 -c "import os, sys; sys.exit(0 if $load_max > 2 * os.cpu_count() else 1)"; then
+    echo "TTFT comparison not asserted: the 1-minute load reached $load_max on $(getconf _NPROCESSORS_ONLN) cores"
+  else
+    fail "TTFT p50 through HTTP is not within 20% of in process + HTTP overhead (load at most $load_max)"
+  fi
+else
+  pass "benchmark target: TTFT p50 through HTTP within 20% of in process + HTTP overhead"
+fi
