@@ -178,6 +178,40 @@ PY
 pass "serve: 200 concurrent streaming clients complete, no slot or KV block leaked"
 stop_server
 
+# a real model: stories260K (llama2.c) through HTTP reproduces the greedy text that
+# ../shared/README.md quotes (an independent decoder's output), streamed and not
+shared=${SMELT_SHARED_DIR:-../shared}
+if [ -f "$shared/models/stories260K/stories260K.bin" ] && [ -f "$shared/README.md" ]; then
+  want=$(grep -A1 'Greedy (temperature 0) decoding from BOS' "$shared/README.md" | tail -n 1 | sed -n 's/^[^`]*`\([^`]*\)`.*$/\1/p')
+  [ -n "$want" ] || fail "no quoted greedy text in $shared/README.md"
+  rm -f port.txt
+  "$SMELT" serve "$shared/models/stories260K/stories260K.bin" --tokenizer "$shared/models/stories260K/tok512.bin" \
+    --port 0 --port-file port.txt > serve260.log 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do [ -s port.txt ] && break; sleep 0.1; done
+  [ -s port.txt ] || fail "stories260K server: $(cat serve260.log)"
+  WANT=$want PORT=$(cat port.txt) python3 - <<'PY' || fail "stories260K through HTTP"
+import http.client, json, os
+port, want = int(os.environ["PORT"]), os.environ["WANT"]
+def post(body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("POST", "/v1/completions", json.dumps(body)); r = c.getresponse(); t = r.read().decode(); c.close()
+    assert r.status == 200, t
+    return t
+text = json.loads(post({"prompt": "", "max_tokens": 60, "temperature": 0}))["choices"][0]["text"]
+assert text.lstrip().startswith(want[:120]), (text, want[:120])  # sentencepiece: the first piece has its space
+events = [l[6:] for l in post({"prompt": "", "max_tokens": 60, "temperature": 0, "stream": True}).split("\n") if l.startswith("data: ")]
+assert "".join(json.loads(e)["choices"][0]["text"] for e in events[:-1]) == text
+print("ok: stories260K greedy text through HTTP: %r" % text[:60])
+PY
+  stop_server
+  pass "serve: stories260K through HTTP reproduces README.md's greedy text"
+elif [ "${SMELT_REQUIRE_SHARED:-0}" = 1 ]; then
+  fail "$shared/models/stories260K is absent and SMELT_REQUIRE_SHARED=1"
+else
+  echo "skip: the stories260K part ($shared/models/stories260K is absent)"
+fi
+
 # TTFT through HTTP vs in process on the same workload (a quiet load: no queueing). One thread for
 # the model on both sides leaves a core to the client and the server's connection threads. Five
 # pairs of runs, each HTTP run right after its in-process twin, so that a change of the machine's
