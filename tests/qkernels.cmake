@@ -1,0 +1,4 @@
+# Quantized weights: FP8 conversions (qweight), quantized linear kernels, models with quantized
+# linears, quantized checkpoint formats (compressed-tensors, GPTQ) and the one model loader.
+smelt_c_test(test_qweight ${CMAKE_CURRENT_SOURCE_DIR}/test_qweight.c)
+smelt_c_test(test_qlinear ${CMAKE_CURRENT_SOURCE_DIR}/test_qlinear.c)
