@@ -109,11 +109,6 @@ void qckpt_out_free(qckpt_out *o) {
     memset(o, 0, sizeof *o);
 }
 
-void qckpt_module(char *buf, size_t n, int layer, int k) {
-    if (k == QLIN_N) snprintf(buf, n, "lm_head");
-    else snprintf(buf, n, "model.layers.%d.%s", layer, qlin_module[k]);
-}
-
 void qckpt_pack_bits(uint32_t *words, const uint8_t *vals, size_t n, size_t stride, int bits) {
     memset(words, 0, (n * (size_t)bits + 31) / 32 * sizeof *words);
     for (size_t i = 0; i < n; i++) {
@@ -228,7 +223,7 @@ static const qweight *set_at(const model_quant *q, int l, int k) {
 /* One quantized linear against the config and the format. */
 static int check_linear(const model_config *cfg, const qweight *w, int l, int k, qckpt_format f) {
     char mod[96];
-    qckpt_module(mod, sizeof mod, l, k);
+    qlin_module_name(mod, sizeof mod, l, k);
     int n_out, n_in;
     qlin_shape(cfg, l, k, &n_out, &n_in);
     if (w->n_out != n_out || w->n_in != n_in)
@@ -304,7 +299,7 @@ int qcheckpoint_save(const char *dir, const model_config *cfg, const model_weigh
         char mod[96] = "";
         for (int l = 0; !qw && l < cfg->n_layers; l++)
             for (int k = 0; !qw && k < QLIN_N; k++) {
-                qckpt_module(mod, sizeof mod, l, k);
+                qlin_module_name(mod, sizeof mod, l, k);
                 size_t ml = strlen(mod);
                 if (!strncmp(wt[i].name, mod, ml) && !strcmp(wt[i].name + ml, ".weight")) qw = set_at(q, l, k);
             }
@@ -404,7 +399,7 @@ static int skip_quantized(void *ctx, const char *name) {
     else if (sscanf(mod, "model.layers.%d.", &l) == 1 && l >= 0 && l < c->q->n_layers)
         for (int k = 0; k < QLIN_N && !w; k++) {
             char want[96];
-            qckpt_module(want, sizeof want, l, k);
+            qlin_module_name(want, sizeof want, l, k);
             if (!strcmp(mod, want)) w = set_at(c->q, l, k);
         }
     if (!w) return 0;

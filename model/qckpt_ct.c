@@ -91,7 +91,7 @@ static int ct_config_json(strbuf *sb, const model_config *cfg, const model_quant
         if (n_schemes == 1) rc |= sb_puts(sb, "\"Linear\"");
         for (int i = 0, first = 1; n_schemes > 1 && i < n_lin; i++)
             if (which[i] == j) {
-                qckpt_module(mod, sizeof mod, i / QLIN_N, i == n_lin - 1 ? QLIN_N : i % QLIN_N);
+                qlin_module_name(mod, sizeof mod, i / QLIN_N, i == n_lin - 1 ? QLIN_N : i % QLIN_N);
                 rc |= sb_printf(sb, "%s\"%s\"", first ? "" : ", ", mod);
                 first = 0;
             }
@@ -104,7 +104,7 @@ static int ct_config_json(strbuf *sb, const model_config *cfg, const model_quant
                     !n_schemes ? "dense" : same ? format_of(&schemes[0]) : "mixed-precision");
     for (int i = 0, first = 1; i < n_lin; i++)
         if (which[i] < 0) {
-            qckpt_module(mod, sizeof mod, i / QLIN_N, i == n_lin - 1 ? QLIN_N : i % QLIN_N);
+            qlin_module_name(mod, sizeof mod, i / QLIN_N, i == n_lin - 1 ? QLIN_N : i % QLIN_N);
             rc |= sb_printf(sb, "%s\"%s\"", first ? "" : ", ", mod);
             first = 0;
         }
@@ -365,7 +365,7 @@ static int ct_read(model_quant *q, const cJSON *qc, const st_set *s, const model
         const int head = idx == cfg->n_layers * QLIN_N, l = head ? 0 : idx / QLIN_N, k = head ? QLIN_N : idx % QLIN_N;
         if (head && cfg->tie_embeddings) continue;
         char mod[96];
-        qckpt_module(mod, sizeof mod, l, k);
+        qlin_module_name(mod, sizeof mod, l, k);
         int err = 0, n_out, n_in, gi = -1;
         if (!any_match(ignore, mod, &err))
             for (int j = 0; gi < 0 && j < n_groups && !err; j++)

@@ -36,7 +36,7 @@ static int gptq_check(const model_config *cfg, const model_quant *q) {
             const qweight *w = head ? &q->lm_head : &q->lin[l][k];
             if (head && (k || !qweight_is_set(w))) break;
             char mod[96];
-            qckpt_module(mod, sizeof mod, l, head ? QLIN_N : k);
+            qlin_module_name(mod, sizeof mod, l, head ? QLIN_N : k);
             if (!qweight_is_set(w))
                 return err_set(ERR_INPUT, "format gptq quantizes every linear of every layer, but %s is not quantized; "
                                "use format compressed-tensors (it lists the others in \"ignore\")", mod);
@@ -176,7 +176,7 @@ static int gptq_read(model_quant *q, const cJSON *qc, const st_set *s, const mod
     for (int idx = 0; idx <= cfg->n_layers * QLIN_N; idx++) {
         const int head = idx == cfg->n_layers * QLIN_N, l = head ? 0 : idx / QLIN_N, k = head ? QLIN_N : idx % QLIN_N;
         char mod[96];
-        qckpt_module(mod, sizeof mod, l, k);
+        qlin_module_name(mod, sizeof mod, l, k);
         char name[128];
         snprintf(name, sizeof name, "%s.qweight", mod);
         if (!st_set_find(s, name, NULL)) continue; /* an fp32 linear (lm_head usually) */

@@ -25,9 +25,6 @@ int qckpt_add(qckpt_out *o, const char *name, st_dtype raw_dtype, int ndim, int6
               int borrow, const float *f32);
 void qckpt_out_free(qckpt_out *o);
 
-/* "model.layers.<l>.<module>" or "lm_head" (k == QLIN_N). */
-void qckpt_module(char *buf, size_t n, int layer, int k);
-
 /* Bit streams: element i of vals (vals[i * stride]) at bits i*bits .. of little-endian 32-bit words
  * (ceil(n * bits / 32) words, lowest bits first; GPTQ's layout when bits divides 32). */
 void qckpt_pack_bits(uint32_t *words, const uint8_t *vals, size_t n, size_t stride, int bits);

@@ -1,6 +1,7 @@
 /* qmodel.c: quantized linears attached to a model (see qmodel.h). */
 #include "model/qmodel.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,11 @@ void model_quant_free(model_quant *q) {
 }
 
 qweight *model_quant_at(model_quant *q, int layer, int k) { return k == QLIN_N ? &q->lm_head : &q->lin[layer][k]; }
+
+void qlin_module_name(char *buf, size_t n, int layer, int k) {
+    if (k == QLIN_N) snprintf(buf, n, "lm_head");
+    else snprintf(buf, n, "model.layers.%d.%s", layer, qlin_module[k]);
+}
 
 void qlin_shape(const model_config *cfg, int layer, int k, int *n_out, int *n_in) {
     const int H = cfg->hidden;

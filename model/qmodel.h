@@ -46,6 +46,8 @@ qweight *model_quant_at(model_quant *q, int layer, int k);
 /* 1 when the qweight holds codes (the linear is quantized). */
 static inline int qweight_is_set(const qweight *w) { return w->codes != NULL; }
 
+/* "model.layers.<l>.<module>", or "lm_head" for k == QLIN_N: the Hugging Face module name. */
+void qlin_module_name(char *buf, size_t n, int layer, int k);
 /* The [n_out, n_in] shape of linear k of layer l in cfg (k == QLIN_N: the LM head). */
 void qlin_shape(const model_config *cfg, int layer, int k, int *n_out, int *n_in);
 

@@ -4,3 +4,7 @@ smelt_c_test(test_qweight ${CMAKE_CURRENT_SOURCE_DIR}/test_qweight.c)
 smelt_c_test(test_qlinear ${CMAKE_CURRENT_SOURCE_DIR}/test_qlinear.c)
 set(ckpt_util ${CMAKE_CURRENT_SOURCE_DIR}/ckpt_testutil.c)
 smelt_c_test(test_qcheckpoint ${CMAKE_CURRENT_SOURCE_DIR}/test_qcheckpoint.c ${ckpt_util})
+# The writer of the quantized export cases for tools/check_qexport.py; not a test.
+add_executable(qexport_helper ${CMAKE_CURRENT_SOURCE_DIR}/qexport_helper.c)
+target_link_libraries(qexport_helper PRIVATE smelt_pipeline smelt_stages smelt_model smelt_store smelt_common)
+smelt_c_test(test_qexport ${CMAKE_CURRENT_SOURCE_DIR}/test_qexport.c ${ckpt_util})
