@@ -19,6 +19,7 @@
 #include "model/kvcache.h"
 #include "model/model_load.h"
 #include "tests/ckpt_testutil.h"
+#include "tests/engine_testutil.h"
 #include "tests/qtestutil.h"
 
 static const qt_scheme schemes[] = {
@@ -52,15 +53,6 @@ static float *logits_of(model *m, const int *tokens, int n) {
     }
     kv_cache_free(&kv);
     return lg;
-}
-
-static double nerr(const float *a, const float *b, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        md = fmax(md, fabs((double)a[i] - b[i]));
-        mr = fmax(mr, fabs((double)b[i]));
-    }
-    return mr > 0 ? md / mr : md;
 }
 
 static void round_trip(const char *fixture, const qt_scheme *s) {
@@ -144,7 +136,7 @@ static void round_trip(const char *fixture, const qt_scheme *s) {
         const size_t nl = (size_t)nt * cfg.vocab;
         CHECK(!memcmp(a, b, nl * sizeof(float)), "%s %s: model_load's logits differ from the in-memory quantized model's",
               fixture, s->name);
-        const double e = nerr(a, d, nl), tol = 64.0 * 32 * 1.1920929e-7;
+        const double e = tu_nerr(a, d, nl), tol = 64.0 * 32 * 1.1920929e-7;
         if (s->act == QA_NONE) CHECK(e <= tol, "%s %s: %.3e from the dequantized dense model (tol %.3e)", fixture, s->name, e, tol);
         else CHECK(e > tol, "%s %s: activation quantization changes the logits (%.3e)", fixture, s->name, e);
     }

@@ -30,16 +30,8 @@
 #include "model/model_load.h"
 #include "model/safetensors.h"
 #include "tests/ckpt_testutil.h"
+#include "tests/engine_testutil.h"
 #include "tests/qexport_cases.h"
-
-static double nerr(const float *a, const float *b, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        md = fmax(md, fabs((double)a[i] - b[i]));
-        mr = fmax(mr, fabs((double)b[i]));
-    }
-    return mr > 0 ? md / mr : md;
-}
 
 static const float *ref_tensor(const st_file *f, const char *name, size_t n) {
     const st_tensor *t = st_find(f, name);
@@ -121,12 +113,12 @@ static void check_case(const qexport_case *c) {
                         cf->hidden);
     const qweight *w0 = m.quant ? model_quant_at(m.quant, 0, QLIN_Q) : NULL;
     if (want && w0 && w0->act == QA_NONE) {
-        const double e = nerr(got, want, nl);
+        const double e = tu_nerr(got, want, nl);
         CHECK(e <= tol, "%s: logits %.3e from transformers' (tol %.3e)", c->name, e, tol);
     } else if (want && w0) {
         const float *aq = ref_tensor(&rf, "logits_actq", nl), *tr = ref_tensor(&rf, "logits_transformers", nl);
         if (aq && tr) {
-            const double E = nerr(aq, want, nl), Et = nerr(tr, want, nl), e = nerr(got, aq, nl), et = nerr(got, tr, nl);
+            const double E = tu_nerr(aq, want, nl), Et = tu_nerr(tr, want, nl), e = tu_nerr(got, aq, nl), et = tu_nerr(got, tr, nl);
             CHECK(E > tol && e <= 0.1 * E, "%s: logits %.3e from the emulated activation quantization (effect %.3e)",
                   c->name, e, E);
             CHECK(et <= 2 * Et, "%s: logits %.3e from transformers' run (its activation quantization moves them %.3e)",
