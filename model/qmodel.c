@@ -180,3 +180,40 @@ size_t model_weight_bytes(const model *m) {
         }
     return floats * sizeof(float) + packed;
 }
+
+void qweight_describe(char *buf, size_t n, const qweight *w) {
+    char grp[32];
+    if (w->type == QW_FP8 && w->n_scales == 1) snprintf(grp, sizeof grp, "per tensor");
+    else if (w->group_size == w->n_in) snprintf(grp, sizeof grp, "per channel");
+    else snprintf(grp, sizeof grp, "group %d", w->group_size);
+    const char *act = w->act == QA_INT8 ? "int8 activations per token" : w->act == QA_FP8 ? "fp8 activations per token"
+                                                                                        : "fp32 activations";
+    if (w->type == QW_FP8) snprintf(buf, n, "fp8 e4m3 %s, %s", grp, act);
+    else snprintf(buf, n, "int%d %s %s, %s", w->bits, grp, w->zeros ? "asymmetric" : "symmetric", act);
+}
+
+int model_quant_summary(strbuf *out, const model_quant *q) {
+    enum { MAX_KINDS = 8 };
+    char kinds[MAX_KINDS][96];
+    int count[MAX_KINDS] = {0}, n_kinds = 0, n_fp32 = 0, head_fp32 = 0, rc = 0;
+    for (int l = 0; l <= q->n_layers; l++)
+        for (int k = 0; k < (l == q->n_layers ? 1 : QLIN_N); k++) {
+            const qweight *w = l == q->n_layers ? &q->lm_head : &q->lin[l][k];
+            if (!qweight_is_set(w)) {
+                if (l == q->n_layers) head_fp32 = 1;
+                else n_fp32++;
+                continue;
+            }
+            char d[96];
+            qweight_describe(d, sizeof d, w);
+            int i = 0;
+            while (i < n_kinds && strcmp(kinds[i], d)) i++;
+            if (i == n_kinds && n_kinds < MAX_KINDS) snprintf(kinds[n_kinds++], sizeof kinds[0], "%s", d);
+            if (i < MAX_KINDS) count[i]++;
+        }
+    for (int i = 0; i < n_kinds; i++) rc |= sb_printf(out, "%s%d %s", i ? "; " : "", count[i], kinds[i]);
+    if (n_fp32 || head_fp32)
+        rc |= sb_printf(out, "%s%d fp32%s", n_kinds ? "; " : "", n_fp32 + head_fp32,
+                        head_fp32 ? (n_fp32 ? " (lm_head and layer linears)" : " (lm_head)") : "");
+    return rc ? -1 : 0;
+}

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "common/strbuf.h"
 #include "kernels/qlinear.h"
 #include "kernels/qweight.h"
 #include "model/model.h"
@@ -61,6 +62,11 @@ int model_quant_rebind_layer(model *m, int l);
 /* Points the descriptors at the attached payloads (model_bind_linears calls it after binding the
  * fp32 descriptors; nothing to do without m->quant). */
 void model_quant_bind(model *m);
+/* Appends a summary of q's linears to out, e.g. "14 int4 group 8 symmetric, fp32 activations; 1 fp32
+ * (lm_head)". 0 or -1 (ERR_NOMEM). */
+int model_quant_summary(strbuf *out, const model_quant *q);
+/* One qweight's scheme in words ("int8 per channel asymmetric, int8 activations per token"). */
+void qweight_describe(char *buf, size_t n, const qweight *w);
 /* 1 when the model runs some quantized linear. */
 int model_is_quantized(const model *m);
 /* Bytes of the model's weights as a serving engine holds them: fp32 tensors at 4 bytes per value

@@ -8,3 +8,6 @@ smelt_c_test(test_qcheckpoint ${CMAKE_CURRENT_SOURCE_DIR}/test_qcheckpoint.c ${c
 add_executable(qexport_helper ${CMAKE_CURRENT_SOURCE_DIR}/qexport_helper.c)
 target_link_libraries(qexport_helper PRIVATE smelt_pipeline smelt_stages smelt_model smelt_store smelt_common)
 smelt_c_test(test_qexport ${CMAKE_CURRENT_SOURCE_DIR}/test_qexport.c ${ckpt_util})
+smelt_sh_test(quantized_cli cli/quantized_cli.sh)
+set_property(TEST quantized_cli APPEND PROPERTY ENVIRONMENT
+  "SMELT_DATA_HELPER=$<TARGET_FILE:data_helper>;SMELT_QEXPORT_HELPER=$<TARGET_FILE:qexport_helper>")

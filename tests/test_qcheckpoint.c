@@ -203,7 +203,54 @@ static void test_errors(void) {
     weights_free(&w);
 }
 
+/* The quantize stage's flow: attach a model_quant with no layer quantized, quantize layer by layer
+ * and rebind each; the result runs exactly as the same qweights attached at once. Also the byte
+ * count of a quantized model. */
+static void test_rebind(void) {
+    model_config cfg;
+    model_weights w, w2;
+    EXPECT_OK(checkpoint_load(t_fixture("qwen2_bias"), &cfg, &w), "load");
+    EXPECT_OK(weights_alloc(&w2, &cfg), "alloc");
+    memcpy(w2.mem, w.mem, w.n_floats * sizeof(float));
+    qt_scheme s = {"w8a8 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, 8, 1, 0, 0};
+    model_quant *all = qt_quantize_model(&cfg, &w, &s), *empty = model_quant_new(cfg.n_layers);
+    model a, b;
+    EXPECT_OK(model_init(&a, &cfg, &w), "init a");
+    EXPECT_OK(model_init(&b, &cfg, &w2), "init b");
+    const size_t dense_bytes = model_weight_bytes(&b);
+    EXPECT_OK(model_attach_quant(&a, all), "attach all");
+    EXPECT_OK(model_attach_quant(&b, empty), "attach empty");
+    CHECK(!model_is_quantized(&b), "an empty model_quant leaves the model fp32");
+    CHECK(model_weight_bytes(&b) == dense_bytes, "an fp32 model counts 4 bytes per parameter");
+    for (int l = 0; l < cfg.n_layers; l++) {
+        for (int k = 0; k < QLIN_N; k++) {
+            int n_out, n_in;
+            qlin_shape(&cfg, l, k, &n_out, &n_in);
+            EXPECT_OK(qt_rtn(model_quant_at(b.quant, l, k), qt_dense(&b.w, l, k), n_out, n_in, &s), "rtn");
+        }
+        EXPECT_OK(model_quant_rebind_layer(&b, l), "rebind");
+        CHECK(model_is_quantized(&b), "layer %d rebound", l);
+    }
+    static const int tokens[] = {3, 9, 27, 61, 4, 12, 36};
+    float *la = logits_of(&a, tokens, 7), *lb = logits_of(&b, tokens, 7);
+    CHECK(la && lb && !memcmp(la, lb, sizeof(float) * 7 * cfg.vocab), "layer-by-layer rebinding runs as attaching at once");
+    /* 8-bit codes + fp16 scales + 8-bit zeros per group of 8 instead of 4 bytes per weight */
+    size_t lin = 0, packed = 0;
+    for (int l = 0; l < cfg.n_layers; l++)
+        for (int k = 0; k < QLIN_N; k++) {
+            const qweight *q = model_quant_at(a.quant, l, k);
+            lin += (size_t)q->n_out * q->n_in;
+            packed += (size_t)q->n_out * q->n_in * 1 + (size_t)q->n_out * (q->n_in / 8) * 3;
+        }
+    CHECK(model_weight_bytes(&a) == dense_bytes - 4 * lin + packed, "bytes of the quantized model: %zu, expected %zu",
+          model_weight_bytes(&a), dense_bytes - 4 * lin + packed);
+    EXPECT_ERR(model_quant_rebind_layer(&a, cfg.n_layers), ERR_INPUT, "out of range");
+    free(la), free(lb);
+    model_free(&a), model_free(&b);
+}
+
 int main(void) {
+    test_rebind();
     kernels_set_threads(1);
     for (size_t m = 0; m < sizeof models / sizeof models[0]; m++)
         for (size_t s = 0; s < sizeof schemes / sizeof schemes[0]; s++) round_trip(models[m], &schemes[s]);
