@@ -12,7 +12,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "kernels/threads.h"
-#include "model/checkpoint.h"
+#include "model/model_load.h"
 #include "stages/benchmark/run.h"
 #include "tests/eval_testmodel.h"
 
@@ -50,9 +50,7 @@ int main(int argc, char **argv) {
         c.head_dim = 64, c.max_pos = 8192, c.rope_theta = 100000;
         if (em_random_model(&m, &c, 1)) die("random model");
     } else {
-        model_config c;
-        model_weights w;
-        if (checkpoint_load(spec, &c, &w) || model_init(&m, &c, &w)) die(spec);
+        if (model_load(&m, spec)) die(spec); /* dense or quantized */
     }
     engine_opts o = engine_opts_default();
     o.prefix_cache = 0;

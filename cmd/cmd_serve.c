@@ -14,7 +14,8 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "kernels/threads.h"
-#include "model/checkpoint.h"
+#include "model/model_load.h"
+#include "model/qmodel.h"
 #include "serve/server.h"
 
 typedef struct {
@@ -82,19 +83,14 @@ static int parse(int argc, char **argv, serve_args *a) {
 
 static int serve(const serve_args *a) {
     model m;
-    model_config cfg;
-    model_weights w;
     tokenizer *tok = NULL;
     engine *e = NULL;
     serve_server *srv = NULL;
     int rc = -1;
     memset(&m, 0, sizeof m);
     kernels_set_threads((int)a->threads);
-    if (checkpoint_load(a->model, &cfg, &w)) return err_prefix("loading %s: ", a->model);
-    if (model_init(&m, &cfg, &w)) {
-        weights_free(&w);
-        return -1;
-    }
+    if (model_load(&m, a->model)) return err_prefix("loading %s: ", a->model); /* dense or quantized */
+    const model_config cfg = m.cfg;
     /* the tokenizer: --tokenizer, else the model's folder, else a GGUF file's own metadata */
     const size_t ml = strlen(a->model);
     const int gguf = ml > 5 && !strcmp(a->model + ml - 5, ".gguf");
@@ -136,9 +132,9 @@ static int serve(const serve_args *a) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (serve_start(&srv, e, tok, &so)) goto done;
-    log_info("serving '%s' on http://%s:%d (chat template %s, %d threads, KV %g MiB in blocks of %d, prefix cache %s)",
-             name, a->host, serve_port(srv), chat_format_name(so.chat), kernels_threads(), eo.kv_budget_mb,
-             eo.block_size, eo.prefix_cache ? "on" : "off");
+    log_info("serving '%s'%s on http://%s:%d (chat template %s, %d threads, KV %g MiB in blocks of %d, prefix cache %s)",
+             name, model_is_quantized(&m) ? " (quantized linears)" : "", a->host, serve_port(srv),
+             chat_format_name(so.chat), kernels_threads(), eo.kv_budget_mb, eo.block_size, eo.prefix_cache ? "on" : "off");
     if (a->port_file) {
         char buf[32];
         int n = snprintf(buf, sizeof buf, "%d\n", serve_port(srv));

@@ -23,6 +23,7 @@
 #include "model/radix.h"
 #include "stages/data/data.h"
 #include "stages/evaluate/score.h"
+#include "tests/qtestutil.h"
 
 static double logit_tol(const model_config *c, int T) {
     const int Q = c->n_heads * c->head_dim;
@@ -222,17 +223,23 @@ static float *plain_logits(model *m, const int *tokens, int n) {
 /* Eight prompts: four share 20 tokens (a member's candidates), two share 3, two are unrelated;
  * some arrive after decoding has started. Checked with the cache on and off, several block sizes
  * and budgets (a budget of 7 tokens chunks every prompt). */
-static void test_engine_requests(int kind, int block_size, int budget, int prefix_cache) {
+static void test_engine_requests(int kind, int block_size, int budget, int prefix_cache, const qt_scheme *qs) {
     model_config cfg = tm_config(kind);
     model m;
     if (model_init(&m, &cfg, NULL)) exit(1);
     tm_randomize(&m, 11 + kind);
+    if (qs) { /* quantized linears: the engine runs them through linear_forward like the plain path */
+        qt_scheme sc = *qs;
+        if (cfg.tie_embeddings) sc.head = 0; /* a tied head stays the fp32 embedding */
+        model_quant *q = qt_quantize_model(&cfg, &m.w, &sc);
+        tu_expect(q && model_attach_quant(&m, q) == 0 && model_is_quantized(&m), "quantize %s: %s", qs->name, err_msg());
+    }
     enum { NR = 8, GEN = 5 };
     const int V = cfg.vocab, len[NR] = {26, 23, 29, 21, 9, 12, 17, 1};
     int prompts[NR][32];
     for (int r = 0; r < NR; r++)
         for (int i = 0; i < len[r]; i++)
-            prompts[r][i] = r < 4 && i < 20 ? prompts[0][i] : r >= 4 && r < 6 && i < 3 ? 7 + i : (int)(tu_next() % V);
+            prompts[r][i] = r > 0 && r < 4 && i < 20 ? prompts[0][i] : r >= 4 && r < 6 && i < 3 ? 7 + i : (int)(tu_next() % V);
     engine_opts o = engine_opts_default();
     o.block_size = block_size, o.max_batch_tokens = budget, o.prefix_cache = prefix_cache, o.max_seqs = 5;
     o.kv_budget_mb = 1;
@@ -278,8 +285,8 @@ static void test_engine_requests(int kind, int block_size, int budget, int prefi
         free(ref);
     }
     char what[160];
-    snprintf(what, sizeof what, "engine kind %d, B %d, budget %d, cache %s: first-token logits vs plain forward", kind,
-             block_size, budget, prefix_cache ? "on" : "off");
+    snprintf(what, sizeof what, "engine kind %d, B %d, budget %d, cache %s%s%s: first-token logits vs plain forward",
+             kind, block_size, budget, prefix_cache ? "on" : "off", qs ? ", " : "", qs ? qs->name : "");
     tu_checks++;
     if (worst > tol || tu_verbose) printf("%s %s: err %.3e tol %.3e\n", worst > tol ? "FAIL" : "ok  ", what, worst, tol);
     if (worst > tol) tu_failures++;
@@ -422,12 +429,20 @@ int main(int argc, char **argv) {
     test_paged_attention();
     test_radix();
     for (int kind = 0; kind < 3; kind++) {
-        test_engine_requests(kind, 4, 1024, 1);
-        test_engine_requests(kind, 4, 1024, 0);
+        test_engine_requests(kind, 4, 1024, 1, NULL);
+        test_engine_requests(kind, 4, 1024, 0, NULL);
     }
-    test_engine_requests(1, 1, 7, 1);   /* one position per block, prompts in chunks of 7 */
-    test_engine_requests(0, 16, 64, 1); /* blocks longer than the shared part of some prompts */
-    test_engine_requests(2, 3, 5, 1);
+    test_engine_requests(1, 1, 7, 1, NULL);   /* one position per block, prompts in chunks of 7 */
+    test_engine_requests(0, 16, 64, 1, NULL); /* blocks longer than the shared part of some prompts */
+    test_engine_requests(2, 3, 5, 1, NULL);
+    /* quantized models (W8A8: int8 activations per token; W4A16 groups of 8; FP8), compared with the
+     * plain forward of the same quantized model: the same kernels, rows in other batches */
+    static const qt_scheme qs[] = {
+        {"w8a8 per channel", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0},
+        {"w4a16 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 0, 0, 1},
+        {"fp8 per channel", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0},
+    };
+    for (int i = 0; i < 3; i++) test_engine_requests(2 - i, 4, 64, 1, &qs[i]);
     test_engine_limits();
     test_engine_evaluate();
     return tu_finish("test_engine");

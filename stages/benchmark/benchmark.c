@@ -12,7 +12,8 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/strbuf.h"
-#include "model/checkpoint.h"
+#include "model/model_load.h"
+#include "model/qmodel.h"
 #include "stages/benchmark/benchmark.h"
 #include "stages/stage.h"
 
@@ -21,7 +22,8 @@ static const char *const arrival_choices[] = {"poisson", "fixed", "bursty", NULL
 
 static const param_spec model_alts[] = {
     {.name = "stage", .type = P_REF, .help = "a stage whose main output is a model"},
-    {.name = "path", .type = P_PATH, .help = "a Hugging Face folder, .safetensors or llama2.c .bin (write ./x for a path)"},
+    {.name = "path", .type = P_PATH,
+     .help = "a Hugging Face folder (dense or quantized), .safetensors or llama2.c .bin (write ./x for a path)"},
     {.name = NULL},
 };
 static const param_spec synth_fields[] = {
@@ -194,17 +196,12 @@ static int benchmark_run(stage_ctx *ctx) {
     const char *model_path = NULL;
     if (param_get(ctx->params, "model")) {
         if (input_path(ctx, "model", &model_path)) goto out;
-        model_config cfg;
-        model_weights w;
-        if (checkpoint_load(model_path, &cfg, &w)) {
+        if (model_load(&st.m, model_path)) { /* dense, llama2.c or quantized: the engine runs any */
             err_prefix("loading the model: ");
             goto out;
         }
-        if (model_init(&st.m, &cfg, &w)) {
-            weights_free(&w);
-            goto out;
-        }
         st.have_model = 1;
+        log_info("model %s%s", model_path, model_is_quantized(&st.m) ? " (quantized linears)" : "");
     }
     /* the workload: with duration_s, the members arriving within it at the configured rate */
     if (bp.duration_s > 0) {
