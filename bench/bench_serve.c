@@ -2,9 +2,11 @@
  * decode tokens/s (one sequence), cold vs hot prefill of k candidates sharing 90% of their tokens,
  * and TTFT p50/p99 of a ranking workload under Poisson load. Prints a table; asserts nothing.
  * bench/serve_compare.sh puts transformers and llama.cpp beside it.
- * usage: bench_serve [MODEL|smollm2-shape] [threads] [prompt_len] [decode_steps] [members] [rate]
+ * usage: bench_serve [MODEL|smollm2-shape[:w8a8|:w4a16|:fp8]] [threads] [prompt_len] [decode_steps] [members] [rate]
  *   smollm2-shape: random weights of SmolLM2-135M's shape (hidden 576, 30 layers, 9/3 heads, MLP
- *   1536, vocab 49152, tied): the same arithmetic as the real model. */
+ *   1536, vocab 49152, tied): the same arithmetic as the real model; with a suffix, its linears
+ *   quantized by round to nearest (W8A8: int8 per channel, int8 activations per token; W4A16: int4
+ *   groups of 32; FP8: E4M3 per channel) and run by the quantized kernels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "model/model_load.h"
 #include "stages/benchmark/run.h"
 #include "tests/eval_testmodel.h"
+#include "tests/qtestutil.h"
 
 static void die(const char *what) {
     fprintf(stderr, "bench_serve: %s: %s\n", what, err_msg());
@@ -45,10 +48,21 @@ int main(int argc, char **argv) {
     const double rate = argc > 6 ? atof(argv[6]) : 0.5;
     log_set_level(LOG_WARN);
     model m;
-    if (!strcmp(spec, "smollm2-shape")) {
+    if (!strncmp(spec, "smollm2-shape", 13)) {
         model_config c = em_config(576, 30, 9, 3, 1536, 49152);
         c.head_dim = 64, c.max_pos = 8192, c.rope_theta = 100000;
         if (em_random_model(&m, &c, 1)) die("random model");
+        static const qt_scheme schemes[] = {
+            {":w8a8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0},
+            {":w4a16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 32, 0, 0, 0},
+            {":fp8", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0},
+        };
+        for (int i = 0; i < 3; i++)
+            if (!strcmp(spec + 13, schemes[i].name)) {
+                model_quant *q = qt_quantize_model(&c, &m.w, &schemes[i]);
+                if (!q || model_attach_quant(&m, q)) die("quantize");
+            }
+        if (spec[13] && !model_is_quantized(&m)) die("unknown quantization suffix (:w8a8, :w4a16, :fp8)");
     } else {
         if (model_load(&m, spec)) die(spec); /* dense or quantized */
     }

@@ -14,13 +14,17 @@ steps=${4:-128}
 gguf=../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 smelt_out=$("$build/bench/bench_serve" smollm2-shape "$threads" "$L" "$steps")
+w8_out=$("$build/bench/bench_serve" smollm2-shape:w8a8 "$threads" "$L" "$steps" 1 1)
+w4_out=$("$build/bench/bench_serve" smollm2-shape:w4a16 "$threads" "$L" "$steps" 1 1)
 ref_out=$(OMP_NUM_THREADS=$threads python3 bench/serve_ref.py "$threads" "$L" "$steps" "$gguf")
 get() { sed -n "s/^$1 //p" <<<"$ref_out"; }
-s_pre=$(sed -n 's/^prefill tokens\/s[^0-9]*\([0-9.]*\)$/\1/p' <<<"$smelt_out")
-s_dec=$(sed -n 's/^decode tokens\/s[^0-9]*\([0-9.]*\)$/\1/p' <<<"$smelt_out")
-printf "%-34s %12s %14s %12s\n" "tokens/s ($threads threads, $L-token prompt)" smelt transformers llama.cpp
-printf "%-34s %12s %14s %12s\n" "prefill" "$s_pre" "$(get transformers_prefill_tps)" "$(get llamacpp_prefill_tps)"
-printf "%-34s %12s %14s %12s\n" "decode" "$s_dec" "$(get transformers_decode_tps)" "$(get llamacpp_decode_tps)"
+fig() { sed -n "s|^$1[^0-9]*\\([0-9.]*\\)\$|\\1|p" <<<"$2"; }
+printf "%-12s %10s %10s %10s %14s %14s\n" "tokens/s" "smelt fp32" "smelt W8A8" "smelt W4A16" "transformers" "llama.cpp Q4_1"
+for k in prefill decode; do
+  printf "%-12s %10s %10s %10s %14s %14s\n" "$k" "$(fig "$k tokens/s" "$smelt_out")" "$(fig "$k tokens/s" "$w8_out")" \
+    "$(fig "$k tokens/s" "$w4_out")" "$(get transformers_${k}_tps)" "$(get llamacpp_${k}_tps)"
+done
+echo "($threads threads, $L-token prompt, $steps decode steps; transformers: eager attention, fp32, same shape)"
 get llamacpp_note | sed 's/^/llama.cpp: /'
 echo
 echo "$smelt_out"
