@@ -1,11 +1,12 @@
 /* attn_paged.c: attention over a paged KV cache (see attn_paged.h). The tiling is attention.c's:
  * one item is one kv head g of one sequence; its queries go in tiles of bq consecutive positions
  * times the rep = n_heads / n_kv_heads query heads that read head g, packed as rows [r * bq + i].
- * A tile's scores [R, kend] are filled block by block (each block's keys are a strided [cnt, D]
- * matrix inside the pool, so matmul reads them in place: no gather), softmaxed row by row up to
- * each query's causal horizon, then multiplied by the values block by block. Decode tiles (fewer
- * than PAGED_GEMM_ROWS rows) use vector loops instead: an sgemm of 1 to 7 rows is slower than a
- * dot product, and decode attention is bound by reading the keys and values once. */
+ * Prefill items (tiles of at least PAGED_GEMM_ROWS rows) first gather the item's keys and values
+ * of head g from their blocks into contiguous [nkv, D] rows of the thread's buffer (2 nkv D floats
+ * copied, against 4 nq rep nkv D flops of products), then each tile is two sgemm calls as in
+ * attention.c; sgemm calls per block (n = block_size) would cost more in call overhead than the
+ * copy. Decode items (fewer rows) use vector loops straight over the blocks: an sgemm of 1 to 7
+ * rows is slower than a dot product, and decode attention is bound by reading keys and values once. */
 #include "kernels/attn_paged.h"
 
 #include <math.h>
@@ -30,8 +31,8 @@ static int paged_bq(const attn_shape *s, int max_nkv) {
 }
 
 static size_t paged_thread_floats(const attn_shape *s, int max_nkv) {
-    size_t rows = (size_t)(s->n_heads / s->n_kv_heads) * paged_bq(s, max_nkv);
-    return rows * (size_t)s->head_dim * 2 + rows * (size_t)(max_nkv > 0 ? max_nkv : 1) + rows + 16;
+    size_t rows = (size_t)(s->n_heads / s->n_kv_heads) * paged_bq(s, max_nkv), nkv = (size_t)(max_nkv > 0 ? max_nkv : 1);
+    return rows * (size_t)s->head_dim * 2 + rows * nkv + rows + 16 + 2 * nkv * (size_t)s->head_dim;
 }
 
 size_t attention_paged_work_floats(const attn_shape *s, int max_nkv) {
@@ -106,18 +107,28 @@ static void paged_item(float *os, const float *qs, const attn_paged_kv *kv, cons
     const int rep = s->n_heads / s->n_kv_heads, D = s->head_dim, B = kv->block_size, nq = sq->nq, nkv = sq->nkv;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t rows = (size_t)rep * bq;
-    float *qp = w, *op = qp + rows * D, *sc = op + rows * D;
+    float *qp = w, *op = qp + rows * D, *kc = op + rows * D, *vc = kc + (size_t)nkv * D, *sc = vc + (size_t)nkv * D;
+    if (rep * (nq < bq ? nq : bq) >= PAGED_GEMM_ROWS) /* prefill: this head's keys and values, contiguous */
+        for (int j0 = 0; j0 < nkv; j0 += B) {
+            const int cnt = nkv - j0 < B ? nkv - j0 : B;
+            const size_t base = (size_t)sq->blocks[j0 / B] * B * kv->ldkv + (size_t)g * D;
+            for (int r = 0; r < cnt; r++) {
+                memcpy(kc + (size_t)(j0 + r) * D, kv->k + base + (size_t)r * kv->ldkv, sizeof(float) * D);
+                memcpy(vc + (size_t)(j0 + r) * D, kv->v + base + (size_t)r * kv->ldkv, sizeof(float) * D);
+            }
+        }
     for (int i0 = 0; i0 < nq; i0 += bq) {
         const int nb = nq - i0 < bq ? nq - i0 : bq, R = rep * nb, kend = nkv - nq + i0 + nb;
-        const int gemm = R >= PAGED_GEMM_ROWS;
+        const int gemm = R >= PAGED_GEMM_ROWS && rep * (nq < bq ? nq : bq) >= PAGED_GEMM_ROWS;
         float *dr = sc + (size_t)R * kend; /* [R] 1 / rowsum, after the scores */
         pack(qp, qs, s->ldq, i0, nb, g, rep, D);
-        for (int j0 = 0; j0 < kend; j0 += B) {
-            const int cnt = kend - j0 < B ? kend - j0 : B;
-            const float *kb = kv->k + (size_t)sq->blocks[j0 / B] * B * kv->ldkv + (size_t)g * D;
-            if (gemm) matmul(sc + j0, kend, qp, D, 0, kb, kv->ldkv, 1, R, cnt, D, scale, 0);
-            else scores_small(sc + j0, kend, qp, R, kb, kv->ldkv, cnt, D, scale);
-        }
+        if (gemm) matmul(sc, kend, qp, D, 0, kc, D, 1, R, kend, D, scale, 0);
+        else
+            for (int j0 = 0; j0 < kend; j0 += B) {
+                const int cnt = kend - j0 < B ? kend - j0 : B;
+                const float *kb = kv->k + (size_t)sq->blocks[j0 / B] * B * kv->ldkv + (size_t)g * D;
+                scores_small(sc + j0, kend, qp, R, kb, kv->ldkv, cnt, D, scale);
+            }
         for (int m = 0; m < R; m++) {
             const int lim = nkv - nq + i0 + m % nb + 1;
             float *row = sc + (size_t)m * kend;
@@ -126,12 +137,14 @@ static void paged_item(float *os, const float *qs, const attn_paged_kv *kv, cons
             for (int j = lim; j < kend; j++) row[j] = 0;
             dr[m] = (float)(1.0 / sum);
         }
-        if (!gemm) memset(op, 0, sizeof(float) * (size_t)R * D);
-        for (int j0 = 0; j0 < kend; j0 += B) {
-            const int cnt = kend - j0 < B ? kend - j0 : B;
-            const float *vb = kv->v + (size_t)sq->blocks[j0 / B] * B * kv->ldkv + (size_t)g * D;
-            if (gemm) matmul(op, D, sc + j0, kend, 0, vb, kv->ldkv, 0, R, D, cnt, 1.0f, j0 ? 1.0f : 0.0f);
-            else values_small(op, sc + j0, kend, R, vb, kv->ldkv, cnt, D);
+        if (gemm) matmul(op, D, sc, kend, 0, vc, D, 0, R, D, kend, 1.0f, 0);
+        else {
+            memset(op, 0, sizeof(float) * (size_t)R * D);
+            for (int j0 = 0; j0 < kend; j0 += B) {
+                const int cnt = kend - j0 < B ? kend - j0 : B;
+                const float *vb = kv->v + (size_t)sq->blocks[j0 / B] * B * kv->ldkv + (size_t)g * D;
+                values_small(op, sc + j0, kend, R, vb, kv->ldkv, cnt, D);
+            }
         }
         for (int m = 0; m < R; m++) fm_row_scale(op + (size_t)m * D, D, dr[m]);
         unpack(os, s->ldo, op, i0, nb, g, rep, D);

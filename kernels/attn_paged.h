@@ -31,7 +31,8 @@ size_t attention_paged_work_floats(const attn_shape *s, int max_nkv);
 
 /* out: [*, ldo] ASSIGNED in the rows of the sequences' queries; q: [*, ldq]. Parallel over
  * (sequence, kv head) items; each item's result does not depend on the thread count. Tiles of
- * at least 8 packed query rows use matmul() per block; smaller ones (decode) use vector loops.
+ * at least 8 packed query rows gather the item's keys and values and use matmul(); smaller ones
+ * (decode) use vector loops over the blocks.
  * 0, or -1 (ERR_INTERNAL) for a work buffer too small, a bad sequence or a block id outside the
  * pool. */
 int attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
