@@ -102,24 +102,28 @@ int cmd_slurm_stage(int argc, char **argv);
      "              (fp32 for llama2.c and mixed sources)\n\n" \
      "Exit status: 0 ok, 1 I/O failure, 2 bad usage or a bad/damaged checkpoint.\n", 0}, \
     {"generate", cmd_generate, "generate text with a model (CPU engine, KV cache)", \
-     "usage: smelt generate MODEL [--tokenizer FILE] [--prompt TEXT] [--max-tokens N]\n" \
-     "                      [--temperature T] [--top-p P] [--seed S] [--threads N]\n\n" \
-     "Loads MODEL (a Hugging Face folder, a .safetensors file with config.json beside it, or a\n" \
-     "llama2.c .bin), encodes the prompt after BOS (without --prompt it starts from BOS alone) and\n" \
-     "prints the prompt and the generated text on stdout as it is produced; it stops at EOS (for\n" \
-     "llama2.c models also at BOS, which starts the next document) or after N new tokens.\n" \
-     "Statistics (prompt time, tokens/s) go to stderr.\n\n" \
-     "  --tokenizer FILE  tokenizer.json, vocab.json, tiktoken .model, llama2.c tokenizer.bin, or a\n" \
-     "                    folder holding one; default: MODEL when it is a folder\n" \
+     "usage: smelt generate MODEL [--tokenizer FILE] [--prompt TEXT | --chat MESSAGE [--system TEXT]]\n" \
+     "                      [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--threads N]\n\n" \
+     "Loads MODEL (a Hugging Face folder, a .safetensors file with config.json beside it, a .gguf\n" \
+     "file or a llama2.c .bin), encodes the prompt after BOS when the tokenizer adds one (without\n" \
+     "--prompt it starts from BOS alone) and prints the prompt and the generated text on stdout as\n" \
+     "it is produced; it stops at EOS (for llama2.c models also at BOS, which starts the next\n" \
+     "document) or after N new tokens. Statistics (prompt time, tokens/s) go to stderr.\n\n" \
+     "  --tokenizer FILE  tokenizer.json, vocab.json, tiktoken .model, llama2.c tokenizer.bin, a GGUF\n" \
+     "                    file, or a folder holding one; default: MODEL when it is a folder or a GGUF\n" \
      "  --prompt TEXT     text to continue\n" \
+     "  --chat MESSAGE    a user message rendered with the model's chat template (ChatML or Llama 3)\n" \
+     "                    and the assistant's turn; generation stops at the end of the turn\n" \
+     "  --system TEXT     the system message of --chat (default: the template's own, if any)\n" \
      "  --max-tokens N    new tokens at most (default 256; capped by max_position_embeddings)\n" \
      "  --temperature T   0 is greedy (argmax); default 1.0\n" \
      "  --top-p P         nucleus sampling in (0, 1]; default 1.0 (the whole distribution)\n" \
      "  --seed S          RNG seed of the sampler (default 1234: runs are reproducible)\n" \
      "  --threads N       CPU threads (default: the cores this process may use)\n\n" \
-     "Example:\n" \
+     "Examples:\n" \
      "  smelt generate ../shared/models/stories260K/stories260K.bin \\\n" \
-     "      --tokenizer ../shared/models/stories260K/tok512.bin --temperature 0\n\n" \
+     "      --tokenizer ../shared/models/stories260K/tok512.bin --temperature 0\n" \
+     "  smelt generate SmolLM2-135M-Instruct.Q4_1.gguf --chat 'What is the capital of France?' --temperature 0\n\n" \
      "Exit status: 0 ok, 1 failure, 2 bad usage, a bad model or tokenizer.\n", 0}, \
     {"inspect", cmd_inspect, "show a checkpoint's architecture, sizes, dtypes and files", \
      "usage: smelt inspect MODEL [--json]\n\n" \

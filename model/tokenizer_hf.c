@@ -45,7 +45,7 @@ static int parse_json(const char *path, const char *text, size_t len, cJSON **ou
 
 /* Converts a vocabulary string to the bytes it stands for; flags gets TOKF_RAW when it is not
  * a byte-level string. The result stays in sb (reset by the caller). */
-static int vocab_bytes(const char *s, strbuf *sb, unsigned *flags) {
+int tok_vocab_bytes(const char *s, strbuf *sb, unsigned *flags) {
     sb_reset(sb);
     int rc = tok_bytelevel_decode(s, strlen(s), sb);
     if (rc < 0) return -1;
@@ -66,7 +66,7 @@ static int define_vocab(tokenizer *tok, const cJSON *vocab, const char *what) {
                            TOK_MAX_VOCAB - 1);
         }
         unsigned flags = 0;
-        if (!it->string || vocab_bytes(it->string, &sb, &flags) ||
+        if (!it->string || tok_vocab_bytes(it->string, &sb, &flags) ||
             tok_define(tok, id, sb.buf ? sb.buf : "", sb.len, flags)) {
             sb_free(&sb);
             return err_prefix("%s: %s entry '%.64s': ", tok->source, what, it->string ? it->string : "");
@@ -77,11 +77,11 @@ static int define_vocab(tokenizer *tok, const cJSON *vocab, const char *what) {
 }
 
 /* One merge given as its two halves (vocabulary strings). */
-static int add_merge_strings(tokenizer *tok, const char *a, const char *b, int32_t rank, const char *where, strbuf *sb) {
+int tok_add_merge_strings(tokenizer *tok, const char *a, const char *b, int32_t rank, const char *where, strbuf *sb) {
     unsigned fa = 0, fb = 0;
-    if (vocab_bytes(a, sb, &fa)) return -1;
+    if (tok_vocab_bytes(a, sb, &fa)) return -1;
     int32_t ia = tok_lookup(tok, sb->buf ? sb->buf : "", sb->len);
-    if (vocab_bytes(b, sb, &fb)) return -1;
+    if (tok_vocab_bytes(b, sb, &fb)) return -1;
     int32_t ib = tok_lookup(tok, sb->buf ? sb->buf : "", sb->len);
     if (ia < 0 || ib < 0)
         return err_set(ERR_CORRUPT, "%s: merge %ld (%s) refers to the token '%.64s', which is not in the vocabulary; "
@@ -93,7 +93,7 @@ static int add_merge_strings(tokenizer *tok, const char *a, const char *b, int32
 }
 
 /* Splits "a b" at its one space (HF requires exactly two parts). */
-static int split_merge_line(char *line, char **a, char **b) {
+int tok_split_merge_line(char *line, char **a, char **b) {
     char *sp = strchr(line, ' ');
     if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' ')) return -1;
     *sp = 0;
@@ -300,14 +300,14 @@ int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t
         if (cJSON_IsString(it)) {
             char *line = xstrdup(it->valuestring);
             if (!line) goto fail;
-            int bad = split_merge_line(line, &a, &b);
+            int bad = tok_split_merge_line(line, &a, &b);
             if (bad) err_set(ERR_CORRUPT, "%s: merge %ld '%.64s' is not two tokens separated by one space", path,
                              (long)rank, it->valuestring);
-            int rc = bad ? -1 : add_merge_strings(tok, a, b, rank, "model.merges", &sb);
+            int rc = bad ? -1 : tok_add_merge_strings(tok, a, b, rank, "model.merges", &sb);
             free(line);
             if (rc) goto fail;
         } else if (cJSON_GetArraySize(it) == 2 && cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
-            if (add_merge_strings(tok, it->child->valuestring, it->child->next->valuestring, rank, "model.merges", &sb))
+            if (tok_add_merge_strings(tok, it->child->valuestring, it->child->next->valuestring, rank, "model.merges", &sb))
                 goto fail;
         } else {
             err_set(ERR_CORRUPT, "%s: merge %ld is neither \"a b\" nor a list of two strings", path, (long)rank);
@@ -361,12 +361,12 @@ static int read_merges_txt(tokenizer *tok, const char *path) {
         char *a, *b;
         if ((line_no == 1 && !strncmp(p, "#version", 8)) || !*p) {
             /* header or blank line */
-        } else if (split_merge_line(p, &a, &b)) {
+        } else if (tok_split_merge_line(p, &a, &b)) {
             rc = err_set(ERR_CORRUPT, "%s:%ld: '%.64s' is not two tokens separated by one space", path, line_no, p);
         } else {
             char where[64];
             snprintf(where, sizeof where, "merges.txt line %ld", line_no);
-            rc = add_merge_strings(tok, a, b, rank++, where, &sb);
+            rc = tok_add_merge_strings(tok, a, b, rank++, where, &sb);
         }
         p = end + 1;
     }

@@ -99,7 +99,10 @@ struct tokenizer {
     int spm;             /* llama2.c semantics: codepoint symbols, score merges, dummy prefix */
     int spm_space_id;    /* the " " piece of the dummy prefix (-1: none) */
     int32_t bos, eos;
+    int add_bos;         /* callers prepend BOS (when there is one); GGUF and tokenizer.json can say no */
     char normalizer[16]; /* "" or "NFC" (recorded for saving; text is assumed already NFC) */
+    char pre[32];        /* the GGUF pre-tokenizer name it was loaded with ("smollm"), or "" */
+    char *chat_template; /* the Jinja chat template of the model (GGUF, tokenizer_config.json), or NULL */
 };
 
 /* Vocabulary building (tokenizer.c). */
@@ -128,7 +131,16 @@ uint32_t tok_byte_to_cp(uint8_t b);
 int tok_bytelevel_decode(const char *s, size_t n, strbuf *out);
 int tok_bytelevel_encode(strbuf *out, const void *bytes, size_t n);
 
-/* Loaders (tokenizer_hf.c, tokenizer_formats.c). */
+/* Helpers of tokenizer_hf.c shared with the GGUF loader. */
+/* A vocabulary string (byte-level, NUL-terminated) to its bytes in sb; TOKF_RAW when it is not byte-level. */
+int tok_vocab_bytes(const char *s, strbuf *sb, unsigned *flags);
+/* Merge `rank` given as its two halves (vocabulary strings); `where` names it in messages. */
+int tok_add_merge_strings(tokenizer *tok, const char *a, const char *b, int32_t rank, const char *where, strbuf *sb);
+/* Splits "a b" at its one space in place; -1 unless exactly two non-empty parts. */
+int tok_split_merge_line(char *line, char **a, char **b);
+
+/* Loaders (tokenizer_hf.c, tokenizer_formats.c, tokenizer_gguf.c). */
+int tok_load_gguf(tokenizer **out, const char *path);
 int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t len);
 int tok_load_hf_vocab(tokenizer **out, const char *path, const char *text, size_t len);
 int tok_load_tiktoken(tokenizer **out, const char *path, const char *text, size_t len);

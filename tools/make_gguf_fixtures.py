@@ -28,6 +28,8 @@ import gguf
 from gguf import GGMLQuantizationType as T
 from gguf.constants import GGML_QUANT_SIZES
 
+from fixture_io import SHARED_DEFAULT, write_json
+
 SEED = 20241206
 # offsets (bytes within a block) of the fp16 scale fields of each format
 SCALE_FIELDS = {
@@ -132,7 +134,7 @@ def smollm2_summary(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+    ap.add_argument("--shared", default=SHARED_DEFAULT)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "gguf",
                                                   "quants.json"))
     args = ap.parse_args()
@@ -147,11 +149,7 @@ def main():
         out["smollm2"] = smollm2_summary(model)
     else:
         print(f"note: {model} not found; the real-file part is left out")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    print(f"wrote {args.out} ({os.path.getsize(args.out)} bytes)")
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":
