@@ -16,7 +16,7 @@
 
 typedef enum { CHAT_CHATML = 1, CHAT_LLAMA3 } chat_family;
 
-typedef struct {
+typedef struct chat_template {
     chat_family family;
     char *default_system; /* ChatML: the system message used when none is given, or NULL */
     int bos;              /* Llama 3: the template starts with bos_token */

@@ -262,9 +262,10 @@ static int check_extra(const gguf_file *f, char (*gnames)[96], int n) {
     return rc;
 }
 
-int gguf_model_load_file(const gguf_file *f, model_config *cfg, model_weights *w) {
-    memset(w, 0, sizeof *w);
-    if (gguf_model_config(f, cfg)) return -1;
+/* The expected tensors of cfg (shape only: data NULL), their GGUF names and the file's tensors,
+ * each checked; every tensor of the file must be one of them. Arrays of n (returned) entries. */
+static int match_tensors(const gguf_file *f, const model_config *cfg, weights_tensor **wt_out, char (**gn_out)[96],
+                         const gguf_tensor ***src_out) {
     model_weights shape_only;
     memset(&shape_only, 0, sizeof shape_only);
     int n = weights_tensors(&shape_only, cfg, NULL, 0);
@@ -281,7 +282,34 @@ int gguf_model_load_file(const gguf_file *f, model_config *cfg, model_weights *w
         }
         if (check_tensor(f, &wt[i], gnames[i], &src[i])) goto out;
     }
-    if (check_extra(f, gnames, n) || weights_alloc(w, cfg)) goto out;
+    if (check_extra(f, gnames, n)) goto out;
+    rc = n;
+out:
+    if (rc < 0) {
+        free(wt), free(gnames), free(src);
+        wt = NULL, gnames = NULL, src = NULL;
+    }
+    *wt_out = wt, *gn_out = gnames, *src_out = src;
+    return rc;
+}
+
+int gguf_model_check(const gguf_file *f, const model_config *cfg) {
+    weights_tensor *wt;
+    char(*gnames)[96];
+    const gguf_tensor **src;
+    int n = match_tensors(f, cfg, &wt, &gnames, &src);
+    free(wt), free(gnames), free(src);
+    return n < 0 ? -1 : 0;
+}
+
+int gguf_model_load_file(const gguf_file *f, model_config *cfg, model_weights *w) {
+    memset(w, 0, sizeof *w);
+    if (gguf_model_config(f, cfg)) return -1;
+    weights_tensor *wt;
+    char(*gnames)[96];
+    const gguf_tensor **src;
+    int n = match_tensors(f, cfg, &wt, &gnames, &src), rc = -1;
+    if (n < 0 || weights_alloc(w, cfg)) goto out;
     weights_tensors(w, cfg, wt, n); /* the same order, now with data pointers */
     for (int i = 0; i < n; i++)
         if (ggml_dequantize(wt[i].data, src[i]->data, src[i]->type, (int64_t)src[i]->n_elems)) {

@@ -18,6 +18,8 @@
 int gguf_model_config(const gguf_file *f, model_config *cfg);
 /* Config and weights (one allocation, freed with weights_free); every tensor must be present
  * with the shape the metadata implies and no other tensor may be there. 0 or -1. */
+/* The checks of gguf_model_load_file without loading anything (smelt inspect). */
+int gguf_model_check(const gguf_file *f, const model_config *cfg);
 int gguf_model_load_file(const gguf_file *f, model_config *cfg, model_weights *w);
 int gguf_model_load(const char *path, model_config *cfg, model_weights *w);
 int gguf_model_read_config(const char *path, model_config *cfg);

@@ -113,9 +113,7 @@ static int load_bpe(tokenizer *tok, const gguf_file *f, const gguf_kv *tokens, c
     if (r < 0) goto out;
     r = set_pre(tok, pre ? pre : "default");
     free(pre);
-    /* some vocabularies lack a few control bytes (SmolLM2 has no 0x04): text holding one is refused
-     * when encoded, as transformers would drop it silently */
-    if (r || tok_finish(tok, 0)) goto out;
+    if (r || tok_finish(tok, 1)) goto out;
     rc = 0;
 out:
     sb_free(&sb);
@@ -195,6 +193,10 @@ static int load_specials(tokenizer *tok, const gguf_file *f, int spm) {
     if (!r) tok->bos = (int32_t)v;
     if ((r = gguf_get_int(f, "tokenizer.ggml.eos_token_id", 0, tok->n_vocab - 1, &v)) < 0) return -1;
     if (!r) tok->eos = (int32_t)v;
+    if ((r = gguf_get_int(f, "tokenizer.ggml.unknown_token_id", 0, tok->n_vocab - 1, &v)) < 0) return -1;
+    if (!r) tok->unk = (int32_t)v;
+    if ((r = gguf_get_int(f, "tokenizer.ggml.padding_token_id", 0, tok->n_vocab - 1, &v)) < 0) return -1;
+    if (!r) tok->pad = (int32_t)v;
     /* absent: SentencePiece vocabularies add BOS, byte-level ones do not (llama.cpp, transformers) */
     tok->add_bos = spm;
     if (gguf_get_bool(f, "tokenizer.ggml.add_bos_token", &tok->add_bos) < 0) return -1;
@@ -326,11 +328,12 @@ int tokenizer_to_gguf(const tokenizer *tok, gguf_writer *w) {
         for (int32_t m = 0; ms && m < tok->n_merges; m++) free(ms[m]);
         free(ms);
         if (bad) goto out;
-    } else if (gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", tok->spm_space_id >= 0)) {
-        goto out;
     }
-    if ((tok->bos >= 0 && gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)tok->bos)) ||
+    if (gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", tok->spm && tok->spm_space_id >= 0) ||
+        (tok->bos >= 0 && gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)tok->bos)) ||
         (tok->eos >= 0 && gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)tok->eos)) ||
+        (tok->unk >= 0 && gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)tok->unk)) ||
+        (tok->pad >= 0 && gguf_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)tok->pad)) ||
         gguf_set_bool(w, "tokenizer.ggml.add_bos_token", tokenizer_add_bos(tok)) ||
         (tok->chat_template && gguf_set_str(w, "tokenizer.chat_template", tok->chat_template, strlen(tok->chat_template))))
         goto out;

@@ -160,6 +160,20 @@ static int read_config(const char *path, cJSON **cfg, char **cfg_path) {
     return 0;
 }
 
+/* chat_template: a string, or a list of {name, template} (the one named "default"). */
+static int config_chat_template(tokenizer *tok, const cJSON *cfg) {
+    const cJSON *ct = jget(cfg, "chat_template");
+    const char *text = cJSON_IsString(ct) ? ct->valuestring : NULL;
+    for (const cJSON *it = cJSON_IsArray(ct) ? ct->child : NULL; it && !text; it = it->next) {
+        const char *name = jstr(it, "name");
+        if (name && !strcmp(name, "default")) text = jstr(it, "template");
+    }
+    if (!text) return 0;
+    free(tok->chat_template);
+    tok->chat_template = xstrdup(text);
+    return tok->chat_template ? 0 : -1;
+}
+
 static int apply_config(tokenizer *tok, const cJSON *cfg, const char *cfg_path, int add_tokens) {
     if (add_tokens) {
         const cJSON *dec = jget(cfg, "added_tokens_decoder");
@@ -174,7 +188,11 @@ static int apply_config(tokenizer *tok, const cJSON *cfg, const char *cfg_path, 
         if (tok_build_index(tok)) return -1;
     }
     if (config_token(tok, cfg, "bos_token", cfg_path, &tok->bos)) return -1;
-    return config_token(tok, cfg, "eos_token", cfg_path, &tok->eos);
+    if (config_token(tok, cfg, "eos_token", cfg_path, &tok->eos)) return -1;
+    /* padding and unknown tokens are only carried to GGUF: one the vocabulary lacks is ignored */
+    if (config_token(tok, cfg, "pad_token", cfg_path, &tok->pad) || config_token(tok, cfg, "unk_token", cfg_path, &tok->unk))
+        err_clear();
+    return config_chat_template(tok, cfg);
 }
 
 /* ---- tokenizer.json ---- */
@@ -242,22 +260,33 @@ static int parse_normalizer(tokenizer *tok, const cJSON *n) {
                    type ? type : "?");
 }
 
-/* BOS from a TemplateProcessing post-processor whose single template starts with a special token. */
-static void post_processor_bos(tokenizer *tok, const cJSON *pp) {
+/* BOS from a TemplateProcessing post-processor whose single template starts with a special
+ * token; returns 1 when one does. */
+static int post_processor_bos(tokenizer *tok, const cJSON *pp) {
     const char *type = jstr(pp, "type");
-    if (!type) return;
+    if (!type) return 0;
     if (!strcmp(type, "Sequence")) {
+        int found = 0;
         for (const cJSON *it = jget(pp, "processors") ? jget(pp, "processors")->child : NULL; it; it = it->next)
-            post_processor_bos(tok, it);
-        return;
+            found |= post_processor_bos(tok, it);
+        return found;
     }
-    if (strcmp(type, "TemplateProcessing")) return;
+    if (strcmp(type, "TemplateProcessing")) return 0;
     const cJSON *single = jget(pp, "single");
     const cJSON *first = cJSON_IsArray(single) ? single->child : NULL;
     const char *name = jstr(jget(first, "SpecialToken"), "id");
-    if (!name) return;
+    if (!name) return 0;
     int32_t id = jid(cJSON_GetArrayItem(jget(jget(jget(pp, "special_tokens"), name), "ids"), 0));
-    if (id >= 0 && id < tok->n_vocab) tok->bos = id;
+    if (id < 0 || id >= tok->n_vocab) return 0;
+    tok->bos = id;
+    return 1;
+}
+
+/* BOS is added when the post-processor adds it; a post-processor that adds none (ByteLevel:
+ * GPT-2, Qwen2, SmolLM2) means no BOS. Files without one (older smelt saves) keep adding BOS. */
+static void apply_post_processor(tokenizer *tok, const cJSON *pp) {
+    if (!pp || cJSON_IsNull(pp)) return;
+    tok->add_bos = post_processor_bos(tok, pp);
 }
 
 int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t len) {
@@ -323,7 +352,7 @@ int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t
                            "of tokenizer.json smelt reads", path);
         goto fail;
     }
-    post_processor_bos(tok, jget(root, "post_processor"));
+    apply_post_processor(tok, jget(root, "post_processor"));
     if (tok_finish(tok, 1)) goto fail;
     if (read_config(path, &cfg, &cfg_path)) goto fail;
     if (cfg && apply_config(tok, cfg, cfg_path, 0)) goto fail;

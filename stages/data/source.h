@@ -76,15 +76,21 @@ typedef struct {
     char *prompt;     /* text before the response (pairs), or the whole document (text) */
     char *response;   /* NULL for documents */
     char *where;      /* "file:line" of the record, for messages */
+    char *suffix;     /* chat: the template's text after the response ("<|im_end|>\n"), else NULL */
 } rs_record;
 
 typedef struct {
     int64_t n, cap;
     rs_record *r;
+    int chat;         /* rendered with the model's chat template: it writes BOS and ends each turn itself */
 } rs_records;
 
+struct chat_template;
 void rs_records_free(rs_records *r);
-int pairs_load(rs_records *out, const cJSON *params);
+/* chat (may be NULL: plain text): render every record as a conversation with the model's chat
+ * template (prompt and response records become one user message and the answer); bos_text is
+ * the tokenizer's BOS text for templates that write it. */
+int pairs_load(rs_records *out, const cJSON *params, const struct chat_template *chat, const char *bos_text);
 int text_load(rs_records *out, const cJSON *params);
 
 /* ---- helpers shared by the readers (reader.c) ---- */
