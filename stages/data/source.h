@@ -34,6 +34,7 @@ typedef struct {
     uint32_t action;   /* index into the action strings: what history lines show ("rated 4.5") */
     uint32_t in_task;  /* bit t: the event is an example of task t */
     uint32_t yes;      /* bit t: its label for task t is yes */
+    float value;       /* the rating the label came from (MovieLens, numeric interaction labels), or NAN */
 } rs_event;
 
 typedef struct {
