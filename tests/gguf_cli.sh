@@ -8,7 +8,7 @@
 #   when those Python packages are absent): the folder's weights equal gguf-py's dequantization
 #   bit for bit, transformers tokenizes with the folder's tokenizer exactly as smelt does, and the
 #   q8_0 file reads in GGUFReader with the original names, shapes, metadata and values within Q8_0
-#   rounding; smelt generates the same answer from the q8_0 file.
+#   rounding (test_gguf_convert reads such files back in smelt, block by block).
 # Always: malformed GGUF files make inspect/generate/convert/tokenize exit 2 naming the field, and
 # a failed convert leaves nothing at OUT. About 40 s on 2 shared cores (the Python check is most).
 set -u
@@ -66,11 +66,6 @@ done
 grep -q '"chat_template"' "$TMP/hf/tokenizer_config.json" || fail "the chat template is not in tokenizer_config.json"
 expect 0 "Q8_0, " "$BIN" convert "$TMP/hf" "$TMP/q8.gguf" --dtype q8_0
 expect 0 "Q8_0        211 tensors" "$BIN" inspect "$TMP/q8.gguf"
-out=$("$BIN" generate "$TMP/q8.gguf" --chat "What is the capital of France?" --temperature 0 --max-tokens 24 2>/dev/null)
-case "$out" in
-  *"The capital of France is Paris.") ;;
-  *) fail "generate --chat from the q8_0 round trip printed: $out" ;;
-esac
 if python3 -c "import gguf, safetensors, transformers, numpy" 2>/dev/null; then
   python3 "$SRC/tools/check_gguf_export.py" --orig "$G" --hf "$TMP/hf" --gguf "$TMP/q8.gguf" \
     --fixture "$SRC/tests/fixtures/smollm2/reference.json" || fail "tools/check_gguf_export.py"
