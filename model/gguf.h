@@ -49,7 +49,7 @@ typedef struct {
     const uint8_t *data;   /* the first byte (aligned to `alignment` when the map is) */
 } gguf_tensor;
 
-typedef struct {
+typedef struct gguf_file_s {
     char *path;            /* for messages */
     void *map;             /* the mmap of the whole file, or NULL when the bytes are borrowed */
     size_t map_len;

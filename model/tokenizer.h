@@ -86,6 +86,9 @@ int tokenizer_save_hf(const tokenizer *tok, const char *dir);
  * cannot name. */
 struct gguf_writer;
 int tokenizer_to_gguf(const tokenizer *tok, struct gguf_writer *w);
+/* The tokenizer of a GGUF file already open (model/gguf.h); tokenizer_load does this for paths. */
+struct gguf_file_s;
+int tokenizer_load_gguf_file(tokenizer **out, const struct gguf_file_s *f);
 int tokenizer_save_gguf(const tokenizer *tok, const char *path);
 
 #endif

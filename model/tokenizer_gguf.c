@@ -204,21 +204,20 @@ static int load_specials(tokenizer *tok, const gguf_file *f, int spm) {
     return 0;
 }
 
-int tok_load_gguf(tokenizer **out, const char *path) {
+int tokenizer_load_gguf_file(tokenizer **out, const gguf_file *f) {
     *out = NULL;
-    gguf_file f;
-    if (gguf_open(&f, path)) return err_prefix("loading tokenizer: ");
+    const char *path = f->path;
     tokenizer *tok = tok_new(TOKENIZER_GGUF, path);
     char *model = NULL;
     int rc = -1;
     if (!tok) goto out;
-    int r = gguf_get_string(&f, "tokenizer.ggml.model", &model);
+    int r = gguf_get_string(f, "tokenizer.ggml.model", &model);
     if (r) {
         if (r > 0) err_set(ERR_INPUT, "%s has no tokenizer (no tokenizer.ggml.model in its metadata)", path);
         goto out;
     }
     const gguf_kv *tokens, *types = NULL;
-    if ((r = gguf_get_array(&f, "tokenizer.ggml.tokens", 1, 0, &tokens))) {
+    if ((r = gguf_get_array(f, "tokenizer.ggml.tokens", 1, 0, &tokens))) {
         if (r > 0) err_set(ERR_CORRUPT, "%s: tokenizer.ggml.tokens is missing", path);
         goto out;
     }
@@ -227,23 +226,31 @@ int tok_load_gguf(tokenizer **out, const char *path) {
                 (unsigned long long)tokens->n, TOK_MAX_VOCAB);
         goto out;
     }
-    if (gguf_get_array(&f, "tokenizer.ggml.token_type", 0, tokens->n, &types) < 0) goto out;
+    if (gguf_get_array(f, "tokenizer.ggml.token_type", 0, tokens->n, &types) < 0) goto out;
     int spm = !strcmp(model, "llama");
-    if (!strcmp(model, "gpt2")) r = load_bpe(tok, &f, tokens, types);
-    else if (spm) r = load_spm(tok, &f, tokens, types);
+    if (!strcmp(model, "gpt2")) r = load_bpe(tok, f, tokens, types);
+    else if (spm) r = load_spm(tok, f, tokens, types);
     else r = err_set(ERR_INPUT, "%s: tokenizer.ggml.model '%s' is not supported; smelt reads gpt2 (byte-level BPE) and "
                      "llama (SentencePiece) tokenizers", path, model);
-    if (r || load_specials(tok, &f, spm)) goto out;
+    if (r || load_specials(tok, f, spm)) goto out;
     rc = 0;
 out:
     free(model);
-    gguf_close(&f);
     if (rc) {
         tokenizer_free(tok);
         return err_prefix("loading tokenizer: ");
     }
     *out = tok;
     return 0;
+}
+
+int tok_load_gguf(tokenizer **out, const char *path) {
+    *out = NULL;
+    gguf_file f;
+    if (gguf_open(&f, path)) return err_prefix("loading tokenizer: ");
+    int rc = tokenizer_load_gguf_file(out, &f);
+    gguf_close(&f);
+    return rc;
 }
 
 /* ---- writing: the tokenizer.ggml.* keys of a tokenizer ---- */

@@ -1,13 +1,17 @@
 /* fuzz_gguf.c: libFuzzer target for the GGUF parser (gguf_parse) on arbitrary bytes. Every
  * accepted file is then read the way the loaders do: each metadata value through its typed
  * getter, every element of every array, each tensor found by name and small ones dequantized,
- * so that a validation gap shows up as an out-of-bounds read under ASan. Seeds: corpus_gguf/. */
+ * the model config and the tokenizer built from the metadata (and a text encoded and decoded
+ * with it), so that a validation gap shows up as an out-of-bounds read under ASan. Seeds:
+ * corpus_gguf/ (every value type; byte-level BPE and SentencePiece vocabularies). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "model/gguf.h"
+#include "model/gguf_model.h"
+#include "model/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,6 +53,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 abort(); /* a validated tensor of a readable type always converts */
         }
         free(buf);
+        model_config cfg;
+        if (gguf_model_config(&f, &cfg) == 0 && gguf_model_check(&f, &cfg)) err_clear();
+        err_clear();
+        tokenizer *tok = NULL;
+        if (tokenizer_load_gguf_file(&tok, &f) == 0) {
+            static const char text[] = "Hello world 2024, <|im_start|>user\n \xc3\xa9t\xc3\xa9 \xe2\x82\xac!";
+            int32_t *ids;
+            size_t n;
+            if (tokenizer_encode(tok, text, sizeof text - 1, &ids, &n) == 0) {
+                char *back;
+                size_t len;
+                if (tokenizer_decode(tok, ids, n, &back, &len) == 0) free(back);
+                free(ids);
+            }
+            tokenizer_free(tok);
+        }
+        err_clear();
         (void)sink;
         gguf_close(&f);
     }
