@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -138,14 +141,48 @@ fail:
 
 static const char *const store_subdirs[] = {"objects", "tmp", "checkpoints", "logs", "locks"};
 
-/* The journal mode recorded in a database file's header: 2 WAL, 1 rollback, 0 no database yet. */
-static int header_journal_mode(const char *dbpath) {
+/* What a database file's header says without opening it: the journal mode (2 WAL, 1 rollback,
+ * 0 no database yet) and the schema version (PRAGMA user_version, bytes 60-63, big-endian). In WAL
+ * mode the header may lag the WAL file, never lead it: a version read here is at most the real one. */
+static int header_read(const char *dbpath, int *version) {
     unsigned char h[100];
     FILE *f = fopen(dbpath, "rb");
     size_t n = f ? fread(h, 1, sizeof h, f) : 0;
     if (f) fclose(f);
+    *version = -1;
     if (n < sizeof h || memcmp(h, "SQLite format 3", 16)) return 0;
+    *version = (int)((uint32_t)h[60] << 24 | (uint32_t)h[61] << 16 | (uint32_t)h[62] << 8 | h[63]);
     return h[18] == 2 && h[19] == 2 ? 2 : 1;
+}
+
+/* The store's open lock (locks/open.lock): held exclusively while a process creates the
+ * database, switches its journal mode or migrates it, because SQLite's busy handler does not
+ * cover those steps (two processes creating one store at once saw "database is locked"); readers
+ * hold it shared while the store is being set up. Returns the fd, -1 (error slot set), or -2 when
+ * a reader finds no lock file (nothing has ever set the store up: there is nothing to wait for). */
+static int open_lock(const char *dir, int exclusive) {
+    char *p = fs_join(dir, "locks/open.lock");
+    int fd = p ? open(p, exclusive ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0644) : -1;
+    if (fd < 0) {
+        int missing = p && !exclusive && errno == ENOENT;
+        if (p && !missing) err_errno("cannot open the store's lock file %s", p);
+        free(p);
+        return missing ? -2 : -1;
+    }
+    free(p);
+    while (flock(fd, exclusive ? LOCK_EX : LOCK_SH)) {
+        if (errno == EINTR) continue;
+        err_errno("cannot lock the store %s", dir);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void open_unlock(int fd) {
+    if (fd < 0) return;
+    flock(fd, LOCK_UN);
+    close(fd);
 }
 
 /* A WAL database on a shared file system becomes a rollback-journal one. EXCLUSIVE locking
@@ -202,6 +239,7 @@ int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *
     }
     store *s = xcalloc(1, sizeof *s);
     if (!s) return -1;
+    int lock = -2; /* the open lock, when this open needs it */
     s->dir = fs_realpath(dir);
     char *dbpath = s->dir ? fs_join(s->dir, "smelt.db") : NULL;
     if (!dbpath) goto fail;
@@ -215,7 +253,17 @@ int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *
                 s->dir, s->fs.type, s->fs.why);
         goto fail;
     }
-    int journal = header_journal_mode(dbpath);
+    /* A store that is set up (the journal mode its file system needs, the current schema) opens
+     * without the open lock; any other waits for it, then looks again. */
+    int version, journal = header_read(dbpath, &version);
+    int shared_journal = s->fs.cls == FS_SHARED || journal == 1;
+    if (journal != (shared_journal ? 1 : 2) || version != store_n_migrations) {
+        lock = open_lock(s->dir, !nowrite);
+        if (lock == -1) goto fail;
+        journal = header_read(dbpath, &version);
+        shared_journal = s->fs.cls == FS_SHARED || journal == 1;
+    }
+    int setup = journal != (shared_journal ? 1 : 2) || version != store_n_migrations;
     int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create && !nowrite ? SQLITE_OPEN_CREATE : 0);
     if (open_db(s, dbpath, oflags)) goto fail;
     if (nowrite) {
@@ -244,17 +292,18 @@ int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *
         /* A new store on one host gets WAL; a store that is (or once was) shared keeps the
          * rollback journal, which is safe everywhere, so that a host that sees the file system
          * as local (the NFS server itself) never turns WAL back on under the other nodes. */
-        const char *mode = s->fs.cls == FS_SHARED || journal == 1 ? "PRAGMA journal_mode = DELETE"
-                                                                    : "PRAGMA journal_mode = WAL";
-        const char *sync = s->fs.cls == FS_SHARED || journal == 1 ? "PRAGMA synchronous = FULL"
-                                                                    : "PRAGMA synchronous = NORMAL";
-        if (store_exec(s, mode) || store_exec(s, sync) || store_exec(s, "PRAGMA foreign_keys = OFF") || migrate(s))
+        const char *mode = shared_journal ? "PRAGMA journal_mode = DELETE" : "PRAGMA journal_mode = WAL";
+        const char *sync = shared_journal ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+        if ((setup && store_exec(s, mode)) || store_exec(s, sync) || store_exec(s, "PRAGMA foreign_keys = OFF") ||
+            (setup && migrate(s)))
             goto fail;
     }
+    open_unlock(lock);
     free(dbpath);
     *out = s;
     return 0;
 fail:
+    open_unlock(lock);
     free(dbpath);
     store_close(s);
     return -1;
