@@ -144,9 +144,12 @@ int cmd_resume(int argc, char **argv) {
     printf("resuming run %s (%s)%s, store %s\n", run_id, row.name, on_slurm ? " on Slurm" : "", store_dir(s));
     fflush(stdout);
     if (on_slurm) {
+        int n_jobs = 0;
         if (slurm_opts_from_json(&stored, sr.options) || slurm_opts_merge(&stored, &so) ||
-            slurm_submit_run(s, r, run_id, &stored, self, 1, stdout))
+            slurm_submit_run(s, r, run_id, &stored, self, 1, stdout, &n_jobs))
             status = cli_fail("resume");
+        else if (n_jobs == 0)
+            printf("run %s is complete: every stage was done or cached, nothing was submitted\n", run_id);
         goto out;
     }
     runner_opts o = {.jobs = jobs ? jobs : (row.jobs > 0 ? row.jobs : 1), .self_exe = self};

@@ -115,7 +115,11 @@ int cmd_submit(int argc, char **argv) {
             fprintf(stderr, "smelt submit: note: the store is on a local file system (%s): every job must run on this "
                             "host; on a cluster with several nodes put the store on a shared file system\n", fs->type);
         fflush(stdout);
-        if (slurm_submit_run(s, r, run_id, &so, self, 0, stdout)) status = cli_fail("submit");
+        int n_jobs = 0;
+        if (slurm_submit_run(s, r, run_id, &so, self, 0, stdout, &n_jobs)) status = cli_fail("submit");
+        else if (n_jobs == 0)
+            printf("run %s is complete: every stage was already computed, nothing was submitted (see 'smelt report "
+                   "%s')\n", run_id, run_id);
         else printf("follow it with 'smelt status %s'; stop it with 'smelt cancel %s'\n", run_id, run_id);
     }
     recipe_free(r);
@@ -210,7 +214,8 @@ int cli_slurm_status(store *s, const run_row *rr, const slurm_run_row *sr) {
     static const char *const hdr[] = {"STAGE", "KIND", "STATUS", "JOB", "STATE", "ELAPSED", "NODE", "DETAIL"};
     table_init(&t, 8, hdr);
     int forgotten = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int r;
+    while ((r = store_step_row(s, st, "reading the stages of the run")) == 1) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
         const char *stt = (const char *)sqlite3_column_text(st, 2);
         const char *from = (const char *)sqlite3_column_text(st, 3);
@@ -234,6 +239,12 @@ int cli_slurm_status(store *s, const run_row *rr, const slurm_run_row *sr) {
         else table_cell(&t, 7, "%s", "");
     }
     sqlite3_finalize(st);
+    if (r < 0) {
+        table_free(&t);
+        free(views);
+        slurm_job_rows_free(jobs, n_jobs);
+        return cli_fail("status");
+    }
     table_print(&t, stdout);
     table_free(&t);
     printf("job states: %s (%d Slurm call%s)%s\n", sr->query, calls, calls == 1 ? "" : "s",

@@ -52,7 +52,8 @@ int cmd_status(int argc, char **argv) {
            orphan ? " (but its runner process is gone: continue with 'smelt resume')" : "", created);
     if (rr.finished_at > 0) printf(", %.2fs", rr.finished_at - rr.created_at);
     printf("\nrecipe %s\n", rr.recipe_path ? rr.recipe_path : "(text only)");
-    if (rr.error) printf("error: %s\n", rr.error);
+    /* An interrupted run was stopped (Ctrl-C, 'smelt cancel'): not an error. */
+    if (rr.error) printf("%s: %s\n", !strcmp(rr.status, "interrupted") ? "interrupted" : "error", rr.error);
     sqlite3_stmt *st;
     int status = EXIT_OK;
     if (on_slurm) {
@@ -69,7 +70,8 @@ int cmd_status(int argc, char **argv) {
     table t;
     static const char *const hdr[] = {"STAGE", "KIND", "STATUS", "ATTEMPTS", "TIME", "DETAIL"};
     table_init(&t, 6, hdr);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int r;
+    while ((r = store_step_row(s, st, "reading the stages of the run")) == 1) {
         const char *stt = (const char *)sqlite3_column_text(st, 2);
         char secs[32] = "-";
         if (sqlite3_column_type(st, 5) != SQLITE_NULL && sqlite3_column_type(st, 4) != SQLITE_NULL &&
@@ -91,7 +93,8 @@ int cmd_status(int argc, char **argv) {
         else table_cell(&t, 5, "%s", "");
     }
     sqlite3_finalize(st);
-    table_print(&t, stdout);
+    if (r < 0) status = cli_fail("status");
+    else table_print(&t, stdout);
     table_free(&t);
 out:
     run_row_free(&rr);
@@ -120,7 +123,8 @@ int cmd_runs(int argc, char **argv) {
     table t;
     static const char *const hdr[] = {"RUN", "NAME", "STATUS", "CREATED", "TIME", "STAGES"};
     table_init(&t, 6, hdr);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int r;
+    while ((r = store_step_row(s, st, "listing the runs")) == 1) {
         char created[32], secs[32] = "-";
         time_iso8601(created, sqlite3_column_double(st, 3));
         if (sqlite3_column_type(st, 4) != SQLITE_NULL) fmt_seconds(secs, sizeof secs, sqlite3_column_double(st, 4));
@@ -134,6 +138,11 @@ int cmd_runs(int argc, char **argv) {
                    failed ? ", " : "", failed, failed ? " failed" : "", sqlite3_column_int(st, 5));
     }
     sqlite3_finalize(st);
+    if (r < 0) {
+        table_free(&t);
+        store_close(s);
+        return cli_fail("runs");
+    }
     if (t.n_rows == 1) printf("no runs yet in %s\n", store_dir(s));
     else table_print(&t, stdout);
     table_free(&t);

@@ -46,7 +46,16 @@ int store_err(store *s, const char *what) {
     return err_set(ERR_IO, "%s: %s (store %s)", what, sqlite3_errmsg(s->db), s->dir);
 }
 
+/* A test build links a definition of store_fault (tests/fault_hook.c) to make one SQLite
+ * operation fail on purpose; in smelt itself it is NULL and costs one comparison. */
+static int fault(const char *what) {
+    if (store_fault && store_fault(what))
+        return err_set(ERR_IO, "SQLite: injected fault in %s (a test build's SMELT_STORE_FAULT)", what);
+    return 0;
+}
+
 int store_exec(store *s, const char *sql) {
+    if (fault("exec")) return -1;
     char *msg = NULL;
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
@@ -58,14 +67,37 @@ int store_exec(store *s, const char *sql) {
 }
 
 int store_prepare(store *s, sqlite3_stmt **st, const char *sql) {
+    *st = NULL;
+    if (fault("prepare")) return -1;
     if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) return store_err(s, "preparing a query");
     return 0;
 }
 
 int store_step_done(store *s, sqlite3_stmt *st) {
+    if (fault("step")) return -1;
     int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return store_err(s, "writing to the store database");
+    if (rc != SQLITE_DONE) return store_err(s, rc == SQLITE_ROW ? "a statement that writes returned rows" : "writing to the store database");
     return 0;
+}
+
+int store_step_row(store *s, sqlite3_stmt *st, const char *what) {
+    if (fault("step")) return err_prefix("%s: ", what);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) return 1;
+    if (rc == SQLITE_DONE) return 0;
+    return store_err(s, what);
+}
+
+int store_exec_bind(store *s, const char *sql, int n, const char *const *args) {
+    sqlite3_stmt *st;
+    if (store_prepare(s, &st, sql)) return -1;
+    for (int i = 0; i < n; i++) {
+        if (args[i]) sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(st, i + 1);
+    }
+    int rc = store_step_done(s, st);
+    sqlite3_finalize(st);
+    return rc;
 }
 
 char *store_path(const store *s, const char *rel) { return fs_join(s->dir, rel); }
@@ -75,6 +107,7 @@ sqlite3 *store_db(store *s) { return s->db; }
 /* BEGIN IMMEDIATE can return SQLITE_BUSY without invoking the busy handler in a few WAL
  * situations (recovery, a concurrent checkpoint); retry it with a short sleep. */
 int store_begin(store *s) {
+    if (fault("begin")) return -1;
     for (int i = 0;; i++) {
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc == SQLITE_OK) return 0;
@@ -85,6 +118,10 @@ int store_begin(store *s) {
 }
 
 int store_commit(store *s) {
+    if (fault("commit")) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
     for (int i = 0;; i++) {
         int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         if (rc == SQLITE_OK) return 0;
@@ -105,10 +142,10 @@ void store_rollback(store *s) {
 static int user_version(store *s, int *v) {
     sqlite3_stmt *st;
     if (store_prepare(s, &st, "PRAGMA user_version")) return -1;
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
+    int rc = store_step_row(s, st, "reading the schema version");
+    if (rc != 1) {
         sqlite3_finalize(st);
-        return store_err(s, "reading the schema version");
+        return rc ? -1 : err_set(ERR_IO, "reading the schema version of the store %s: no row", s->dir);
     }
     *v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);

@@ -5,3 +5,8 @@ smelt_c_test(test_store_open ${CMAKE_CURRENT_SOURCE_DIR}/test_store_open.c)
 foreach(t diamond resume_kill concurrent bad_recipes corrupt_gc export_import mpi plan_query failures)
   smelt_sh_test(cli_${t} cli/${t}.sh)
 endforeach()
+# smelt with the store's fault-injection hook (tests/fault_hook.c), for cli_store_faults only.
+add_executable(smelt_faults ${cmd_srcs} ${CMAKE_CURRENT_SOURCE_DIR}/fault_hook.c)
+target_link_libraries(smelt_faults PRIVATE smelt_pipeline smelt_stages smelt_model smelt_store smelt_common)
+smelt_sh_test(cli_store_faults cli/store_faults.sh)
+set_property(TEST cli_store_faults APPEND PROPERTY ENVIRONMENT "SMELT_FAULTS_BIN=$<TARGET_FILE:smelt_faults>")
