@@ -10,3 +10,6 @@ add_executable(smelt_faults ${cmd_srcs} ${CMAKE_CURRENT_SOURCE_DIR}/fault_hook.c
 target_link_libraries(smelt_faults PRIVATE smelt_pipeline smelt_stages smelt_model smelt_store smelt_common)
 smelt_sh_test(cli_store_faults cli/store_faults.sh)
 set_property(TEST cli_store_faults APPEND PROPERTY ENVIRONMENT "SMELT_FAULTS_BIN=$<TARGET_FILE:smelt_faults>")
+# Every test that needs ../shared fails (not skips) without it under SMELT_REQUIRE_SHARED=1.
+smelt_sh_test(shared_required shared_required.sh)
+set_property(TEST shared_required APPEND PROPERTY ENVIRONMENT "SMELT_TEST_BIN_DIR=${CMAKE_CURRENT_BINARY_DIR}")
