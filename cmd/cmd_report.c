@@ -54,26 +54,16 @@ static int report_blocks(store *s, const char *run) {
 }
 
 int cmd_report(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else return cli_usage_error("report", "unknown option");
-    }
-    if (optind < argc - 1) return cli_usage_error("report", "expected at most one run id");
+    const char *store_flag;
+    if (cli_args("report", argc, argv, NULL, 0, 1, "expected at most one run id", &store_flag)) return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     run_row rr = {0};
-    if (cli_open_store(&s, store_flag, STORE_NOWRITE) ||
-        store_run_resolve(s, optind < argc ? argv[optind] : "latest", run) || store_run_load(s, run, &rr)) {
-        store_close(s);
-        return cli_fail("report");
-    }
+    int status = cli_open_run("report", store_flag, STORE_NOWRITE, optind < argc ? argv[optind] : NULL, &s, run, &rr);
+    if (status) return status;
     /* Metric keys in the order stages first report them. */
     char *keys[REPORT_MAX_KEYS];
-    int nk = 0, status = EXIT_OK;
+    int nk = 0;
     sqlite3_stmt *st;
     if (store_prepare(s, &st, "SELECT m.key FROM metric_latest m JOIN stage s ON s.run_id = m.run_id AND s.name = "
                               "m.stage WHERE m.run_id = ? GROUP BY m.key ORDER BY min(s.ord), m.key")) {

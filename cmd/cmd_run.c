@@ -114,11 +114,15 @@ int cmd_resume(int argc, char **argv) {
     slurm_opts stored = {0};
     cJSON *ov = NULL;
     char **sets = NULL;
-    int n_sets = 0, status = EXIT_OK, on_slurm = 0;
+    int n_sets = 0, on_slurm = 0;
     char run_id[RUN_ID_MAX];
-    if (!(self = cli_self_exe()) || cli_open_store(&s, store_flag, 0) || store_run_resolve(s, argv[optind], run_id) ||
-        (on_slurm = store_slurm_run_get(s, run_id, &sr)) < 0 || (!on_slurm && runner_check_not_active(s, run_id)) ||
-        store_run_load(s, run_id, &row)) {
+    int status = cli_open_run("resume", store_flag, 0, argv[optind], &s, run_id, NULL);
+    if (status) {
+        slurm_opts_free(&so);
+        return status;
+    }
+    if (!(self = cli_self_exe()) || (on_slurm = store_slurm_run_get(s, run_id, &sr)) < 0 ||
+        (!on_slurm && runner_check_not_active(s, run_id)) || store_run_load(s, run_id, &row)) {
         status = cli_fail("resume");
         goto out;
     }

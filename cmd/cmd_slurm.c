@@ -132,21 +132,15 @@ out:
 }
 
 int cmd_cancel(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else return cli_usage_error("cancel", "unknown option");
-    }
-    if (optind != argc - 1) return cli_usage_error("cancel", "expected one run id (see 'smelt runs')");
+    const char *store_flag;
+    if (cli_args("cancel", argc, argv, NULL, 1, 1, "expected one run id (see 'smelt runs')", &store_flag))
+        return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     slurm_run_row sr = {0};
-    int status = EXIT_OK, found = 0;
-    if (cli_open_store(&s, store_flag, 0) || store_run_resolve(s, argv[optind], run) ||
-        (found = store_slurm_run_get(s, run, &sr)) < 0) {
+    int status = cli_open_run("cancel", store_flag, 0, argv[optind], &s, run, NULL), found = 0;
+    if (status) return status;
+    if ((found = store_slurm_run_get(s, run, &sr)) < 0) {
         status = cli_fail("cancel");
     } else if (!found) {
         err_set(ERR_INPUT, "run %s was not submitted to Slurm; stop a local run with Ctrl-C (or kill the smelt process "

@@ -12,31 +12,14 @@
 #include "store/slurm_jobs.h"
 #include "store/runs.h"
 
-static int parse_store_opt(int argc, char **argv, const char *cmd, const char **store_flag, int *limit) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"limit", required_argument, 0, 'l'},
-                                         {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:l:", opts, NULL)) != -1) {
-        if (c == 's') *store_flag = optarg;
-        else if (c == 'l' && limit) *limit = atoi(optarg);
-        else return cli_usage_error(cmd, "unknown option");
-    }
-    return 0;
-}
-
 int cmd_status(int argc, char **argv) {
-    const char *store_flag = NULL;
-    if (parse_store_opt(argc, argv, "status", &store_flag, NULL)) return EXIT_USAGE;
-    if (optind < argc - 1) return cli_usage_error("status", "expected at most one run id");
+    const char *store_flag;
+    if (cli_args("status", argc, argv, NULL, 0, 1, "expected at most one run id", &store_flag)) return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     run_row rr = {0};
-    if (cli_open_store(&s, store_flag, STORE_NOWRITE) ||
-        store_run_resolve(s, optind < argc ? argv[optind] : "latest", run) || store_run_load(s, run, &rr)) {
-        store_close(s);
-        return cli_fail("status");
-    }
+    int st_open = cli_open_run("status", store_flag, STORE_NOWRITE, optind < argc ? argv[optind] : NULL, &s, run, &rr);
+    if (st_open) return st_open;
     char created[32];
     time_iso8601(created, rr.created_at);
     slurm_run_row sr = {0};
@@ -103,10 +86,10 @@ out:
 }
 
 int cmd_runs(int argc, char **argv) {
-    const char *store_flag = NULL;
-    int limit = 50;
-    if (parse_store_opt(argc, argv, "runs", &store_flag, &limit)) return EXIT_USAGE;
-    if (optind != argc) return cli_usage_error("runs", "takes no arguments");
+    const char *store_flag, *limit_arg = NULL;
+    const cli_opt opts[] = {{"limit", 1, 'l', &limit_arg, NULL}, {0}};
+    if (cli_args("runs", argc, argv, opts, 0, 0, "takes no arguments", &store_flag)) return EXIT_USAGE;
+    int limit = limit_arg ? atoi(limit_arg) : 50;
     store *s = NULL;
     if (cli_open_store(&s, store_flag, STORE_NOWRITE)) return cli_fail("runs");
     sqlite3_stmt *st;

@@ -100,12 +100,9 @@ static int write_file_entry(struct archive *a, const char *name, const char *src
 }
 
 static int set_filter(struct archive *a, const char *path) {
-    size_t n = strlen(path);
-#define ENDS(s) (n >= strlen(s) && !strcmp(path + n - strlen(s), s))
-    if (ENDS(".zst") || ENDS(".tzst")) return archive_write_add_filter_zstd(a);
-    if (ENDS(".gz") || ENDS(".tgz")) return archive_write_add_filter_gzip(a);
-    if (ENDS(".tar")) return archive_write_add_filter_none(a);
-#undef ENDS
+    if (str_ends_with(path, ".zst") || str_ends_with(path, ".tzst")) return archive_write_add_filter_zstd(a);
+    if (str_ends_with(path, ".gz") || str_ends_with(path, ".tgz")) return archive_write_add_filter_gzip(a);
+    if (str_ends_with(path, ".tar")) return archive_write_add_filter_none(a);
     return err_set(ERR_INPUT, "cannot tell the compression of '%s'; name it .tar.zst, .tar.gz or .tar", path);
 }
 
@@ -155,15 +152,16 @@ int store_export(store *s, const char *run, const char *path, int *n_objects, ui
     }
     char *json = rc ? NULL : cJSON_PrintUnformatted(root);
     if (!rc && !json) rc = err_set(ERR_NOMEM, "out of memory writing the export manifest");
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    fs_atomic out = {.fd = -1};
     struct archive *a = archive_write_new();
-    if (!rc && (!tmp || !a)) rc = -1;
+    if (!rc && !a) rc = err_set(ERR_NOMEM, "out of memory starting an archive");
     if (!rc && (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK || set_filter(a, path) != ARCHIVE_OK)) {
         if (err_kind_get() != ERR_INPUT) err_set(ERR_IO, "cannot set up the archive: %s", archive_error_string(a));
         rc = -1;
     }
-    if (!rc && archive_write_open_filename(a, tmp) != ARCHIVE_OK)
-        rc = err_set(ERR_IO, "cannot create %s: %s", tmp, archive_error_string(a));
+    if (!rc) rc = fs_atomic_open(&out, path);
+    if (!rc && archive_write_open_fd(a, out.fd) != ARCHIVE_OK)
+        rc = err_set(ERR_IO, "cannot start %s: %s", out.tmp, archive_error_string(a));
     int nobj = 0;
     uint64_t total = 0;
     if (!rc) rc = write_entry(a, EXPORT_JSON, json, strlen(json), path);
@@ -190,13 +188,11 @@ int store_export(store *s, const char *run, const char *path, int *n_objects, ui
     free(logdir);
     if (a) {
         if (!rc && archive_write_close(a) != ARCHIVE_OK)
-            rc = err_set(ERR_IO, "cannot finish %s: %s", tmp, archive_error_string(a));
-        archive_write_free(a);
+            rc = err_set(ERR_IO, "cannot finish %s: %s", out.tmp, archive_error_string(a));
+        archive_write_free(a); /* leaves out.fd open */
     }
-    if (!rc) rc = fs_fsync_path(tmp);
-    if (!rc && rename(tmp, path)) rc = err_errno("cannot rename %s to %s", tmp, path);
-    if (rc && tmp) unlink(tmp);
-    free(tmp);
+    if (!rc) rc = fs_atomic_commit(&out);
+    else if (out.fd >= 0) fs_atomic_abort(&out);
     cJSON_free(json);
     cJSON_Delete(root);
     if (n_objects) *n_objects = nobj;
