@@ -300,7 +300,10 @@ static int insert_rows(store *s, const char *table, const cJSON *t) {
     sqlite3_stmt *st;
     int rc = store_prepare(s, &st, sb_str(&sql));
     sb_free(&sql);
-    if (rc) return err_prefix("importing table %s (is the archive from a newer smelt?): ", table);
+    if (rc && sqlite3_errcode(store_db(s)) == SQLITE_ERROR) /* a column this store does not have */
+        return err_set(ERR_CORRUPT, "importing table %s: %s; the archive is damaged or from a newer smelt (store %s)",
+                       table, sqlite3_errmsg(store_db(s)), s->dir);
+    if (rc) return err_prefix("importing table %s: ", table);
     const cJSON *row;
     cJSON_ArrayForEach(row, rows) {
         if (rc) break;
