@@ -184,7 +184,8 @@ static int record_end(store *s, const char *run, const char *stage, const char *
         if (store_stage_set_status(s, run, stage, "pending", msg) ||
             store_run_set_status_if(s, run, "running", "interrupted", msg))
             keep_store_error(&store_error);
-        rc = err_set(ERR_STAGE, "%s", msg ? msg : "stopped by a signal");
+        kind = ERR_STAGE;
+        rc = err_set(kind, "%s", msg ? msg : "stopped by a signal");
     } else {
         msg = xasprintf("stage %s failed in Slurm job %s: %s; fix the cause and 'smelt resume %s'", stage,
                         job ? job : "-", why ? why : "unknown error", run);
@@ -197,7 +198,7 @@ static int record_end(store *s, const char *run, const char *stage, const char *
         store_slurm_job_finish(s, run, stage, job, out == OUT_DONE ? "completed" : out == OUT_STOPPED ? "stopped" : "failed"))
         keep_store_error(&store_error);
     if (store_error) {
-        if (rc) err_set(err_kind_get(), "%s (and the store did not record it: %s)", msg ? msg : "failed", store_error);
+        if (rc) err_set(kind, "%s (and the store did not record it: %s)", msg ? msg : "failed", store_error);
         else err_set(ERR_IO, "stage %s is done, but the store did not record how job %s ended: %s", stage,
                      job ? job : "-", store_error);
         rc = -1;
