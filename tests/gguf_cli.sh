@@ -13,6 +13,7 @@
 # a failed convert leaves nothing at OUT. About 40 s on 2 shared cores (the Python check is most).
 set -u
 . "$(dirname "$0")/expect_lib.sh"
+source "$SRC/tests/lib_shared.sh"
 
 # ---- malformed files (no ../shared needed): a valid small GGUF from the fuzz corpus, damaged ----
 SEED=$SRC/tests/fuzz/corpus_gguf/types.gguf
@@ -38,10 +39,7 @@ expect 0 "F32, " "$BIN" convert "$TMP/gqa.gguf" "$TMP/gqa_hf"
 cmp -s "$TMP/gqa_hf/model.safetensors" <("$BIN" convert "$SRC/tests/fixtures/llama_gqa" "$TMP/gqa_hf2" >/dev/null && cat "$TMP/gqa_hf2/model.safetensors") ||
   fail "HF -> GGUF -> HF (f32) is not byte-identical to HF -> HF"
 
-G=${SMELT_SHARED_DIR:-$SRC/../shared}/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ ! -f "$G" ]; then
-  if [ "${SMELT_REQUIRE_SHARED:-0}" = 1 ]; then fail "$G is required (SMELT_REQUIRE_SHARED=1)"; else
-    echo "SKIP the SmolLM2 part: $G not found (set SMELT_SHARED_DIR)"; fi
+if ! shared_file G models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf "the SmolLM2 checks"; then
   [ $status = 0 ] && echo "gguf_cli: all checks passed"
   exit $status
 fi

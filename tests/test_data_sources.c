@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "tests/check.h"
 #include "tests/data_testutil.h"
+#include "tests/shared_dir.h"
 
 static char tmp[256];
 
@@ -377,14 +378,11 @@ static void test_malformed(void) {
 
 /* A tokenizer given as a path is copied into the artifact and used for every example. */
 static void test_tokenizer_path(void) {
-    const char *shared = getenv("SMELT_SHARED_DIR");
-    char *qwen = shared ? xasprintf("%s/tokenizers/qwen2/vocab.json", shared) : NULL;
-    char *tok512 = shared ? xasprintf("%s/models/stories260K/tok512.bin", shared) : NULL;
-    if (!qwen || !fs_exists(qwen) || !fs_exists(tok512)) {
-        printf("note: ../shared absent: the tokenizer-path cases are not run\n");
-        free(qwen), free(tok512);
+    char qwen_path[4096], tok512_path[4096];
+    if (!shared_file(qwen_path, sizeof qwen_path, "tokenizers/qwen2/vocab.json", "the tokenizer-path cases") ||
+        !shared_file(tok512_path, sizeof tok512_path, "models/stories260K/tok512.bin", "the tokenizer-path cases"))
         return;
-    }
+    char *qwen = xstrdup(qwen_path), *tok512 = xstrdup(tok512_path);
     char *body = xasprintf("    source: synthetic\n    members: 6\n    items: 20\n    tokenizer: %s\n", qwen);
     CHECK_OK(dt_build(tmp, body, 1, NULL));
     dataset ds;
@@ -434,13 +432,11 @@ static char *ds_text(const dataset *ds, const ds_split *s, int64_t i, uint32_t n
 }
 
 static void test_gguf_chat(void) {
-    const char *shared = getenv("SMELT_SHARED_DIR");
-    char *g = shared ? xasprintf("%s/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", shared) : NULL;
-    if (!g || !fs_exists(g)) {
-        printf("note: ../shared absent: the GGUF tokenizer / chat template cases are not run\n");
-        free(g);
+    char gp[4096];
+    if (!shared_file(gp, sizeof gp, "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "the GGUF tokenizer and chat template cases"))
         return;
-    }
+    const char *g = gp;
     put("chat.jsonl", "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "
                       "\"Recommend a film.\"}, {\"role\": \"assistant\", \"content\": \"Alien (1979).\"}]}\n"
                       "{\"prompt\": \"2+2?\", \"response\": \"4\"}\n");
@@ -488,10 +484,10 @@ static void test_gguf_chat(void) {
     CHECK(dt_build(tmp, "    source: synthetic\n    template: chat\n", 1, NULL) == -1 &&
           strstr(err_msg(), "applies to source pairs"));
     err_clear();
-    free(g);
 }
 
 int main(void) {
+    shared_dir(); /* fails at once when the folder is required and absent */
     log_set_level(LOG_WARN);
     snprintf(tmp, sizeof tmp, "/tmp/smelt-test-data-sources-%d", (int)getpid());
     CHECK_OK(fs_mkdir_p(tmp, 0755));

@@ -23,6 +23,7 @@
 #include "model/gguf_quants.h"
 #include "model/gguf_write.h"
 #include "tests/ckpt_testutil.h"
+#include "tests/shared_dir.h"
 
 static uint8_t *hex_decode(const char *hex, size_t *n) {
     size_t len = strlen(hex);
@@ -405,14 +406,6 @@ static void test_malformed(const strbuf *good) {
 
 /* ---- the real file ---- */
 
-static const char *shared_model(void) {
-    static char path[4096];
-    const char *shared = getenv("SMELT_SHARED_DIR");
-    snprintf(path, sizeof path, "%s/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-             shared ? shared : "../shared");
-    return path;
-}
-
 static void array_digest(const gguf_kv *kv, char hex[SHA256_HEX_LEN + 1]) {
     sha256_ctx *c = sha256_new();
     for (uint64_t i = 0; i < kv->n; i++) {
@@ -464,14 +457,12 @@ static void check_kv(const gguf_file *f, const char *key, const cJSON *ref) {
 }
 
 static void test_real_file(const cJSON *fx) {
-    const char *path = shared_model();
+    char path[4096];
     const cJSON *ref = cJSON_GetObjectItem(fx, "smollm2");
-    if (!fs_exists(path) || !ref) {
-        if (getenv("SMELT_REQUIRE_SHARED") && !strcmp(getenv("SMELT_REQUIRE_SHARED"), "1"))
-            CHECK(0, "%s is required (SMELT_REQUIRE_SHARED=1)", path);
-        else printf("SKIP the real-file part: %s not found (set SMELT_SHARED_DIR)\n", path);
+    CHECK(ref != NULL, "the fixture has the SmolLM2 summary (rerun tools/make_gguf_fixtures.py with ../shared)");
+    if (!ref || !shared_file(path, sizeof path, "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+                             "the real-file checks"))
         return;
-    }
     gguf_file f;
     EXPECT_OK(gguf_open(&f, path), "opening SmolLM2");
     if (!f.bytes) return;
@@ -518,6 +509,7 @@ static void test_real_file(const cJSON *fx) {
 }
 
 int main(void) {
+    shared_dir(); /* fails at once when the folder is required and absent */
     cJSON *fx = load_fixture();
     test_dequant(fx);
     test_quant(fx);

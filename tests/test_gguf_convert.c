@@ -11,7 +11,7 @@
  *   reloaded give llama.cpp's golden ids (pre-tokenizers llama-bpe and qwen2); the llama2.c
  *   tokenizer (tok512.bin) exported as a SentencePiece ("llama") GGUF with stories260K's weights
  *   encodes like the original and the weights come back bit for bit.
- * Parts needing ../shared skip with one line each (SMELT_REQUIRE_SHARED=1 makes that a failure). */
+ * Parts needing ../shared skip with one line each (tests/shared_dir.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,17 +24,9 @@
 #include "model/gguf_export.h"
 #include "model/tokenizer.h"
 #include "tests/ckpt_testutil.h"
+#include "tests/shared_dir.h"
 
-static const char *shared;
-
-static int have_shared(const char *rel, char *path, size_t n) {
-    snprintf(path, n, "%s/%s", shared, rel);
-    if (fs_exists(path)) return 1;
-    const char *req = getenv("SMELT_REQUIRE_SHARED");
-    if (req && !strcmp(req, "1")) CHECK(0, "%s is required (SMELT_REQUIRE_SHARED=1)", path);
-    else printf("SKIP the part needing %s: not found (set SMELT_SHARED_DIR)\n", path);
-    return 0;
-}
+static int have_shared(const char *rel, char *path, size_t n) { return shared_file(path, n, rel, rel); }
 
 /* Compares every tensor of two models of the same config; bound(type, a, b, n) says how far
  * b may be from a (n values of one row). Returns the number of tensors out of bounds. */
@@ -162,8 +154,8 @@ static char *read_all(const char *path, size_t *len) {
 /* The golden strings (separated by "\n__ggml_vocab_test__\n") against one line of ids each. */
 static int golden(const tokenizer *tok, const char *out_name, const char *what) {
     char inp[4096], outp[4096];
-    snprintf(inp, sizeof inp, "%s/tokenizers/golden/vocab-test.inp", shared);
-    snprintf(outp, sizeof outp, "%s/tokenizers/golden/%s", shared, out_name);
+    snprintf(inp, sizeof inp, "%s/tokenizers/golden/vocab-test.inp", shared_dir());
+    snprintf(outp, sizeof outp, "%s/tokenizers/golden/%s", shared_dir(), out_name);
     size_t li, lo;
     char *in = read_all(inp, &li), *ids = read_all(outp, &lo);
     if (!in || !ids) return 0;
@@ -278,7 +270,7 @@ static void test_stories260k(void) {
 }
 
 int main(void) {
-    shared = getenv("SMELT_SHARED_DIR") ? getenv("SMELT_SHARED_DIR") : "../shared";
+    shared_dir(); /* fails at once when the folder is required and absent */
     test_fixture_models();
     test_tokenizer_files();
     test_stories260k();

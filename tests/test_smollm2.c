@@ -17,7 +17,7 @@
  * H (q/k/v), D + T (scores, softmax, values), Q (o), H (gate/up) and I (down); the head adds H:
  *     tol = 2 eps (L (2H + Q + I + D + T) + H),
  * with L = 30, H = Q = 576, I = 1536, D = 64 and T the prompt length: about 0.024.
- * Skips (77) without ../shared unless SMELT_REQUIRE_SHARED=1. */
+ * Needs ../shared: skips (77) without it, fails with SMELT_REQUIRE_SHARED=1 (tests/shared_dir.h). */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +33,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tests/ckpt_testutil.h"
+#include "tests/shared_dir.h"
 
 static cJSON *fx;
 static const char *model_path;
@@ -242,16 +243,11 @@ static void test_greedy(model *m, const tokenizer *tok) {
 }
 
 int main(void) {
-    const char *shared = getenv("SMELT_SHARED_DIR");
     static char path[4096];
-    snprintf(path, sizeof path, "%s/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-             shared ? shared : "../shared");
+    if (!shared_file(path, sizeof path, "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "every SmolLM2 check"))
+        return SHARED_SKIPPED_ALL;
     model_path = path;
-    if (!fs_exists(path)) {
-        const char *req = getenv("SMELT_REQUIRE_SHARED");
-        printf("%s: %s not found (set SMELT_SHARED_DIR)\n", req && !strcmp(req, "1") ? "FAIL" : "SKIP", path);
-        return req && !strcmp(req, "1") ? 1 : 77;
-    }
     char fpath[4200], *text;
     size_t len;
     snprintf(fpath, sizeof fpath, "%s/reference.json", t_fixture("smollm2"));
