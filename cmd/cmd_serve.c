@@ -76,8 +76,8 @@ static int parse(int argc, char **argv, serve_args *a) {
         }
     }
     if (!a->model) return cli_usage_error("serve", "which model? give a Hugging Face folder or a llama2.c .bin");
-    if (a->chat && chat_format_parse(a->chat) < 0)
-        return cli_usage_error("serve", "--chat-template '%s': expected chatml, llama3 or plain", a->chat);
+    if (a->chat && strcmp(a->chat, "chatml") && strcmp(a->chat, "llama3"))
+        return cli_usage_error("serve", "--chat-template '%s': expected chatml or llama3", a->chat);
     return 0;
 }
 
@@ -86,7 +86,8 @@ static int serve(const serve_args *a) {
     tokenizer *tok = NULL;
     engine *e = NULL;
     serve_server *srv = NULL;
-    int rc = -1;
+    chat_template ct = {0};
+    int have_ct = 0, rc = -1;
     memset(&m, 0, sizeof m);
     kernels_set_threads((int)a->threads);
     if (model_load(&m, a->model)) return err_prefix("loading %s: ", a->model); /* dense or quantized */
@@ -119,10 +120,20 @@ static int serve(const serve_args *a) {
         while (p > a->model && p[-1] != '/') p--;
         snprintf(name, sizeof name, "%.*s", (int)(end - p), p);
     }
+    /* the chat template: --chat-template, else the model's own (tokenizer_config.json, GGUF metadata) */
+    if (a->chat) {
+        ct.family = !strcmp(a->chat, "chatml") ? CHAT_CHATML : CHAT_LLAMA3;
+        ct.bos = ct.family == CHAT_LLAMA3;
+        have_ct = 1;
+    } else if (tok && tokenizer_chat_template(tok)) {
+        if (chat_template_parse(&ct, tokenizer_chat_template(tok))) {
+            log_warn("%s; /v1/chat/completions will refuse requests (or pass --chat-template)", err_msg());
+            err_clear();
+        } else have_ct = 1;
+    }
     serve_opts so = {.host = a->host, .port = (int)a->port, .model_name = name,
                      .max_body_bytes = (size_t)a->max_body_kb * 1024, .max_tokens = (int)a->max_tokens,
-                     .max_connections = (int)a->max_connections,
-                     .chat = a->chat ? (chat_format)chat_format_parse(a->chat) : chat_format_detect(tok, NULL)};
+                     .max_connections = (int)a->max_connections, .chat = have_ct ? &ct : NULL};
     /* SIGINT/SIGTERM are blocked in every thread (the server's threads inherit the mask) and taken
      * by sigwait below; SIGPIPE from a closed socket is ignored (the write returns EPIPE) */
     signal(SIGPIPE, SIG_IGN);
@@ -134,7 +145,7 @@ static int serve(const serve_args *a) {
     if (serve_start(&srv, e, tok, &so)) goto done;
     log_info("serving '%s'%s on http://%s:%d (chat template %s, %d threads, KV %g MiB in blocks of %d, prefix cache %s)",
              name, model_is_quantized(&m) ? " (quantized linears)" : "", a->host, serve_port(srv),
-             chat_format_name(so.chat), kernels_threads(), eo.kv_budget_mb, eo.block_size, eo.prefix_cache ? "on" : "off");
+             !have_ct ? "none" : ct.family == CHAT_CHATML ? "ChatML" : "Llama 3", kernels_threads(), eo.kv_budget_mb, eo.block_size, eo.prefix_cache ? "on" : "off");
     if (a->port_file) {
         char buf[32];
         int n = snprintf(buf, sizeof buf, "%d\n", serve_port(srv));
@@ -146,6 +157,7 @@ static int serve(const serve_args *a) {
     rc = 0;
 done:
     serve_stop(srv);
+    if (have_ct) chat_template_free(&ct);
     engine_free(e);
     tokenizer_free(tok);
     model_free(&m);

@@ -1,32 +1,38 @@
-/* chat.h: chat templates: a list of messages to the prompt text a chat model was trained on, and
- * the token that ends an assistant turn. ChatML (<|im_start|>role\n...<|im_end|>\n: SmolLM2, Qwen2),
- * Llama 3 (<|start_header_id|>role<|end_header_id|>\n\n...<|eot_id|>) and a plain "role: text"
- * fallback for models without chat tokens. A template given in a model's metadata (GGUF, HF
- * tokenizer_config.json) maps onto one of these by its markers (chat_format_detect). */
+/* chat.h: chat templates. smelt does not run Jinja: it recognizes the two template families
+ * most models use and renders them itself, byte for byte what transformers' apply_chat_template
+ * renders for conversations that end with a user message (with the generation prompt) or with
+ * an assistant message (without it):
+ * - ChatML (SmolLM2, Qwen2, ...): "<|im_start|>ROLE\nCONTENT<|im_end|>\n" per message, the
+ *   generation prompt "<|im_start|>assistant\n", and the template's default system message
+ *   (its text is read from the template) when the conversation does not start with one;
+ * - Llama 3: BOS (when the template writes bos_token), then
+ *   "<|start_header_id|>ROLE<|end_header_id|>\n\nCONTENT<|eot_id|>" with CONTENT trimmed, and
+ *   the generation prompt "<|start_header_id|>assistant<|end_header_id|>\n\n".
+ * Any other template is refused with a message that names the two families. */
 #ifndef SMELT_MODEL_CHAT_H
 #define SMELT_MODEL_CHAT_H
 
-#include <stddef.h>
+#include "common/strbuf.h"
 
-#include "model/tokenizer.h"
+typedef enum { CHAT_CHATML = 1, CHAT_LLAMA3 } chat_family;
 
-typedef enum { CHAT_PLAIN = 0, CHAT_CHATML = 1, CHAT_LLAMA3 = 2 } chat_format;
+typedef struct chat_template {
+    chat_family family;
+    char *default_system; /* ChatML: the system message used when none is given, or NULL */
+    int bos;              /* Llama 3: the template starts with bos_token */
+} chat_template;
 
 typedef struct {
-    const char *role;    /* system, user, assistant (other roles are written as given) */
+    const char *role;    /* "system", "user", "assistant" */
     const char *content;
 } chat_message;
 
-/* The format a tokenizer's special tokens imply (ChatML when it has <|im_start|>, Llama 3 when it
- * has <|start_header_id|>, else plain); tok may be NULL. */
-chat_format chat_format_detect(const tokenizer *tok, const char *template_text);
-/* "chatml", "llama3", "plain" -> format; -1 for an unknown name. */
-int chat_format_parse(const char *name);
-const char *chat_format_name(chat_format f);
-/* The prompt for messages[0..n), ending with the opening of the assistant's turn (caller frees).
- * 0 or -1 (ERR_NOMEM). */
-int chat_render(chat_format f, const chat_message *msgs, int n, char **out);
-/* The text of the token that ends an assistant turn ("<|im_end|>", "<|eot_id|>"), or NULL. */
-const char *chat_end_token(chat_format f);
+/* Recognizes a Jinja template (NULL: the model has none). 0, or -1 with ERR_INPUT. */
+int chat_template_parse(chat_template *t, const char *jinja);
+void chat_template_free(chat_template *t);
+
+/* Appends the rendered conversation to out; bos_text is the tokenizer's BOS text (Llama 3). */
+int chat_render(strbuf *out, const chat_template *t, const chat_message *m, int n, int add_generation_prompt,
+                const char *bos_text);
 
 #endif

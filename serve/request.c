@@ -148,7 +148,12 @@ static int parse_prompt(serve_request *r, const cJSON *p, serve_error *err) {
     return 0;
 }
 
-static int parse_messages(serve_request *r, const cJSON *m, chat_format fmt, serve_error *err) {
+static int parse_messages(serve_request *r, const cJSON *m, const chat_template *tmpl, const char *bos_text,
+                          serve_error *err) {
+    if (!tmpl)
+        return serve_error_set(err, 400, "invalid_request_error", "messages", NULL,
+                               "this model has no chat template (none in its tokenizer files or GGUF metadata); use "
+                               "/v1/completions, or start smelt serve with --chat-template chatml|llama3");
     int n = cJSON_IsArray(m) ? cJSON_GetArraySize(m) : 0;
     if (n < 1) return BAD("messages", "'messages' must be a non-empty array of {role, content}");
     chat_message *msgs = calloc((size_t)n, sizeof *msgs);
@@ -168,8 +173,11 @@ static int parse_messages(serve_request *r, const cJSON *m, chat_format fmt, ser
             rc = BAD("messages", "message %d: role '%.60s' is not system, user or assistant", i, role->valuestring);
         msgs[i] = (chat_message){role->valuestring, c->valuestring};
     }
-    if (!rc && chat_render(fmt, msgs, n, &r->prompt_text))
+    strbuf sb = STRBUF_INIT;
+    if (!rc && chat_render(&sb, tmpl, msgs, n, 1, bos_text))
         rc = serve_error_set(err, 500, "server_error", NULL, NULL, "out of memory");
+    if (!rc) r->prompt_text = sb_detach(&sb);
+    sb_free(&sb);
     free(msgs);
     return rc;
 }
@@ -189,7 +197,8 @@ static int parse_stop(serve_request *r, const cJSON *s, serve_error *err) {
     return 0;
 }
 
-static int parse_fields(serve_request *r, const cJSON *j, int chat, chat_format fmt, serve_error *err) {
+static int parse_fields(serve_request *r, const cJSON *j, int chat, const chat_template *tmpl, const char *bos_text,
+                        serve_error *err) {
     for (const cJSON *f = j->child; f; f = f->next)
         if (!known(chat ? chat_fields : completion_fields, f->string))
             return BAD(f->string, "unknown field '%.100s' (see docs/serve.md for the fields smelt accepts)", f->string);
@@ -224,7 +233,7 @@ static int parse_fields(serve_request *r, const cJSON *j, int chat, chat_format 
         if (get_bool(j, "logprobs", &want, err) || get_int(j, "top_logprobs", 0, SERVE_MAX_LOGPROBS, &lp, err)) return -1;
         if (lp >= 0 && !want) return BAD("top_logprobs", "'top_logprobs' needs 'logprobs': true");
         r->logprobs = want ? (lp < 0 ? 0 : (int)lp) : -1;
-        return parse_messages(r, cJSON_GetObjectItemCaseSensitive(j, "messages"), fmt, err);
+        return parse_messages(r, cJSON_GetObjectItemCaseSensitive(j, "messages"), tmpl, bos_text, err);
     }
     if (get_int(j, "logprobs", 0, SERVE_MAX_LOGPROBS, &lp, err) || get_bool(j, "echo", &r->echo, err)) return -1;
     r->logprobs = (int)lp;
@@ -233,14 +242,15 @@ static int parse_fields(serve_request *r, const cJSON *j, int chat, chat_format 
     return parse_prompt(r, p, err);
 }
 
-int serve_request_parse(serve_request *r, const char *body, size_t len, int chat, chat_format fmt, serve_error *err) {
+int serve_request_parse(serve_request *r, const char *body, size_t len, int chat, const chat_template *tmpl,
+                        const char *bos_text, serve_error *err) {
     memset(r, 0, sizeof *r);
     r->chat = chat;
     r->logprobs = -1;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(body, len, &end, 0);
     if (!j) return BAD(NULL, "the body is not valid JSON (near byte %ld)", end ? (long)(end - body) : 0L);
-    int rc = cJSON_IsObject(j) ? parse_fields(r, j, chat, fmt, err) : BAD(NULL, "the body must be a JSON object");
+    int rc = cJSON_IsObject(j) ? parse_fields(r, j, chat, tmpl, bos_text, err) : BAD(NULL, "the body must be a JSON object");
     cJSON_Delete(j);
     if (rc) serve_request_free(r);
     return rc;

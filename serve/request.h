@@ -39,8 +39,11 @@ typedef struct {
 } serve_request;
 
 /* Parses body (len bytes, not necessarily NUL-terminated) for the endpoint (chat or not). Chat
- * messages are rendered with fmt. 0, or -1 with *err filled (nothing allocated then). */
-int serve_request_parse(serve_request *r, const char *body, size_t len, int chat, chat_format fmt, serve_error *err);
+ * messages are rendered with the model's template tmpl (bos_text: the tokenizer's BOS text, for
+ * Llama 3 templates; may be NULL); a chat request to a model without a template (tmpl NULL) is a
+ * 400. 0, or -1 with *err filled (nothing allocated then). */
+int serve_request_parse(serve_request *r, const char *body, size_t len, int chat, const chat_template *tmpl,
+                        const char *bos_text, serve_error *err);
 void serve_request_free(serve_request *r);
 
 /* {"error": {"message", "type", "param", "code"}} into sb. 0 or -1. */

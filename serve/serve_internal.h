@@ -59,6 +59,7 @@ struct serve_server {
     engine *e;
     const tokenizer *tok;
     int stop_ids[4], n_stop_ids; /* chat end token and EOS ids */
+    char bos_text[64];           /* the tokenizer's BOS as text (Llama 3 chat templates) */
     struct MHD_Daemon *d;
     int port;
     pthread_t thread;

@@ -196,7 +196,7 @@ static enum MHD_Result generate(struct serve_server *s, struct MHD_Connection *c
     pthread_mutex_unlock(&s->mu);
     j->created = (long)time(NULL);
     j->t_arrival = time_monotonic();
-    int rc = serve_request_parse(&j->rq, sb_str(&cc->body), cc->body.len, chat, s->o.chat, &err);
+    int rc = serve_request_parse(&j->rq, sb_str(&cc->body), cc->body.len, chat, s->o.chat, s->bos_text, &err);
     if (!rc && j->rq.model && strcmp(j->rq.model, s->o.model_name))
         rc = serve_error_set(&err, 404, "invalid_request_error", "model", "model_not_found",
                              "the model '%.100s' does not exist here; this server serves '%.100s'", j->rq.model,
@@ -311,9 +311,13 @@ int serve_start(serve_server **out, engine *e, const tokenizer *tok, const serve
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     const model_config *cfg = engine_config(e);
-    const char *end = chat_end_token(o->chat);
+    /* generation of a chat turn ends at the template's end-of-turn token */
+    const char *end = !o->chat ? NULL : o->chat->family == CHAT_CHATML ? "<|im_end|>" : "<|eot_id|>";
     int id = end && tok ? tokenizer_token_id(tok, end) : -1;
     if (id >= 0) s->stop_ids[s->n_stop_ids++] = id;
+    size_t bl = 0;
+    const char *bp = tok && tokenizer_bos_id(tok) >= 0 ? tokenizer_piece(tok, tokenizer_bos_id(tok), &bl) : NULL;
+    if (bp && bl < sizeof s->bos_text) memcpy(s->bos_text, bp, bl);
     if (tok && tokenizer_eos_id(tok) >= 0 && tokenizer_eos_id(tok) != cfg->eos_id)
         s->stop_ids[s->n_stop_ids++] = tokenizer_eos_id(tok);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;

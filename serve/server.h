@@ -21,7 +21,7 @@ typedef struct {
     size_t max_body_bytes;     /* larger request bodies get 413 */
     int max_tokens;            /* new tokens a request may ask for, and the default */
     int max_connections;       /* connections at once; more are refused */
-    chat_format chat;
+    const chat_template *chat; /* the model's chat template (NULL: /v1/chat/completions answers 400) */
 } serve_opts;
 
 typedef struct serve_server serve_server;

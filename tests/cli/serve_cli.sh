@@ -26,7 +26,7 @@ start_server() { # MODEL [options]: starts smelt serve on a free port, sets PORT
   expect_contains "$(cat serve.log)" "http://127.0.0.1:$PORT" "bound to 127.0.0.1 by default"
 }
 
-start_server rand --max-body-kb 64 --max-tokens 512 --max-seqs 16
+start_server rand --max-body-kb 64 --max-tokens 512 --max-seqs 16 --chat-template chatml
 export PORT
 python3 - <<'PY' || fail "HTTP API"
 import json, os, socket, http.client, subprocess, math
@@ -93,7 +93,7 @@ for start in range(30):
     if checked == 3: break
 assert checked > 0, "no printable greedy token in 30 prompts"
 
-# chat completions (plain template: builtin:bytes has no chat tokens)
+# chat completions (ChatML forced: builtin:bytes has no template; its markers are byte-tokenized)
 st, t = call("POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
              "logprobs": True, "top_logprobs": 2})
 ch = json.loads(t)
@@ -220,6 +220,12 @@ fi
 # the CPU in bursts of seconds) the figures are printed but not asserted, and the test says so.
 export OMP_NUM_THREADS=1
 start_server big
+code=$(python3 -c "
+import http.client, json
+c = http.client.HTTPConnection('127.0.0.1', $PORT, timeout=60)
+c.request('POST', '/v1/chat/completions', json.dumps({'messages': [{'role': 'user', 'content': 'hi'}]}))
+r = c.getresponse(); print(r.status, json.loads(r.read())['error']['param'])")
+expect_eq "$code" "400 messages" "a model without a chat template refuses chat requests"
 ttft_recipe() { # ATTEMPT: new seeds each attempt (the server's prefix cache keeps earlier prompts)
 python3 - "$PORT" "$1" > ttft.yaml <<'PY'
 import sys

@@ -27,12 +27,14 @@ static int valid_utf8(const unsigned char *s, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
-    const int chat = data[0] & 1;
-    const chat_format fmt = (chat_format)((data[0] >> 1) % 3);
+    const int chat = data[0] & 1, which = (data[0] >> 1) % 4;
+    /* ChatML with and without a default system message, Llama 3 with BOS, or no template */
+    chat_template t = {.family = which == 2 ? CHAT_LLAMA3 : CHAT_CHATML, .bos = which == 2,
+                       .default_system = which == 1 ? "You are a helpful AI assistant." : NULL};
     serve_request r;
     serve_error e;
     strbuf sb = STRBUF_INIT;
-    if (serve_request_parse(&r, (const char *)data + 1, size - 1, chat, fmt, &e) == 0) {
+    if (serve_request_parse(&r, (const char *)data + 1, size - 1, chat, which == 3 ? NULL : &t, "<|begin_of_text|>", &e) == 0) {
         if (r.prompt_text) (void)utf8_complete_len(r.prompt_text, strlen(r.prompt_text));
         if (r.prompt_text && sb_json_utf8(&sb, r.prompt_text, strlen(r.prompt_text)) == 0) {
             if (!valid_utf8((const unsigned char *)sb_str(&sb), sb.len)) __builtin_trap();
