@@ -2,11 +2,12 @@
  * decode tokens/s (one sequence), cold vs hot prefill of k candidates sharing 90% of their tokens,
  * and TTFT p50/p99 of a ranking workload under Poisson load. Prints a table; asserts nothing.
  * bench/serve_compare.sh puts transformers and llama.cpp beside it.
- * usage: bench_serve [MODEL|smollm2-shape[:w8a8|:w4a16|:fp8]] [threads] [prompt_len] [decode_steps] [members] [rate]
+ * usage: bench_serve [MODEL|smollm2-shape][:w8a8|:w4a16|:fp8] [threads] [prompt_len] [decode_steps] [members] [rate]
+ *   MODEL: anything model_load reads (HF folder, GGUF file, llama2.c .bin, quantized checkpoint);
  *   smollm2-shape: random weights of SmolLM2-135M's shape (hidden 576, 30 layers, 9/3 heads, MLP
- *   1536, vocab 49152, tied): the same arithmetic as the real model; with a suffix, its linears
- *   quantized by round to nearest (W8A8: int8 per channel, int8 activations per token; W4A16: int4
- *   groups of 32; FP8: E4M3 per channel) and run by the quantized kernels. */
+ *   1536, vocab 49152, tied). A suffix quantizes the linears by round to nearest (W8A8: int8 per
+ *   channel, int8 activations per token; W4A16: int4 groups of 32; FP8: E4M3 per channel; a tied
+ *   LM head stays fp32), run by the quantized kernels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,23 +49,29 @@ int main(int argc, char **argv) {
     const double rate = argc > 6 ? atof(argv[6]) : 0.5;
     log_set_level(LOG_WARN);
     model m;
-    if (!strncmp(spec, "smollm2-shape", 13)) {
+    static const qt_scheme schemes[] = {
+        {"w8a8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0},
+        {"w4a16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 32, 0, 0, 0},
+        {"fp8", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0},
+    };
+    char path[1024];
+    snprintf(path, sizeof path, "%s", spec);
+    const qt_scheme *qs = NULL;
+    char *colon = strrchr(path, ':');
+    for (int i = 0; colon && i < 3; i++)
+        if (!strcmp(colon + 1, schemes[i].name)) qs = &schemes[i], *colon = 0;
+    if (!strcmp(path, "smollm2-shape")) {
         model_config c = em_config(576, 30, 9, 3, 1536, 49152);
         c.head_dim = 64, c.max_pos = 8192, c.rope_theta = 100000;
         if (em_random_model(&m, &c, 1)) die("random model");
-        static const qt_scheme schemes[] = {
-            {":w8a8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0},
-            {":w4a16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 32, 0, 0, 0},
-            {":fp8", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0},
-        };
-        for (int i = 0; i < 3; i++)
-            if (!strcmp(spec + 13, schemes[i].name)) {
-                model_quant *q = qt_quantize_model(&c, &m.w, &schemes[i]);
-                if (!q || model_attach_quant(&m, q)) die("quantize");
-            }
-        if (spec[13] && !model_is_quantized(&m)) die("unknown quantization suffix (:w8a8, :w4a16, :fp8)");
-    } else {
-        if (model_load(&m, spec)) die(spec); /* dense or quantized */
+    } else if (model_load(&m, path)) {
+        die(path);
+    }
+    if (qs) {
+        qt_scheme sc = *qs;
+        sc.head = !m.cfg.tie_embeddings;
+        model_quant *q = qt_quantize_model(&m.cfg, &m.w, &sc);
+        if (!q || model_attach_quant(&m, q)) die("quantize");
     }
     engine_opts o = engine_opts_default();
     o.prefix_cache = 0;

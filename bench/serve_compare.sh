@@ -2,9 +2,9 @@
 # serve_compare.sh [BUILD_DIR] [THREADS] [PROMPT_LEN] [DECODE_STEPS]: the serving engine beside
 # transformers (eager, fp32, same shape and threads, same run) and llama.cpp (llama-cpp-python on
 # SmolLM2's GGUF from ../shared, when installed), prefill and decode tokens/s side by side, then
-# smelt's cold/hot prefill and TTFT under load. Builds nothing; asserts nothing. smelt runs random
-# weights of SmolLM2-135M's shape until checkpoint_load reads GGUF (then pass the file to
-# bench_serve); transformers runs the same shape, so the arithmetic is the same.
+# smelt's cold/hot prefill and TTFT under load. Builds nothing; asserts nothing. smelt runs the
+# GGUF file (dequantized to fp32, and re-quantized W8A8 / W4A16 by round to nearest);
+# transformers runs random weights of the same shape (the same arithmetic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -13,9 +13,11 @@ L=${3:-512}
 steps=${4:-128}
 gguf=../shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-smelt_out=$("$build/bench/bench_serve" smollm2-shape "$threads" "$L" "$steps")
-w8_out=$("$build/bench/bench_serve" smollm2-shape:w8a8 "$threads" "$L" "$steps" 1 1)
-w4_out=$("$build/bench/bench_serve" smollm2-shape:w4a16 "$threads" "$L" "$steps" 1 1)
+model=$gguf
+[ -f "$model" ] || model=smollm2-shape
+smelt_out=$("$build/bench/bench_serve" "$model" "$threads" "$L" "$steps")
+w8_out=$("$build/bench/bench_serve" "$model:w8a8" "$threads" "$L" "$steps" 1 1)
+w4_out=$("$build/bench/bench_serve" "$model:w4a16" "$threads" "$L" "$steps" 1 1)
 ref_out=$(OMP_NUM_THREADS=$threads python3 bench/serve_ref.py "$threads" "$L" "$steps" "$gguf")
 get() { sed -n "s/^$1 //p" <<<"$ref_out"; }
 fig() { sed -n "s|^$1[^0-9]*\\([0-9.]*\\)\$|\\1|p" <<<"$2"; }

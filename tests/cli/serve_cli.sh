@@ -212,6 +212,36 @@ else
   echo "skip: the stories260K part ($shared/models/stories260K is absent)"
 fi
 
+# SmolLM2-135M-Instruct (GGUF, its own tokenizer and ChatML template with the default system
+# message) through /v1/chat/completions answers as transformers does with the same template
+# (../shared/README.md: "The capital of France is Paris.<|im_end|>"): the end-of-turn token stops it
+gguf=$shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -f "$gguf" ]; then
+  rm -f port.txt
+  "$SMELT" serve "$gguf" --port 0 --port-file port.txt > serve-smol.log 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do [ -s port.txt ] && break; sleep 0.1; done
+  [ -s port.txt ] || fail "SmolLM2 server: $(cat serve-smol.log)"
+  expect_contains "$(cat serve-smol.log)" "chat template ChatML" "the GGUF file's template is used"
+  PORT=$(cat port.txt) python3 - <<'PY' || fail "SmolLM2 chat through HTTP"
+import http.client, json, os
+c = http.client.HTTPConnection("127.0.0.1", int(os.environ["PORT"]), timeout=300)
+c.request("POST", "/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "What is the capital of France?"}],
+          "max_tokens": 16, "temperature": 0}))
+r = c.getresponse(); out = json.loads(r.read())
+assert r.status == 200, out
+ch = out["choices"][0]
+assert ch["message"]["content"] == "The capital of France is Paris." and ch["finish_reason"] == "stop", out
+print("ok: SmolLM2 chat: %r" % ch["message"]["content"])
+PY
+  stop_server
+  pass "serve: SmolLM2 (GGUF) chat completion equals transformers' with the same template"
+elif [ "${SMELT_REQUIRE_SHARED:-0}" = 1 ]; then
+  fail "$gguf is absent and SMELT_REQUIRE_SHARED=1"
+else
+  echo "skip: the SmolLM2 part ($gguf is absent)"
+fi
+
 # TTFT through HTTP vs in process on the same workload (a quiet load: no queueing). One thread for
 # the model on both sides leaves a core to the client and the server's connection threads. Five
 # pairs of runs, each HTTP run right after its in-process twin, so that a change of the machine's
