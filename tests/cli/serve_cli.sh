@@ -7,6 +7,7 @@
 # stage's `target:` against this server gives a TTFT p50 within 20% of the same workload in
 # process plus the measured HTTP overhead.
 source "$(dirname "$0")/lib.sh"
+source "$SMELT_SOURCE_DIR/tests/lib_shared.sh"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 H=${SMELT_DATA_HELPER:?SMELT_DATA_HELPER must point to the data_helper binary}
@@ -180,13 +181,13 @@ stop_server
 
 # a real model: stories260K (llama2.c) through HTTP reproduces the greedy text that
 # ../shared/README.md quotes (an independent decoder's output), streamed and not
-shared=${SMELT_SHARED_DIR:-../shared}
-if [ -f "$shared/models/stories260K/stories260K.bin" ] && [ -f "$shared/README.md" ]; then
-  want=$(grep -A1 'Greedy (temperature 0) decoding from BOS' "$shared/README.md" | tail -n 1 | sed -n 's/^[^`]*`\([^`]*\)`.*$/\1/p')
-  [ -n "$want" ] || fail "no quoted greedy text in $shared/README.md"
+if shared_file S260 models/stories260K/stories260K.bin "the stories260K part" &&
+   shared_file TOK512 models/stories260K/tok512.bin "the stories260K part" &&
+   shared_file SREADME README.md "the stories260K part"; then
+  want=$(grep -A1 'Greedy (temperature 0) decoding from BOS' "$SREADME" | tail -n 1 | sed -n 's/^[^`]*`\([^`]*\)`.*$/\1/p')
+  [ -n "$want" ] || fail "no quoted greedy text in $SREADME"
   rm -f port.txt
-  "$SMELT" serve "$shared/models/stories260K/stories260K.bin" --tokenizer "$shared/models/stories260K/tok512.bin" \
-    --port 0 --port-file port.txt > serve260.log 2>&1 &
+  "$SMELT" serve "$S260" --tokenizer "$TOK512" --port 0 --port-file port.txt > serve260.log 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 100); do [ -s port.txt ] && break; sleep 0.1; done
   [ -s port.txt ] || fail "stories260K server: $(cat serve260.log)"
@@ -206,17 +207,12 @@ print("ok: stories260K greedy text through HTTP: %r" % text[:60])
 PY
   stop_server
   pass "serve: stories260K through HTTP reproduces README.md's greedy text"
-elif [ "${SMELT_REQUIRE_SHARED:-0}" = 1 ]; then
-  fail "$shared/models/stories260K is absent and SMELT_REQUIRE_SHARED=1"
-else
-  echo "skip: the stories260K part ($shared/models/stories260K is absent)"
 fi
 
 # SmolLM2-135M-Instruct (GGUF, its own tokenizer and ChatML template with the default system
 # message) through /v1/chat/completions answers as transformers does with the same template
 # (../shared/README.md: "The capital of France is Paris.<|im_end|>"): the end-of-turn token stops it
-gguf=$shared/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
-if [ -f "$gguf" ]; then
+if shared_file gguf models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf "the SmolLM2 part"; then
   rm -f port.txt
   "$SMELT" serve "$gguf" --port 0 --port-file port.txt > serve-smol.log 2>&1 &
   SERVER_PID=$!
@@ -236,10 +232,6 @@ print("ok: SmolLM2 chat: %r" % ch["message"]["content"])
 PY
   stop_server
   pass "serve: SmolLM2 (GGUF) chat completion equals transformers' with the same template"
-elif [ "${SMELT_REQUIRE_SHARED:-0}" = 1 ]; then
-  fail "$gguf is absent and SMELT_REQUIRE_SHARED=1"
-else
-  echo "skip: the SmolLM2 part ($gguf is absent)"
 fi
 
 # TTFT through HTTP vs in process on the same workload (a quiet load: no queueing). One thread for
