@@ -1,0 +1,2 @@
+# Tests of the quantize stage (issue 12): the algorithms against brute-force references and identities.
+smelt_c_test(test_quant ${CMAKE_CURRENT_SOURCE_DIR}/test_quant.c)
