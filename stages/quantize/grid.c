@@ -81,16 +81,20 @@ void quant_grid_set(qweight *q, int r, int gi, const double *x, int ldx) {
     if (q->zeros) q->zeros[(size_t)r * ng + gi] = z;
 }
 
-int quant_rtn(qweight *q, float *w_hat, const float *w, int n_out, int n_in, const quant_grid *g) {
-    if (quant_grid_init(q, w, n_out, n_in, g, NULL)) return -1;
+void quant_grid_codes(qweight *q, float *w_hat, const float *w, const uint8_t *dead) {
     const int G = q->group_size;
-    for (int r = 0; r < n_out; r++)
-        for (int j = 0; j < n_in; j++) {
-            const size_t i = (size_t)r * n_in + j;
-            int c = quant_code(q, r, j / G, w[i]);
+    for (int r = 0; r < q->n_out; r++)
+        for (int j = 0; j < q->n_in; j++) {
+            const size_t i = (size_t)r * q->n_in + j;
+            int c = dead && dead[j] ? qweight_zero(q, r, j / G) : quant_code(q, r, j / G, w[i]);
             q->codes[i] = (uint8_t)c;
             w_hat[i] = quant_value(q, r, j / G, c);
         }
+}
+
+int quant_rtn(qweight *q, float *w_hat, const float *w, int n_out, int n_in, const quant_grid *g) {
+    if (quant_grid_init(q, w, n_out, n_in, g, NULL)) return -1;
+    quant_grid_codes(q, w_hat, w, NULL);
     return 0;
 }
 

@@ -57,6 +57,9 @@ static inline float quant_value(const qweight *q, int r, int gi, int code) {
  * (stride ldx). */
 void quant_grid_set(qweight *q, int r, int gi, const double *x, int ldx);
 
+/* RTN codes on the grid already in q (dead columns: the zero point); w_hat = their values. */
+void quant_grid_codes(qweight *q, float *w_hat, const float *w, const uint8_t *dead);
+
 /* RTN: q allocated and filled, w_hat [n_out, n_in] = its values. 0 or -1. */
 int quant_rtn(qweight *q, float *w_hat, const float *w, int n_out, int n_in, const quant_grid *g);
 
