@@ -8,6 +8,7 @@
  * linears of a layer are calibrated on the same forward. */
 #include <math.h>
 #include <mpi.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,12 @@ int qpass_run(qrun *qr) {
         if (!rc && qr->lw) rc = layerwise_advance(qr->lw);
         rc = qagree(ctx, rc);
         if (!rc) rc = qagree(ctx, qckpt_save(qr, l));
+        /* fault injection for the kill -9 test: SMELT_QUANTIZE_KILL_AT=STAGE:LAYER dies (SIGKILL, nothing
+         * cleaned up) right after the checkpoint of that layer */
+        const char *kill_at = getenv("SMELT_QUANTIZE_KILL_AT"), *colon = kill_at ? strrchr(kill_at, ':') : NULL;
+        if (!rc && colon && (size_t)(colon - kill_at) == strlen(ctx->stage) && !strncmp(kill_at, ctx->stage, strlen(ctx->stage)) &&
+            atoi(colon + 1) == l)
+            raise(SIGKILL);
         if (!rc && ctx->rank == 0) {
             char extra[48];
             snprintf(extra, sizeof extra, "layer %d", l);
