@@ -301,6 +301,7 @@ static int qrun_setup(qrun *qr, const char **model_path) {
         return err_set(ERR_INTERNAL, "the config of %s changed between reading and loading", *model_path);
     if (cal_dir) {
         if (load_calibration(qr, cal_dir)) return -1;
+        log_info("rank %d of %d: %d calibration sequences (%d tokens in all)", ctx->rank, ctx->world, qr->n_seqs, qr->n_tokens_total);
         if (layerwise_open(&qr->lw, &qr->m, qr->tokens, qr->seq_lens, qr->n_seqs, 2048)) return err_prefix("calibration: ");
     }
     qr->fingerprint = xasprintf("%s/world%d", ctx->cache_key, ctx->world);
