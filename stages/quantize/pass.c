@@ -243,7 +243,8 @@ int qpass_run(qrun *qr) {
         if (qr->lw) {
             rc = stats_alloc(&st, &qr->m, l);
             if (!rc) stp = &st;
-            model_tap tap = {.sites = 0xF, .fn = stats_tap, .ctx = &st};
+            /* partial: the capture's output is discarded, so down_proj itself need not run */
+            model_tap tap = {.sites = 0xF, .fn = stats_tap, .ctx = &st, .partial = 1};
             if (!rc) rc = layerwise_capture(qr->lw, &tap);
             for (int k = 0; k < MODEL_SITE_N && !rc; k++) gram_symmetrize(st.h[k], st.in[k]);
             rc = qagree(ctx, rc);

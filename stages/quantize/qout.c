@@ -55,7 +55,7 @@ int qout_write(const char *dir, qrun *qr, const char *model_path) {
     cJSON_AddNumberToObject(j, "bits", o->method == QM_FP8 ? 8 : o->grid.bits);
     cJSON_AddNumberToObject(j, "group_size", o->grid.group_size);
     cJSON_AddBoolToObject(j, "sym", o->grid.sym);
-    cJSON_AddStringToObject(j, "activations", o->act == QA_INT8 ? "int8" : o->act == QA_FP8 ? "fp8" : "none");
+    cJSON_AddStringToObject(j, "activations", o->act == QA_INT8 ? "int8" : o->act == QA_FP8 ? "fp8" : o->act == QA_FP8_TENSOR ? "fp8_tensor" : "none");
     cJSON_AddStringToObject(j, "format_requested", o->format);
     cJSON_AddStringToObject(j, "weights", "dequantized float32 (interim: the quantized writer is not in yet)");
     for (int l = 0; l < qr->m.cfg.n_layers; l++)

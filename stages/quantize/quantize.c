@@ -24,7 +24,7 @@ const char *const lin_module[LIN_N] = {"self_attn.q_proj", "self_attn.k_proj", "
 static const char *const method_choices[] = {"rtn", "gptq", "quantease", "smoothquant+gptq", "smoothquant+quantease",
                                              "fp8", NULL};
 static const char *const init_choices[] = {"rtn", "gptq", NULL};
-static const char *const act_choices[] = {"none", "int8", "fp8", NULL};
+static const char *const act_choices[] = {"none", "int8", "fp8", "fp8_tensor", NULL};
 static const char *const fp8w_choices[] = {"tensor", "channel", NULL};
 static const char *const format_choices[] = {"compressed-tensors", "gptq", "gguf", NULL};
 static const char *const mapping_choices[] = {"input_layernorm", "post_attention_layernorm", NULL};
@@ -63,7 +63,8 @@ static const param_spec quantize_params[] = {
     {.name = "init", .type = P_STRING, .def = "gptq", .choices = init_choices, .help = "QuantEase's start"},
     {.name = "smooth", .type = P_MAP, .def = "{}", .fields = smooth_fields, .help = "SmoothQuant: {alpha, mappings}"},
     {.name = "activations", .type = P_STRING, .def = "none", .choices = act_choices,
-     .help = "activations quantized dynamically per token at run time"},
+     .help = "activations quantized at run time: dynamic per token (int8, fp8) or one dynamic scale per batch "
+             "(fp8_tensor, vLLM's online FP8)"},
     {.name = "weights_fp8", .type = P_STRING, .def = "channel", .choices = fp8w_choices,
      .help = "fp8: one weight scale per tensor or per output channel"},
     {.name = "ignore", .type = P_LIST, .def = "[lm_head]", .elem = &ignore_elem, .help = "linears kept in full precision"},
@@ -104,7 +105,7 @@ int qopts_parse(qopts *o, const cJSON *p) {
     o->act_order = ao;
     o->iterations = (int)iters;
     o->init_gptq = !strcmp(init, "gptq");
-    o->act = !strcmp(act, "int8") ? QA_INT8 : !strcmp(act, "fp8") ? QA_FP8 : QA_NONE;
+    o->act = !strcmp(act, "int8") ? QA_INT8 : !strcmp(act, "fp8") ? QA_FP8 : !strcmp(act, "fp8_tensor") ? QA_FP8_TENSOR : QA_NONE;
     o->fp8_per_channel = !strcmp(fp8w, "channel");
     if (group == 0) return err_set(ERR_INPUT, "group_size 0: give a positive number of input columns, or -1 for one "
                                    "scale per output channel");
@@ -119,7 +120,7 @@ int qopts_parse(qopts *o, const cJSON *p) {
                            o->format);
         return 0;
     }
-    if (o->act == QA_FP8)
+    if (o->act == QA_FP8 || o->act == QA_FP8_TENSOR)
         return err_set(ERR_INPUT, "activations: fp8 goes with method: fp8 (integer weights take int8 or no activation "
                        "quantization)");
     if (o->act == QA_INT8 && (bits != 8 || !sym || group != -1))
