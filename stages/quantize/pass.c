@@ -35,6 +35,7 @@ typedef struct {
     double *h[MODEL_SITE_N];   /* [in, in] upper triangle accumulated, then symmetric */
     float *amax[MODEL_SITE_N]; /* [in] max |x_j| (QKV and GATE_UP sites) */
     int in[MODEL_SITE_N];
+    int want_amax;             /* SmoothQuant needs the maxima */
 } layer_stats;
 
 static void stats_free(layer_stats *s) {
@@ -64,7 +65,7 @@ static int stats_tap(void *ctx, model_site site, const float *x, int n, int in) 
     layer_stats *s = ctx;
     if (in != s->in[site]) return err_set(ERR_INTERNAL, "site %d has %d inputs, expected %d", site, in, s->in[site]);
     if (gram_accumulate(s->h[site], x, in, n, in)) return -1;
-    for (int t = 0; t < n; t++)
+    for (int t = 0; t < n && s->want_amax; t++)
         for (int j = 0; j < in; j++) s->amax[site][j] = fmaxf(s->amax[site][j], fabsf(x[(size_t)t * in + j]));
     return 0;
 }
@@ -243,7 +244,7 @@ int qpass_run(qrun *qr) {
         layer_stats st, *stp = NULL;
         if (qr->lw) {
             rc = stats_alloc(&st, &qr->m, l);
-            if (!rc) stp = &st;
+            if (!rc) stp = &st, st.want_amax = qr->o.smooth;
             /* partial: the capture's output is discarded, so down_proj itself need not run */
             model_tap tap = {.sites = 0xF, .fn = stats_tap, .ctx = &st, .partial = 1};
             if (!rc) rc = layerwise_capture(qr->lw, &tap);
