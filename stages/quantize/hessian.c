@@ -46,10 +46,11 @@ int quant_hessian_prepare(quant_hessian *qh, const double *h, int n, double damp
     for (int j = 0; j < n; j++) {
         diag[j] = h[(size_t)j * n + j];
         if (!isfinite(diag[j]) || diag[j] < 0) {
+            const double bad = diag[j];
             free(diag);
             quant_hessian_free(qh);
             return err_set(ERR_STAGE, "the Hessian's diagonal entry %d is %g: the calibration inputs hold NaN or "
-                           "infinite values", j, diag[j]);
+                           "infinite values", j, bad);
         }
         if (diag[j] == 0) qh->dead[j] = 1, qh->n_dead++, diag[j] = 1;
         mean += diag[j];
