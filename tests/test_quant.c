@@ -402,6 +402,9 @@ static void check_dead_and_retry(void) {
     tu_expect(!ok && err_kind_get() == ERR_STAGE && strstr(err_msg(), "layer 3 q_proj") && strstr(err_msg(), "damp"),
               "hopeless Hessian: an error naming the layer and the damping (%s)", err_msg());
     quant_hessian_free(&qh);
+    bad[5 * C + 5] = NAN;
+    ok = quant_hessian_prepare(&qh, bad, C, 0.01, 0) == 0;
+    tu_expect(!ok && strstr(err_msg(), "NaN"), "a NaN in the Hessian's diagonal is an error naming it (%s)", err_msg());
     free(bad), free(x), free(w), free(wh), free(h);
 }
 
