@@ -3,7 +3,7 @@
 Runs llmcompressor (PyPI `llmcompressor`, the library FMCHISEL builds on) on a Hugging Face folder with the
 calibration sequences smelt used (`smelt checkout RUN data.calibration -o DIR` then
 `smelt export-calibration DIR -o ids.jsonl`), in one of two schemes:
-  w4a16: GPTQModifier, int4 symmetric, group 64, no act order, damping 0.01, blocks of 128, lm_head kept;
+  w4a16: GPTQModifier, int4 symmetric, group 64 (--group), no act order, damping 0.01, blocks of 128, lm_head kept;
   w8a8:  SmoothQuantModifier (strength 0.8, input_layernorm -> q/k/v, post_attention_layernorm -> gate/up)
          then GPTQModifier with int8 symmetric per-channel weights and int8 dynamic per-token activations.
 Every linear's layer-wise error is taken inside llmcompressor from the Hessian it quantized with:
@@ -30,7 +30,7 @@ MODULE_FAMILY = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "ga
                  "down_proj": "down"}
 
 
-def run_llmcompressor(model_dir, ids, scheme, threads):
+def run_llmcompressor(model_dir, ids, scheme, threads, group):
     import torch
     import transformers
     from datasets import Dataset
@@ -75,7 +75,7 @@ def run_llmcompressor(model_dir, ids, scheme, threads):
         recipe = [GPTQModifier(targets="Linear", ignore=["lm_head"], dampening_frac=0.01, block_size=128, actorder=None,
                                config_groups={"group_0": {"targets": ["Linear"], "weights": {
                                    "num_bits": 4, "type": "int", "symmetric": True, "strategy": "group",
-                                   "group_size": 64}}})]
+                                   "group_size": group}}})]
     else:
         recipe = [SmoothQuantModifier(smoothing_strength=0.8, mappings=[
                       [["re:.*q_proj", "re:.*k_proj", "re:.*v_proj"], "re:.*input_layernorm"],
@@ -112,6 +112,7 @@ def main():
     ap.add_argument("--ids", required=True, help="token ids, one JSON array per line (smelt export-calibration)")
     ap.add_argument("--scheme", choices=["w4a16", "w8a8"], default="w4a16")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--group", type=int, default=64, help="w4a16 group size (SmolLM2: 64; 576 is no multiple of 128)")
     ap.add_argument("--smelt", default="build/smelt")
     ap.add_argument("--store", help="the smelt store of the quantize stage to compare with")
     ap.add_argument("--run", help="its run id (or prefix)")
@@ -119,7 +120,7 @@ def main():
     ap.add_argument("--json", help="write both tables to this file")
     a = ap.parse_args()
     ids = [json.loads(line) for line in open(a.ids) if line.strip()]
-    llmc, llmc_wall = run_llmcompressor(a.model, ids, a.scheme, a.threads)
+    llmc, llmc_wall = run_llmcompressor(a.model, ids, a.scheme, a.threads, a.group)
     sm, sm_wall = smelt_metrics(a.smelt, a.store, a.run, a.stage) if a.stage else ({}, float("nan"))
     print(f"\n{a.scheme}: {len(ids)} calibration sequences, {sum(map(len, ids))} tokens")
     print(f"{'layer':>5} " + " ".join(f"{f + ' llmc':>11}{f + ' smelt':>11}{'diff':>7}" for f in FAMILIES))
