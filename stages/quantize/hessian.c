@@ -110,7 +110,8 @@ int quant_hessian_factor(quant_hessian *qh, const char *what) {
     }
 }
 
-/* Sum over rows r0..r0+nr-1 of a_r H a_r^T, for a = W^ - W (delta) or W. scratch: 2 nr n doubles. */
+/* Sum over rows r0..r0+nr-1 (nr <= QUANT_GEMM_TILE) of a_r H a_r^T, for a = W^ - W (delta) or W.
+ * scratch: 2 nr n doubles. */
 static double rows_quadratic(const float *w, const float *w_hat, const double *h, int n, int r0, int nr, double *a,
                              double *ah) {
     for (int r = 0; r < nr; r++)
@@ -125,21 +126,21 @@ static double rows_quadratic(const float *w, const float *w_hat, const double *h
 }
 
 int quant_layer_error(double *err, double *ref, const float *w, const float *w_hat, const double *h, int n_out, int n_in) {
-    const int n_chunks = (n_out + QUANT_ROW_CHUNK - 1) / QUANT_ROW_CHUNK, threads = kernels_threads();
+    const int n_chunks = (n_out + QUANT_GEMM_TILE - 1) / QUANT_GEMM_TILE, threads = kernels_threads();
     double *part = xcalloc((size_t)n_chunks * 2, sizeof(double));
     if (!part) return -1;
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (threads > 1 && n_chunks > 1) reduction(| : failed)
     {
-        double *a = malloc(sizeof(double) * 2 * (size_t)QUANT_ROW_CHUNK * n_in);
+        double *a = malloc(sizeof(double) * 2 * (size_t)QUANT_GEMM_TILE * n_in);
 #pragma omp for schedule(dynamic, 1)
         for (int c = 0; c < n_chunks; c++) {
             if (!a) {
                 failed = 1;
                 continue;
             }
-            const int r0 = c * QUANT_ROW_CHUNK, nr = n_out - r0 < QUANT_ROW_CHUNK ? n_out - r0 : QUANT_ROW_CHUNK;
-            double *ah = a + (size_t)QUANT_ROW_CHUNK * n_in;
+            const int r0 = c * QUANT_GEMM_TILE, nr = n_out - r0 < QUANT_GEMM_TILE ? n_out - r0 : QUANT_GEMM_TILE;
+            double *ah = a + (size_t)QUANT_GEMM_TILE * n_in;
             part[2 * c] = rows_quadratic(w, w_hat, h, n_in, r0, nr, a, ah);
             part[2 * c + 1] = rows_quadratic(w, NULL, h, n_in, r0, nr, a, ah);
         }
@@ -149,4 +150,16 @@ int quant_layer_error(double *err, double *ref, const float *w, const float *w_h
     for (int c = 0; c < n_chunks; c++) *err += part[2 * c], *ref += part[2 * c + 1];
     free(part);
     return failed ? err_set(ERR_NOMEM, "cannot allocate scratch for the layer error") : 0;
+}
+
+void quant_gemm_tn_tiles(double *c, int ldc, const double *a, int lda, const double *b, int ldb, int m, int n, int k,
+                         double alpha) {
+    const int tiles = (m + QUANT_GEMM_TILE - 1) / QUANT_GEMM_TILE;
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < tiles; t++) {
+        const int m0 = t * QUANT_GEMM_TILE, mt = m - m0 < QUANT_GEMM_TILE ? m - m0 : QUANT_GEMM_TILE;
+        if (k > 0 && n > 0)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, mt, n, k, alpha, a + m0, lda, b, ldb, 1.0,
+                        c + (size_t)m0 * ldc, ldc);
+    }
 }

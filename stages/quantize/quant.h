@@ -24,7 +24,8 @@
 
 #include "kernels/qweight.h"
 
-#define QUANT_ROW_CHUNK 64   /* output rows per unit of parallel work */
+#define QUANT_ROW_CHUNK 64   /* output rows per unit of parallel work (column loops) */
+#define QUANT_GEMM_TILE 128  /* rows of a product's output per unit of parallel work (block updates) */
 #define QUANT_BLOCK 128      /* GPTQ / QuantEase columns per lazy (GEMM) update */
 #define QUANT_MAX_RETRIES 6  /* Cholesky retries, damping x10 each */
 
@@ -110,6 +111,13 @@ int gptq_quantize(qweight *q, float *w_hat, const float *w, const quant_hessian 
 int quantease_quantize(qweight *q, float *w_hat, const float *w, const quant_hessian *qh, int sweeps, double *objective);
 
 /* ---- errors ---- */
+
+/* c[m, ldc] += alpha a^T b for a [k, lda >= m] and b [k, ldb >= n], split into fixed tiles of
+ * QUANT_GEMM_TILE rows of c shared by the threads of the enclosing OpenMP parallel region (an orphaned
+ * `omp for`: every thread of the region must call it; it ends with a barrier). Each tile is one dgemm
+ * whatever the thread count, so the result does not depend on it. */
+void quant_gemm_tn_tiles(double *c, int ldc, const double *a, int lda, const double *b, int ldb, int m, int n, int k,
+                         double alpha);
 
 /* err = tr((W^ - W) H (W^ - W)^T) and ref = tr(W H W^T) for h [n_in, n_in] (H = X^T X: err/ref is
  * ||X W^T - X W^T||^2 / ||X W^T||^2 on the calibration inputs X). float64, fixed order. 0 or -1. */
