@@ -117,11 +117,21 @@ def main():
     ap.add_argument("--store", help="the smelt store of the quantize stage to compare with")
     ap.add_argument("--run", help="its run id (or prefix)")
     ap.add_argument("--stage", help="the quantize stage")
+    ap.add_argument("--recipe", help="run this smelt recipe first (into a fresh store, same machine state as "
+                    "llmcompressor's run) and compare with its --stage")
     ap.add_argument("--json", help="write both tables to this file")
     a = ap.parse_args()
     ids = [json.loads(line) for line in open(a.ids) if line.strip()]
+    if a.recipe:
+        import tempfile
+        a.store = tempfile.mkdtemp(prefix="smelt-compare-")
+        print(f"load before smelt: {open('/proc/loadavg').read().split()[:3]}", flush=True)
+        subprocess.run([a.smelt, "run", a.recipe, "--store", a.store], check=True)
+        a.run = ""
+    print(f"load before llmcompressor: {open('/proc/loadavg').read().split()[:3]}", flush=True)
     llmc, llmc_wall = run_llmcompressor(a.model, ids, a.scheme, a.threads, a.group)
-    sm, sm_wall = smelt_metrics(a.smelt, a.store, a.run, a.stage) if a.stage else ({}, float("nan"))
+    print(f"load after: {open('/proc/loadavg').read().split()[:3]}", flush=True)
+    sm, sm_wall = smelt_metrics(a.smelt, a.store, a.run or "", a.stage) if a.stage else ({}, float("nan"))
     print(f"\n{a.scheme}: {len(ids)} calibration sequences, {sum(map(len, ids))} tokens")
     print(f"{'layer':>5} " + " ".join(f"{f + ' llmc':>11}{f + ' smelt':>11}{'diff':>7}" for f in FAMILIES))
     worst = 0.0
