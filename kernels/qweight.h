@@ -37,8 +37,6 @@ typedef enum {
     QA_NONE = 0, /* activations stay fp32 */
     QA_INT8 = 1, /* dynamic per-token int8, symmetric */
     QA_FP8 = 2,  /* dynamic per-token fp8 e4m3 */
-    QA_FP8_TENSOR = 3, /* dynamic fp8 e4m3 with one scale per call (the whole batch of tokens), as vLLM's
-                        * online FP8 runs it: s = max(max|x| / 448, 1 / (448 * 512)) over every row */
 } qa_type;
 
 typedef struct {

@@ -68,17 +68,16 @@ static char *stream_path(const char *dir, int rank, int l) {
 static int write_layer(qrun *qr, int l, char hex[SHA256_HEX_LEN + 1]) {
     model *m = &qr->m;
     buf b = {0};
-    put_i32(&b, (int32_t)QCKPT_MAGIC), put_i32(&b, l), put_i32(&b, LIN_N);
-    for (int k = 0; k < LIN_N; k++) {
-        const qlinear *ql = &qr->lin[l][k];
+    put_i32(&b, (int32_t)QCKPT_MAGIC), put_i32(&b, l), put_i32(&b, QLIN_N);
+    for (int k = 0; k < QLIN_N; k++) {
+        const qweight *q = model_quant_at(qr->mq, l, k);
         int no, ni;
-        const float *w = lin_weights(m, l, (lin_id)k, &no, &ni);
-        put_i32(&b, ql->quantized), put_i32(&b, no), put_i32(&b, ni);
-        if (!ql->quantized) {
+        const float *w = lin_weights(m, l, k, &no, &ni);
+        put_i32(&b, qweight_is_set(q)), put_i32(&b, no), put_i32(&b, ni);
+        if (!qweight_is_set(q)) {
             put(&b, w, sizeof(float) * (size_t)no * ni);
             continue;
         }
-        const qweight *q = &ql->q;
         put_i32(&b, q->type), put_i32(&b, q->bits), put_i32(&b, q->act), put_i32(&b, q->group_size);
         put_i32(&b, q->n_scales), put_i32(&b, q->zeros != NULL);
         put(&b, q->codes, (size_t)no * ni);
@@ -107,11 +106,11 @@ static int read_layer(qrun *qr, int l, const char *want_hex) {
     rd r = {(const unsigned char *)data, len, 0};
     int32_t magic, layer, nl;
     if (!rc && (get_i32(&r, &magic) || get_i32(&r, &layer) || get_i32(&r, &nl) || magic != (int32_t)QCKPT_MAGIC ||
-                layer != l || nl != LIN_N))
+                layer != l || nl != QLIN_N))
         rc = err_set(ERR_CORRUPT, "in-stage checkpoint %s: bad header", path);
-    for (int k = 0; k < LIN_N && !rc; k++) {
+    for (int k = 0; k < QLIN_N && !rc; k++) {
         int no, ni;
-        float *w = lin_weights(m, l, (lin_id)k, &no, &ni);
+        float *w = lin_weights(m, l, k, &no, &ni);
         int32_t quantized, fo, fi;
         if (get_i32(&r, &quantized) || get_i32(&r, &fo) || get_i32(&r, &fi) || fo != no || fi != ni) {
             rc = err_set(ERR_CORRUPT, "in-stage checkpoint %s: linear %d does not fit the model", path, k);
@@ -121,14 +120,14 @@ static int read_layer(qrun *qr, int l, const char *want_hex) {
             if (get(&r, w, sizeof(float) * (size_t)no * ni)) rc = err_set(ERR_CORRUPT, "%s is truncated", path);
             continue;
         }
-        qweight *q = &qr->lin[l][k].q;
+        qweight *q = model_quant_at(qr->mq, l, k);
         int32_t type, bits, act, gs, ns, hz;
         if (get_i32(&r, &type) || get_i32(&r, &bits) || get_i32(&r, &act) || get_i32(&r, &gs) || get_i32(&r, &ns) ||
             get_i32(&r, &hz)) {
             rc = err_set(ERR_CORRUPT, "%s is truncated", path);
             break;
         }
-        memset(q, 0, sizeof *q);
+        qweight_free(q);
         *q = (qweight){.type = (qw_type)type, .bits = bits, .act = (qa_type)act, .n_out = no, .n_in = ni, .group_size = gs};
         if (qweight_alloc(q, hz, ns == 1 && type == QW_FP8)) {
             rc = err_prefix("in-stage checkpoint %s: ", path);
@@ -139,12 +138,12 @@ static int read_layer(qrun *qr, int l, const char *want_hex) {
             rc = err_set(ERR_CORRUPT, "%s is truncated or inconsistent", path);
             break;
         }
-        qr->lin[l][k].quantized = 1;
         qweight_dequantize(w, q);
     }
     if (!rc && (get(&r, m->w.layers[l].attn_norm, sizeof(float) * (size_t)m->cfg.hidden) ||
                 get(&r, m->w.layers[l].mlp_norm, sizeof(float) * (size_t)m->cfg.hidden) || r.at != len))
         rc = err_set(ERR_CORRUPT, "in-stage checkpoint %s: bad size", path);
+    if (!rc) rc = model_quant_rebind_layer(m, l); /* the layer runs quantized, as it did before the stop */
     free(path), free(data);
     return rc;
 }

@@ -127,14 +127,6 @@ int quant_fp8(qweight *q, float *w_hat, const float *w, int n_out, int n_in, int
 }
 
 void act_fake_quant(float *xq, const float *x, int n, int d, qa_type act) {
-    if (act == QA_FP8_TENSOR) { /* one scale for the whole call */
-        float m = 0;
-        for (size_t i = 0; i < (size_t)n * d; i++) m = fmaxf(m, fabsf(x[i]));
-        const float s = fmaxf(m / 448.0f, 1.0f / (448.0f * 512.0f));
-        for (size_t i = 0; i < (size_t)n * d; i++)
-            xq[i] = s * fp8_e4m3_to_float(fp8_e4m3_from_float(fminf(fmaxf(x[i] / s, -448), 448)));
-        return;
-    }
     for (int t = 0; t < n; t++) {
         const float *xr = x + (size_t)t * d;
         float *o = xq + (size_t)t * d;

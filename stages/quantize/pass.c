@@ -28,7 +28,7 @@ int qagree(stage_ctx *ctx, int rc) {
 }
 
 /* The site whose input a linear reads. */
-static const model_site lin_site[LIN_N] = {MODEL_SITE_QKV,     MODEL_SITE_QKV,     MODEL_SITE_QKV, MODEL_SITE_O,
+static const model_site lin_site[QLIN_N] = {MODEL_SITE_QKV,     MODEL_SITE_QKV,     MODEL_SITE_QKV, MODEL_SITE_O,
                                            MODEL_SITE_GATE_UP, MODEL_SITE_GATE_UP, MODEL_SITE_DOWN};
 
 typedef struct {
@@ -46,10 +46,10 @@ static void stats_free(layer_stats *s) {
 static int stats_alloc(layer_stats *s, model *m, int l) {
     memset(s, 0, sizeof *s);
     int no;
-    lin_weights(m, l, LIN_Q, &no, &s->in[MODEL_SITE_QKV]);
-    lin_weights(m, l, LIN_O, &no, &s->in[MODEL_SITE_O]);
+    lin_weights(m, l, QLIN_Q, &no, &s->in[MODEL_SITE_QKV]);
+    lin_weights(m, l, QLIN_O, &no, &s->in[MODEL_SITE_O]);
     s->in[MODEL_SITE_GATE_UP] = s->in[MODEL_SITE_QKV];
-    lin_weights(m, l, LIN_DOWN, &no, &s->in[MODEL_SITE_DOWN]);
+    lin_weights(m, l, QLIN_DOWN, &no, &s->in[MODEL_SITE_DOWN]);
     for (int k = 0; k < MODEL_SITE_N; k++) {
         s->h[k] = xcalloc((size_t)s->in[k] * s->in[k], sizeof(double));
         s->amax[k] = xcalloc((size_t)s->in[k], sizeof(float));
@@ -109,11 +109,11 @@ static void smooth_layer(qrun *qr, int l, layer_stats *st) {
     for (int part = 0; part < 2; part++) {
         if (part == 0 ? !qr->o.smooth_qkv : !qr->o.smooth_mlp) continue;
         const model_site site = part == 0 ? MODEL_SITE_QKV : MODEL_SITE_GATE_UP;
-        const lin_id first = part == 0 ? LIN_Q : LIN_GATE;
+        const int first = part == 0 ? QLIN_Q : QLIN_GATE;
         const int nw = part == 0 ? 3 : 2, n_in = st->in[site];
         float *w[3];
         int no[3], ni;
-        for (int k = 0; k < nw; k++) w[k] = lin_weights(m, l, (lin_id)(first + k), &no[k], &ni);
+        for (int k = 0; k < nw; k++) w[k] = lin_weights(m, l, first + k, &no[k], &ni);
         float *s = xmalloc(sizeof(float) * (size_t)n_in);
         if (!s) continue; /* only an allocation of a few KB can fail here: smoothing is then skipped */
         smooth_scales(s, st->amax[site], (const float *const *)w, no, nw, n_in, qr->o.alpha);
@@ -124,17 +124,18 @@ static void smooth_layer(qrun *qr, int l, layer_stats *st) {
 }
 
 typedef struct {
-    double err[LIN_N], ref[LIN_N];
+    double err[QLIN_N], ref[QLIN_N];
     double *obj;          /* [iterations + 1] summed over the layer's linears */
-    int have[LIN_N];
+    int have[QLIN_N];
 } layer_result;
 
 /* Quantizes linear k of layer l from its weights w (in place: w becomes w_hat) with the site's Hessian. */
-static int quantize_linear(qrun *qr, int l, lin_id k, const quant_hessian *qh, const double *h, layer_result *res) {
+static int quantize_linear(qrun *qr, int l, int k, const quant_hessian *qh, const double *h, layer_result *res) {
     const qopts *o = &qr->o;
     int no, ni;
     float *w = lin_weights(&qr->m, l, k, &no, &ni);
-    qweight *q = &qr->lin[l][k].q;
+    qweight *q = model_quant_at(qr->mq, l, k);
+    qweight_free(q);
     const size_t n = (size_t)no * ni;
     float *wh = xmalloc(sizeof(float) * n), *orig = xmalloc(sizeof(float) * n);
     double *obj = o->method == QM_QUANTEASE ? xcalloc((size_t)o->iterations + 1, sizeof(double)) : NULL;
@@ -156,11 +157,11 @@ static int quantize_linear(qrun *qr, int l, lin_id k, const quant_hessian *qh, c
         res->have[k] = 1;
         for (int t = 0; obj && t <= o->iterations; t++) res->obj[t] += obj[t];
     }
-    if (!rc) {
-        memcpy(w, wh, sizeof(float) * n);
-        qr->lin[l][k].quantized = 1;
+    if (!rc) memcpy(w, wh, sizeof(float) * n); /* the fp32 copy holds the codes' values too (checkpoints) */
+    if (rc) {
+        qweight_free(q);
+        err_prefix("layer %d %s: ", l, qlin_module[k]);
     }
-    if (rc) err_prefix("layer %d %s: ", l, lin_module[k]);
     free(wh), free(orig), free(obj);
     return rc;
 }
@@ -180,7 +181,7 @@ static int quantize_layer(qrun *qr, int l, layer_stats *st, double secs0) {
         quant_hessian qh;
         memset(&qh, 0, sizeof qh);
         int any = 0;
-        for (int k = 0; k < LIN_N; k++) any |= lin_site[k] == (model_site)site && !qr->skip[l][k];
+        for (int k = 0; k < QLIN_N; k++) any |= lin_site[k] == (model_site)site && !qr->skip[l][k];
         if (!any) continue;
         const int hessian = o->method == QM_GPTQ || o->method == QM_QUANTEASE;
         if (hessian) {
@@ -191,16 +192,16 @@ static int quantize_layer(qrun *qr, int l, layer_stats *st, double secs0) {
             if (!rc && (o->method == QM_GPTQ || o->init_gptq)) rc = quant_hessian_factor(&qh, what);
             if (!rc && qh.retries && stage_metric(ctx, "damp_retries", l, qh.retries)) rc = -1;
         }
-        for (int k = 0; k < LIN_N && !rc; k++)
+        for (int k = 0; k < QLIN_N && !rc; k++)
             if (lin_site[k] == (model_site)site && !qr->skip[l][k])
-                rc = quantize_linear(qr, l, (lin_id)k, &qh, st ? st->h[site] : NULL, &res);
+                rc = quantize_linear(qr, l, k, &qh, st ? st->h[site] : NULL, &res);
         quant_hessian_free(&qh);
     }
     double err = 0, ref = 0;
-    for (int k = 0; k < LIN_N && !rc; k++) {
+    for (int k = 0; k < QLIN_N && !rc; k++) {
         if (!res.have[k]) continue;
         char key[32];
-        snprintf(key, sizeof key, "rel_error_%s", lin_family[k]);
+        snprintf(key, sizeof key, "rel_error_%s", qlin_short[k]);
         const double rel = res.ref[k] > 0 ? res.err[k] / res.ref[k] : 0;
         qr->sum_err_rel += rel, qr->n_err++;
         err += res.err[k], ref += res.ref[k];
@@ -217,7 +218,7 @@ static int quantize_layer(qrun *qr, int l, layer_stats *st, double secs0) {
     return rc;
 }
 
-/* Every rank gets rank 0's new weights of layer l (norms and linears). */
+/* Every rank gets rank 0's new layer l: norms, fp32 weights and the qweights (layout first). */
 static int share_layer(qrun *qr, int l) {
     stage_ctx *ctx = qr->ctx;
     if (ctx->world <= 1) return 0;
@@ -225,10 +226,23 @@ static int share_layer(qrun *qr, int l) {
     const int H = m->cfg.hidden;
     int ok = MPI_Bcast(m->w.layers[l].attn_norm, H, MPI_FLOAT, 0, MPI_COMM_WORLD) == MPI_SUCCESS &&
              MPI_Bcast(m->w.layers[l].mlp_norm, H, MPI_FLOAT, 0, MPI_COMM_WORLD) == MPI_SUCCESS;
-    for (int k = 0; k < LIN_N && ok; k++) {
+    for (int k = 0; k < QLIN_N && ok; k++) {
         int no, ni;
-        float *w = lin_weights(m, l, (lin_id)k, &no, &ni);
-        ok = MPI_Bcast(w, no * ni, MPI_FLOAT, 0, MPI_COMM_WORLD) == MPI_SUCCESS;
+        float *w = lin_weights(m, l, k, &no, &ni);
+        qweight *q = model_quant_at(qr->mq, l, k);
+        int head[7] = {qweight_is_set(q), q->type, q->bits, q->act, q->group_size, q->n_scales, q->zeros != NULL};
+        ok = MPI_Bcast(w, no * ni, MPI_FLOAT, 0, MPI_COMM_WORLD) == MPI_SUCCESS &&
+             MPI_Bcast(head, 7, MPI_INT, 0, MPI_COMM_WORLD) == MPI_SUCCESS;
+        if (!ok || !head[0]) continue;
+        if (ctx->rank != 0) {
+            qweight_free(q);
+            *q = (qweight){.type = (qw_type)head[1], .bits = head[2], .act = (qa_type)head[3], .n_out = no, .n_in = ni,
+                           .group_size = head[4]};
+            if (qweight_alloc(q, head[6], head[5] == 1 && head[1] == QW_FP8)) return -1;
+        }
+        ok = MPI_Bcast(q->codes, no * ni, MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD) == MPI_SUCCESS &&
+             MPI_Bcast(q->scales, q->n_scales, MPI_FLOAT, 0, MPI_COMM_WORLD) == MPI_SUCCESS &&
+             (!q->zeros || MPI_Bcast(q->zeros, no * (ni / q->group_size), MPI_UNSIGNED_CHAR, 0, MPI_COMM_WORLD) == MPI_SUCCESS);
     }
     return ok ? 0 : err_set(ERR_IO, "MPI_Bcast of layer %d's quantized weights failed", l);
 }
@@ -255,6 +269,8 @@ int qpass_run(qrun *qr) {
         if (!rc && ctx->rank == 0) rc = quantize_layer(qr, l, stp, t0);
         rc = qagree(ctx, rc);
         if (!rc) rc = share_layer(qr, l);
+        /* the next layers are calibrated on this layer run by the quantized kernels */
+        if (!rc) rc = model_quant_rebind_layer(&qr->m, l);
         if (stp) stats_free(stp);
         if (!rc && qr->lw) rc = layerwise_advance(qr->lw);
         rc = qagree(ctx, rc);

@@ -8,13 +8,13 @@
 
 #include "model/layerwise.h"
 #include "model/model.h"
+#include "model/qcheckpoint.h"
+#include "model/qmodel.h"
 #include "stages/quantize/quant.h"
 #include "stages/stage.h"
 
-/* The decoder linears of a layer, in HF order; their families are the metric names. */
-typedef enum { LIN_Q = 0, LIN_K, LIN_V, LIN_O, LIN_GATE, LIN_UP, LIN_DOWN, LIN_N } lin_id;
-extern const char *const lin_family[LIN_N];   /* "q", "k", ... */
-extern const char *const lin_module[LIN_N];   /* "self_attn.q_proj", ... */
+/* The decoder linears of a layer are model/qmodel.h's QLIN_Q .. QLIN_DOWN (qlin_short: the metric
+ * families "q" .. "down"; qlin_module: "self_attn.q_proj" ..). */
 
 typedef enum { QM_RTN, QM_GPTQ, QM_QUANTEASE, QM_FP8 } qmethod;
 
@@ -30,23 +30,17 @@ typedef struct {
     int init_gptq;           /* QuantEase's start: GPTQ (1) or RTN (0) */
     qa_type act;
     int fp8_per_channel;     /* weights_fp8: channel (1) or tensor (0) */
-    const char *format;      /* compressed-tensors, gptq, gguf */
+    qckpt_format format;     /* compressed-tensors, gptq, gguf */
     const cJSON *ignore;     /* list of strings */
 } qopts;
-
-/* One linear's result: its qweight, or (ignored) its float weights kept. */
-typedef struct {
-    int quantized;
-    qweight q;
-} qlinear;
 
 typedef struct {
     stage_ctx *ctx;
     qopts o;
     model m;
     int have_model;
-    uint8_t (*skip)[LIN_N];  /* [n_layers][LIN_N] linears kept in float (ignore:) */
-    qlinear (*lin)[LIN_N];   /* [n_layers][LIN_N] */
+    uint8_t (*skip)[QLIN_N]; /* [n_layers][QLIN_N] linears kept in float (ignore:) */
+    model_quant *mq;         /* the quantized linears, attached to (owned by) m */
     int32_t *tokens, *seq_lens;  /* this rank's calibration sequences */
     int n_seqs, n_tokens_total;
     layerwise *lw;
@@ -58,8 +52,8 @@ typedef struct {
 
 /* ---- quantize.c ---- */
 int qopts_parse(qopts *o, const cJSON *params);
-/* The float pointer and shape [n_out, n_in] of linear `id` of layer l. */
-float *lin_weights(model *m, int l, lin_id id, int *n_out, int *n_in);
+/* The float pointer and shape [n_out, n_in] of linear k (QLIN_Q .. QLIN_DOWN) of layer l. */
+float *lin_weights(model *m, int l, int k, int *n_out, int *n_in);
 
 /* ---- pass.c ---- */
 /* A status agreed by every rank: the first failure stops all (ERR_STAGE on the others). */

@@ -135,7 +135,7 @@ void smooth_apply(float *norm, float *const *w, const int *n_out, int n_w, int n
 
 /* Dynamic per-token activation quantization as the quantized kernels run it (for error measurement):
  * xq [n, d] = the values x [n, d] becomes (int8: s_t = max|x_t|/127, q = round(x/s_t); fp8: s_t =
- * max(max|x_t|/448, 1/(448*512)), E4M3 codes; QA_FP8_TENSOR: one such scale over all n rows). QA_NONE copies. */
+ * max(max|x_t|/448, 1/(448*512)), E4M3 codes). QA_NONE copies. */
 void act_fake_quant(float *xq, const float *x, int n, int d, qa_type act);
 
 #endif

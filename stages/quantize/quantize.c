@@ -12,19 +12,16 @@
 #include "common/log.h"
 #include "kernels/threads.h"
 #include "model/checkpoint.h"
+#include "model/model_load.h"
 #include "stages/data/dataset.h"
 #include "stages/quantize/qout.h"
 #include "stages/quantize/qstage.h"
 #include "stages/train/train.h"
 
-const char *const lin_family[LIN_N] = {"q", "k", "v", "o", "gate", "up", "down"};
-const char *const lin_module[LIN_N] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                       "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
-
 static const char *const method_choices[] = {"rtn", "gptq", "quantease", "smoothquant+gptq", "smoothquant+quantease",
                                              "fp8", NULL};
 static const char *const init_choices[] = {"rtn", "gptq", NULL};
-static const char *const act_choices[] = {"none", "int8", "fp8", "fp8_tensor", NULL};
+static const char *const act_choices[] = {"none", "int8", "fp8", NULL};
 static const char *const fp8w_choices[] = {"tensor", "channel", NULL};
 static const char *const format_choices[] = {"compressed-tensors", "gptq", "gguf", NULL};
 static const char *const mapping_choices[] = {"input_layernorm", "post_attention_layernorm", NULL};
@@ -63,8 +60,7 @@ static const param_spec quantize_params[] = {
     {.name = "init", .type = P_STRING, .def = "gptq", .choices = init_choices, .help = "QuantEase's start"},
     {.name = "smooth", .type = P_MAP, .def = "{}", .fields = smooth_fields, .help = "SmoothQuant: {alpha, mappings}"},
     {.name = "activations", .type = P_STRING, .def = "none", .choices = act_choices,
-     .help = "activations quantized at run time: dynamic per token (int8, fp8) or one dynamic scale per batch "
-             "(fp8_tensor, vLLM's online FP8)"},
+     .help = "activations quantized at run time, dynamically per token"},
     {.name = "weights_fp8", .type = P_STRING, .def = "channel", .choices = fp8w_choices,
      .help = "fp8: one weight scale per tensor or per output channel"},
     {.name = "ignore", .type = P_LIST, .def = "[lm_head]", .elem = &ignore_elem, .help = "linears kept in full precision"},
@@ -85,15 +81,15 @@ static int has_string(const cJSON *list, const char *s) {
 
 int qopts_parse(qopts *o, const cJSON *p) {
     memset(o, 0, sizeof *o);
-    const char *method, *init, *act, *fp8w;
+    const char *method, *init, *act, *fp8w, *format;
     int64_t bits, group, iters;
     int sym, ao;
     if (param_string(p, "method", &method) || param_int(p, "bits", &bits) || param_int(p, "group_size", &group) ||
         param_bool(p, "sym", &sym) || param_bool(p, "act_order", &ao) || param_float(p, "damp", &o->damp) ||
         param_int(p, "iterations", &iters) || param_string(p, "init", &init) || param_float(p, "smooth.alpha", &o->alpha) ||
-        param_string(p, "activations", &act) || param_string(p, "weights_fp8", &fp8w) ||
-        param_string(p, "format", &o->format))
+        param_string(p, "activations", &act) || param_string(p, "weights_fp8", &fp8w) || param_string(p, "format", &format))
         return -1;
+    if (qckpt_format_parse(format, &o->format)) return -1;
     o->ignore = param_get(p, "ignore");
     const cJSON *maps = param_get(p, "smooth.mappings");
     o->smooth_qkv = has_string(maps, "input_layernorm");
@@ -105,55 +101,34 @@ int qopts_parse(qopts *o, const cJSON *p) {
     o->act_order = ao;
     o->iterations = (int)iters;
     o->init_gptq = !strcmp(init, "gptq");
-    o->act = !strcmp(act, "int8") ? QA_INT8 : !strcmp(act, "fp8") ? QA_FP8 : !strcmp(act, "fp8_tensor") ? QA_FP8_TENSOR : QA_NONE;
+    o->act = !strcmp(act, "int8") ? QA_INT8 : !strcmp(act, "fp8") ? QA_FP8 : QA_NONE;
     o->fp8_per_channel = !strcmp(fp8w, "channel");
     if (group == 0) return err_set(ERR_INPUT, "group_size 0: give a positive number of input columns, or -1 for one "
                                    "scale per output channel");
     if (o->smooth && !o->smooth_qkv && !o->smooth_mlp)
         return err_set(ERR_INPUT, "smooth.mappings is empty: SmoothQuant needs input_layernorm and/or post_attention_layernorm");
-    if (o->method == QM_FP8) {
-        if (o->act == QA_INT8)
-            return err_set(ERR_INPUT, "method fp8 runs fp8 weights with fp8 or full-precision activations; set "
-                           "activations: fp8 or none (int8 activations go with method gptq/quantease/rtn, bits 8)");
-        if (strcmp(o->format, "compressed-tensors"))
-            return err_set(ERR_INPUT, "format %s cannot hold FP8 weights; use format: compressed-tensors (float-quantized)",
-                           o->format);
-        return 0;
-    }
-    if (o->act == QA_FP8 || o->act == QA_FP8_TENSOR)
-        return err_set(ERR_INPUT, "activations: fp8 goes with method: fp8 (integer weights take int8 or no activation "
-                       "quantization)");
-    if (o->act == QA_INT8 && (bits != 8 || !sym || group != -1))
-        return err_set(ERR_INPUT, "activations: int8 (W8A8) needs int8 symmetric per-channel weights: bits 8, sym true, "
-                       "group_size -1 (found bits %lld, sym %s, group_size %lld)", (long long)bits, sym ? "true" : "false",
-                       (long long)group);
-    /* what each output format can store (the packed layouts serving engines read) */
-    if (!strcmp(o->format, "gguf")) {
-        if (!(group == 32 && ((bits == 8 && sym) || bits == 4)))
-            return err_set(ERR_INPUT, "format gguf stores Q8_0 (bits 8, sym, group_size 32), Q4_0 (bits 4, sym, group_size "
-                           "32) or Q4_1 (bits 4, asymmetric, group_size 32); found bits %lld, sym %s, group_size %lld",
-                           (long long)bits, sym ? "true" : "false", (long long)group);
-    } else if (bits != 4 && bits != 8) {
-        return err_set(ERR_INPUT, "format %s packs 4- or 8-bit weights (what vLLM and SGLang run), not %lld bits; use bits "
-                       "4 or 8", o->format, (long long)bits);
-    }
+    /* what the output format can hold (and the kernels run): the writer's own rules */
+    const int fp8 = o->method == QM_FP8;
+    if (qcheckpoint_check_scheme(o->format, fp8 ? QW_FP8 : QW_INT, fp8 ? 8 : (int)bits, o->act, fp8 ? -1 : (int)group,
+                                 fp8 ? 0 : !sym, fp8 && !o->fp8_per_channel, 0))
+        return err_prefix("method %s, format %s: ", method, format);
     if (o->smooth && o->act != QA_INT8)
         log_warn("SmoothQuant without activations: int8 moves outliers into the weights for nothing; it is meant for W8A8");
     return 0;
 }
 
-float *lin_weights(model *m, int l, lin_id id, int *n_out, int *n_in) {
+float *lin_weights(model *m, int l, int id, int *n_out, int *n_in) {
     const model_config *c = &m->cfg;
     layer_weights *w = &m->w.layers[l];
     const int H = c->hidden, Q = c->layers[l].n_heads * c->head_dim, KV = c->layers[l].n_kv_heads * c->head_dim,
               I = c->layers[l].intermediate;
     switch (id) {
-    case LIN_Q: *n_out = Q, *n_in = H; return w->wq;
-    case LIN_K: *n_out = KV, *n_in = H; return w->wk;
-    case LIN_V: *n_out = KV, *n_in = H; return w->wv;
-    case LIN_O: *n_out = H, *n_in = Q; return w->wo;
-    case LIN_GATE: *n_out = I, *n_in = H; return w->w_gate;
-    case LIN_UP: *n_out = I, *n_in = H; return w->w_up;
+    case QLIN_Q: *n_out = Q, *n_in = H; return w->wq;
+    case QLIN_K: *n_out = KV, *n_in = H; return w->wk;
+    case QLIN_V: *n_out = KV, *n_in = H; return w->wv;
+    case QLIN_O: *n_out = H, *n_in = Q; return w->wo;
+    case QLIN_GATE: *n_out = I, *n_in = H; return w->w_gate;
+    case QLIN_UP: *n_out = I, *n_in = H; return w->w_up;
     default: *n_out = H, *n_in = I; return w->w_down;
     }
 }
@@ -174,7 +149,7 @@ static int check_sizes(const model_config *c, const quant_grid *g) {
 }
 
 /* Marks the linears named by `ignore`; an entry that names none is an error. */
-static int apply_ignore(uint8_t (*skip)[LIN_N], const model_config *c, const cJSON *ignore) {
+static int apply_ignore(uint8_t (*skip)[QLIN_N], const model_config *c, const cJSON *ignore) {
     const cJSON *e;
     cJSON_ArrayForEach(e, ignore) {
         const char *s = e->valuestring;
@@ -185,13 +160,13 @@ static int apply_ignore(uint8_t (*skip)[LIN_N], const model_config *c, const cJS
             return err_set(ERR_INPUT, "ignore entry '%s': not a valid extended regular expression", s);
         int hits = 0;
         for (int l = 0; l < c->n_layers; l++)
-            for (int k = 0; k < LIN_N; k++) {
+            for (int k = 0; k < QLIN_N; k++) {
                 char name[96], layer[48];
-                snprintf(name, sizeof name, "model.layers.%d.%s", l, lin_module[k]);
+                qlin_module_name(name, sizeof name, l, k);
                 snprintf(layer, sizeof layer, "model.layers.%d", l);
-                const char *proj = strchr(lin_module[k], '.') + 1;
+                const char *proj = strchr(qlin_module[k], '.') + 1;
                 int hit = is_re ? regexec(&re, name, 0, NULL, 0) == 0
-                                : !strcmp(s, name) || !strcmp(s, layer) || !strcmp(s, proj) || !strcmp(s, lin_module[k]);
+                                : !strcmp(s, name) || !strcmp(s, layer) || !strcmp(s, proj) || !strcmp(s, qlin_module[k]);
                 if (hit) skip[l][k] = 1, hits++;
             }
         if (is_re) regfree(&re);
@@ -203,20 +178,15 @@ static int apply_ignore(uint8_t (*skip)[LIN_N], const model_config *c, const cJS
     return 0;
 }
 
-/* A checkpoint that is already quantized (a quantization_config in its config.json). */
+/* A checkpoint that is already quantized is refused: quantize the full-precision model it came from. */
 static int refuse_quantized(const char *path) {
-    char *cp = fs_is_dir(path) ? fs_join(path, "config.json") : NULL, *text = NULL;
-    size_t len;
-    int rc = 0;
-    if (cp && fs_exists(cp) && fs_read_file(cp, 1 << 24, &text, &len) == 0) {
-        cJSON *j = cJSON_Parse(text);
-        if (j && cJSON_GetObjectItemCaseSensitive(j, "quantization_config"))
-            rc = err_set(ERR_INPUT, "%s is already quantized (its config.json has a quantization_config); quantize the "
-                         "full-precision model it came from", path);
-        cJSON_Delete(j);
-    }
-    free(cp), free(text);
-    return rc;
+    char desc[128] = "";
+    int q = model_path_is_quantized(path, NULL, desc, sizeof desc);
+    if (q < 0) return err_prefix("model %s: ", path);
+    if (q > 0)
+        return err_set(ERR_INPUT, "%s is already quantized (%s); quantize the full-precision model it came from", path,
+                       desc);
+    return 0;
 }
 
 /* This rank's share of the calibration sequences: sequence i goes to rank i mod world. */
@@ -257,11 +227,8 @@ static int load_calibration(qrun *qr, const char *dir) {
 
 static void qrun_free(qrun *qr) {
     layerwise_close(qr->lw);
-    if (qr->lin)
-        for (int l = 0; l < qr->m.cfg.n_layers; l++)
-            for (int k = 0; k < LIN_N; k++) qweight_free(&qr->lin[l][k].q);
-    free(qr->lin), free(qr->skip), free(qr->tokens), free(qr->seq_lens), free(qr->fingerprint);
-    if (qr->have_model) model_free(&qr->m);
+    free(qr->skip), free(qr->tokens), free(qr->seq_lens), free(qr->fingerprint);
+    if (qr->have_model) model_free(&qr->m); /* and the attached model_quant */
 }
 
 /* Every check that needs no weights, then the weights and the calibration stream. */
@@ -285,8 +252,7 @@ static int qrun_setup(qrun *qr, const char **model_path) {
     if (train_read_config(*model_path, &cfg)) return err_prefix("model %s: ", *model_path);
     if (o->method != QM_FP8 && check_sizes(&cfg, &o->grid)) return -1;
     qr->skip = xcalloc((size_t)cfg.n_layers, sizeof *qr->skip);
-    qr->lin = xcalloc((size_t)cfg.n_layers, sizeof *qr->lin);
-    if (!qr->skip || !qr->lin) return -1;
+    if (!qr->skip) return -1;
     if (apply_ignore(qr->skip, &cfg, o->ignore)) return -1;
     if (cin && stage_input_dir(ctx, cin, &cal_dir)) return -1;
 
@@ -296,8 +262,15 @@ static int qrun_setup(qrun *qr, const char **model_path) {
         int n = kernels_set_threads(0) / atoi(local);
         kernels_set_threads(n > 0 ? n : 1);
     }
-    if (train_load_model(&qr->m, *model_path)) return -1;
+    if (model_load(&qr->m, *model_path)) return -1;
     qr->have_model = 1;
+    /* the quantized linears run the quantized kernels as soon as their layer is done (rebind) */
+    if (!(qr->mq = model_quant_new(cfg.n_layers))) return -1;
+    if (model_attach_quant(&qr->m, qr->mq)) {
+        model_quant_free(qr->mq);
+        qr->mq = NULL;
+        return -1;
+    }
     if (cfg.n_layers != qr->m.cfg.n_layers || cfg.hidden != qr->m.cfg.hidden)
         return err_set(ERR_INTERNAL, "the config of %s changed between reading and loading", *model_path);
     if (cal_dir) {

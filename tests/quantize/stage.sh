@@ -64,8 +64,12 @@ expect_eq "$(m q-gptq bits_per_weight 0)" 5 "4-bit weights with an fp16 scale pe
 [ -z "$(m q-fp8 rel_error_q 0)" ] || fail "fp8 without calibration has no error metrics"
 RUN=$(q "SELECT run_id FROM runs")
 "$SMELT" checkout "$RUN" q-qe -o qe > /dev/null || fail "checkout of q-qe failed"
-[ -f qe/config.json ] && [ -f qe/model.safetensors ] && [ -f qe/quantization.json ] || fail "q-qe output incomplete: $(ls qe)"
+[ -f qe/config.json ] && [ -f qe/model.safetensors ] || fail "q-qe output incomplete: $(ls qe)"
 [ -f qe/tokenizer.json ] || fail "the tokenizer was not copied into the output: $(ls qe)"
+expect_eq "$(python3 -c "import json; c = json.load(open('qe/config.json'))['quantization_config']; print(c['quant_method'], c['format'])")" \
+  "compressed-tensors pack-quantized" "q-qe is a compressed-tensors W4A16 checkpoint"
+INSPECT=$("$SMELT" inspect qe 2>&1) || fail "smelt inspect of the quantized output failed: $INSPECT"
+expect_contains "$INSPECT" "int4 group 16" "inspect names the quantized linears"
 "$SMELT" run r.yaml > again.out 2>&1 || fail "second run failed"
 expect_contains "$(cat again.out)" "(0 run, 7 cached)" "second run is cached"
 pass "five methods; QuantEase <= GPTQ <= RTN on every layer and family; monotone objective; cached rerun"
@@ -90,11 +94,6 @@ done
 pass "kill -9 after layer 0 and resume: byte-identical artifact and metrics"
 
 # bad parameters: exit status 2 before any work, the message names the cause
-"$SMELT" checkout "$RUN" teacher -o quantized-teacher > /dev/null
-python3 -c "
-import json, sys
-p = 'quantized-teacher/config.json'; c = json.load(open(p))
-c['quantization_config'] = {'quant_method': 'compressed-tensors'}; json.dump(c, open(p, 'w'))"
 bad() { # bad NAME STAGE_YAML EXPECTED
   recipe bad.yaml "  q: $2"
   set +e
@@ -111,15 +110,15 @@ bad() { # bad NAME STAGE_YAML EXPECTED
     fail "$1: a layer was quantized before the failure"
 }
 bad bits3-gptq "{kind: quantize, model: teacher, method: gptq, bits: 3, group_size: 16, format: gptq, calibration: data.calibration}" \
-  "format gptq packs 4- or 8-bit weights"
-bad bits3-gguf "{kind: quantize, model: teacher, method: rtn, bits: 3, group_size: 32, format: gguf}" "format gguf stores Q8_0"
+  "format gptq packs 2, 4 or 8 bits"
+bad gguf "{kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 32, format: gguf}" "format gguf"
 bad group20 "{kind: quantize, model: teacher, method: gptq, bits: 4, group_size: 20, calibration: data.calibration}" \
   "group_size 20 does not divide the hidden size"
-bad quantized "{kind: quantize, model: $WORK/quantized-teacher, method: rtn, bits: 4, group_size: 16}" "is already quantized"
+bad quantized "{kind: quantize, model: $WORK/qe, method: rtn, bits: 4, group_size: 16}" "is already quantized"
 bad ignore "{kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 16, ignore: [lm_head, model.layers.7.mlp.up_proj]}" \
   "ignore entry 'model.layers.7.mlp.up_proj' names no linear"
 bad no-calibration "{kind: quantize, model: teacher, method: gptq, bits: 4, group_size: 16}" "method gptq needs calibration data"
-bad w8a8-groups "{kind: quantize, model: teacher, method: gptq, bits: 8, group_size: 16, activations: int8, calibration: data.calibration}" \
-  "activations: int8 (W8A8) needs int8 symmetric per-channel weights"
-bad fp8-gptq "{kind: quantize, model: teacher, method: fp8, format: gptq}" "format gptq cannot hold FP8 weights"
+bad int-fp8act "{kind: quantize, model: teacher, method: gptq, bits: 8, group_size: -1, activations: fp8, calibration: data.calibration}" \
+  "integer weights with FP8 activations"
+bad fp8-gptq "{kind: quantize, model: teacher, method: fp8, format: gptq}" "format gptq holds integer weights only"
 pass "bad parameters: exit 2 before any layer, with the cause"
