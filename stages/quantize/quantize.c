@@ -175,6 +175,13 @@ static int apply_ignore(uint8_t (*skip)[QLIN_N], const model_config *c, const cJ
                            "name (model.layers.0.mlp.down_proj), a projection (down_proj), a layer (model.layers.0) or "
                            "re:REGEX", s, c->n_layers);
     }
+    /* q/k/v and gate/up run as one fused projection each: quantized alike or kept alike */
+    for (int l = 0; l < c->n_layers; l++)
+        if (skip[l][QLIN_Q] != skip[l][QLIN_K] || skip[l][QLIN_K] != skip[l][QLIN_V] ||
+            skip[l][QLIN_GATE] != skip[l][QLIN_UP])
+            return err_set(ERR_INPUT, "ignore keeps part of a fused projection of layer %d in full precision: q_proj, "
+                           "k_proj and v_proj (and gate_proj and up_proj) run as one product each; ignore them together",
+                           l);
     return 0;
 }
 

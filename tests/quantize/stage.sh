@@ -39,7 +39,8 @@ ALL="  q-rtn: {kind: quantize, model: teacher, method: rtn, bits: 4, group_size:
   q-gptq: {kind: quantize, model: teacher, method: gptq, bits: 4, group_size: 16, calibration: data.calibration}
   q-qe: {kind: quantize, model: teacher, method: quantease, iterations: 4, bits: 4, group_size: 16, calibration: data.calibration}
   q-w8a8: {kind: quantize, model: teacher, method: smoothquant+gptq, smooth: {alpha: 0.8}, bits: 8, group_size: -1, activations: int8, calibration: data.calibration}
-  q-fp8: {kind: quantize, model: teacher, method: fp8, activations: fp8}"
+  q-fp8: {kind: quantize, model: teacher, method: fp8, activations: fp8}
+  q-ign: {kind: quantize, model: teacher, method: rtn, bits: 8, group_size: -1, ignore: [lm_head, down_proj, model.layers.1], calibration: data.calibration}"
 recipe r.yaml "$ALL"
 "$SMELT" run r.yaml > run.out 2>&1 || fail "run failed: $(cat run.out)"
 m() { q "SELECT value FROM metrics WHERE stage = '$1' AND key = '$2' AND step = $3"; }
@@ -71,7 +72,14 @@ expect_eq "$(python3 -c "import json; c = json.load(open('qe/config.json'))['qua
 INSPECT=$("$SMELT" inspect qe 2>&1) || fail "smelt inspect of the quantized output failed: $INSPECT"
 expect_contains "$INSPECT" "int4 group 16" "inspect names the quantized linears"
 "$SMELT" run r.yaml > again.out 2>&1 || fail "second run failed"
-expect_contains "$(cat again.out)" "(0 run, 7 cached)" "second run is cached"
+expect_contains "$(cat again.out)" "(0 run, 8 cached)" "second run is cached"
+# ignore: down_proj everywhere and all of layer 1 stay fp32 (no metric, listed as ignored in the export)
+expect_eq "$(q "SELECT count(*) FROM metrics WHERE run_id = '$RUN' AND stage = 'q-ign' AND key LIKE 'rel_error_%' AND key != 'rel_error_mean'")" 6 \
+  "q-ign quantized the six linears of layer 0 other than down_proj"
+"$SMELT" checkout "$RUN" q-ign -o ign > /dev/null
+IGN=$(python3 -c "import json; print(' '.join(sorted(json.load(open('ign/config.json'))['quantization_config']['ignore'])))")
+expect_contains "$IGN" "model.layers.0.mlp.down_proj" "the export lists the ignored down_proj"
+expect_contains "$IGN" "model.layers.1.self_attn.q_proj" "the export lists layer 1's linears"
 pass "five methods; QuantEase <= GPTQ <= RTN on every layer and family; monotone objective; cached rerun"
 
 # kill -9 right after the checkpoint of layer 0, resume: the same bytes as an uninterrupted run
@@ -117,6 +125,8 @@ bad group20 "{kind: quantize, model: teacher, method: gptq, bits: 4, group_size:
 bad quantized "{kind: quantize, model: $WORK/qe, method: rtn, bits: 4, group_size: 16}" "is already quantized"
 bad ignore "{kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 16, ignore: [lm_head, model.layers.7.mlp.up_proj]}" \
   "ignore entry 'model.layers.7.mlp.up_proj' names no linear"
+bad ignore-part "{kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 16, ignore: [model.layers.1.self_attn.k_proj]}" \
+  "ignore them together"
 bad no-calibration "{kind: quantize, model: teacher, method: gptq, bits: 4, group_size: 16}" "method gptq needs calibration data"
 bad int-fp8act "{kind: quantize, model: teacher, method: gptq, bits: 8, group_size: -1, activations: fp8, calibration: data.calibration}" \
   "integer weights with FP8 activations"
