@@ -8,6 +8,7 @@
 #include "kernels/gram.h"
 #include "model/checkpoint.h"
 #include "model/layerwise.h"
+#include "shared_dir.h"
 #include "stages/quantize/quant.h"
 
 /* "The quick brown fox jumps over the lazy dog. A user who watched Toy Story, Jumanji and The Lion King in
@@ -36,16 +37,17 @@ static int tap(void *ctx, model_site site, const float *x, int n, int in) {
 
 int main(void) {
     tu_verbose = getenv("VERBOSE") != NULL;
-    const char *shared = getenv("SMELT_SHARED_DIR"), *req = getenv("SMELT_REQUIRE_SHARED");
     char path[4096];
-    if (getenv("SMELT_SMOLLM2")) snprintf(path, sizeof path, "%s", getenv("SMELT_SMOLLM2"));
-    else snprintf(path, sizeof path, "%s/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", shared ? shared : "../shared");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (req && !strcmp(req, "1")) return printf("FAIL %s is missing (SMELT_REQUIRE_SHARED=1)\n", path), 1;
-        printf("skipped: %s is missing\n", path);
-        return 77;
+    if (getenv("SMELT_SMOLLM2")) {
+        snprintf(path, sizeof path, "%s", getenv("SMELT_SMOLLM2"));
+    } else {
+        shared_dir();
+        if (!shared_file(path, sizeof path, "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+                         "quantizing SmolLM2's first layers"))
+            return SHARED_SKIPPED_ALL;
     }
+    FILE *f = fopen(path, "rb");
+    if (!f) return printf("FAIL cannot open %s\n", path), 1;
     char magic[4] = {0};
     const int is_gguf = fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
     fclose(f);
