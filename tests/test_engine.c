@@ -6,7 +6,8 @@
  * - the engine: last-position logits with the prefix cache on and off against the plain KV-cache
  *   forward (model_extend), batched prefill of several requests, continuous batching (requests
  *   arriving between decode steps), chunked prefill, echo logits of every prompt position, greedy
- *   decoding against the plain forward, cancellation, and limits refused at submission;
+ *   decoding against the plain forward, cancellation, and limits refused at submission; the
+ *   acceptance's ranking shape (k = 8, 90% of 512 tokens shared): one cold prefill, seven of 64;
  * - evaluate's scores through the engine equal score_split's.
  * Tolerance of logits (test_kvcache's derivation): both paths compute the same fp32 sums in other
  * orders (batched GEMM rows, paged attention tiles), each reduction of length L may differ by
@@ -305,6 +306,64 @@ static void test_engine_requests(int kind, int block_size, int budget, int prefi
     model_free(&m);
 }
 
+/* The ranking shape of the acceptance (k = 8 candidates of 512 tokens sharing 90%: 460 tokens),
+ * submitted together: the scheduler prefills the first alone, then the other seven find its
+ * whole blocks (448 positions of 16) in the cache and each computes 64 positions, 8x fewer than a
+ * cold prefill (the work behind bench_serve's hot speedup, which times it). Without the cache every
+ * candidate computes 512. The hot candidates' last logits equal the plain forward's. */
+static void test_engine_ranking_work(int prefix_cache) {
+    model_config cfg = tm_config(0);
+    cfg.max_pos = 1024;
+    model m;
+    if (model_init(&m, &cfg, NULL)) exit(1);
+    tm_randomize(&m, 21);
+    enum { K = 8, L = 512, SHARED = L * 9 / 10 };
+    static int prompts[K][L];
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < L; i++) prompts[k][i] = k > 0 && i < SHARED ? prompts[0][i] : (int)(tu_next() % cfg.vocab);
+    engine_opts o = engine_opts_default();
+    o.prefix_cache = prefix_cache, o.kv_budget_mb = 8; /* block_size 16, max_batch_tokens 1024 */
+    engine *e;
+    tu_expect(engine_create(&e, &m, &o) == 0, "engine_create: %s", err_msg());
+    collect c = {.n_req = K, .V = cfg.vocab, .maxlen = 1};
+    c.last = tu_alloc((size_t)K * cfg.vocab);
+    c.gen = calloc(K * 64, sizeof(int));
+    for (int k = 0; k < K; k++) {
+        engine_request q = {.prompt = prompts[k], .n_prompt = L, .max_new_tokens = 1, .temperature = 0,
+                            .user = (void *)(intptr_t)k};
+        tu_expect(engine_submit(e, &q, NULL) == 0, "submit %d: %s", k, err_msg());
+    }
+    int prefill[8] = {0}, steps = 0;
+    for (; engine_n_waiting(e) + engine_n_running(e) > 0 && steps < 8; steps++) {
+        engine_step_info info;
+        tu_expect(engine_step(e, on_event, &c, &info) == 0, "step: %s", err_msg());
+        prefill[steps] = info.prefill_tokens;
+    }
+    const int hot = L - SHARED / 16 * 16; /* 64 */
+    if (prefix_cache) {
+        int cached_ok = c.cached[0] == 0;
+        for (int k = 1; k < K; k++) cached_ok &= c.cached[k] == SHARED / 16 * 16;
+        tu_expect(cached_ok && steps == 2 && prefill[0] == L && prefill[1] == (K - 1) * hot,
+                  "k = 8, 90%% shared: one cold prefill of %d, then 7 hot ones of %d (steps %d: %d + %d tokens; cached "
+                  "%d, %d)", L, hot, steps, prefill[0], prefill[1], c.cached[0], c.cached[1]);
+    } else {
+        int sum = 0;
+        for (int i = 0; i < steps; i++) sum += prefill[i];
+        tu_expect(sum == K * L && c.cached[K - 1] == 0, "cache off: every candidate computes %d (%d in all)", L, sum);
+    }
+    double worst = 0, tol = logit_tol(&cfg, L);
+    for (int k = 0; k < K; k += K - 1) {
+        float *ref = plain_logits(&m, prompts[k], L);
+        worst = fmax(worst, tu_nerr(c.last + (size_t)k * cfg.vocab, ref + (size_t)(L - 1) * cfg.vocab, cfg.vocab));
+        free(ref);
+    }
+    tu_expect(worst <= tol, "k = 8 at 512 tokens, cache %s: last logits vs plain forward err %.3e tol %.3e",
+              prefix_cache ? "on" : "off", worst, tol);
+    engine_free(e);
+    free(c.last), free(c.gen);
+    model_free(&m);
+}
+
 static void test_engine_limits(void) {
     model_config cfg = tm_config(1);
     model m;
@@ -443,6 +502,8 @@ int main(int argc, char **argv) {
         {"fp8 per channel", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0},
     };
     for (int i = 0; i < 3; i++) test_engine_requests(2 - i, 4, 64, 1, &qs[i]);
+    test_engine_ranking_work(1);
+    test_engine_ranking_work(0);
     test_engine_limits();
     test_engine_evaluate();
     return tu_finish("test_engine");

@@ -68,8 +68,9 @@ static int breakdown(const engine *e, bench_state *st) {
 
 static int capacity(const bench_params *bp, bench_state *st, engine *e) {
     if (step_cost_fit(&st->cost, st->res.steps, st->res.n_steps)) return -1;
-    log_info("cost model of a step (fitted to %d steps, R^2 %.3f): %.3g s + %.3g s/token + %.3g s/attention pair + "
-             "%.3g s/sequence", st->cost.n, st->cost.r2, st->cost.c[0], st->cost.c[1], st->cost.c[2], st->cost.c[3]);
+    log_info("cost model of a step (fitted to %d steps, %d stalled steps left out, R^2 %.3f): %.3g s + %.3g s/token + "
+             "%.3g s/attention pair + %.3g s/sequence", st->cost.n, st->cost.outliers, st->cost.r2, st->cost.c[0],
+             st->cost.c[1], st->cost.c[2], st->cost.c[3]);
     engine_opts dry = bp->eo;
     dry.dry_run = 1;
     engine *d;

@@ -109,6 +109,7 @@ int bench_write(stage_ctx *ctx, const bench_params *bp, const bench_state *st) {
         put(&o, "slo_simulated_ttft_ms_p99", st->slo_p99);
         put(&o, "slo_verified_ttft_ms_p99", st->slo_verified_p99);
         put(&o, "cost_model_r2", st->cost.r2);
+        put(&o, "cost_model_outliers", st->cost.outliers);
         if (bp->has_fleet) {
             /* ALGORITHMS.md 6: ceil(R / rate) + k; no replica serves any traffic when the SLO is unreachable */
             double need = st->slo_rate > 0 ? ceil(bp->fleet_rate / st->slo_rate) + bp->fleet_down : NAN;

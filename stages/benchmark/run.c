@@ -152,9 +152,10 @@ double step_cost_predict(const step_cost *c, int tokens, double attn_pairs, int 
     return c->c[0] + c->c[1] * tokens + c->c[2] * attn_pairs + c->c[3] * n_seqs;
 }
 
-/* Solves the normal equations over the features in `use` (Gaussian elimination with partial
- * pivoting, a tiny ridge for features that never vary). */
-static void solve_ls(double *coef, const double (*X)[4], const double *y, int n, const int *use) {
+/* Solves the normal equations over the features in `use` and the rows in `keep` (Gaussian
+ * elimination with partial pivoting, a tiny ridge for features that never vary). */
+static void solve_ls(double *coef, const double (*X)[4], const double *y, const unsigned char *keep, int n,
+                     const int *use) {
     double A[4][5] = {{0}};
     int idx[4], m = 0;
     for (int j = 0; j < 4; j++) {
@@ -162,7 +163,7 @@ static void solve_ls(double *coef, const double (*X)[4], const double *y, int n,
         if (use[j]) idx[m++] = j;
     }
     for (int i = 0; i < n; i++)
-        for (int a = 0; a < m; a++) {
+        for (int a = 0; a < m && keep[i]; a++) {
             for (int b = 0; b < m; b++) A[a][b] += X[i][idx[a]] * X[i][idx[b]];
             A[a][m] += X[i][idx[a]] * y[i];
         }
@@ -183,38 +184,77 @@ static void solve_ls(double *coef, const double (*X)[4], const double *y, int n,
     for (int a = 0; a < m; a++) coef[idx[a]] = A[a][a] != 0 ? A[a][m] / A[a][a] : 0;
 }
 
-int step_cost_fit(step_cost *c, const step_rec *s, int n) {
-    memset(c, 0, sizeof *c);
-    if (n < 1) return err_set(ERR_INPUT, "no measured step to fit a cost model to");
-    double (*X)[4] = malloc(sizeof *X * (size_t)n), *y = malloc(sizeof(double) * (size_t)n);
-    if (!X || !y) {
-        free(X), free(y);
-        return err_set(ERR_NOMEM, "cost model of %d steps", n);
-    }
-    for (int i = 0; i < n; i++) {
-        X[i][0] = 1, X[i][1] = s[i].prefill_tokens + s[i].decode_tokens, X[i][2] = s[i].attn_pairs, X[i][3] = s[i].n_seqs;
-        y[i] = s[i].seconds;
-    }
-    /* non-negative least squares by elimination: drop the most negative coefficient and refit */
+/* Non-negative least squares over the rows in keep, by elimination: drop the most negative
+ * coefficient and refit. */
+static void fit_nonneg(step_cost *c, const double (*X)[4], const double *y, const unsigned char *keep, int n) {
     int use[4] = {1, 1, 1, 1};
     for (int round = 0; round < 4; round++) {
-        solve_ls(c->c, (const double (*)[4])X, y, n, use);
+        solve_ls(c->c, X, y, keep, n, use);
         int worst = -1;
         for (int j = 0; j < 4; j++)
             if (use[j] && c->c[j] < 0 && (worst < 0 || c->c[j] < c->c[worst])) worst = j;
         if (worst < 0) break;
         use[worst] = 0;
     }
-    double mean = 0, ss_tot = 0, ss_res = 0;
-    for (int i = 0; i < n; i++) mean += y[i] / n;
-    for (int i = 0; i < n; i++) {
-        double p = step_cost_predict(c, (int)X[i][1], X[i][2], (int)X[i][3]);
-        ss_tot += (y[i] - mean) * (y[i] - mean);
-        ss_res += (y[i] - p) * (y[i] - p);
+}
+
+static void residuals(double *r, const step_cost *c, const double (*X)[4], const double *y, int n) {
+    for (int i = 0; i < n; i++) r[i] = y[i] - step_cost_predict(c, (int)X[i][1], X[i][2], (int)X[i][3]);
+}
+
+/* Least trimmed squares, then one reweighting (Rousseeuw's LTS with concentration steps): from the
+ * plain fit, fit the h = n/2 + 3 steps of smallest |residual| and repeat until that set stops
+ * changing; the robust scale is 1.4826 x the median |residual| under that fit; every step whose
+ * residual is above 3 scales (and 1 us) is left out as stalled and the rest fitted once more. */
+int step_cost_fit(step_cost *c, const step_rec *s, int n) {
+    memset(c, 0, sizeof *c);
+    if (n < 1) return err_set(ERR_INPUT, "no measured step to fit a cost model to");
+    double (*X)[4] = malloc(sizeof *X * (size_t)n), *y = malloc(sizeof(double) * (size_t)n),
+           *r = malloc(sizeof(double) * (size_t)n), *sorted = malloc(sizeof(double) * (size_t)n);
+    unsigned char *keep = malloc((size_t)n);
+    if (!X || !y || !r || !sorted || !keep) {
+        free(X), free(y), free(r), free(sorted), free(keep);
+        return err_set(ERR_NOMEM, "cost model of %d steps", n);
     }
+    for (int i = 0; i < n; i++) {
+        X[i][0] = 1, X[i][1] = s[i].prefill_tokens + s[i].decode_tokens, X[i][2] = s[i].attn_pairs, X[i][3] = s[i].n_seqs;
+        y[i] = s[i].seconds;
+        keep[i] = 1;
+    }
+    const double (*Xc)[4] = (const double (*)[4])X;
+    fit_nonneg(c, Xc, y, keep, n);
+    if (n >= 12) {
+        const int h = n / 2 + 3;
+        for (int round = 0; round < 20; round++) { /* concentration steps: the trimmed sum never grows */
+            residuals(r, c, Xc, y, n);
+            for (int i = 0; i < n; i++) sorted[i] = fabs(r[i]);
+            qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+            const double kth = sorted[h - 1]; /* the h-th smallest |r| */
+            int changed = 0, taken = 0;
+            for (int i = 0; i < n; i++) {
+                const unsigned char k = fabs(r[i]) <= kth && taken < h;
+                taken += k;
+                changed |= k != keep[i];
+                keep[i] = k;
+            }
+            if (!changed && round) break;
+            fit_nonneg(c, Xc, y, keep, n);
+        }
+        residuals(r, c, Xc, y, n);
+        for (int i = 0; i < n; i++) sorted[i] = fabs(r[i]);
+        const double cut = fmax(3 * 1.4826 * percentile(sorted, n, 0.5), 1e-6);
+        for (int i = 0; i < n; i++) keep[i] = r[i] <= cut;
+        fit_nonneg(c, Xc, y, keep, n);
+    }
+    double mean = 0, ss_tot = 0, ss_res = 0;
+    for (int i = 0; i < n; i++) c->n += keep[i];
+    for (int i = 0; i < n; i++) mean += keep[i] ? y[i] / c->n : 0;
+    residuals(r, c, Xc, y, n);
+    for (int i = 0; i < n; i++)
+        if (keep[i]) ss_tot += (y[i] - mean) * (y[i] - mean), ss_res += r[i] * r[i];
     c->r2 = ss_tot > 0 ? 1 - ss_res / ss_tot : 1;
-    c->n = n;
-    free(X), free(y);
+    c->outliers = n - c->n;
+    free(X), free(y), free(r), free(sorted), free(keep);
     return 0;
 }
 

@@ -32,11 +32,16 @@ typedef struct {
 } run_result;
 
 /* A step's time: t = c[0] + c[1] tokens + c[2] attn_pairs + c[3] n_seqs (seconds), fitted by least
- * squares with non-negative coefficients over the steps of a measured run. */
+ * squares with non-negative coefficients over the steps of a measured run. Steps far slower than a
+ * robust fit predicts (least trimmed squares over half the steps; a residual above 3 robust standard
+ * deviations, 1.4826 x the median absolute residual, and above 1 us) were stalled by something
+ * outside the engine (another process took the core, a page fault): they are left out (n < 12:
+ * none is). */
 typedef struct {
     double c[4];
     double r2;       /* coefficient of determination on the fitted steps */
     int n;           /* steps fitted */
+    int outliers;    /* measured steps left out as stalled */
 } step_cost;
 
 typedef struct {

@@ -4,7 +4,10 @@
 # the measured forward time within 10%, the capacity search with fleet sizing, and the limits that
 # fail at start: a context longer than the model allows, a KV budget too small for one request.
 source "$(dirname "$0")/lib.sh"
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# One thread: the model is tiny (dim 64), and on a shared, oversubscribed machine every OpenMP barrier
+# of a 2-thread step waits for both threads to be scheduled, which made most steps 100x slower than
+# the rest (0.4 s instead of 3 ms at a load of 11 on 2 cores) and the cost model all stall.
+export OMP_NUM_THREADS=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 H=${SMELT_DATA_HELPER:?SMELT_DATA_HELPER must point to the data_helper binary}
 "$H" model rand 261 1 64 2 || fail "random model"
@@ -31,7 +34,7 @@ stages:
     kind: benchmark
     model: ./rand
     workload: {kind: ranking, candidates: 3, prompts: {context_tokens: 128, shared: 0.9}, requests: 200, rate: 50}
-    slo: {ttft_ms_p99: 40}
+    slo: {ttft_ms_p99: 50}
     fleet: {members_per_s: 1000, replicas_down: 2}
   gen:
     kind: benchmark
@@ -73,14 +76,23 @@ assert all(r["candidate"] != "0" or True for r in hits) and len(hits) >= len(row
 PY
 [ -n "$(m gen tpot_ms_p50)" ] || fail "generation has a TPOT"
 [ -z "$(m 'bench[on]' tpot_ms_p50)" ] || fail "ranking (one output token) has no TPOT"
-python3 - "$(m capacity slo_rate)" "$(m capacity replicas_needed)" "$(m capacity slo_simulated_ttft_ms_p99)" <<'PY' || fail "capacity"
-import math, sys
-rate, replicas, p99 = map(float, sys.argv[1:])
-assert rate > 0 and p99 <= 40, (rate, p99)
-assert replicas == math.ceil(1000 / rate) + 2, (rate, replicas)   # ALGORITHMS.md 6
-PY
+# The SLO sits between one member alone (a 128-token prefill and a hot one: ~1.3 ms simulated) and
+# all 200 members at once (76800 tokens, 10M attention pairs: ~250 ms simulated), 5x from each on a
+# quiet or loaded machine (the cost model leaves stalled steps out), so the search must bracket it:
+# capacity.csv has trials that meet it and trials that miss it.
 "$SMELT" checkout latest capacity -o cap > /dev/null || fail "checkout capacity"
-[ "$(wc -l < cap/capacity.csv)" -gt 5 ] || fail "capacity.csv lists the trials"
+python3 - "$(m capacity slo_rate)" "$(m capacity replicas_needed)" "$(m capacity slo_simulated_ttft_ms_p99)" \
+  cap/capacity.csv <<'PY' || fail "capacity: $(grep -E 'cost model|SLO' "$SMELT_STORE"/logs/*/capacity.1.log)"
+import csv, math, sys
+rate, replicas, p99 = (float(v or "nan") for v in sys.argv[1:4])
+assert rate > 0 and p99 <= 50, (rate, p99)
+assert replicas == math.ceil(1000 / rate) + 2, (rate, replicas)   # ALGORITHMS.md 6
+trials = list(csv.DictReader(open(sys.argv[4])))
+meets = {t["meets_slo"] for t in trials}
+assert len(trials) > 5 and meets == {"0", "1"}, trials             # bracketed, then bisected
+best = max(float(t["rate"]) for t in trials if t["meets_slo"] == "1")
+assert abs(best - rate) <= 1e-6 * rate, (rate, best)               # the reported rate is the best that met it
+PY
 pass "benchmark: metrics, trace, breakdown within 10%, prefix cache on/off, capacity and fleet"
 
 # limits fail at start, before any request runs, and register nothing
