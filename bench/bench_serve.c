@@ -2,12 +2,13 @@
  * decode tokens/s (one sequence), cold vs hot prefill of k candidates sharing 90% of their tokens,
  * and TTFT p50/p99 of a ranking workload under Poisson load. Prints a table; asserts nothing.
  * bench/serve_compare.sh puts transformers and llama.cpp beside it.
- * usage: bench_serve [MODEL|smollm2-shape][:w8a8|:w4a16|:fp8] [threads] [prompt_len] [decode_steps] [members] [rate]
+ * usage: bench_serve [MODEL|smollm2-shape][:w8a8|:w4a16|:fp8[+head]] [threads] [prompt_len] [decode_steps] [members] [rate]
  *   MODEL: anything model_load reads (HF folder, GGUF file, llama2.c .bin, quantized checkpoint);
  *   smollm2-shape: random weights of SmolLM2-135M's shape (hidden 576, 30 layers, 9/3 heads, MLP
  *   1536, vocab 49152, tied). A suffix quantizes the linears by round to nearest (W8A8: int8 per
  *   channel, int8 activations per token; W4A16: int4 groups of 32; FP8: E4M3 per channel; a tied
- *   LM head stays fp32), run by the quantized kernels. */
+ *   LM head stays fp32 unless "+head" follows: then the head is quantized alike and the embedding
+ *   lookup stays fp32, as llama.cpp's files quantize token_embd), run by the quantized kernels. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,9 +58,15 @@ int main(int argc, char **argv) {
     char path[1024];
     snprintf(path, sizeof path, "%s", spec);
     const qt_scheme *qs = NULL;
-    char *colon = strrchr(path, ':');
+    char *colon = strrchr(path, ':'), *plus = colon ? strstr(colon, "+head") : NULL;
+    const int quant_head = plus && !strcmp(plus, "+head");
+    if (quant_head) *plus = 0;
     for (int i = 0; colon && i < 3; i++)
         if (!strcmp(colon + 1, schemes[i].name)) qs = &schemes[i], *colon = 0;
+    if (quant_head && !qs) {
+        fprintf(stderr, "bench_serve: \"+head\" follows a scheme (w8a8, w4a16, fp8): %s\n", spec);
+        return 2;
+    }
     if (!strcmp(path, "smollm2-shape")) {
         model_config c = em_config(576, 30, 9, 3, 1536, 49152);
         c.head_dim = 64, c.max_pos = 8192, c.rope_theta = 100000;
@@ -69,7 +76,7 @@ int main(int argc, char **argv) {
     }
     if (qs) {
         qt_scheme sc = *qs;
-        sc.head = !m.cfg.tie_embeddings;
+        sc.head = quant_head || !m.cfg.tie_embeddings;
         model_quant *q = qt_quantize_model(&m.cfg, &m.w, &sc);
         if (!q || model_attach_quant(&m, q)) die("quantize");
     }
@@ -134,7 +141,9 @@ int main(int argc, char **argv) {
     if (run_engine(e, &w, &a, rate, NULL, &res)) die("run");
     run_summarize(&res, &s);
     printf("smelt serving engine, %s (%zu parameters), %d threads, %s\n", spec, model_n_params(&m.cfg), threads,
-           model_is_quantized(&m) ? "quantized linears (tied LM head fp32)" : "fp32");
+           !model_is_quantized(&m) ? "fp32"
+           : quant_head || !m.cfg.tie_embeddings ? "quantized linears and LM head"
+                                                  : "quantized linears (tied LM head fp32)");
     printf("%-52s %12s\n", "measure", "smelt");
     printf("%-52s %12.1f\n", "prefill tokens/s (one prompt, empty cache)", L / best);
     printf("%-52s %12.1f\n", "decode tokens/s (one sequence)", 1 / dec);

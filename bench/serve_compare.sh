@@ -3,8 +3,9 @@
 # transformers (eager, fp32, same shape and threads, same run) and llama.cpp (llama-cpp-python on
 # SmolLM2's GGUF from ../shared, when installed), prefill and decode tokens/s side by side, then
 # smelt's cold/hot prefill and TTFT under load. Builds nothing; asserts nothing. smelt runs the
-# GGUF file (dequantized to fp32, and re-quantized W8A8 / W4A16 by round to nearest);
-# transformers runs random weights of the same shape (the same arithmetic).
+# GGUF file (dequantized to fp32, and re-quantized W8A8 / W4A16 by round to nearest; "+head": the
+# tied LM head quantized too, as the GGUF file quantizes it); transformers runs random weights of
+# the same shape (the same arithmetic).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -17,14 +18,17 @@ model=$gguf
 [ -f "$model" ] || model=smollm2-shape
 smelt_out=$("$build/bench/bench_serve" "$model" "$threads" "$L" "$steps")
 w8_out=$("$build/bench/bench_serve" "$model:w8a8" "$threads" "$L" "$steps" 1 1)
-w4_out=$("$build/bench/bench_serve" "$model:w4a16" "$threads" "$L" "$steps" 1 1)
+w8h_out=$("$build/bench/bench_serve" "$model:w8a8+head" "$threads" "$L" "$steps" 1 1)
+w4h_out=$("$build/bench/bench_serve" "$model:w4a16+head" "$threads" "$L" "$steps" 1 1)
 ref_out=$(OMP_NUM_THREADS=$threads python3 bench/serve_ref.py "$threads" "$L" "$steps" "$gguf")
 get() { sed -n "s/^$1 //p" <<<"$ref_out"; }
 fig() { sed -n "s|^$1[^0-9]*\\([0-9.]*\\)\$|\\1|p" <<<"$2"; }
-printf "%-12s %10s %10s %10s %14s %14s\n" "tokens/s" "smelt fp32" "smelt W8A8" "smelt W4A16" "transformers" "llama.cpp Q4_1"
+printf "%-12s %10s %10s %10s %11s %14s %14s\n" "tokens/s" "smelt fp32" "smelt W8A8" "W8A8+head" "W4A16+head" \
+  "transformers" "llama.cpp Q4_1"
 for k in prefill decode; do
-  printf "%-12s %10s %10s %10s %14s %14s\n" "$k" "$(fig "$k tokens/s" "$smelt_out")" "$(fig "$k tokens/s" "$w8_out")" \
-    "$(fig "$k tokens/s" "$w4_out")" "$(get transformers_${k}_tps)" "$(get llamacpp_${k}_tps)"
+  printf "%-12s %10s %10s %10s %11s %14s %14s\n" "$k" "$(fig "$k tokens/s" "$smelt_out")" "$(fig "$k tokens/s" "$w8_out")" \
+    "$(fig "$k tokens/s" "$w8h_out")" "$(fig "$k tokens/s" "$w4h_out")" "$(get transformers_${k}_tps)" \
+    "$(get llamacpp_${k}_tps)"
 done
 echo "($threads threads, $L-token prompt, $steps decode steps; transformers: eager attention, fp32, same shape)"
 get llamacpp_note | sed 's/^/llama.cpp: /'

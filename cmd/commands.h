@@ -142,14 +142,16 @@ int cmd_slurm_stage(int argc, char **argv);
      "                   [--chat-template chatml|llama3] [--max-tokens N] [--kv-budget-mb MB]\n" \
      "                   [--max-batch-tokens N] [--max-seqs N] [--block-size N] [--prefix-cache on|off]\n" \
      "                   [--max-connections N] [--max-body-kb KB] [--threads N] [--port-file FILE]\n\n" \
-     "Loads MODEL (a Hugging Face folder, a .safetensors file with config.json beside it, or a llama2.c\n" \
-     ".bin) and serves it until SIGINT or SIGTERM: POST /v1/completions (text or token-id prompts, stream,\n" \
+     "Loads MODEL (a Hugging Face folder, dense or a quantized checkpoint, a .safetensors file with\n" \
+     "config.json beside it, a .gguf file or a llama2.c .bin) and serves it until SIGINT or SIGTERM:\n" \
+     "POST /v1/completions (text or token-id prompts, stream,\n" \
      "logprobs, echo), POST /v1/chat/completions (the chat template), GET /v1/models, /health, /metrics\n" \
      "(Prometheus). Requests run through the serving engine: continuous batching, paged KV cache, radix\n" \
      "prefix cache. Malformed JSON, unknown fields and too-long prompts get 4xx with an OpenAI error body.\n\n" \
      "  --port P              TCP port (default 8000; 0: any free port, see --port-file)\n" \
      "  --host H              address to bind (default 127.0.0.1: this machine only)\n" \
-     "  --tokenizer SPEC      tokenizer (default: MODEL when it is a folder; without one, token-id prompts only)\n" \
+     "  --tokenizer SPEC      tokenizer (default: MODEL when it is a folder or a GGUF file; without one,\n" \
+     "                        token-id prompts only)\n" \
      "  --served-model-name NAME  the model id of /v1/models (default: MODEL's file or folder name)\n" \
      "  --chat-template T     chatml or llama3 (default: the model's own template, from tokenizer_config.json\n" \
      "                        or GGUF metadata; without one, chat requests are refused)\n" \
