@@ -7,6 +7,7 @@
  *   ACTION mask, groups of at most `candidates` sharing a prefix, temporal order of the splits per
  *   member, the history entry and token budgets, calibration sampled from the chosen split;
  * - a label that is not a single token is an error before any work;
+ * - calibration from the test split is refused unless allow_test_calibration (then recorded);
  * - docs/data.md and docs/evaluate.md list every parameter of the two kinds' schemas. */
 #include <math.h>
 #include <stdio.h>
@@ -229,6 +230,29 @@ static void test_bad_labels(void) {
     free(dir);
 }
 
+/* Calibration from the test split: refused before any work unless allow_test_calibration, which
+ * warns and records calibration_from_test = 1 (pruning and quantization rely on this rule). */
+static void test_calibration_from_test(void) {
+    char *dir = sub("caltest"), *train, *calf;
+    fs_mkdir_p(dir, 0755);
+    train = fs_join(dir, "out/train.bin");
+    calf = fs_join(dir, "cal/calibration.bin");
+    const char *body = "    source: synthetic\n    members: 8\n    calibration: {samples: 10, from: test}\n";
+    dt_metrics ms;
+    CHECK(dt_build(dir, body, 1, &ms) == -1);
+    CHECK(err_kind_get() == ERR_INPUT && strstr(err_msg(), "allow_test_calibration: true") &&
+          strstr(err_msg(), "from: train"));
+    CHECK(!fs_exists(train) && !fs_exists(calf)); /* refused before any work */
+    char *allowed = xasprintf("%s    allow_test_calibration: true\n", body);
+    CHECK_OK(dt_build(dir, allowed, 1, &ms));
+    CHECK(dt_get(&ms, "calibration_from_test") == 1 && dt_get(&ms, "calibration_examples") == 10);
+    CHECK(fs_exists(calf));
+    /* the default (train) records 0 */
+    CHECK_OK(dt_build(dir, "    source: synthetic\n    members: 8\n    calibration: {samples: 10}\n", 1, &ms));
+    CHECK(dt_get(&ms, "calibration_from_test") == 0);
+    free(allowed), free(train), free(calf), free(dir);
+}
+
 /* The parameter tables of the docs and the schemas are one list: every parameter is documented,
  * and every documented parameter exists. */
 static void test_docs(const char *kind, const char *doc) {
@@ -267,6 +291,7 @@ int main(void) {
     test_learnable();
     test_structure();
     test_bad_labels();
+    test_calibration_from_test();
     test_docs("data", "docs/data.md");
     test_docs("evaluate", "docs/evaluate.md");
     fs_rm_rf(tmp);

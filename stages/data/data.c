@@ -131,6 +131,8 @@ static const param_spec data_params[] = {
     {.name = "answers", .type = P_STRING, .def = "auto", .choices = answer_choices,
      .help = "pairs: auto turns yes/no responses into label tokens (a ranking set)"},
     {.name = "calibration", .type = P_MAP, .def = "{}", .fields = calib_fields, .help = "{samples, from, seed}"},
+    {.name = "allow_test_calibration", .type = P_BOOL, .def = "false",
+     .help = "accept calibration: {from: test} (pruning or quantizing on the evaluated split leaks it)"},
     {.name = NULL},
 };
 
@@ -171,6 +173,30 @@ static void cap_members(rs_corpus *c, int64_t cap) {
     int64_t n = 0;
     while (n < c->n_events && c->events[n].member < (uint32_t)cap) n++;
     c->n_events = n;
+}
+
+/* The calibration set feeds pruning and quantization (their Hessians and scales); those stages read
+ * the data stage's calibration output and rely on this rule being enforced here: a sample of the
+ * test split would let compression fit the very examples the models are then evaluated on. It is
+ * refused before any work unless allow_test_calibration says the leak is wanted; then the log
+ * warns and the metric calibration_from_test records it (1; 0 otherwise). */
+static int check_calibration_split(const cJSON *p, data_metric_fn metric, void *mctx) {
+    int64_t samples;
+    const char *from;
+    int allow;
+    if (param_int(p, "calibration.samples", &samples) || param_string(p, "calibration.from", &from) ||
+        param_bool(p, "allow_test_calibration", &allow))
+        return -1;
+    const int from_test = samples > 0 && !strcmp(from, "test");
+    if (from_test && !allow)
+        return err_set(ERR_INPUT, "calibration: {from: test} samples the calibration set (for pruning and quantization) "
+                       "from the test split the models are evaluated on, which leaks it into compression; use from: "
+                       "train or from: valid, or set allow_test_calibration: true to accept the leak (it is then "
+                       "recorded as the metric calibration_from_test)");
+    if (from_test)
+        log_warn("calibration: sampled from the test split (allow_test_calibration: true): pruning or quantizing with "
+                 "it and evaluating on test overstates the results; recorded as calibration_from_test = 1");
+    return metric ? metric(mctx, "calibration_from_test", from_test ? 1 : 0) : 0;
 }
 
 static int write_calibration(const dataset *ds, const cJSON *p, const char *calib_dir, const tokenizer *tok,
@@ -265,7 +291,7 @@ int data_build(const cJSON *params, int64_t seed, const char *out_dir, const cha
         param_string(params, "answers", &answers))
         return -1;
     build_opts o = {.seed = seed, .metric = metric, .metric_ctx = mctx};
-    if (opts_from_params(&o, params)) return -1;
+    if (opts_from_params(&o, params) || check_calibration_split(params, metric, mctx)) return -1;
     int is_records = !strcmp(source, "pairs") || !strcmp(source, "text");
     if (strcmp(source, "synthetic") && !param_get(params, "path"))
         return err_set(ERR_INPUT, "source %s needs path: (the %s)", source,
