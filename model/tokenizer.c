@@ -60,6 +60,7 @@ tokenizer *tok_new(tokenizer_format_t format, const char *source) {
         return NULL;
     }
     tok->bos = tok->eos = -1;
+    tok->add_bos = -1;
     tok->spm_space_id = -1;
     for (int b = 0; b < 256; b++) tok->byte_id[b] = -1;
     return tok;
@@ -567,6 +568,7 @@ int tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, char **
 
 int32_t tokenizer_vocab_size(const tokenizer *tok) { return tok->n_vocab; }
 int32_t tokenizer_bos_id(const tokenizer *tok) { return tok->bos; }
+int32_t tokenizer_prompt_bos(const tokenizer *tok) { return tok->add_bos != 0 && tok->bos >= 0 ? tok->bos : -1; }
 int32_t tokenizer_eos_id(const tokenizer *tok) { return tok->eos; }
 tokenizer_format_t tokenizer_format(const tokenizer *tok) { return tok->format; }
 const char *tokenizer_source(const tokenizer *tok) { return tok->source; }

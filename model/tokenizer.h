@@ -3,7 +3,7 @@
  * llama2.c tokenizer.bin (score-merged pieces) and a built-in byte tokenizer (builtin:bytes).
  *
  * A loaded tokenizer is read-only: encode/decode may run from several threads at once.
- * Encoding does not add BOS/EOS: callers prepend tokenizer_bos_id() themselves.
+ * Encoding does not add BOS/EOS: callers prepend tokenizer_prompt_bos() themselves.
  * Added and special tokens written in the text ("<|eot_id|>") are recognized and never split.
  * Invalid UTF-8 is not an error: byte-level tokenizers encode the offending bytes as byte
  * tokens and llama2.c tokenizers use their <0xXX> byte-fallback pieces, so that
@@ -60,6 +60,10 @@ int32_t tokenizer_vocab_size(const tokenizer *tok); /* max id + 1, added tokens 
  * for example " yes" or "<|eot_id|>"; -1 when absent. */
 int32_t tokenizer_token_id(const tokenizer *tok, const char *piece);
 int32_t tokenizer_bos_id(const tokenizer *tok); /* -1 when the tokenizer has none */
+/* The token smelt puts before every prompt it encodes (the data stage, generate), or -1 when
+ * prompts start without one: the BOS of tokenizers that have one, unless the format says not to
+ * add it. tokenizer_save_hf writes the same rule into the Hugging Face files. */
+int32_t tokenizer_prompt_bos(const tokenizer *tok);
 int32_t tokenizer_eos_id(const tokenizer *tok);
 int tokenizer_is_special(const tokenizer *tok, int32_t id); /* 1 for special tokens */
 tokenizer_format_t tokenizer_format(const tokenizer *tok);
@@ -67,8 +71,12 @@ const char *tokenizer_source(const tokenizer *tok); /* the path (or spec) it was
 
 /* Writes dir/tokenizer.json and dir/tokenizer_config.json (directory created if needed) that
  * Hugging Face transformers loads with AutoTokenizer.from_pretrained(dir) and that encodes
- * like this tokenizer. Supported for every byte-level format; llama2.c tokenizers fail with
- * ERR_INPUT. The output is deterministic (same tokenizer, same bytes). */
+ * like this tokenizer: AutoTokenizer(text) gives exactly tokenizer_prompt_bos() (when >= 0)
+ * followed by tokenizer_encode(text), through a TemplateProcessing post-processor and
+ * add_bos_token; encode(text, add_special_tokens=False) gives tokenizer_encode(text). Keys of a
+ * tokenizer_config.json already in dir that smelt does not write (chat_template,
+ * model_max_length, ...) are kept. Supported for every byte-level format; llama2.c tokenizers
+ * fail with ERR_INPUT. The output is deterministic (same tokenizer and dir, same bytes). */
 int tokenizer_save_hf(const tokenizer *tok, const char *dir);
 
 #endif

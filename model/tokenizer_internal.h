@@ -99,6 +99,8 @@ struct tokenizer {
     int spm;             /* llama2.c semantics: codepoint symbols, score merges, dummy prefix */
     int spm_space_id;    /* the " " piece of the dummy prefix (-1: none) */
     int32_t bos, eos;
+    int add_bos;         /* smelt puts BOS before every prompt: 1 yes, 0 no, -1 (default) whenever bos >= 0;
+                          * a loader whose format says (a GGUF add_bos_token flag) sets 0 or 1 */
     char normalizer[16]; /* "" or "NFC" (recorded for saving; text is assumed already NFC) */
 };
 

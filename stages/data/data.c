@@ -309,7 +309,7 @@ int data_build(const cJSON *params, int64_t seed, const char *out_dir, const cha
     rs_records recs = {0};
     int rc = -1;
     o.tok = tok;
-    o.bos = tokenizer_bos_id(tok);
+    o.bos = tokenizer_prompt_bos(tok); /* the BOS every prompt starts with (tokenizer_save_hf writes the same rule) */
     o.eos = tokenizer_eos_id(tok);
     /* the labels are checked before any work (text documents have none) */
     o.yes_id = o.no_id = -1;

@@ -110,7 +110,9 @@ int train_init_random(model *m, const model_config *cfg, double std, uint64_t se
 /* Loads a model from a path into m. */
 int train_load_model(model *m, const char *path);
 /* Writes out_dir: config.json, generation_config.json, model.safetensors (dtype) and the data set's
- * tokenizer files (so the folder loads in transformers and in smelt). */
+ * tokenizer files (so the folder loads in transformers and in smelt), with tokenizer.json and
+ * tokenizer_config.json from tokenizer_save_hf for byte-level tokenizers: transformers' tokenizer
+ * then gives the ids smelt trained with, BOS included. */
 int train_save_model(const char *out_dir, const model *m, const dataset *ds, st_dtype dtype);
 
 /* ---- policy.c ---- */
