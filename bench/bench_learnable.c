@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
         " \"tasks\": [\"like\", \"save\"], \"members\": 400, \"items\": 300, \"interactions\": 0, \"noise\": 0.1,"
         " \"history\": 20, \"history_tokens\": 320, \"max_tokens\": 512, \"candidates\": 8, \"min_history\": 3,"
         " \"train_groups\": 0, \"split\": {\"valid\": 0.1, \"test\": 0.1}, \"answers\": \"auto\","
-        " \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}}");
+        " \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}, \"allow_test_calibration\": false}");
     if (!p || data_build(p, 7, dir, cal, on_metric, NULL)) die("data");
     cJSON_Delete(p);
     dataset ds;

@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
              "{\"source\": \"synthetic\", \"tokenizer\": \"builtin:bytes\", \"labels\": {\"yes\": \" yes\", \"no\": \" no\"},"
              " \"tasks\": [\"like\"], \"members\": %d, \"items\": 300, \"interactions\": %d, \"noise\": 0.1, \"history\": 20,"
              " \"history_tokens\": 320, \"max_tokens\": 512, \"candidates\": %d, \"min_history\": 3, \"train_groups\": 1,"
-             " \"split\": {\"valid\": 0, \"test\": %g}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}}",
+             " \"split\": {\"valid\": 0, \"test\": %g}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}, \"allow_test_calibration\": false}",
              members, 40 + k, k, (double)k / (40 + k) + 1e-9);
     cJSON *p = cJSON_Parse(json);
     if (!p || data_build(p, 7, dir, calib, NULL, NULL)) die("data");

@@ -288,7 +288,7 @@ int main(void) {
                      " \"tasks\": [\"like\", \"save\"], \"members\": 5, \"items\": 40, \"interactions\": 24, \"noise\": 0.1,"
                      " \"history\": 6, \"history_tokens\": 200, \"max_tokens\": 300, \"candidates\": 4, \"min_history\": 3,"
                      " \"train_groups\": 1, \"split\": {\"valid\": 0.1, \"test\": 0.2}, \"answers\": \"auto\","
-                     " \"calibration\": {\"samples\": 4, \"from\": \"train\", \"seed\": 0}}");
+                     " \"calibration\": {\"samples\": 4, \"from\": \"train\", \"seed\": 0}, \"allow_test_calibration\": false}");
     check_split("ranking", "test", 1);
     check_split("ranking-cal", "calibration", 1);
     check_large_margins();
@@ -304,7 +304,7 @@ int main(void) {
                            " \"train_groups\": 0, \"split\": {\"valid\": 0, \"test\": 0}, \"answers\": \"auto\", \"fields\": {\"prompt\":"
                            " \"prompt\", \"response\": \"response\", \"instruction\": \"instruction\", \"input\": \"input\", \"output\":"
                            " \"output\", \"messages\": \"messages\", \"text\": \"text\"}, \"calibration\": {\"samples\": 0, \"from\":"
-                           " \"train\", \"seed\": 0}}", pairs);
+                           " \"train\", \"seed\": 0}, \"allow_test_calibration\": false}", pairs);
     build("pairs", json);
     check_split("pairs", "train", 0);
     free(json);
