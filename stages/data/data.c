@@ -235,6 +235,7 @@ static int write_calibration(const dataset *ds, const cJSON *p, const char *cali
         const ds_example *e = &src.ex[i];
         ds_example_in in = {.new_group = e->group != last_group, .prefix_len = e->prefix_len, .member = e->member,
                             .item = e->item, .time = e->time, .task = e->task, .label = e->label};
+        in.cuts = ds_example_cuts(&src, i, &in.n_cuts);
         last_group = e->group;
         if (ds_writer_add(w, &in, ds_example_tokens(&src, i), ds_example_mask(&src, i), e->n_tokens)) {
             free(chosen);
@@ -388,7 +389,7 @@ static int data_run(stage_ctx *ctx) {
 
 const stage_kind stage_kind_data = {
     .name = "data",
-    .version = 1,
+    .version = 2,
     .summary = "recommendation data as text: tokenized train/valid/test splits and a calibration set",
     .params = data_params,
     .outputs = data_outputs,

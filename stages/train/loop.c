@@ -143,8 +143,8 @@ int train_step(trainer *t, pass_result *res) {
         if (u < pc->fraction) {
             model *gen = pc->by_teacher ? &t->teacher.m : &t->m;
             kv_cache *kv = pc->by_teacher ? &t->teacher.kv : &t->gen_kv;
-            rc = policy_generate(&t->sampled, &t->local, gen, kv, pc, t->o.seq_len, t->ds.eos_id, t->seed, step,
-                                 !pc->by_teacher);
+            rc = policy_generate(&t->sampled, &t->local, &t->train, gen, kv, pc, t->o.seq_len, t->ds.eos_id, t->seed,
+                                 step, !pc->by_teacher);
             S = &t->sampled;
             res->tokens = 0;
         }

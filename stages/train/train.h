@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct {
     const char *split, *valid_split;
-    int seq_len;
+    int seq_len;              /* 0 until resolved from the data */
+    long_policy long_examples;
     int64_t steps, epochs, batch_tokens, batch_size, micro_tokens;
     int shuffle;
     loss_config loss;
@@ -65,6 +66,9 @@ typedef struct {
     teacher_state teacher;
     int has_teacher;
     kv_cache gen_kv;         /* the student's cache for on-policy sampling */
+    seq_unit *units, *valid_units; /* the training split and the validation examples fitted to seq_len */
+    int64_t n_units, n_valid_units;
+    fit_stats fit;
     data_stream stream;
     train_progress prog;
     batch_plan plan, valid_plan;
@@ -124,12 +128,13 @@ int teacher_begin(teacher_state *t, const model_batch *b);
 /* teacher_logits_fn over teacher_state: the LM head over the asked rows of the micro-batch. */
 int teacher_logits(void *tctx, float *logits, const int *rows, int n);
 
-/* Replaces the sequences of `in` by their prompts (the tokens before the first non-prompt token,
- * at most seq_len - max_new_tokens of them, the latest kept) followed by up to max_new_tokens
- * tokens sampled from gen (stopping after eos_id), into out. Each sequence draws from its own RNG
- * stream seeded by (seed, step, example), so the result does not depend on the rank count.
- * Sequences sampled by the student get SEQ_NO_CE. */
-int policy_generate(seq_set *out, const seq_set *in, model *gen, kv_cache *kv, const policy_config *pc, int seq_len,
-                    int eos_id, uint64_t seed, int64_t step, int by_student);
+/* Replaces the sequences of `in` by the prompts of their examples in split (the tokens before the
+ * first answer token, fitted to seq_len - max_new_tokens by leaving out the oldest history lines:
+ * fit_prompt) followed by up to max_new_tokens tokens sampled from gen (stopping after eos_id),
+ * into out. Each sequence draws from its own RNG stream seeded by (seed, step, example), so the
+ * result does not depend on the rank count. Sequences sampled by the student get SEQ_NO_CE. A
+ * prompt that cannot fit is ERR_INPUT (the stage checks every training prompt before training). */
+int policy_generate(seq_set *out, const seq_set *in, const ds_split *split, model *gen, kv_cache *kv,
+                    const policy_config *pc, int seq_len, int eos_id, uint64_t seed, int64_t step, int by_student);
 
 #endif
