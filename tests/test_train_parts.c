@@ -321,9 +321,9 @@ static void test_selected_rows(void) {
     float wce[22], wdiv[22];
     loss_rows rows = {.targets = targets, .kind = kind, .w_ce = wce, .w_div = wdiv};
     loss_config lc = {.ce = 1.0, .temperature = 1, .beta = 0.5};
-    int64_t na = 0, np = 0;
-    loss_count_positions(&na, &np, mask, lens, 2);
-    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, na, np);
+    loss_counts cnt = {0};
+    loss_count_positions(&cnt, mask, lens, 2);
+    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, &cnt, LOSS_PART_ALL);
     int n_sel = loss_select(sel, &rows);
     tu_expect(n_sel == 3, "selected rows: %d (the three answer positions)", n_sel);
     model_batch b = {.tokens = tokens, .seq_lens = lens, .n_tokens = N, .n_seqs = 2};
@@ -351,7 +351,7 @@ static void test_selected_rows(void) {
     tu_expect(other == 0, "rows without weight have zero gradient (%g)", other);
     /* weights: answer weights sum to 1 - prompt_weight, prompt weights to prompt_weight */
     lc.prompt_weight = 0.25;
-    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, na, np);
+    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, &cnt, LOSS_PART_ALL);
     double sa = 0, sp = 0;
     for (int i = 0; i < N; i++) *(kind[i] == POS_ANSWER ? &sa : &sp) += wce[i];
     tu_expect(fabs(sa - 0.75) < 1e-6 && fabs(sp - 0.25) < 1e-6, "weights: answer %.7f prompt %.7f", sa, sp);

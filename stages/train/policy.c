@@ -74,13 +74,15 @@ static int sample_one(model *gen, kv_cache *kv, sampler *smp, float *logits, int
 int policy_generate(seq_set *out, const seq_set *in, const ds_split *split, model *gen, kv_cache *kv,
                     const policy_config *pc, int seq_len, int eos_id, uint64_t seed, int64_t step, int by_student) {
     const int V = gen->cfg.vocab;
+    /* the sampler draws among the tokenizer's ids only: a padded row of the head is never a token */
+    const int V_draw = pc->vocab > 0 && pc->vocab < V ? pc->vocab : V;
     int max_new = pc->max_new_tokens;
     if (max_new > seq_len - 1) max_new = seq_len - 1;
     sampler smp = {0};
     float *logits = xmalloc(sizeof(float) * (size_t)V);
     int *toks = xmalloc(sizeof(int) * (size_t)seq_len);
     uint8_t *mask = xmalloc((size_t)seq_len);
-    int rc = (!logits || !toks || !mask) ? -1 : sampler_init(&smp, V, (float)pc->temperature, (float)pc->top_p, 1);
+    int rc = (!logits || !toks || !mask) ? -1 : sampler_init(&smp, V_draw, (float)pc->temperature, (float)pc->top_p, 1);
     seq_set_clear(out);
     for (int s = 0; s < in->n && !rc; s++) {
         /* the example's prompt, fitted to the room sampling leaves (oldest history lines out first) */

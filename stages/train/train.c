@@ -21,6 +21,8 @@ static const char *const select_choices[] = {"last", "best_valid_loss", NULL};
 static const char *const sampler_choices[] = {"student", "teacher", NULL};
 static const char *const dtype_choices[] = {"float32", "bfloat16", "float16", NULL};
 static const char *const long_choices[] = {"refuse", "cut", NULL};
+static const char *const norm_choices[] = {"batch", "sequence", NULL};
+static const char *const policy_ce_choices[] = {"data", "sampled", NULL};
 
 static const param_spec arch_fields[] = {
     {.name = "arch", .type = P_STRING, .required = 1, .choices = arch_choices, .help = "llama or qwen2 (qkv bias)"},
@@ -60,10 +62,19 @@ static const param_spec loss_fields[] = {
     {.name = "fkl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "forward KL(teacher || student)"},
     {.name = "rkl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "reverse KL(student || teacher)"},
     {.name = "jsd", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "generalized Jensen-Shannon"},
-    {.name = "jsd_beta", .type = P_FLOAT, .def = "0.5", .has_min = 1, .min = 1e-6, .has_max = 1, .max = 1 - 1e-6,
-     .help = "JSD mixture weight (0 ~ forward KL, 1 ~ reverse KL)"},
+    {.name = "jsd_beta", .type = P_FLOAT, .def = "0.5", .has_min = 1, .min = 0, .has_max = 1, .max = 1,
+     .help = "JSD mixture weight in [0, 1]: 0 is forward KL and 1 reverse KL, exactly"},
+    {.name = "tvd", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "total variation distance"},
+    {.name = "skl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0,
+     .help = "skew KL(teacher || a teacher + (1-a) student)"},
+    {.name = "srkl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0,
+     .help = "skew reverse KL(student || a student + (1-a) teacher)"},
+    {.name = "skew_alpha", .type = P_FLOAT, .def = "0.1", .has_min = 1, .min = 0, .has_max = 1, .max = 0.99,
+     .help = "a of skl and srkl"},
     {.name = "prompt_weight", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .has_max = 1, .max = 0.999,
      .help = "share of the loss on prompt tokens"},
+    {.name = "prompt_norm", .type = P_STRING, .def = "batch", .choices = norm_choices,
+     .help = "batch: mean over the batch's prompt tokens; sequence: each sequence's prompt mean, then their mean"},
     {.name = "temperature", .type = P_FLOAT, .def = "1", .has_min = 1, .min = 0.01, .has_max = 1, .max = 100,
      .help = "temperature of the divergences (x T^2)"},
     {.name = NULL},
@@ -90,6 +101,8 @@ static const param_spec policy_fields[] = {
     {.name = "top_p", .type = P_FLOAT, .def = "1.0", .has_min = 1, .min = 0.001, .has_max = 1, .max = 1},
     {.name = "sampled_by", .type = P_STRING, .def = "student", .choices = sampler_choices,
      .help = "student: on-policy distillation; teacher: sequence-level distillation"},
+    {.name = "ce", .type = P_STRING, .def = "data", .choices = policy_ce_choices,
+     .help = "data: CE on the data batch's answers (FMCHISEL); sampled: CE on the sampled tokens"},
     {.name = NULL},
 };
 
@@ -132,7 +145,7 @@ static const stage_output_spec train_outputs[] = {
 
 int train_opts_parse(train_opts *o, const cJSON *p) {
     memset(o, 0, sizeof *o);
-    const char *sched, *sel, *by, *dt, *lg;
+    const char *sched, *sel, *by, *dt, *lg, *pn, *pce;
     int64_t warmup, max_new, seq_len;
     int decay_all;
     if (param_string(p, "split", &o->split) || param_string(p, "valid_split", &o->valid_split) ||
@@ -144,7 +157,10 @@ int train_opts_parse(train_opts *o, const cJSON *p) {
         param_string(p, "save_dtype", &dt) || param_string(p, "long_examples", &lg) || param_float(p, "loss.ce", &o->loss.ce) ||
         param_float(p, "loss.fkl", &o->loss.fkl) || param_float(p, "loss.rkl", &o->loss.rkl) ||
         param_float(p, "loss.jsd", &o->loss.jsd) || param_float(p, "loss.jsd_beta", &o->loss.beta) ||
-        param_float(p, "loss.prompt_weight", &o->loss.prompt_weight) ||
+        param_float(p, "loss.tvd", &o->loss.tvd) || param_float(p, "loss.skl", &o->loss.skl) ||
+        param_float(p, "loss.srkl", &o->loss.srkl) || param_float(p, "loss.skew_alpha", &o->loss.alpha) ||
+        param_float(p, "loss.prompt_weight", &o->loss.prompt_weight) || param_string(p, "loss.prompt_norm", &pn) ||
+        param_string(p, "on_policy.ce", &pce) ||
         param_float(p, "loss.temperature", &o->loss.temperature) || param_float(p, "optim.lr", &o->optim.schedule.lr) ||
         param_int(p, "optim.warmup", &warmup) || param_string(p, "optim.schedule", &sched) ||
         param_float(p, "optim.min_lr_ratio", &o->optim.schedule.min_lr_ratio) ||
@@ -158,6 +174,8 @@ int train_opts_parse(train_opts *o, const cJSON *p) {
         return -1;
     o->seq_len = (int)seq_len; /* 0: resolved from the data (fit_data) */
     o->long_examples = !strcmp(lg, "cut") ? LONG_CUT : LONG_REFUSE;
+    o->loss.prompt_norm = !strcmp(pn, "sequence") ? PROMPT_NORM_SEQUENCE : PROMPT_NORM_BATCH;
+    o->policy.ce_sampled = !strcmp(pce, "sampled");
     o->optim.decay_all = decay_all;
     o->optim.schedule.warmup = (long)warmup;
     o->optim.schedule.kind = !strcmp(sched, "cosine") ? LR_COSINE : !strcmp(sched, "linear") ? LR_LINEAR : LR_CONSTANT;
@@ -173,7 +191,8 @@ int train_opts_parse(train_opts *o, const cJSON *p) {
                        (long long)o->batch_tokens, (long long)o->batch_size);
     if (o->batch_tokens == 0 && o->batch_size == 0) o->batch_tokens = 8192;
     if (!(o->loss.ce > 0) && !loss_has_divergence(&o->loss))
-        return err_set(ERR_INPUT, "the loss has no term: give loss.ce, loss.fkl, loss.rkl or loss.jsd a positive weight");
+        return err_set(ERR_INPUT, "the loss has no term: give loss.ce or a divergence (fkl, rkl, jsd, tvd, skl, srkl) a "
+                       "positive weight");
     if (o->seq_len > 0 && o->policy.fraction > 0 && o->policy.max_new_tokens >= o->seq_len)
         return err_set(ERR_INPUT, "on_policy.max_new_tokens %d leaves no room for a prompt in seq_len %d; lower it",
                        o->policy.max_new_tokens, o->seq_len);
@@ -322,16 +341,22 @@ static int trainer_setup(trainer *t) {
     t->has_teacher = teacher_path != NULL;
     if (t->has_teacher) {
         if (train_read_config(teacher_path, &tcfg)) return err_prefix("teacher %s: ", teacher_path);
-        if (tcfg.vocab != scfg.vocab)
-            return err_set(ERR_INPUT, "the teacher (%s) has a vocabulary of %d tokens and the student %d: distillation "
-                           "compares distributions over one vocabulary; use a teacher and a student with the same "
-                           "tokenizer", teacher_path, tcfg.vocab, scfg.vocab);
+        /* heads of different sizes that both cover the tokenizer (one padded, as Qwen2.5-7B's 152,064 rows
+         * against 1.5B's 151,936) compare the tokenizer's ids only */
+        if (tcfg.vocab < t->ds.vocab)
+            return err_set(ERR_INPUT, "the teacher (%s) has a vocabulary of %d tokens but the data's tokenizer has %d: "
+                           "distillation compares distributions over the tokenizer's ids; use a teacher made for this "
+                           "tokenizer", teacher_path, tcfg.vocab, t->ds.vocab);
+        if (tcfg.vocab != scfg.vocab && ctx->rank == 0)
+            log_info("teacher head %d rows, student head %d: the divergences compare the tokenizer's %d ids, the rows "
+                     "beyond them are padding and are left out", tcfg.vocab, scfg.vocab, t->ds.vocab);
         if (!loss_has_divergence(&o->loss))
-            return err_set(ERR_INPUT, "a teacher is given but the loss has no divergence; set loss.fkl, loss.rkl or "
-                           "loss.jsd (or remove teacher)");
+            return err_set(ERR_INPUT, "a teacher is given but the loss has no divergence; set loss.fkl, loss.rkl, loss.jsd, "
+                           "loss.tvd, loss.skl or loss.srkl (or remove teacher)");
     } else {
         if (loss_has_divergence(&o->loss))
-            return err_set(ERR_INPUT, "loss.fkl/rkl/jsd need a teacher; set teacher: to a stage or a checkpoint path");
+            return err_set(ERR_INPUT, "loss.fkl/rkl/jsd/tvd/skl/srkl need a teacher; set teacher: to a stage or a "
+                           "checkpoint path");
         if (o->policy.fraction > 0)
             return err_set(ERR_INPUT, "on_policy needs a teacher to score the sampled tokens; set teacher:");
     }
@@ -385,6 +410,7 @@ static int trainer_setup(trainer *t) {
         if (o->valid_every == 0) o->valid_every = t->total_steps / 10 > 0 ? t->total_steps / 10 : 1;
     }
     o->optim.schedule.total = (long)t->total_steps;
+    o->policy.vocab = t->ds.vocab; /* sampling draws the tokenizer's ids only */
     if (optim_init(&t->opt, &t->m, &o->optim)) return -1;
     t->have_opt = 1;
 
@@ -403,20 +429,19 @@ static int record_metrics(trainer *t, const char *prefix, int64_t step, const pa
     stage_ctx *ctx = t->ctx;
     const loss_config *lc = &t->o.loss;
     char k[64];
-    static const char *const names[TERM_COUNT] = {"ce", "fkl", "rkl", "jsd"};
-    const double weights[TERM_COUNT] = {1, lc->fkl, lc->rkl, lc->jsd};
     snprintf(k, sizeof k, "%sloss", prefix);
     if (stage_metric(ctx, k, step, r->loss)) return -1;
     for (int i = 0; i < TERM_COUNT; i++) {
         int64_t n = i == TERM_CE ? r->sums.n_answer_ce : r->sums.n_answer;
-        if (n == 0 || (i != TERM_CE && !(weights[i] > 0 && t->has_teacher))) continue;
-        snprintf(k, sizeof k, "%s%s", prefix, names[i]);
+        if (n == 0 || (i != TERM_CE && !(loss_term_weight(lc, i) > 0 && t->has_teacher))) continue;
+        snprintf(k, sizeof k, "%s%s", prefix, loss_term_name(i));
         if (stage_metric(ctx, k, step, r->sums.answer[i] / (double)n)) return -1;
     }
     if (lc->prompt_weight > 0 && r->sums.n_prompt > 0) {
         const double *s = r->sums.prompt;
-        double v = t->has_teacher ? (lc->fkl * s[TERM_FKL] + lc->rkl * s[TERM_RKL] + lc->jsd * s[TERM_JSD]) /
-                                        (double)r->sums.n_prompt
+        double div = 0;
+        for (int i = TERM_FKL; i < TERM_COUNT; i++) div += loss_term_weight(lc, i) * s[i];
+        double v = t->has_teacher ? div / (double)r->sums.n_prompt
                                   : lc->ce * s[TERM_CE] / (double)(r->sums.n_prompt_ce ? r->sums.n_prompt_ce : 1);
         snprintf(k, sizeof k, "%sprompt_loss", prefix);
         if (stage_metric(ctx, k, step, v)) return -1;

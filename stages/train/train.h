@@ -23,6 +23,8 @@ typedef struct {
     int max_new_tokens;
     double temperature, top_p;
     int by_teacher;       /* 1: the teacher samples (sequence-level KD); 0: the student (on-policy) */
+    int ce_sampled;       /* 1: CE on the sampled sequences (on_policy.ce: sampled); 0: on the data batch */
+    int vocab;            /* ids the sampler may draw: the tokenizer's (set by the stage; 0: the model's) */
 } policy_config;
 
 typedef struct {
