@@ -13,8 +13,7 @@
 #include "model/model.h"
 #include "model/model_internal.h"
 
-/* Token buffers for chunks of up to `rows` tokens. */
-static int scratch_tokens(model *m, int rows) {
+int model_scratch_tokens(model *m, int rows) {
     struct model_scratch *s = m->scratch;
     if (rows <= s->cap_tokens) return 0;
     int max_q, max_w, max_i, max_h;
@@ -55,48 +54,67 @@ static int check_extend(const model *m, const kv_cache *kv, const int *tokens, i
     return model_check_tokens(m, tokens, n);
 }
 
-/* The decoder layers over n tokens in the scratch buffers (s->pos holds their positions); leaves
- * the last residual stream in s->x. With kv, the tokens continue kv at kv->len and their keys and
- * values are appended to it; without, they are the packed sequences seqs[0..n_seqs). */
-static int scratch_layers(model *m, const int *tokens, int n, kv_cache *kv, const attn_seq *seqs, int n_seqs) {
+/* Decoder layer l over the n tokens in the scratch buffers (s->x holds their residual stream,
+ * s->pos their positions): s->x becomes the layer's output. With kv, the tokens continue kv at
+ * kv->len and their keys and values are appended to it; without, they are the packed sequences
+ * seqs[0..n_seqs). tap (may be NULL) receives the inputs of the layer's linears; with
+ * tap->partial the layer stops after the last site tap asked for (s->x is then not the output). */
+int model_layer_infer(model *m, int l, int n, kv_cache *kv, const attn_seq *seqs, int n_seqs, const model_tap *tap) {
     struct model_scratch *s = m->scratch;
     const model_config *c = &m->cfg;
     const int H = c->hidden, D = c->head_dim, p0 = kv ? kv->len : 0;
-    PROF(PROF_EMBED, embedding_forward(s->x, m->w.embed, tokens, n, H));
-    for (int l = 0; l < c->n_layers; l++) {
-        const layer_config *lc = &c->layers[l];
-        const layer_weights *lw = &m->w.layers[l];
-        const layer_linears *ln = &m->lin[l];
-        const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
+    const layer_config *lc = &c->layers[l];
+    const layer_weights *lw = &m->w.layers[l];
+    const layer_linears *ln = &m->lin[l];
+    const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
+    const unsigned sites = tap ? tap->sites : 0u;
+#define TAP(site, x, in)                                                                         \
+    do {                                                                                         \
+        if ((sites & (1u << (site))) && tap->fn(tap->ctx, (site), (x), n, (in))) return -1;     \
+        if (tap && tap->partial && !(sites >> ((site) + 1))) return 0;                           \
+    } while (0)
 
-        PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, n, H, c->rms_eps));
-        PCALL(PROF_QKV, linear_forward(s->qkv, W, s->xn, H, &ln->qkv, n, 0));
-        PROF(PROF_ROPE, rope_forward(s->qkv, W, s->pos, m->rope_cos, m->rope_sin, n, lc->n_heads, D);
-             rope_forward(s->qkv + Q, W, s->pos, m->rope_cos, m->rope_sin, n, lc->n_kv_heads, D));
-        attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = W,
-                         .ldv = W, .ldo = Q};
-        const float *k = s->qkv + Q, *v = s->qkv + Q + KV;
-        attn_seq one = {.q0 = 0, .nq = n, .k0 = 0, .nkv = p0 + n};
-        int max_nkv = p0 + n;
-        if (kv) {
-            for (int i = 0; i < n; i++) {
-                memcpy(kv->k[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q, sizeof(float) * KV);
-                memcpy(kv->v[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q + KV, sizeof(float) * KV);
-            }
-            sh.ldk = sh.ldv = KV, k = kv->k[l], v = kv->v[l], seqs = &one, n_seqs = 1;
-        } else {
-            max_nkv = 0;
-            for (int i = 0; i < n_seqs; i++) max_nkv = seqs[i].nkv > max_nkv ? seqs[i].nkv : max_nkv;
+    PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, n, H, c->rms_eps));
+    TAP(MODEL_SITE_QKV, s->xn, H);
+    PCALL(PROF_QKV, linear_forward(s->qkv, W, s->xn, H, &ln->qkv, n, 0));
+    PROF(PROF_ROPE, rope_forward(s->qkv, W, s->pos, m->rope_cos, m->rope_sin, n, lc->n_heads, D);
+         rope_forward(s->qkv + Q, W, s->pos, m->rope_cos, m->rope_sin, n, lc->n_kv_heads, D));
+    attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = W,
+                     .ldv = W, .ldo = Q};
+    const float *k = s->qkv + Q, *v = s->qkv + Q + KV;
+    attn_seq one = {.q0 = 0, .nq = n, .k0 = 0, .nkv = p0 + n};
+    int max_nkv = p0 + n;
+    if (kv) {
+        for (int i = 0; i < n; i++) {
+            memcpy(kv->k[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q, sizeof(float) * KV);
+            memcpy(kv->v[l] + (size_t)(p0 + i) * KV, s->qkv + (size_t)i * W + Q + KV, sizeof(float) * KV);
         }
-        if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh, max_nkv), "attention tiles")) return -1;
-        PCALL(PROF_ATTN, attention_forward(s->att, NULL, s->qkv, k, v, &sh, seqs, n_seqs, s->att_work, s->att_work_cap));
-        PCALL(PROF_O, linear_forward(s->x, H, s->att, Q, &ln->o, n, 1));
-
-        PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, n, H, c->rms_eps));
-        PCALL(PROF_MLP_GEMM, linear_forward(s->gu, 2 * I, s->xn, H, &ln->gate_up, n, 0));
-        PROF(PROF_SWIGLU, swiglu_forward(s->h, s->gu, s->gu + I, 2 * I, n, I));
-        PCALL(PROF_MLP_GEMM, linear_forward(s->x, H, s->h, I, &ln->down, n, 1));
+        sh.ldk = sh.ldv = KV, k = kv->k[l], v = kv->v[l], seqs = &one, n_seqs = 1;
+    } else {
+        max_nkv = 0;
+        for (int i = 0; i < n_seqs; i++) max_nkv = seqs[i].nkv > max_nkv ? seqs[i].nkv : max_nkv;
     }
+    if (model_grow(&s->att_work, &s->att_work_cap, attention_work_floats(&sh, max_nkv), "attention tiles")) return -1;
+    PCALL(PROF_ATTN, attention_forward(s->att, NULL, s->qkv, k, v, &sh, seqs, n_seqs, s->att_work, s->att_work_cap));
+    TAP(MODEL_SITE_O, s->att, Q);
+    PCALL(PROF_O, linear_forward(s->x, H, s->att, Q, &ln->o, n, 1));
+
+    PROF(PROF_NORM, rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, n, H, c->rms_eps));
+    TAP(MODEL_SITE_GATE_UP, s->xn, H);
+    PCALL(PROF_MLP_GEMM, linear_forward(s->gu, 2 * I, s->xn, H, &ln->gate_up, n, 0));
+    PROF(PROF_SWIGLU, swiglu_forward(s->h, s->gu, s->gu + I, 2 * I, n, I));
+    TAP(MODEL_SITE_DOWN, s->h, I);
+    PCALL(PROF_MLP_GEMM, linear_forward(s->x, H, s->h, I, &ln->down, n, 1));
+#undef TAP
+    return 0;
+}
+
+/* Every decoder layer over n tokens (embedding first); leaves the last residual stream in s->x. */
+static int scratch_layers(model *m, const int *tokens, int n, kv_cache *kv, const attn_seq *seqs, int n_seqs) {
+    struct model_scratch *s = m->scratch;
+    PROF(PROF_EMBED, embedding_forward(s->x, m->w.embed, tokens, n, m->cfg.hidden));
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (model_layer_infer(m, l, n, kv, seqs, n_seqs, NULL)) return -1;
     return 0;
 }
 
@@ -104,7 +122,7 @@ int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *ou
     if (check_extend(m, kv, tokens, n, out_rows, n_out)) return -1;
     if (model_scratch_ensure(m) || model_rope_ensure(m, kv->len + n)) return -1;
     const int chunk = n < MODEL_INFER_CHUNK ? n : MODEL_INFER_CHUNK, H = m->cfg.hidden, V = m->cfg.vocab;
-    if (scratch_tokens(m, chunk)) return -1;
+    if (model_scratch_tokens(m, chunk)) return -1;
     struct model_scratch *s = m->scratch;
     int next_out = 0; /* index into out_rows of the next row to emit */
     for (int c0 = 0; c0 < n; c0 += chunk) {
@@ -143,7 +161,7 @@ int model_forward_hidden(model *m, const model_batch *b, float *hidden) {
     if (sum != b->n_tokens)
         return err_set(ERR_INPUT, "the sequence lengths add up to %ld but the batch has %d tokens", sum, b->n_tokens);
     if (model_check_tokens(m, b->tokens, b->n_tokens) || model_scratch_ensure(m) || model_rope_ensure(m, max_len) ||
-        scratch_tokens(m, b->n_tokens))
+        model_scratch_tokens(m, b->n_tokens))
         return -1;
     struct model_scratch *s = m->scratch;
     if ((size_t)b->n_seqs > s->aseqs_cap) {

@@ -7,6 +7,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/profile.h"
+#include "model/layerwise.h"
 #include "model/model.h"
 
 /* What one layer's forward keeps for its backward, all [n_tokens, ...] row-major. */
@@ -62,6 +63,12 @@ struct model_scratch {
 
 /* Rows per inference chunk: prefill of longer inputs runs in chunks of this many tokens. */
 #define MODEL_INFER_CHUNK 512
+
+/* Token buffers of the inference scratch for chunks of up to `rows` tokens (grown, contents not
+ * kept). 0 or -1 (ERR_NOMEM). */
+int model_scratch_tokens(model *m, int rows);
+/* One decoder layer of inference over the scratch buffers (model_infer.c; the tap is model.h's). */
+int model_layer_infer(model *m, int l, int n, kv_cache *kv, const attn_seq *seqs, int n_seqs, const model_tap *tap);
 
 /* RoPE tables covering positions 0 .. n_pos-1 (grown when needed). 0 or -1. */
 int model_rope_ensure(model *m, int n_pos);
