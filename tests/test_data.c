@@ -24,6 +24,7 @@
 #include "stages/stage.h"
 #include "tests/check.h"
 #include "tests/data_testutil.h"
+#include "tests/shared_dir.h"
 
 static char tmp[256];
 
@@ -77,18 +78,8 @@ static int64_t check_cuts(const dataset *ds, const ds_split *s) {
 /* A byte-level BPE (Llama 3, from ../shared): cuts found in the merged tokens, and prompts fitted to
  * a small max_tokens by the shared budget rule (ds_fit_cuts) drop their oldest lines. */
 static void test_cuts_bpe(void) {
-    const char *shared = getenv("SMELT_SHARED_DIR"), *req = getenv("SMELT_REQUIRE_SHARED");
-    char *model = shared ? xasprintf("%s/tokenizers/llama3/tokenizer.model", shared) : NULL;
-    if (!model || !fs_exists(model)) {
-        if (req && !strcmp(req, "1")) {
-            fprintf(stderr, "FAIL: SMELT_REQUIRE_SHARED=1 but %s is absent\n", model ? model : "SMELT_SHARED_DIR");
-            check_failed_count++;
-        } else {
-            printf("skipped the Llama 3 history cuts: ../shared is absent\n");
-        }
-        free(model);
-        return;
-    }
+    char model[1024];
+    if (!shared_file(model, sizeof model, "tokenizers/llama3/tokenizer.model", "the Llama 3 history cuts")) return;
     char *dir = sub("cuts-bpe"), *out = fs_join(dir, "out");
     fs_mkdir_p(dir, 0755);
     for (int small = 0; small < 2; small++) {
@@ -110,7 +101,7 @@ static void test_cuts_bpe(void) {
         dataset_close(&ds);
         free(body);
     }
-    free(model), free(out), free(dir);
+    free(out), free(dir);
 }
 
 static void test_determinism(void) {
@@ -363,6 +354,7 @@ static void test_docs(const char *kind, const char *doc) {
 }
 
 int main(void) {
+    shared_dir(); /* fails at once when the folder is required and absent */
     log_set_level(LOG_WARN);
     snprintf(tmp, sizeof tmp, "/tmp/smelt-test-data-%d", (int)getpid());
     CHECK_OK(fs_mkdir_p(tmp, 0755));

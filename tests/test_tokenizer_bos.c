@@ -11,8 +11,8 @@
  *     add_bos_token true when smelt adds BOS, no post-processor and false when it does not;
  *     keys of a copied tokenizer_config.json smelt does not own (chat_template) are kept.
  * Cases: builtin:bytes and `nobos` (a tokenizer.json whose own files add no BOS, committed in
- * tests/data/tokenizer/nobos/) need nothing; Llama 3 and Qwen2 (no BOS) read ../shared and are
- * skipped with one line without it (a failure when SMELT_REQUIRE_SHARED=1). */
+ * tests/data/tokenizer/nobos/) need nothing; Llama 3 and Qwen2 (no BOS) read ../shared
+ * (tests/shared_dir.h: one skip line each without it, a failure when SMELT_REQUIRE_SHARED=1). */
 #include <cjson/cJSON.h>
 #include <unistd.h>
 
@@ -22,6 +22,7 @@
 #include "eval_testmodel.h"
 #include "stages/train/train.h"
 #include "tests/check.h"
+#include "tests/shared_dir.h"
 
 static char tmp[256];
 static const char *src_dir;
@@ -151,26 +152,16 @@ static void check_case(const char *name, const char *spec, int keep_chat) {
 int main(void) {
     log_set_level(LOG_WARN);
     src_dir = getenv("SMELT_SOURCE_DIR") ? getenv("SMELT_SOURCE_DIR") : ".";
-    const char *shared = getenv("SMELT_SHARED_DIR"), *req = getenv("SMELT_REQUIRE_SHARED");
+    shared_dir(); /* fails at once when the folder is required and absent */
     snprintf(tmp, sizeof tmp, "/tmp/smelt-test-tokbos-%d", (int)getpid());
     CHECK_OK(fs_mkdir_p(tmp, 0755));
     check_case("bytes", "builtin:bytes", 0);
     char *nobos = xasprintf("%s/tests/data/tokenizer/nobos/tokenizer.json", src_dir);
     check_case("nobos", nobos, 1);
     free(nobos);
-    char *l3 = shared ? xasprintf("%s/tokenizers/llama3/tokenizer.model", shared) : NULL;
-    char *q2 = shared ? xasprintf("%s/tokenizers/qwen2/vocab.json", shared) : NULL;
-    if (l3 && fs_exists(l3) && fs_exists(q2)) {
-        check_case("llama3", l3, 0);
-        check_case("qwen2", q2, 1);
-    } else if (req && !strcmp(req, "1")) {
-        fprintf(stderr, "FAIL: SMELT_REQUIRE_SHARED=1 but the shared folder (%s) lacks the Llama 3 and Qwen2 tokenizers\n",
-                shared ? shared : "SMELT_SHARED_DIR unset");
-        check_failed_count++;
-    } else {
-        printf("skipped the Llama 3 and Qwen2 cases: the shared folder (%s) is absent\n", shared ? shared : "unset");
-    }
-    free(l3), free(q2);
+    char l3[1024], q2[1024];
+    if (shared_file(l3, sizeof l3, "tokenizers/llama3/tokenizer.model", "the Llama 3 case")) check_case("llama3", l3, 0);
+    if (shared_file(q2, sizeof q2, "tokenizers/qwen2/vocab.json", "the Qwen2 case")) check_case("qwen2", q2, 1);
     fs_rm_rf(tmp);
     return check_report("test_tokenizer_bos");
 }
