@@ -1,9 +1,9 @@
 /* tokenizer_save.c: writes a byte-level tokenizer as a Hugging Face tokenizer.json (model BPE,
  * merges in the [a, b] list form) plus tokenizer_config.json, so that transformers'
- * AutoTokenizer loads it and encodes like smelt, BOS included: smelt puts tokenizer_prompt_bos()
- * before every prompt, so the files say the same with a TemplateProcessing post-processor and
- * add_bos_token (without them AutoTokenizer(prompt) would lack the BOS smelt trained and scored
- * with). Output is deterministic (ids in order). */
+ * AutoTokenizer loads it and encodes like smelt, BOS included: smelt puts the BOS before every
+ * prompt when tokenizer_add_bos(), so the files say the same with a TemplateProcessing
+ * post-processor and add_bos_token (without them AutoTokenizer(prompt) would lack the BOS smelt
+ * trained and scored with). Output is deterministic (ids in order). */
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,11 +60,14 @@ static int put_pretokenizer(strbuf *j, const tokenizer *tok) {
     return sb_puts(j, "]}");
 }
 
-/* The post-processor: "BOS $A" (and "BOS $A BOS $B" for pairs, as Llama 3's) when smelt adds BOS,
- * null otherwise. */
+/* The post-processor: "BOS $A" (and "BOS $A BOS $B" for pairs, as Llama 3's) when smelt adds BOS;
+ * otherwise a ByteLevel one, which adds nothing in transformers and tells smelt's loader that the
+ * tokenizer adds no BOS (as GPT-2's, Qwen2's or SmolLM2's files say it). */
 static int put_post_processor(strbuf *j, const tokenizer *tok, strbuf *tmp) {
-    const int32_t bos = tokenizer_prompt_bos(tok);
-    if (bos < 0) return sb_puts(j, "null");
+    if (!tokenizer_add_bos(tok))
+        return sb_puts(j, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
+                          "\"use_regex\": false}");
+    const int32_t bos = tokenizer_bos_id(tok);
     strbuf name = STRBUF_INIT;
     int rc = -1;
     if (put_token_string(&name, tok, bos, tmp)) goto out; /* the token's string, JSON-quoted */
@@ -135,13 +138,17 @@ static int put_config_token(strbuf *j, const tokenizer *tok, const char *key, in
 static int build_config_json(strbuf *j, const tokenizer *tok) {
     strbuf tmp = STRBUF_INIT;
     int rc = -1;
-    int32_t pad = tok_lookup(tok, "<|pad|>", 7);
-    if (pad >= 0 && !(tok->entries[pad].flags & TOKF_SPECIAL)) pad = -1;
+    int32_t pad = tok->pad >= 0 ? tok->pad : tok_lookup(tok, "<|pad|>", 7);
+    if (pad >= 0 && tok->pad < 0 && !(tok->entries[pad].flags & TOKF_SPECIAL)) pad = -1;
     if (sb_printf(j, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n"
                      "  \"clean_up_tokenization_spaces\": false,\n  \"add_bos_token\": %s,\n"
-                     "  \"add_eos_token\": false,\n", tf(tokenizer_prompt_bos(tok) >= 0)) ||
+                     "  \"add_eos_token\": false,\n", tf(tokenizer_add_bos(tok))) ||
         put_config_token(j, tok, "bos_token", tok->bos, &tmp) || put_config_token(j, tok, "eos_token", tok->eos, &tmp) ||
-        put_config_token(j, tok, "pad_token", pad, &tmp) || sb_puts(j, "  \"added_tokens_decoder\": {"))
+        put_config_token(j, tok, "pad_token", pad, &tmp) ||
+        (tok->unk >= 0 && put_config_token(j, tok, "unk_token", tok->unk, &tmp)) ||
+        (tok->chat_template &&
+         (sb_puts(j, "  \"chat_template\": ") || sb_json_string(j, tok->chat_template) || sb_puts(j, ",\n"))) ||
+        sb_puts(j, "  \"added_tokens_decoder\": {"))
         goto out;
     int first = 1;
     for (int32_t id = 0; id < tok->n_vocab; id++) {

@@ -14,12 +14,14 @@ For each tokenizer case:
      tokenizer.json and tokenizer_config.json (the C test checks that smelt still writes exactly
      these bytes), then one line of ids per prompt, each id preceded by a space.
 
-Cases: builtin:bytes (BOS), Llama 3 tiktoken (BOS), Qwen2 vocab.json + merges.txt (no BOS), and
-`nobos`: a tokenizer.json whose own files do not add the BOS smelt adds (post_processor null,
-add_bos_token false, as a model's files often are), written here into tests/data/tokenizer/nobos/
-from smelt's bytes tokenizer, with a chat_template the trained folder must keep. For `nobos` the
-script also shows the defect the post-processor fixes: transformers on the original folder gives
-no BOS.
+Cases: builtin:bytes (BOS), Llama 3 tiktoken (BOS), Qwen2 vocab.json + merges.txt (no BOS
+token), and two tokenizer.json files written here from smelt's bytes tokenizer, each with a
+chat_template the trained folder must keep: `nobos` (tests/data/tokenizer/nobos/), whose files
+do not add the BOS smelt adds (post_processor null, add_bos_token false: what smelt saved before
+the post-processor), and `bytelevel` (tests/data/tokenizer/bytelevel/), whose ByteLevel
+post-processor adds no BOS although the tokenizer has one (GPT-2's, SmolLM2's files), so neither
+smelt nor transformers adds it. For `nobos` the script also shows the defect the post-processor
+fixes: transformers on the original folder gives no BOS.
 
 usage: python3 tools/tokenizer_bos_check.py --smelt build/smelt [--shared ../shared]
 Needs transformers, tokenizers. Exits 1 on any mismatch.
@@ -69,14 +71,14 @@ def read_split(path):
     return out
 
 
-def make_nobos(smelt, out_dir):
+def make_nobos(smelt, out_dir, post_processor):
     """smelt's bytes tokenizer as a folder whose own files add no BOS, with a chat template."""
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([smelt, "tokenize", "--tokenizer", "builtin:bytes", "--save-hf", tmp], check=True)
         tj = json.load(open(os.path.join(tmp, "tokenizer.json"), encoding="utf-8"))
         tc = json.load(open(os.path.join(tmp, "tokenizer_config.json"), encoding="utf-8"))
-    tj["post_processor"] = None
+    tj["post_processor"] = post_processor
     tc["add_bos_token"] = False
     tc["chat_template"] = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
     tc["model_max_length"] = 4096
@@ -102,11 +104,14 @@ def main():
 
     prompts_path = os.path.join(args.out, "bos_prompts.jsonl")
     prompts = [json.loads(line)["prompt"] for line in open(prompts_path, encoding="utf-8")]
-    nobos = os.path.join(args.out, "nobos")
-    make_nobos(smelt, nobos)
+    nobos, bytelevel = os.path.join(args.out, "nobos"), os.path.join(args.out, "bytelevel")
+    make_nobos(smelt, nobos, None)
+    make_nobos(smelt, bytelevel, {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                                  "use_regex": True})
     cases = [
         ("bytes", "builtin:bytes", True),
         ("nobos", os.path.abspath(os.path.join(nobos, "tokenizer.json")), True),
+        ("bytelevel", os.path.abspath(os.path.join(bytelevel, "tokenizer.json")), False),
         ("llama3", os.path.abspath(os.path.join(args.shared, "tokenizers/llama3/tokenizer.model")), True),
         ("qwen2", os.path.abspath(os.path.join(args.shared, "tokenizers/qwen2/vocab.json")), False),
     ]
@@ -137,15 +142,15 @@ def main():
                     print(f"{name} prompt {i}: transformers {hf} != smelt {used[i]} (BOS expected: {want_bos})",
                           file=sys.stderr)
                 encs.append(hf)
-            if name == "nobos":
+            if name in ("nobos", "bytelevel"):
                 orig = AutoTokenizer.from_pretrained(nobos)
                 lacking = sum(orig(p)["input_ids"] != used[i] for i, p in enumerate(prompts))
-                print(f"nobos: transformers on the original files differs from smelt on {lacking} of {len(prompts)} "
-                      "prompts (no BOS); on the trained folder on none")
+                print(f"{name}: transformers on the original files differs from smelt on {lacking} of {len(prompts)} "
+                      "prompts; on the trained folder on none")
                 cfg = json.load(open(os.path.join(mdir, "tokenizer_config.json"), encoding="utf-8"))
                 if "chat_template" not in cfg or cfg.get("model_max_length") != 4096:
                     failures += 1
-                    print("nobos: the trained folder lost chat_template/model_max_length", file=sys.stderr)
+                    print(f"{name}: the trained folder lost chat_template/model_max_length", file=sys.stderr)
             out = os.path.join(args.out, f"bos_{name}.out")
             write_ids_fixture(out, mdir, encs)
             print(f"{name}: {len(prompts)} prompts, transformers on the trained model's folder == smelt's ids -> {out}")

@@ -14,25 +14,7 @@
 #include "stages/data/rng.h"
 #include "stages/train/train.h"
 
-int train_read_config(const char *path, model_config *cfg) {
-    ckpt_format f = checkpoint_detect(path);
-    if (f == CKPT_LLAMA2C) return llama2c_read_config(path, cfg);
-    if (f != CKPT_HF) return -1;
-    char *cp = fs_is_dir(path) ? fs_join(path, "config.json") : NULL;
-    if (!cp) {
-        /* a .safetensors or index file: config.json sits beside it */
-        char *dir = xstrdup(path);
-        if (!dir) return -1;
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        cp = fs_join(slash ? dir : ".", "config.json");
-        free(dir);
-        if (!cp) return -1;
-    }
-    int rc = hfconfig_load(cfg, cp);
-    free(cp);
-    return rc;
-}
+int train_read_config(const char *path, model_config *cfg) { return checkpoint_read_config(path, cfg); }
 
 static int get_int(const cJSON *o, const char *k, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
