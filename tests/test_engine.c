@@ -410,15 +410,16 @@ static void test_engine_limits(void) {
  * submitted at once (the candidates of a group share their prefix through the cache). */
 typedef struct {
     int V, yes, no;
-    float *score;
+    double *margin;
     double max_logit;
 } eval_ctx;
 
+/* evaluate's score: the margin z_yes - z_no in double (stages/evaluate/score.h) */
 static int on_score(void *ctx, const engine_event *ev) {
     eval_ctx *c = ctx;
     const float *lg = ev->logits;
     for (int v = 0; v < c->V; v++) c->max_logit = fmax(c->max_logit, fabs(lg[v]));
-    c->score[(intptr_t)ev->user] = (float)(1.0 / (1.0 + exp((double)lg[c->no] - (double)lg[c->yes])));
+    c->margin[(intptr_t)ev->user] = (double)lg[c->yes] - (double)lg[c->no];
     return 0;
 }
 
@@ -432,7 +433,7 @@ static void test_engine_evaluate(void) {
         " \"tasks\": [\"like\"], \"members\": 4, \"items\": 40, \"interactions\": 20, \"noise\": 0.1, \"history\": 6,"
         " \"history_tokens\": 160, \"max_tokens\": 256, \"candidates\": 4, \"min_history\": 3, \"train_groups\": 1,"
         " \"split\": {\"valid\": 0, \"test\": 0.3}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\":"
-        " \"train\", \"seed\": 0}}");
+        " \"train\", \"seed\": 0}, \"allow_test_calibration\": false}");
     tu_expect(p && data_build(p, 5, out, cal, NULL, NULL) == 0, "data: %s", err_msg());
     cJSON_Delete(p);
     dataset ds;
@@ -444,14 +445,14 @@ static void test_engine_evaluate(void) {
     if (model_init(&m, &cfg, NULL)) exit(1);
     tm_randomize(&m, 9);
     const int64_t n = s.n_examples;
-    float *ref = tu_alloc((size_t)n), *got = tu_alloc((size_t)n);
+    double *ref = calloc((size_t)n, sizeof(double)), *got = calloc((size_t)n, sizeof(double));
     score_opts so = {.share_prefix = 1, .yes_id = ds.yes_id, .no_id = ds.no_id};
     tu_expect(score_split(&m, &s, 0, n, &so, &(score_out){ref, NULL, NULL}) == 0, "score_split: %s", err_msg());
     engine_opts o = engine_opts_default();
     o.max_batch_tokens = 256, o.kv_budget_mb = 4;
     engine *e;
     tu_expect(engine_create(&e, &m, &o) == 0, "engine: %s", err_msg());
-    eval_ctx ec = {.V = cfg.vocab, .yes = ds.yes_id, .no = ds.no_id, .score = got};
+    eval_ctx ec = {.V = cfg.vocab, .yes = ds.yes_id, .no = ds.no_id, .margin = got};
     int *tok = malloc(sizeof(int) * 4096);
     for (int64_t i = 0; i < n; i++) {
         const int32_t *t = ds_example_tokens(&s, i);
@@ -463,14 +464,19 @@ static void test_engine_evaluate(void) {
     for (int g = 0; engine_n_waiting(e) + engine_n_running(e) > 0 && g < 100000; g++)
         tu_expect(engine_step(e, on_score, &ec, NULL) == 0, "step: %s", err_msg());
     const engine_stats *st = engine_get_stats(e);
-    /* score = sigmoid(l_yes - l_no) has slope <= 1/4 and sees two logits, each within logit_tol
-     * (which covers both paths' rounding) times the largest |logit| of its row */
-    double worst = 0, tol = 0.25 * 2 * logit_tol(&cfg, 256) * fmax(1, ec.max_logit);
-    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)got[i] - ref[i]));
+    /* the margin l_yes - l_no sees two logits, each within logit_tol (which covers both paths'
+     * rounding) times the largest |logit| of its row */
+    double worst = 0, tol = 2 * logit_tol(&cfg, 256) * fmax(1, ec.max_logit);
+    int finite = 1;
+    for (int64_t i = 0; i < n; i++) {
+        finite &= isfinite(ref[i]) && isfinite(got[i]);
+        worst = fmax(worst, fabs(got[i] - ref[i]));
+    }
+    tu_expect(finite, "every test example has an answer: a finite margin both ways");
     printf("evaluate through the engine: %lld examples, %lld of %lld prompt tokens from the prefix cache, largest "
-           "|score difference| %.2e (tol %.2e)\n", (long long)n, (long long)st->cached_tokens,
+           "|margin difference| %.2e (tol %.2e)\n", (long long)n, (long long)st->cached_tokens,
            (long long)st->prompt_tokens, worst, tol);
-    tu_expect(worst <= tol, "evaluate's scores through the engine equal score_split's");
+    tu_expect(worst <= tol, "evaluate's margins through the engine equal score_split's");
     tu_expect(st->cached_tokens > 0, "the candidates of a member share their prefix through the cache");
     engine_free(e);
     model_free(&m);
