@@ -23,6 +23,12 @@ typedef struct {
     linear qkv, o, gate_up, down;
 } layer_linears;
 
+/* The arithmetic of the products (model_set_precision). */
+typedef enum {
+    MODEL_FP32 = 0, /* every product in fp32 */
+    MODEL_BF16 = 1, /* products of bf16-rounded operands with fp32 sums (AVX512_BF16 CPUs) */
+} model_precision;
+
 struct model_acts; /* training activations (model_internal.h) */
 struct model_scratch; /* inference scratch (model_internal.h) */
 
@@ -39,6 +45,9 @@ typedef struct {
     int lm_chunk_rows;                    /* rows per LM-head chunk; 0: automatic (about 8 MB of logits) */
     struct model_acts *acts;              /* NULL until model_reserve(train) */
     struct model_scratch *scratch;        /* inference buffers, allocated by the first model_extend */
+    model_precision precision;            /* of the products (model_set_precision); MODEL_FP32 by default */
+    bf16 *w_bf16;                         /* bf16 copies of the linear weights and the LM head, or NULL */
+    size_t n_bf16;                        /* bf16 values in w_bf16 */
 } model;
 
 /* Takes a config and weights: *w is moved into the model (w is left empty), or, with w == NULL,
@@ -55,8 +64,21 @@ int model_reserve_train(model *m, int max_tokens);
 /* Bytes model_reserve_train would allocate for activations (for messages and planning). */
 size_t model_train_act_bytes(const model_config *cfg, int max_tokens);
 
-/* Rebuilds the fp32 descriptors of lin[] and lm_head from w (after replacing weights). */
+/* Rebuilds the descriptors of lin[] and lm_head from w (after replacing weights), in the
+ * precision in effect (refreshing the bf16 copies when the model keeps them). */
 void model_bind_linears(model *m);
+
+/* Sets the precision of the products. MODEL_BF16 (mixed precision): every linear layer, the LM
+ * head and attention multiply bf16-rounded operands with fp32 sums, forward and backward; the
+ * parameters, gradients, optimizer state, norms, softmax, losses and residual stream stay fp32.
+ * With bf16_weights (inference only: backward refuses it), the linear weights and the LM head are
+ * also STORED as bf16 copies, so a decode step reads half the bytes; the fp32 parameters stay
+ * the model's. Where the CPU lacks AVX512_BF16 (bf16_available), bf16 falls back to fp32.
+ * Returns the precision in effect, or -1 (ERR_NOMEM for the bf16 copies). */
+int model_set_precision(model *m, model_precision p, int bf16_weights);
+/* "fp32" or "bf16"; and the parse of those names (0, or -1 with ERR_INPUT naming the choices). */
+const char *model_precision_name(model_precision p);
+int model_precision_parse(const char *s, model_precision *p);
 
 /* ---- training ---- */
 

@@ -44,7 +44,7 @@ int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss
         PCALL(PROF_LOSS, fn(ctx, &c, loss));
         if (d_hidden) {
             PCALL(PROF_HEAD, linear_backward_input(d_hidden + (size_t)r0 * H, H, s->dlogits, V, &m->lm_head, nr, 0));
-            PROF(PROF_HEAD, linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H));
+            PCALL(PROF_HEAD, linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H, m->lm_head.bf16_compute));
         }
     }
     return 0;

@@ -130,20 +130,22 @@ int model_backward(model *m, const float *d_hidden) {
 
         /* MLP: next = x_mid + h W_down^T, h = silu(gate) * up, [gate|up] = xn2 W_gu^T */
         PCALL(PROF_MLP_GEMM, linear_backward_input(A->d_h, I, A->d_res, H, &ln->down, N, 0));
-        PROF(PROF_MLP_GEMM, linear_backward_params(gw->w_down, NULL, A->d_res, H, a->h, I, N, H, I));
+        PCALL(PROF_MLP_GEMM, linear_backward_params(gw->w_down, NULL, A->d_res, H, a->h, I, N, H, I, ln->down.bf16_compute));
         PROF(PROF_SWIGLU, swiglu_backward(a->gu, a->gu + I, A->d_h, a->gu, a->gu + I, 2 * I, N, I));
         PCALL(PROF_MLP_GEMM, linear_backward_input(A->d_xn, H, a->gu, 2 * I, &ln->gate_up, N, 0));
-        PROF(PROF_MLP_GEMM, linear_backward_params(gw->w_gate, NULL, a->gu, 2 * I, a->xn2, H, N, 2 * I, H)); /* gate|up adjacent */
+        /* gate|up adjacent */
+        PCALL(PROF_MLP_GEMM, linear_backward_params(gw->w_gate, NULL, a->gu, 2 * I, a->xn2, H, N, 2 * I, H, ln->gate_up.bf16_compute));
         PROF(PROF_NORM, rmsnorm_backward(A->d_res, gw->mlp_norm, A->d_xn, a->x_mid, lw->mlp_norm, a->rstd2, N, H));
 
         /* attention: x_mid = x_in + att W_o^T */
         PCALL(PROF_O, linear_backward_input(A->d_att, Q, A->d_res, H, &ln->o, N, 0));
-        PROF(PROF_O, linear_backward_params(gw->wo, NULL, A->d_res, H, a->att, Q, N, H, Q));
+        PCALL(PROF_O, linear_backward_params(gw->wo, NULL, A->d_res, H, a->att, Q, N, H, Q, ln->o.bf16_compute));
         PCALL(PROF_ATTN, batch_attention(m, l, 1));
         PROF(PROF_ROPE, rope_backward(A->d_qkv, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_heads, D);
              rope_backward(A->d_qkv + Q, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_kv_heads, D));
         PCALL(PROF_QKV, linear_backward_input(A->d_xn, H, A->d_qkv, W, &ln->qkv, N, 0));
-        PROF(PROF_QKV, linear_backward_params(gw->wq, c->attention_bias ? gw->bq : NULL, A->d_qkv, W, a->xn1, H, N, W, H));
+        PCALL(PROF_QKV, linear_backward_params(gw->wq, c->attention_bias ? gw->bq : NULL, A->d_qkv, W, a->xn1, H, N, W, H,
+                                               ln->qkv.bf16_compute));
         PROF(PROF_NORM, rmsnorm_backward(A->d_res, gw->attn_norm, A->d_xn, a->x_in, lw->attn_norm, a->rstd1, N, H));
     }
     PROF(PROF_EMBED, embedding_backward(m->grad.embed, A->d_res, A->tokens, N, H));

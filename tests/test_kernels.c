@@ -103,7 +103,7 @@ static void test_linear(void) {
         float *db = tu_randn(out, 1), *dbr = tu_copy(db, out);
         tu_expect(linear_backward_input(dx, ldx, dy, ldo, &l, n, cases[c].acc) == 0, "linear_backward_input failed");
         matmul_ref(dxr, ldx, dy, ldo, 0, w, in, 0, n, in, out, 1, cases[c].acc ? 1.0f : 0.0f);
-        linear_backward_params(dw, db, dy, ldo, x, ldx, n, out, in);
+        linear_backward_params(dw, db, dy, ldo, x, ldx, n, out, in, 0);
         matmul_ref(dwr, in, dy, ldo, 1, x, ldx, 0, out, in, n, 1, 1);
         bias_grad_ref(dbr, dy, ldo, n, out);
         snprintf(what, sizeof what, "linear dx n=%d in=%d out=%d (tol 4*out*eps)", n, in, out);
@@ -448,6 +448,7 @@ int main(int argc, char **argv) {
     int threads[2] = {1, kernels_set_threads(0)};
     for (int t = 0; t < (threads[1] > 1 ? 2 : 1); t++) {
         kernels_set_threads(threads[t]);
+        kernels_split_always(t == 1); /* small test sizes: split every kernel anyway */
         printf("-- %d thread(s)\n", threads[t]);
         test_matmul();
         test_fastmath();
