@@ -46,6 +46,8 @@ int linear_forward_cols(float *out, int ldo, const float *x, int ldx, const line
     return 0;
 }
 
+int linear_streams(const linear *l) { return l->format == LINEAR_F32 || l->format == LINEAR_BF16; }
+
 /* Few rows: every thread streams its share of the weight rows once (outputs in multiples of 16). */
 static int forward_streamed(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate) {
     const size_t bytes = (size_t)l->n_out * l->n_in * (l->format == LINEAR_BF16 ? 2 : 4);

@@ -43,6 +43,9 @@ int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l
 int linear_forward_cols(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int j0, int j1,
                         int accumulate);
 
+/* 1 when linear_forward_cols runs this descriptor's format (the decode team needs it). */
+int linear_streams(const linear *l);
+
 /* dx[n, ldx] = dy[n, ldy] W, or += with accumulate. fp32 only: -1 (ERR_INPUT) for other formats. */
 int linear_backward_input(float *dx, int ldx, const float *dy, int ldy, const linear *l, int n, int accumulate);
 

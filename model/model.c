@@ -233,7 +233,7 @@ void model_free(model *m) {
     if (m->scratch) {
         struct model_scratch *s = m->scratch;
         free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->gu), free(s->h), free(s->sel), free(s->pos);
-        free(s->att_work), free(s->logits), free(s->dlogits), free(s->aseqs);
+        free(s->att_work), free(s->logits), free(s->dlogits), free(s->aseqs), free(s->scores);
         free(s);
     }
     free(m->inv_freq);

@@ -215,6 +215,9 @@ static void test_attention(void) {
         {2, 2, 64, 0, 1, {70}, {200}},
         {4, 2, 16, 1, 4, {9, 1, 130, 40}, {9, 1, 130, 40}}, /* a packed training batch */
         {8, 4, 8, 0, 3, {3, 17, 1}, {10, 17, 64}},           /* several caches at once */
+        {9, 3, 64, 1, 1, {200}, {200}},                       /* SmolLM2's heads: 3 queries per kv head */
+        {3, 1, 48, 0, 2, {70, 130}, {300, 130}},              /* head_dim 48; key blocks past a cache */
+        {4, 2, 128, 1, 2, {65, 64}, {65, 64}},                /* head_dim 128; block edges */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         attn_shape s = {.n_heads = cases[c].h, .n_kv_heads = cases[c].hkv, .head_dim = cases[c].d};

@@ -1,0 +1,269 @@
+/* bench_sweep.c: one measurement of the CPU engine on one model shape, for bench/sweep.sh, which
+ * runs every shape, mode and thread count beside PyTorch (bench/torch_sweep.py) and prints them
+ * side by side. One measurement per process. Prints "key value" lines. Asserts nothing.
+ *
+ * usage: bench_sweep MODE SHAPE THREADS [PRECISION]
+ *   MODE       train (tokens/s of a training step: forward, chunked LM head + CE, backward, AdamW),
+ *              prefill (tokens/s of one sequence into an empty cache, logits of the last row),
+ *              decode (tokens/s of single-token steps of one sequence, and the weight bytes a step
+ *              reads), evaluate (examples/s of the evaluate stage's scoring on synthetic
+ *              recommendation data, prefix sharing on), bandwidth (GB/s of reading 512 MiB)
+ *   SHAPE      one of the names of `shapes` below (bench_sweep list prints them)
+ *   PRECISION  fp32 (default) or bf16 (mixed-precision products; for prefill, decode and evaluate
+ *              also bf16 weight storage) */
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "kernels/threads.h"
+#include "model/model.h"
+#include "model/optim.h"
+#include "stages/data/data.h"
+#include "stages/evaluate/score.h"
+#include "tests/eval_testmodel.h"
+
+typedef struct {
+    const char *name;
+    int hidden, layers, heads, kv_heads, inter, vocab, tied;
+    int batch, seq; /* training batch (sequences x tokens); prefill: one sequence of seq tokens */
+} shape;
+
+/* From ~50K parameters to SmolLM2-135M's shape. student7m is the train issue's 7.1M student. */
+static const shape shapes[] = {
+    {"h32", 32, 2, 2, 1, 96, 512, 0, 4, 256},
+    {"h64", 64, 2, 2, 1, 176, 512, 1, 4, 256},
+    {"h128", 128, 4, 4, 2, 352, 2048, 1, 4, 256},
+    {"student7m", 256, 4, 8, 4, 704, 8192, 0, 4, 256},
+    {"llama32m", 512, 8, 8, 4, 1408, 8192, 0, 4, 256},
+    {"smollm135m", 576, 30, 9, 3, 1536, 49152, 1, 4, 256},
+};
+
+static void die(const char *what) {
+    fprintf(stderr, "bench_sweep: %s: %s\n", what, err_msg());
+    exit(1);
+}
+
+static uint64_t rs = 88172645463325252ull;
+static double urand(void) {
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    return (double)(rs >> 11) / 9007199254740992.0;
+}
+
+static model_config config_of(const shape *s) {
+    model_config c = em_config(s->hidden, s->layers, s->heads, s->kv_heads, s->inter, s->vocab);
+    c.tie_embeddings = s->tied;
+    return c;
+}
+
+/* Read bandwidth: the best of 5 passes summing 512 MiB of floats on `threads` threads. */
+__attribute__((target("avx512f"))) static float sum_block(const float *a, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (size_t i = 0; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(a + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(a + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_loadu_ps(a + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_loadu_ps(a + i + 48));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+
+static double read_bandwidth(int threads) {
+    const size_t n = (size_t)128 << 20;
+    float *a = malloc(sizeof(float) * n);
+    if (!a) die("bandwidth buffer");
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = 1.0f;
+    double best = 0;
+    volatile float sink = 0;
+    for (int r = 0; r < 5; r++) {
+        double t = time_monotonic();
+        float s = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : s)
+        {
+            const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+            const size_t per = n / nt;
+            s += sum_block(a + per * id, per);
+        }
+        t = time_monotonic() - t;
+        sink += s;
+        if (n * 4.0 / t > best) best = n * 4.0 / t;
+    }
+    free(a);
+    return best / 1e9;
+}
+
+static void bench_train(model *m, const shape *sh, int steps) {
+    const int N = sh->batch * sh->seq;
+    if (model_reserve_train(m, N)) die("reserve");
+    int *tok = malloc(sizeof(int) * N), *lens = malloc(sizeof(int) * sh->batch), *tg = malloc(sizeof(int) * N);
+    float *w = malloc(sizeof(float) * N), *dh = malloc(sizeof(float) * (size_t)N * sh->hidden);
+    for (int i = 0; i < N; i++) tok[i] = (int)(urand() * sh->vocab);
+    for (int s = 0; s < sh->batch; s++) lens[s] = sh->seq;
+    model_batch b = {.tokens = tok, .seq_lens = lens, .n_tokens = N, .n_seqs = sh->batch};
+    const int cnt = model_batch_targets(&b, tg);
+    for (int i = 0; i < N; i++) w[i] = 1.0f / cnt;
+    lm_ce_ctx ce = {.targets = tg, .weights = w};
+    optim_config oc = {.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1, .clip = 1.0,
+                       .schedule = {.kind = LR_CONSTANT, .lr = 1e-4}};
+    optimizer o;
+    if (optim_init(&o, m, &oc)) die("optimizer");
+    double best = 1e30, loss = 0;
+    for (int s = 0; s <= steps; s++) { /* step 0 warms up */
+        const float *hid;
+        double t = time_monotonic();
+        model_zero_grad(m);
+        if (model_forward(m, &b, &hid) || model_lm_loss(m, hid, dh, N, lm_loss_ce, &ce, &loss) ||
+            model_backward(m, dh) || optim_step(&o, m))
+            die("training step");
+        t = time_monotonic() - t;
+        if (s && t < best) best = t;
+    }
+    printf("tokens %d\nstep_s %.5f\ntokens_per_s %.1f\nloss %.4f\n", N, best, N / best, loss);
+    optim_free(&o);
+    free(tok), free(lens), free(tg), free(w), free(dh);
+}
+
+static void bench_prefill(model *m, const shape *sh, int reps) {
+    kv_cache kv;
+    float *logits = malloc(sizeof(float) * sh->vocab);
+    int *tok = malloc(sizeof(int) * sh->seq);
+    for (int i = 0; i < sh->seq; i++) tok[i] = (int)(urand() * sh->vocab);
+    if (kv_cache_init(&kv, &m->cfg, sh->seq)) die("cache");
+    double best = 1e30;
+    for (int r = 0; r <= reps; r++) {
+        kv_cache_truncate(&kv, 0);
+        double t = time_monotonic();
+        if (model_extend(m, &kv, tok, sh->seq, NULL, 1, logits)) die("prefill");
+        t = time_monotonic() - t;
+        if (r && t < best) best = t;
+    }
+    printf("tokens %d\nseconds %.5f\ntokens_per_s %.1f\n", sh->seq, best, sh->seq / best);
+    kv_cache_free(&kv);
+    free(logits), free(tok);
+}
+
+/* Bytes of weights one decode step reads: every linear layer and the LM head (in their storage
+ * format), the norms and the embedding row. */
+static double step_weight_bytes(const model *m) {
+    const model_config *c = &m->cfg;
+    double b = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const linear *ls[4] = {&m->lin[l].qkv, &m->lin[l].o, &m->lin[l].gate_up, &m->lin[l].down};
+        for (int i = 0; i < 4; i++) b += (double)ls[i]->n_out * ls[i]->n_in * (ls[i]->format == LINEAR_BF16 ? 2 : 4);
+        b += 2.0 * c->hidden * 4;
+    }
+    b += (double)c->vocab * c->hidden * (m->lm_head.format == LINEAR_BF16 ? 2 : 4);
+    return b + 2.0 * c->hidden * 4;
+}
+
+static void bench_decode(model *m, const shape *sh, int steps) {
+    kv_cache kv;
+    float *logits = malloc(sizeof(float) * sh->vocab);
+    if (kv_cache_init(&kv, &m->cfg, steps + 2)) die("cache");
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        kv_cache_truncate(&kv, 0);
+        if (model_decode(m, &kv, 1, logits)) die("decode");
+        double t = time_monotonic();
+        for (int i = 0; i < steps; i++)
+            if (model_decode(m, &kv, (int)(urand() * sh->vocab), logits)) die("decode");
+        t = time_monotonic() - t;
+        if (t < best) best = t;
+    }
+    const double bytes = step_weight_bytes(m);
+    printf("steps %d\nseconds %.5f\ntokens_per_s %.2f\nweight_bytes %.0f\nweight_gb_per_s %.2f\n", steps, best,
+           steps / best, bytes, bytes * steps / best / 1e9);
+    kv_cache_free(&kv);
+    free(logits);
+}
+
+/* The evaluate stage's scoring (score_split, prefix sharing) on the quickstart's kind of data: 8
+ * candidates per member, about 400 tokens per prompt; groups are scored until 2 s have passed. */
+static void bench_evaluate(model *m) {
+    char dir[128], calib[160];
+    snprintf(dir, sizeof dir, "/tmp/smelt-bench-sweep-%d", (int)getpid());
+    snprintf(calib, sizeof calib, "%s/calib", dir);
+    if (fs_mkdir_p(calib, 0755)) die("mkdir");
+    const char *json = "{\"source\": \"synthetic\", \"tokenizer\": \"builtin:bytes\", \"labels\": {\"yes\": \" yes\", \"no\": \" no\"},"
+                       " \"tasks\": [\"like\"], \"members\": 48, \"items\": 300, \"interactions\": 48, \"noise\": 0.1, \"history\": 20,"
+                       " \"history_tokens\": 320, \"max_tokens\": 512, \"candidates\": 8, \"min_history\": 3, \"train_groups\": 1,"
+                       " \"split\": {\"valid\": 0, \"test\": 0.1666667}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}}";
+    cJSON *p = cJSON_Parse(json);
+    if (!p || data_build(p, 7, dir, calib, NULL, NULL)) die("data");
+    cJSON_Delete(p);
+    dataset ds;
+    ds_split s;
+    if (dataset_open(&ds, dir) || dataset_split_open(&ds, "test", &s)) die("open data");
+    if (ds.vocab > m->cfg.vocab) die("the data's vocabulary is larger than the model's");
+    score_opts o = {.share_prefix = 1, .yes_id = ds.yes_id, .no_id = ds.no_id};
+    float *sc = malloc(sizeof(float) * (size_t)s.n_examples);
+    score_out out = {sc, NULL, NULL};
+    if (score_split(m, &s, 0, ds_group_end(&s, 0), &o, &out)) die("warm-up");
+    int64_t done = 0, toks = 0;
+    double t = time_monotonic(), el = 0;
+    for (int64_t g0 = 0; g0 < s.n_examples && el < 2.0; g0 = ds_group_end(&s, g0)) {
+        const int64_t g1 = ds_group_end(&s, g0);
+        if (score_split(m, &s, g0, g1, &o, &out)) die("score");
+        for (int64_t i = g0; i < g1; i++) toks += s.ex[i].n_tokens;
+        done += g1 - g0;
+        el = time_monotonic() - t;
+    }
+    printf("examples %lld\nseconds %.4f\nexamples_per_s %.2f\ntokens_per_example %.1f\n", (long long)done, el, done / el,
+           (double)toks / (double)(done ? done : 1));
+    free(sc);
+    ds_split_close(&s);
+    dataset_close(&ds);
+    fs_rm_rf(dir);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "list")) {
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            model_config c = config_of(&shapes[i]);
+            printf("%s %zu %d %d %d %d %d %d %d\n", shapes[i].name, model_n_params(&c), shapes[i].hidden,
+                   shapes[i].layers, shapes[i].heads, shapes[i].kv_heads, shapes[i].inter, shapes[i].vocab,
+                   shapes[i].tied);
+        }
+        return 0;
+    }
+    if (argc < 4) {
+        fprintf(stderr, "usage: bench_sweep train|prefill|decode|evaluate|bandwidth SHAPE THREADS [fp32|bf16]\n"
+                        "       bench_sweep list\n");
+        return 2;
+    }
+    log_set_level(LOG_WARN);
+    const char *mode = argv[1];
+    const int threads = kernels_set_threads(atoi(argv[3]));
+    if (!strcmp(mode, "bandwidth")) {
+        printf("threads %d\nread_gb_per_s %.2f\n", threads, read_bandwidth(threads));
+        return 0;
+    }
+    const shape *sh = NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        if (!strcmp(shapes[i].name, argv[2])) sh = &shapes[i];
+    if (!sh) return fprintf(stderr, "bench_sweep: unknown shape %s (bench_sweep list)\n", argv[2]), 2;
+    model_precision prec = MODEL_FP32;
+    if (argc > 4 && model_precision_parse(argv[4], &prec)) die("precision");
+    model_config c = config_of(sh);
+    model m;
+    if (em_random_model(&m, &c, 1)) die("model");
+    const int train = !strcmp(mode, "train");
+    const int eff = model_set_precision(&m, prec, !train);
+    if (eff < 0) die("precision");
+    printf("mode %s\nshape %s\nparams %zu\nthreads %d\nprecision %s\n", mode, sh->name, model_n_params(&c), threads,
+           model_precision_name((model_precision)eff));
+    if (train) bench_train(&m, sh, sh->hidden >= 512 ? 2 : 4);
+    else if (!strcmp(mode, "prefill")) bench_prefill(&m, sh, 3);
+    else if (!strcmp(mode, "decode")) bench_decode(&m, sh, 64);
+    else if (!strcmp(mode, "evaluate")) bench_evaluate(&m);
+    else return fprintf(stderr, "bench_sweep: unknown mode %s\n", mode), 2;
+    model_free(&m);
+    return 0;
+}
