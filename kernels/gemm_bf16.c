@@ -17,6 +17,7 @@
 
 #include "common/error.h"
 #include "kernels/bf16.h"
+#include "kernels/matmul.h"
 #include "kernels/threads.h"
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
@@ -204,6 +205,7 @@ static int gemm_run(float *c, int ldc, const gsrc *A, const gsrc *B, int m, int 
     int blk = (int)(B_BLOCK_BYTES / ((size_t)NR * kp * 4));
     blk = blk < 1 ? 1 : blk > npb ? npb : blk;
     const long n_tiles = (long)npa * npb;
+    matmul_flops_add(2.0 * m * n * k);
     const int T = kernels_threads_for((double)m * n * k, THR_GEMM_BF16_MACS);
 #pragma omp parallel num_threads(T) if (T > 1)
     {

@@ -85,3 +85,7 @@ void matmul_ref(float *c, int ldc, const float *a, int lda, int trans_a, const f
 
 double matmul_flops(void) { return flops_total; }
 void matmul_flops_reset(void) { flops_total = 0; }
+void matmul_flops_add(double flops) {
+#pragma omp atomic
+    flops_total += flops;
+}

@@ -101,8 +101,9 @@ static int check_fp32(const model *m) {
         const layer_linears *ln = &m->lin[l];
         if (ln->qkv.format != LINEAR_F32 || ln->o.format != LINEAR_F32 || ln->gate_up.format != LINEAR_F32 ||
             ln->down.format != LINEAR_F32)
-            return err_set(ERR_INPUT, "layer %d has quantized projections; backward needs the fp32 model (train "
-                           "before quantizing)", l);
+            return err_set(ERR_INPUT, "layer %d has quantized or bf16-stored projections; backward needs the fp32 "
+                           "weights (train before quantizing; for bf16 training use model_set_precision without "
+                           "bf16 weights)", l);
     }
     if (m->lm_head.format != LINEAR_F32)
         return err_set(ERR_INPUT, "the LM head is quantized; backward needs the fp32 model");

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# sweep.sh: the CPU engine over model sizes from ~50K to 135M parameters (bench_sweep list), beside
+# PyTorch on the same shapes and threads: training step, prefill and decode tokens/s, evaluate
+# examples/s (smelt only: PyTorch has no evaluate stage), at 1 and 2 threads, fp32 and (smelt)
+# bf16; the machine's read bandwidth measured in the same run (before and after) and decode as a
+# share of it in weight bytes/s; the load average before each shape. One process per figure.
+# usage: bench/sweep.sh [BUILD_DIR] [--shapes "h32 h64 ..."] [--modes "train prefill decode evaluate"]
+#                       [--threads "1 2"] [--no-torch] [--no-bf16]
+# Passive OpenMP waiting, as the smelt binary runs (cmd/main.c); OPENBLAS_CORETYPE as the
+# environment sets it (docs/engine.md). Prints a table and writes the raw figures to $SWEEP_OUT
+# (default a temporary folder, removed) as one JSON line per measurement.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="$here/../build"
+if [ $# -gt 0 ] && [ -d "$1" ]; then build="$1"; shift; fi
+bin="$build/bench/bench_sweep"
+[ -x "$bin" ] || { echo "sweep.sh: $bin is missing; build first (scripts/build.sh)" >&2; exit 2; }
+shapes="$("$bin" list | cut -d' ' -f1 | tr '\n' ' ')"
+modes="train prefill decode evaluate"
+threads="1 2"
+torch=1
+bf16=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --shapes) shapes="$2"; shift 2 ;;
+    --modes) modes="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --no-torch) torch=0; shift ;;
+    --no-bf16) bf16=0; shift ;;
+    *) echo "usage: bench/sweep.sh [BUILD_DIR] [--shapes S] [--modes M] [--threads T] [--no-torch] [--no-bf16]" >&2; exit 2 ;;
+  esac
+done
+python3 -c "import torch, transformers" 2> /dev/null || torch=0
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+out="${SWEEP_OUT:-$(mktemp -d)}"
+[ -n "${SWEEP_OUT:-}" ] || trap 'rm -rf "$out"' EXIT
+mkdir -p "$out"
+res="$out/results.jsonl"
+: > "$res"
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+# record IMPL SHAPE MODE THREADS PRECISION COMMAND...: the "key value" lines of the command as one
+# JSON line of results.jsonl, with the load average before it ran
+record() {
+  local impl=$1 shape=$2 mode=$3 thr=$4 prec=$5 before
+  shift 5
+  before=$(load)
+  if ! "$@" > "$out/kv.txt" 2> "$out/err.txt"; then
+    echo "sweep.sh: $impl $mode $shape $thr threads $prec failed: $(tail -1 "$out/err.txt")" >&2
+    return 0
+  fi
+  python3 - "$impl" "$shape" "$mode" "$thr" "$prec" "$before" "$out/kv.txt" >> "$res" <<'PY'
+import json, sys
+impl, shape, mode, thr, prec, load, path = sys.argv[1:8]
+kv = {}
+for line in open(path):
+    p = line.split()
+    if len(p) == 2:
+        try: kv[p[0]] = float(p[1])
+        except ValueError: kv[p[0]] = p[1]
+print(json.dumps({**kv, "impl": impl, "shape": shape, "mode": mode, "threads": int(thr), "precision": prec,
+                  "load": float(load)}))
+PY
+}
+
+echo "sweep: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+for t in $threads; do record smelt - bandwidth "$t" - "$bin" bandwidth - "$t"; done
+for shape in $shapes; do
+  read -r _ params H L HEADS KV I V TIED < <("$bin" list | grep "^$shape ")
+  echo "shape $shape ($params parameters), load $(load)" >&2
+  for mode in $modes; do
+    for t in $threads; do
+      record smelt "$shape" "$mode" "$t" fp32 "$bin" "$mode" "$shape" "$t" fp32
+      if [ "$bf16" = 1 ]; then record smelt "$shape" "$mode" "$t" bf16 "$bin" "$mode" "$shape" "$t" bf16; fi
+      if [ "$torch" = 1 ] && [ "$mode" != evaluate ]; then
+        record torch "$shape" "$mode" "$t" fp32 python3 "$here/torch_sweep.py" "$mode" "$H" "$L" "$HEADS" "$KV" "$I" "$V" "$TIED" 4 256 "$t"
+      fi
+    done
+  done
+done
+for t in $threads; do record smelt - bandwidth "$t" - "$bin" bandwidth - "$t"; done
+
+python3 - "$res" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+bw = {}
+for r in rows:
+    if r["mode"] == "bandwidth":
+        bw[r["threads"]] = max(bw.get(r["threads"], 0), r.get("read_gb_per_s", 0))
+print()
+print("read bandwidth (best of the runs before and after): " + ", ".join(f"{t} thr {v:.1f} GB/s" for t, v in sorted(bw.items())))
+key = {"train": "tokens_per_s", "prefill": "tokens_per_s", "decode": "tokens_per_s", "evaluate": "examples_per_s"}
+def get(impl, shape, mode, t, prec="fp32"):
+    for r in rows:
+        if (r["impl"], r["shape"], r["mode"], r["threads"], r["precision"]) == (impl, shape, mode, t, prec):
+            return r
+    return None
+def val(r, k):
+    return r.get(k) if r else None
+def f(x, w=9, d=1):
+    return f"{x:{w}.{d}f}" if isinstance(x, (int, float)) else " " * (w - 1) + "-"
+shapes = list(dict.fromkeys(r["shape"] for r in rows if r["mode"] != "bandwidth"))
+params = {r["shape"]: int(r["params"]) for r in rows if r["impl"] == "smelt" and "params" in r}
+# threads in the table are 1 and 2 (the columns); other counts are in results.jsonl
+print(f"\n{'shape':11}{'params':>10} {'mode':9}{'smelt 1t':>10}{'smelt 2t':>10}{'2t/1t':>7}{'torch 1t':>10}{'torch 2t':>10}"
+      f"{'vs torch 1t':>12}{'2t':>6}{'bf16 1t':>10}{'bf16 2t':>10}{'bf16/fp32':>10}  decode weight GB/s (% of read bw)")
+for s in shapes:
+    for mode in ["train", "prefill", "decode", "evaluate"]:
+        k = key[mode]
+        s1, s2 = get("smelt", s, mode, 1), get("smelt", s, mode, 2)
+        if not s1 and not s2:
+            continue
+        t1, t2 = get("torch", s, mode, 1), get("torch", s, mode, 2)
+        b1, b2 = get("smelt", s, mode, 1, "bf16"), get("smelt", s, mode, 2, "bf16")
+        v = lambda r: val(r, k)
+        ratio = lambda a, b: a / b if a and b else None
+        extra = ""
+        if mode == "decode":
+            parts = []
+            for lab, r in [("fp32 1t", s1), ("fp32 2t", s2), ("bf16 1t", b1), ("bf16 2t", b2)]:
+                if r and "weight_gb_per_s" in r:
+                    t = r["threads"]
+                    pct = 100 * r["weight_gb_per_s"] / bw[t] if bw.get(t) else 0
+                    parts.append(f"{lab} {r['weight_gb_per_s']:.1f} ({pct:.0f}%)")
+            extra = "  " + ", ".join(parts)
+        best_b = max([x for x in [v(b1), v(b2)] if x] or [0]) or None
+        best_s = max([x for x in [v(s1), v(s2)] if x] or [0]) or None
+        print(f"{s:11}{params.get(s, 0):>10} {mode:9}{f(v(s1), 10)}{f(v(s2), 10)}{f(ratio(v(s2), v(s1)), 7, 2)}"
+              f"{f(v(t1), 10)}{f(v(t2), 10)}{f(ratio(v(s1), v(t1)), 12, 2)}{f(ratio(v(s2), v(t2)), 6, 2)}"
+              f"{f(v(b1), 10)}{f(v(b2), 10)}{f(ratio(best_b, best_s), 10, 2)}{extra}")
+loads = [r["load"] for r in rows]
+print(f"\nload average (1 min) during the run: {min(loads):.2f} .. {max(loads):.2f}")
+PY
