@@ -80,8 +80,7 @@ static double read_bandwidth(int threads) {
     if (!a) die("bandwidth buffer");
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = 1.0f;
-    double best = 0;
-    volatile float sink = 0;
+    double best = 0, total = 0;
     for (int r = 0; r < 5; r++) {
         double t = time_monotonic();
         float s = 0;
@@ -92,10 +91,11 @@ static double read_bandwidth(int threads) {
             s += sum_block(a + per * id, per);
         }
         t = time_monotonic() - t;
-        sink += s;
+        total += s;
         if (n * 4.0 / t > best) best = n * 4.0 / t;
     }
     free(a);
+    if (total != 5.0 * n) fprintf(stderr, "bench_sweep: the bandwidth sums are off (%g)\n", total);
     return best / 1e9;
 }
 

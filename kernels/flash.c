@@ -29,6 +29,28 @@
 #define BK 64       /* keys per block */
 #define ROWS 64     /* packed query rows per tile (rep x BQ) */
 
+/* fastmath.h's fm_exp16 in AVX-512 intrinsics, operation for operation (so the same values): a
+ * target function may not pass 64-byte vectors to a function compiled without AVX-512 (a build
+ * without -march inlines nothing and the two ABIs differ). */
+F_INLINE __m512 exp512(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.3f), hi = _mm512_set1_ps(88.0f), magic = _mm512_set1_ps(FM_ROUND_MAGIC);
+    x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), lo);
+    x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), hi);
+    const __m512 t = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), magic);
+    const __m512 n = _mm512_sub_ps(t, magic);
+    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f)));
+    r = _mm512_add_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.0f));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
 /* ---- the micro-kernel ---- */
 
 /* C[mr, 16 NV] = (acc ? C : 0) + A[mr, k] B[k, 16 NV]; A element (i, p) at a[i * ars + p * acs],
@@ -170,12 +192,12 @@ F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const floa
             const __m512 m_new = _mm512_max_ps(m_old, bm);
             const __mmask16 live = _mm512_cmp_ps_mask(m_new, ninf, _CMP_NEQ_OQ); /* columns with a visible key */
             const __m512 a = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(m_old, ninf, _CMP_NEQ_OQ) & live,
-                                                 (__m512)fm_exp16((fm_f16)_mm512_sub_ps(m_old, m_new)));
+                                                 exp512(_mm512_sub_ps(m_old, m_new)));
             __m512 sum = _mm512_setzero_ps();
             for (int j = 0; j < bk; j++) {
                 const __mmask16 vis = _mm512_cmpgt_epi32_mask(lv, _mm512_set1_epi32(j)) & live;
                 float *row = st + (size_t)j * Rp + c;
-                const __m512 p = _mm512_maskz_mov_ps(vis, (__m512)fm_exp16((fm_f16)_mm512_sub_ps(_mm512_loadu_ps(row), m_new)));
+                const __m512 p = _mm512_maskz_mov_ps(vis, exp512(_mm512_sub_ps(_mm512_loadu_ps(row), m_new)));
                 _mm512_storeu_ps(row, p);
                 sum = _mm512_add_ps(sum, p);
             }
@@ -284,7 +306,7 @@ F_TARGET static void bwd_item(float *dq, float *dk, float *dv, const float *dout
                 for (int j = 0; j < bk; j++) {
                     const __mmask16 vis = _mm512_cmpgt_epi32_mask(lv, _mm512_set1_epi32(j));
                     float *pr = pt + (size_t)j * Rp + c, *dr = dst + (size_t)j * Rp + c;
-                    const __m512 p = _mm512_maskz_mov_ps(vis, (__m512)fm_exp16((fm_f16)_mm512_sub_ps(_mm512_loadu_ps(pr), l)));
+                    const __m512 p = _mm512_maskz_mov_ps(vis, exp512(_mm512_sub_ps(_mm512_loadu_ps(pr), l)));
                     _mm512_storeu_ps(pr, p);
                     _mm512_storeu_ps(dr, _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(dr), d)), vscale));
                 }
