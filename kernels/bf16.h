@@ -59,6 +59,20 @@ int gemm_bf16(float *c, int ldc, const float *a, int lda, int trans_a, const flo
  * (a linear layer's [n_out, n_in]). Same sums as gemm_bf16. 0 or -1 (ERR_NOMEM). */
 int gemm_bf16_w(float *c, int ldc, const float *a, int lda, const bf16 *w, int ldw, int m, int n, int k, float alpha,
                 float beta);
+/* An operand B packed once for many products with it (an LM head over chunks of rows). */
+typedef struct {
+    uint32_t *panels; /* owned (gemm_bf16_b_free) */
+    int n, k;
+} gemm_bf16_b;
+/* Packs op(B) [k, n] of matmul's arguments (b, ldb, trans_b), or bf16 weights W [n, ldw] as
+ * B = W^T (a linear layer's forward). 0 or -1 (ERR_NOMEM: n k * 2 bytes). */
+int gemm_bf16_pack_b(gemm_bf16_b *pb, const float *b, int ldb, int trans_b, int n, int k);
+int gemm_bf16_pack_w(gemm_bf16_b *pb, const bf16 *w, int ldw, int n, int k);
+void gemm_bf16_b_free(gemm_bf16_b *pb);
+/* gemm_bf16 with a packed B: C[m, pb->n] = alpha op(A) B + beta C; the same sums. 0 or -1. */
+int gemm_bf16_packed(float *c, int ldc, const float *a, int lda, int trans_a, const gemm_bf16_b *pb, int m, float alpha,
+                     float beta);
+
 /* The reference: bf16-rounded operands, sums in double. */
 void gemm_bf16_ref(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b, int m,
                    int n, int k, float alpha, float beta);

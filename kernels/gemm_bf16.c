@@ -14,6 +14,7 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "kernels/bf16.h"
@@ -188,7 +189,9 @@ static void utile_scalar(float *c, int ldc, const uint32_t *ap, const uint32_t *
 
 /* ---- driver ---- */
 
-static int gemm_run(float *c, int ldc, const gsrc *A, const gsrc *B, int m, int n, int k, float alpha, float beta) {
+/* C = alpha A B + beta C; B is packed here, or already (pre: its panels). */
+static int gemm_run(float *c, int ldc, const gsrc *A, const gsrc *B, const uint32_t *pre, int m, int n, int k,
+                    float alpha, float beta) {
     if (m <= 0 || n <= 0) return 0;
     const int kp = (k + 1) / 2, npa = (m + MR - 1) / MR, npb = (n + NR - 1) / NR, fast = bf16_available();
     if (kp == 0) { /* an empty sum: C = beta C */
@@ -196,11 +199,13 @@ static int gemm_run(float *c, int ldc, const gsrc *A, const gsrc *B, int m, int 
             for (int j = 0; j < n; j++) c[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * c[(size_t)i * ldc + j];
         return 0;
     }
-    uint32_t *ap = malloc(sizeof(uint32_t) * (size_t)npa * MR * kp), *bp = malloc(sizeof(uint32_t) * (size_t)npb * NR * kp);
+    uint32_t *ap = malloc(sizeof(uint32_t) * (size_t)npa * MR * kp);
+    uint32_t *own = pre ? NULL : malloc(sizeof(uint32_t) * (size_t)npb * NR * kp);
+    const uint32_t *bp = pre ? pre : own;
     if (!ap || !bp) {
-        free(ap), free(bp);
+        free(ap), free(own);
         return err_set(ERR_NOMEM, "cannot allocate %.1f MiB for the packed operands of a bf16 product",
-                       ((double)npa * MR + (double)npb * NR) * kp * 4 / 1048576.0);
+                       ((double)npa * MR + (pre ? 0.0 : (double)npb * NR)) * kp * 4 / 1048576.0);
     }
     int blk = (int)(B_BLOCK_BYTES / ((size_t)NR * kp * 4));
     blk = blk < 1 ? 1 : blk > npb ? npb : blk;
@@ -211,7 +216,7 @@ static int gemm_run(float *c, int ldc, const gsrc *A, const gsrc *B, int m, int 
     {
         const int t = omp_get_thread_num(), nt = omp_get_num_threads();
         pack_share(ap, A, npa, MR, k, fast, t, nt);
-        pack_share(bp, B, npb, NR, k, fast, t, nt);
+        if (own) pack_share(own, B, npb, NR, k, fast, t, nt);
 #pragma omp barrier
         const long lo = n_tiles * t / nt, hi = n_tiles * (t + 1) / nt;
         for (long x = lo; x < hi; x++) {
@@ -227,7 +232,7 @@ static int gemm_run(float *c, int ldc, const gsrc *A, const gsrc *B, int m, int 
             else utile_scalar(ct, ldc, at, bt, kp, mr, nc, alpha, beta);
         }
     }
-    free(ap), free(bp);
+    free(ap), free(own);
     return 0;
 }
 
@@ -235,14 +240,48 @@ int gemm_bf16(float *c, int ldc, const float *a, int lda, int trans_a, const flo
               int n, int k, float alpha, float beta) {
     const gsrc A = {.f = a, .ld = (size_t)lda, .kmajor = !trans_a, .n_idx = m};
     const gsrc B = {.f = b, .ld = (size_t)ldb, .kmajor = trans_b, .n_idx = n};
-    return gemm_run(c, ldc, &A, &B, m, n, k, alpha, beta);
+    return gemm_run(c, ldc, &A, &B, NULL, m, n, k, alpha, beta);
 }
 
 int gemm_bf16_w(float *c, int ldc, const float *a, int lda, const bf16 *w, int ldw, int m, int n, int k, float alpha,
                 float beta) {
     const gsrc A = {.f = a, .ld = (size_t)lda, .kmajor = 1, .n_idx = m};
     const gsrc B = {.h = w, .ld = (size_t)ldw, .kmajor = 1, .n_idx = n};
-    return gemm_run(c, ldc, &A, &B, m, n, k, alpha, beta);
+    return gemm_run(c, ldc, &A, &B, NULL, m, n, k, alpha, beta);
+}
+
+static int pack_b(gemm_bf16_b *pb, const gsrc *B, int n, int k) {
+    const int kp = (k + 1) / 2, npb = (n + NR - 1) / NR, fast = bf16_available();
+    memset(pb, 0, sizeof *pb);
+    pb->panels = malloc(sizeof(uint32_t) * ((size_t)npb * NR * kp + 1));
+    if (!pb->panels)
+        return err_set(ERR_NOMEM, "cannot allocate %.1f MiB for a packed bf16 operand", (double)npb * NR * kp * 4 / 1048576.0);
+    pb->n = n, pb->k = k;
+    const int T = kernels_threads_for((double)n * k, THR_STREAM_FLOATS);
+#pragma omp parallel num_threads(T) if (T > 1)
+    pack_share(pb->panels, B, npb, NR, k, fast, omp_get_thread_num(), omp_get_num_threads());
+    return 0;
+}
+
+int gemm_bf16_pack_b(gemm_bf16_b *pb, const float *b, int ldb, int trans_b, int n, int k) {
+    const gsrc B = {.f = b, .ld = (size_t)ldb, .kmajor = trans_b, .n_idx = n};
+    return pack_b(pb, &B, n, k);
+}
+
+int gemm_bf16_pack_w(gemm_bf16_b *pb, const bf16 *w, int ldw, int n, int k) {
+    const gsrc B = {.h = w, .ld = (size_t)ldw, .kmajor = 1, .n_idx = n};
+    return pack_b(pb, &B, n, k);
+}
+
+void gemm_bf16_b_free(gemm_bf16_b *pb) {
+    free(pb->panels);
+    memset(pb, 0, sizeof *pb);
+}
+
+int gemm_bf16_packed(float *c, int ldc, const float *a, int lda, int trans_a, const gemm_bf16_b *pb, int m, float alpha,
+                     float beta) {
+    const gsrc A = {.f = a, .ld = (size_t)lda, .kmajor = !trans_a, .n_idx = m};
+    return gemm_run(c, ldc, &A, NULL, pb->panels, m, pb->n, pb->k, alpha, beta);
 }
 
 void gemm_bf16_ref(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b, int m,

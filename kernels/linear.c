@@ -66,7 +66,8 @@ int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l
     if (n <= 0) return 0;
     /* fp32 with 2..GEMV_MAX_ROWS rows stays on matmul: its rows are bitwise independent of how
      * many rows a call has (LM-head chunks of any size give the same logits) */
-    if (n == 1 || (l->format == LINEAR_BF16 && n <= GEMV_MAX_ROWS)) return forward_streamed(out, ldo, x, ldx, l, n, accumulate);
+    if ((n == 1 && !l->bf16_compute) || (l->format == LINEAR_BF16 && n <= GEMV_MAX_ROWS))
+        return forward_streamed(out, ldo, x, ldx, l, n, accumulate);
     switch (l->format) {
     case LINEAR_F32:
         if (l->bf16_compute) {
@@ -91,7 +92,7 @@ int linear_backward_input(float *dx, int ldx, const float *dy, int ldy, const li
     if (l->format != LINEAR_F32)
         return err_set(ERR_INPUT, "backward through a quantized linear layer (format %d) is not supported; "
                        "train the fp32 model and quantize afterwards", (int)l->format);
-    if (l->bf16_compute && n > GEMV_MAX_ROWS)
+    if (l->bf16_compute)
         return gemm_bf16(dx, ldx, dy, ldy, 0, l->w, l->n_in, 0, n, l->n_in, l->n_out, 1.0f, accumulate ? 1.0f : 0.0f);
     matmul(dx, ldx, dy, ldy, 0, l->w, l->n_in, 0, n, l->n_in, l->n_out, 1.0f, accumulate ? 1.0f : 0.0f);
     return 0;
@@ -99,7 +100,7 @@ int linear_backward_input(float *dx, int ldx, const float *dy, int ldy, const li
 
 int linear_backward_params(float *dw, float *db, const float *dy, int ldy, const float *x, int ldx, int n, int n_out,
                            int n_in, int bf16_compute) {
-    if (bf16_compute && n > GEMV_MAX_ROWS) {
+    if (bf16_compute) {
         if (gemm_bf16(dw, n_in, dy, ldy, 1, x, ldx, 0, n_out, n_in, n, 1.0f, 1.0f)) return -1;
     } else {
         matmul(dw, n_in, dy, ldy, 1, x, ldx, 0, n_out, n_in, n, 1.0f, 1.0f);

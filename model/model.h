@@ -48,6 +48,7 @@ typedef struct {
     model_precision precision;            /* of the products (model_set_precision); MODEL_FP32 by default */
     bf16 *w_bf16;                         /* bf16 copies of the linear weights and the LM head, or NULL */
     size_t n_bf16;                        /* bf16 values in w_bf16 */
+    gemm_bf16_b lm_packed;                /* with w_bf16: the LM head packed for bf16 GEMMs over row chunks */
 } model;
 
 /* Takes a config and weights: *w is moved into the model (w is left empty), or, with w == NULL,

@@ -278,7 +278,7 @@ int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *ou
         }
         if (ns) {
             PROF(PROF_NORM, rmsnorm_forward(s->sel, NULL, s->sel, m->w.final_norm, ns, H, m->cfg.rms_eps));
-            PCALL(PROF_HEAD, linear_forward(logits + (size_t)first * V, V, s->sel, H, &m->lm_head, ns, 0));
+            PCALL(PROF_HEAD, model_logits(m, logits + (size_t)first * V, s->sel, ns));
         }
     }
     return 0;

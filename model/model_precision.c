@@ -49,10 +49,15 @@ void model_bind_linears(model *m) {
         m->lin[l].down = bind(lw->w_down, NULL, H, I, &h, mixed);
     }
     m->lm_head = bind(m->w.lm_head, NULL, c->vocab, H, &h, mixed);
+    if (m->lm_packed.panels) { /* the packed head follows the weights (without it the head packs per call) */
+        gemm_bf16_b_free(&m->lm_packed);
+        if (gemm_bf16_pack_w(&m->lm_packed, (const bf16 *)m->lm_head.q, H, c->vocab, H)) err_clear();
+    }
 }
 
 int model_set_precision(model *m, model_precision p, int bf16_weights) {
     if (p == MODEL_BF16 && !bf16_available()) p = MODEL_FP32;
+    gemm_bf16_b_free(&m->lm_packed);
     free(m->w_bf16);
     m->w_bf16 = NULL;
     m->n_bf16 = 0;
@@ -68,6 +73,12 @@ int model_set_precision(model *m, model_precision p, int bf16_weights) {
         m->n_bf16 = n;
     }
     model_bind_linears(m);
+    /* the LM head runs over chunks of rows (teachers, long outputs): pack it once */
+    if (m->w_bf16 && gemm_bf16_pack_w(&m->lm_packed, (const bf16 *)m->lm_head.q, m->cfg.hidden, m->cfg.vocab,
+                                      m->cfg.hidden)) {
+        model_set_precision(m, MODEL_FP32, 0);
+        return -1;
+    }
     return (int)p;
 }
 

@@ -151,6 +151,15 @@ static void test_gemm(void) {
         gemm_bf16(c1, n, a, k, 0, b, k, 1, m, n, k, 1, 0);
         gemm_bf16_w(c2, n, a, k, wb, k, m, n, k, 1, 0);
         tu_expect(!memcmp(c1, c2, sizeof(float) * m * n), "gemm_bf16_w equals gemm_bf16 over the same bf16 values");
+        /* a B packed once: the same panels, so the same sums, for both layouts of B */
+        for (int tb = 0; tb < 2; tb++) {
+            gemm_bf16_b pb;
+            tu_expect(gemm_bf16_pack_b(&pb, b, tb ? k : n, tb, n, k) == 0, "gemm_bf16_pack_b: %s", err_msg());
+            gemm_bf16(c1, n, a, k, 0, b, tb ? k : n, tb, m, n, k, 0.5f, 0);
+            gemm_bf16_packed(c2, n, a, k, 0, &pb, m, 0.5f, 0);
+            tu_expect(!memcmp(c1, c2, sizeof(float) * m * n), "gemm_bf16_packed equals gemm_bf16 (trans_b %d)", tb);
+            gemm_bf16_b_free(&pb);
+        }
         free(a), free(b), free(c1), free(c2), free(wb);
     }
     kernels_split_always(0);
@@ -316,6 +325,37 @@ static void test_model_bf16(void) {
     free(lg[0]), free(lg[1]);
 }
 
+/* The LM head and loss in mixed precision over chunks of 16 rows (the head packed once per call)
+ * against one chunk: loss and d hidden bitwise equal (rows are independent and the packed head
+ * has the same panels), the head's gradient (a sum over rows split differently) within the fp32
+ * bound of that sum, (n + 2) eps sum |dlogit x|, taken over the largest terms: 2 (n + 2) eps. */
+static void test_lm_loss_chunks(void) {
+    if (!bf16_available()) return;
+    model_config c = small_config();
+    const int N = 40;
+    int tg[40];
+    float *hid = tu_randn((size_t)N * c.hidden, 1), *dh[2], *gh[2];
+    double loss[2];
+    for (int i = 0; i < N; i++) tg[i] = (int)(tu_next() % c.vocab);
+    for (int run = 0; run < 2; run++) {
+        model m;
+        if (model_init(&m, &c, NULL) || model_reserve_train(&m, N)) exit(1);
+        tm_randomize(&m, 4);
+        model_set_precision(&m, MODEL_BF16, 0);
+        m.lm_chunk_rows = run ? 16 : 0;
+        lm_ce_ctx ce = {.targets = tg, .weights = NULL};
+        dh[run] = tu_alloc((size_t)N * c.hidden);
+        tu_expect(model_lm_loss(&m, hid, dh[run], N, lm_loss_ce, &ce, &loss[run]) == 0, "lm loss: %s", err_msg());
+        gh[run] = tu_copy(m.grad.lm_head, (size_t)c.vocab * c.hidden);
+        model_free(&m);
+    }
+    tu_expect(loss[0] == loss[1] && !memcmp(dh[0], dh[1], sizeof(float) * N * c.hidden),
+              "bf16 LM head: chunks of 16 rows (packed head) give the loss and d hidden of one chunk bitwise");
+    tu_expect_close("bf16 LM head gradient, chunks of 16 against one chunk (2 (n+2) eps)", gh[1], gh[0],
+                    (size_t)c.vocab * c.hidden, 2 * (N + 2) * TU_EPS);
+    free(hid), free(dh[0]), free(dh[1]), free(gh[0]), free(gh[1]);
+}
+
 /* Losses of `steps` AdamW steps on a Markov-chain language (next = 3 t + 1 mod V with probability
  * 0.8, else uniform), batches drawn with seed `data_seed`. */
 static double *train_curve(model_precision prec, uint64_t data_seed, int steps) {
@@ -413,6 +453,7 @@ int main(int argc, char **argv) {
     test_linear();
     test_decode_team();
     test_model_bf16();
+    test_lm_loss_chunks();
     test_loss_curves();
     return tu_finish("test_bf16");
 }
