@@ -5,11 +5,11 @@
  * formats (int8 per channel, fp8 e4m3, int4 groups) add a linear_format value and a case in
  * linear_forward, without touching the model. Backward exists for fp32 weights only.
  *
- * Rows: one row of x (a decode step; fp32 products), and up to GEMV_MAX_ROWS rows with bf16
- * weights, stream the
- * weights once (kernels/gemv.h, threads split the outputs); more rows run a GEMM (matmul, or
- * gemm_bf16). fp32 rows of a GEMM do not depend on how many rows the call has. The decode team
- * of model_infer.c streams up to GEMV_MAX_ROWS rows in either format (linear_forward_cols). */
+ * Rows: one row of x in fp32 (a decode step), and up to GEMV_MAX_ROWS rows with bf16 weights,
+ * stream the weights once (kernels/gemv.h, threads split the outputs); more rows, and every
+ * mixed-precision product, run a GEMM (matmul, or gemm_bf16). fp32 rows of a GEMM do not depend
+ * on how many rows the call has. The decode team of model_infer.c streams up to GEMV_MAX_ROWS rows
+ * in either format (linear_forward_cols). */
 #ifndef SMELT_KERNELS_LINEAR_H
 #define SMELT_KERNELS_LINEAR_H
 
