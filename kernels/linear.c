@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "kernels/gemv.h"
 #include "kernels/matmul.h"
+#include "kernels/qlinear.h"
 #include "kernels/threads.h"
 
 linear linear_f32(const float *w, const float *b, int n_out, int n_in) {
@@ -84,6 +85,9 @@ int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l
             return -1;
         if (l->b) add_bias(out, ldo, l->b, n, 0, l->n_out);
         return 0;
+    case LINEAR_QINT8: return linear_qint8_forward(out, ldo, x, ldx, l, n, accumulate);
+    case LINEAR_QWINT: return linear_qwint_forward(out, ldo, x, ldx, l, n, accumulate);
+    case LINEAR_QFP8: return linear_qfp8_forward(out, ldo, x, ldx, l, n, accumulate);
     }
     return err_set(ERR_INTERNAL, "linear layer format %d is not supported by this build", (int)l->format);
 }

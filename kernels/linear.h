@@ -1,23 +1,27 @@
 /* linear.h: a linear layer y = x W^T + b as one descriptor, so that the model calls one function
- * for every projection whatever the weight format. Formats: fp32 weights (training and
- * inference; with `bf16_compute` the products round their operands to bf16 and sum in fp32:
- * mixed-precision training) and bf16 weights (inference storage: half the bytes). Quantized
- * formats (int8 per channel, fp8 e4m3, int4 groups) add a linear_format value and a case in
- * linear_forward, without touching the model. Backward exists for fp32 weights only.
+ * for every projection whatever the weight format, each a linear_format value and a case in
+ * linear_forward: fp32 weights (training and inference; with `bf16_compute` the products round
+ * their operands to bf16 and sum in fp32: mixed-precision training), bf16 weights (inference
+ * storage: half the bytes), or a quantized format (kernels/qlinear.h: integer weights x int8
+ * activations, integer weights x fp32 activations, FP8 weights). Backward exists for fp32 weights
+ * only.
  *
  * Rows: one row of x in fp32 (a decode step), and up to GEMV_MAX_ROWS rows with bf16 weights,
  * stream the weights once (kernels/gemv.h, threads split the outputs); more rows, and every
  * mixed-precision product, run a GEMM (matmul, or gemm_bf16). fp32 rows of a GEMM do not depend
  * on how many rows the call has. The decode team of model_infer.c streams up to GEMV_MAX_ROWS rows
- * in either format (linear_forward_cols). */
+ * of the formats linear_streams accepts (linear_forward_cols). */
 #ifndef SMELT_KERNELS_LINEAR_H
 #define SMELT_KERNELS_LINEAR_H
 
 #include "kernels/bf16.h"
 
 typedef enum {
-    LINEAR_F32 = 0,  /* w: [n_out, n_in] floats */
-    LINEAR_BF16 = 1, /* q: [n_out, n_in] bf16 (bf16.h) */
+    LINEAR_F32 = 0,   /* w: [n_out, n_in] floats */
+    LINEAR_QINT8 = 1, /* q: a qlinear of integer weights, activations quantized to int8 per token */
+    LINEAR_QWINT = 2, /* q: a qlinear of integer weights, fp32 activations (W4A16) */
+    LINEAR_QFP8 = 3,  /* q: a qlinear of FP8 E4M3 weights, fp32 or FP8 activations */
+    LINEAR_BF16 = 4,  /* q: [n_out, n_in] bf16 (bf16.h) */
 } linear_format;
 
 typedef struct {
@@ -36,7 +40,7 @@ linear linear_f32(const float *w, const float *b, int n_out, int n_in);
 linear linear_bf16(const bf16 *w, const float *b, int n_out, int n_in);
 
 /* out[n, ldo] = x[n, ldx] W^T + b, or += with accumulate. Returns 0, or -1 (ERR_INTERNAL) for a
- * format this build cannot run, ERR_NOMEM for a bf16 product's packing buffers. */
+ * format this build cannot run, ERR_NOMEM when a bf16 or quantized kernel cannot get its scratch. */
 int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate);
 
 /* The forward of output columns [j0, j1) only, for n <= GEMV_MAX_ROWS rows, on the calling thread

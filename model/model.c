@@ -10,6 +10,7 @@
 #include "kernels/rope.h"
 #include "kernels/threads.h"
 #include "model/model_internal.h"
+#include "model/qmodel.h"
 
 void model_max_widths(const model_config *c, int *max_q, int *max_qkv, int *max_i, int *max_heads) {
     int q = 0, w = 0, in = 0, hd = 0;
@@ -226,6 +227,7 @@ void model_zero_grad(model *m) {
 }
 
 void model_free(model *m) {
+    model_quant_free(m->quant);
     weights_free(&m->w);
     weights_free(&m->grad);
     acts_free(m->acts);

@@ -30,6 +30,7 @@ typedef enum {
 } model_precision;
 
 struct model_acts; /* training activations (model_internal.h) */
+struct model_quant; /* quantized linears (model/qmodel.h) */
 struct model_scratch; /* inference scratch (model_internal.h) */
 
 typedef struct {
@@ -45,6 +46,7 @@ typedef struct {
     int lm_chunk_rows;                    /* rows per LM-head chunk; 0: automatic (about 8 MB of logits) */
     struct model_acts *acts;              /* NULL until model_reserve(train) */
     struct model_scratch *scratch;        /* inference buffers, allocated by the first model_extend */
+    struct model_quant *quant;            /* quantized linears (qmodel.h), owned; NULL: all fp32 */
     model_precision precision;            /* of the products (model_set_precision); MODEL_FP32 by default */
     bf16 *w_bf16;                         /* bf16 copies of the linear weights and the LM head, or NULL */
     size_t n_bf16;                        /* bf16 values in w_bf16 */
@@ -65,8 +67,9 @@ int model_reserve_train(model *m, int max_tokens);
 /* Bytes model_reserve_train would allocate for activations (for messages and planning). */
 size_t model_train_act_bytes(const model_config *cfg, int max_tokens);
 
-/* Rebuilds the descriptors of lin[] and lm_head from w (after replacing weights), in the
- * precision in effect (refreshing the bf16 copies when the model keeps them). */
+/* Rebuilds the descriptors of lin[] and lm_head from w (after replacing weights) in the precision
+ * in effect (refreshing the bf16 copies when the model keeps them), then the quantized linears of
+ * m->quant where there are some. */
 void model_bind_linears(model *m);
 
 /* Sets the precision of the products. MODEL_BF16 (mixed precision): every linear layer, the LM

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "model/model.h"
+#include "model/qmodel.h"
 
 /* bf16 values of the copies: every layer's q|k|v, o, gate|up, down, and the LM head. */
 static size_t bf16_count(const model_config *c) {
@@ -53,6 +54,7 @@ void model_bind_linears(model *m) {
         gemm_bf16_b_free(&m->lm_packed);
         if (gemm_bf16_pack_w(&m->lm_packed, (const bf16 *)m->lm_head.q, H, c->vocab, H)) err_clear();
     }
+    model_quant_bind(m);
 }
 
 int model_set_precision(model *m, model_precision p, int bf16_weights) {
