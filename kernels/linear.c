@@ -67,7 +67,7 @@ int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l
     if (n <= 0) return 0;
     /* fp32 with 2..GEMV_MAX_ROWS rows stays on matmul: its rows are bitwise independent of how
      * many rows a call has (LM-head chunks of any size give the same logits) */
-    if ((n == 1 && !l->bf16_compute) || (l->format == LINEAR_BF16 && n <= GEMV_MAX_ROWS))
+    if ((l->format == LINEAR_F32 && n == 1 && !l->bf16_compute) || (l->format == LINEAR_BF16 && n <= GEMV_MAX_ROWS))
         return forward_streamed(out, ldo, x, ldx, l, n, accumulate);
     switch (l->format) {
     case LINEAR_F32:
