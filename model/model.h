@@ -72,9 +72,10 @@ size_t model_train_act_bytes(const model_config *cfg, int max_tokens);
  * m->quant where there are some. */
 void model_bind_linears(model *m);
 
-/* Sets the precision of the products. MODEL_BF16 (mixed precision): every linear layer, the LM
- * head and attention multiply bf16-rounded operands with fp32 sums, forward and backward; the
- * parameters, gradients, optimizer state, norms, softmax, losses and residual stream stay fp32.
+/* Sets the precision of the products. MODEL_BF16 (mixed precision): every linear layer and the LM
+ * head multiply bf16-rounded operands with fp32 sums, forward and backward; attention (the fused
+ * fp32 kernel), the parameters, gradients, optimizer state, norms, softmax, losses and residual
+ * stream stay fp32.
  * With bf16_weights (inference only: backward refuses it), the linear weights and the LM head are
  * also STORED as bf16 copies, so a decode step reads half the bytes; the fp32 parameters stay
  * the model's. Where the CPU lacks AVX512_BF16 (bf16_available), bf16 falls back to fp32.
