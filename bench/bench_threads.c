@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "kernels/adamw.h"
 #include "kernels/attention.h"
+#include "kernels/bf16.h"
 #include "kernels/linear.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
@@ -45,8 +46,12 @@ static int *P;
 
 static double w_gemm(int s) { return (double)s * 3 * s * s; }
 static void r_gemm(int s) { matmul(C, 3 * s, A, s, 0, B, s, 1, s, 3 * s, s, 1, 0); }
+static void r_gemm_bf16(int s) { gemm_bf16(C, 3 * s, A, s, 0, B, s, 1, s, 3 * s, s, 1, 0); }
 static double w_gemv(int s) { return (double)s * 3 * s; }
-static void r_gemv(int s) { matmul(C, 3 * s, A, s, 0, B, s, 1, 1, 3 * s, s, 1, 0); }
+static void r_gemv(int s) {
+    const linear l = linear_f32(B, NULL, 3 * s, s);
+    linear_forward(C, 3 * s, A, s, &l, 1, 0);
+}
 static double w_rows(int s) { return (double)s * 256; }
 static void r_rmsnorm(int s) { rmsnorm_forward(C, D, A, B, s, 256, 1e-5f); }
 static void r_swiglu(int s) { swiglu_forward(C, A, A + 256, 512, s, 256); }
@@ -66,6 +71,7 @@ static void r_attn(int s) {
 
 static const kcase cases[] = {
     {"matmul [s x s] x [s x 3s]", "MACs", "THR_GEMM_MACS", w_gemm, r_gemm, 8, 512},
+    {"bf16 matmul [s x s] x [s x 3s]", "MACs", "THR_GEMM_BF16_MACS", w_gemm, r_gemm_bf16, 8, 512},
     {"matrix-vector [3s x s]", "floats", "THR_GEMV_FLOATS", w_gemv, r_gemv, 16, 2048},
     {"rmsnorm [s x 256]", "floats", "THR_ROW_FLOATS", w_rows, r_rmsnorm, 1, 4096},
     {"rope [s x 4 heads x 64]", "floats", "THR_ROW_FLOATS", w_rows, r_rope, 1, 4096},
@@ -103,8 +109,10 @@ int main(int argc, char **argv) {
     P = malloc(sizeof(int) * 8192);
     for (int i = 0; i < 8192; i++) P[i] = i % 256;
     /* rope reads cos/sin tables of 256 positions x 32 from A and B */
-    printf("bench_threads: 1 thread against %d (every call split), best of 7; OMP_WAIT_POLICY=%s; load %s\n", T,
-           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset", "see /proc/loadavg");
+    double load[3] = {0};
+    if (getloadavg(load, 3) < 1) load[0] = -1;
+    printf("bench_threads: 1 thread against %d (every call split), best of 7; OMP_WAIT_POLICY=%s; load %.2f\n", T,
+           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset", load[0]);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const kcase *k = &cases[c];
         if (only && !strstr(k->name, only)) continue;

@@ -55,23 +55,29 @@ void bf16_to_f32_n(float *dst, const bf16 *src, size_t n);
  * (ERR_NOMEM: the packed copies of A and B take (m + n) k * 2 bytes). */
 int gemm_bf16(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b, int m,
               int n, int k, float alpha, float beta);
-/* C[m, n] = alpha A W^T + beta C, A: [m, lda] fp32 (rounded to bf16), W: [n, ldw] bf16 weights
- * (a linear layer's [n_out, n_in]). Same sums as gemm_bf16. 0 or -1 (ERR_NOMEM). */
-int gemm_bf16_w(float *c, int ldc, const float *a, int lda, const bf16 *w, int ldw, int m, int n, int k, float alpha,
-                float beta);
-/* An operand B packed once for many products with it (an LM head over chunks of rows). */
+/* An operand B packed once for many products with it: an LM head over chunks of rows, or the
+ * weights of a linear layer stored in bf16 (B = W^T; panels of GEMM_BF16_NR outputs, each holding
+ * pairs of bf16 along k: half the bytes of fp32, and the layout both products below read). */
+#define GEMM_BF16_NR 48
 typedef struct {
     uint32_t *panels; /* owned (gemm_bf16_b_free) */
     int n, k;
 } gemm_bf16_b;
-/* Packs op(B) [k, n] of matmul's arguments (b, ldb, trans_b), or bf16 weights W [n, ldw] as
- * B = W^T (a linear layer's forward). 0 or -1 (ERR_NOMEM: n k * 2 bytes). */
+/* Packs op(B) [k, n] of matmul's arguments (b, ldb, trans_b) into pb, zeroed before first use (a
+ * pb of the same shape is packed again in place). A linear layer's weights W [n_out, n_in]:
+ * gemm_bf16_pack_b(pb, W, n_in, 1, n_out, n_in). 0 or -1 (ERR_NOMEM: n k * 2 bytes). */
 int gemm_bf16_pack_b(gemm_bf16_b *pb, const float *b, int ldb, int trans_b, int n, int k);
-int gemm_bf16_pack_w(gemm_bf16_b *pb, const bf16 *w, int ldw, int n, int k);
 void gemm_bf16_b_free(gemm_bf16_b *pb);
 /* gemm_bf16 with a packed B: C[m, pb->n] = alpha op(A) B + beta C; the same sums. 0 or -1. */
 int gemm_bf16_packed(float *c, int ldc, const float *a, int lda, int trans_a, const gemm_bf16_b *pb, int m, float alpha,
                      float beta);
+/* A few rows against a packed B, reading each weight once (decode): y[r, j] (+)= x[r, :] . B[:, j]
+ * for j in [j0, j1). x stays fp32 and the bf16 weights are widened exactly: fp32 products summed
+ * in order of k (bound (k + 1) eps sum |x w|), the same whatever the range. On the calling thread;
+ * callers split [0, n) among threads in multiples of GEMM_BF16_NR (a range cut inside a panel
+ * reads that panel whole). */
+void gemv_bf16_packed(float *y, int ldy, const float *x, int ldx, const gemm_bf16_b *pb, int n_rows, int j0, int j1,
+                      int accumulate);
 
 /* The reference: bf16-rounded operands, sums in double. */
 void gemm_bf16_ref(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b, int m,

@@ -12,6 +12,7 @@
  * Tiles go by blocks of B panels that fit L2 (outer), rows of A (middle), the block's panels
  * (inner), split into one contiguous range of tiles per thread. */
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,15 +29,13 @@
 
 /* An operand: element (idx, p) of the index (row of A, column of B) and the reduction index p. */
 typedef struct {
-    const float *f; /* fp32 source, or NULL */
-    const bf16 *h;  /* bf16 source (k-major), or NULL */
+    const float *f;
     size_t ld;
     int kmajor;     /* 1: at [idx * ld + p]; 0: at [p * ld + idx] */
     int n_idx;
 } gsrc;
 
 static inline float src_at(const gsrc *s, int idx, int p) {
-    if (s->h) return bf16_to_f32(s->h[(size_t)idx * s->ld + p]);
     return s->kmajor ? s->f[(size_t)idx * s->ld + p] : s->f[(size_t)p * s->ld + idx];
 }
 
@@ -50,9 +49,8 @@ static void pack_panel_scalar(uint32_t *dst, const gsrc *s, int idx0, int w, int
             const int idx = idx0 + r;
             uint32_t lo = 0, hi = 0;
             if (idx < s->n_idx) {
-                lo = s->h ? s->h[(size_t)idx * s->ld + 2 * p] : bf16_from_f32(src_at(s, idx, 2 * p));
-                if (2 * p + 1 < k)
-                    hi = s->h ? s->h[(size_t)idx * s->ld + 2 * p + 1] : bf16_from_f32(src_at(s, idx, 2 * p + 1));
+                lo = bf16_from_f32(src_at(s, idx, 2 * p));
+                if (2 * p + 1 < k) hi = bf16_from_f32(src_at(s, idx, 2 * p + 1));
             }
             dst[(size_t)p * w + r] = lo | hi << 16;
         }
@@ -73,15 +71,9 @@ BF16_TARGET static void pack_kmajor(uint32_t *dst, const gsrc *s, int idx0, int 
         }
         for (int p0 = 0; p0 < kp; p0 += 16) {
             const int e0 = 2 * p0, ne = k - e0; /* values left in the row */
-            __m512i words;
-            if (s->h) {
-                const __mmask32 m = ne >= 32 ? 0xffffffffu : (__mmask32)((1ull << ne) - 1);
-                words = _mm512_maskz_loadu_epi16(m, s->h + (size_t)idx * s->ld + e0);
-            } else {
-                const float *row = s->f + (size_t)idx * s->ld + e0;
-                const __m512 lo = _mm512_maskz_loadu_ps(lanes(ne), row), hi = _mm512_maskz_loadu_ps(lanes(ne - 16), row + 16);
-                words = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-            }
+            const float *row = s->f + (size_t)idx * s->ld + e0;
+            const __m512 lo = _mm512_maskz_loadu_ps(lanes(ne), row), hi = _mm512_maskz_loadu_ps(lanes(ne - 16), row + 16);
+            const __m512i words = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
             _mm512_storeu_si512(tmp, words);
             const int np = kp - p0 < 16 ? kp - p0 : 16;
             for (int q = 0; q < np; q++) dst[(size_t)(p0 + q) * w + r] = tmp[q];
@@ -119,11 +111,11 @@ BF16_TARGET static void pack_imajor_pairs(uint32_t *dst, const gsrc *s, int n_pa
     }
 }
 
-/* Packs share t of nt of one operand: panels split among threads (k-major, bf16 and portable), or
+/* Packs share t of nt of one operand: panels split among threads (k-major and portable), or
  * pairs (index-major fp32). */
 static void pack_share(uint32_t *dst, const gsrc *s, int n_pan, int w, int k, int fast, int t, int nt) {
     const int kp = (k + 1) / 2;
-    if (fast && !s->h && !s->kmajor) {
+    if (fast && !s->kmajor) {
         pack_imajor_pairs(dst, s, n_pan, w, k, (int)((long)kp * t / nt), (int)((long)kp * (t + 1) / nt));
         return;
     }
@@ -243,20 +235,17 @@ int gemm_bf16(float *c, int ldc, const float *a, int lda, int trans_a, const flo
     return gemm_run(c, ldc, &A, &B, NULL, m, n, k, alpha, beta);
 }
 
-int gemm_bf16_w(float *c, int ldc, const float *a, int lda, const bf16 *w, int ldw, int m, int n, int k, float alpha,
-                float beta) {
-    const gsrc A = {.f = a, .ld = (size_t)lda, .kmajor = 1, .n_idx = m};
-    const gsrc B = {.h = w, .ld = (size_t)ldw, .kmajor = 1, .n_idx = n};
-    return gemm_run(c, ldc, &A, &B, NULL, m, n, k, alpha, beta);
-}
-
 static int pack_b(gemm_bf16_b *pb, const gsrc *B, int n, int k) {
     const int kp = (k + 1) / 2, npb = (n + NR - 1) / NR, fast = bf16_available();
-    memset(pb, 0, sizeof *pb);
-    pb->panels = malloc(sizeof(uint32_t) * ((size_t)npb * NR * kp + 1));
-    if (!pb->panels)
-        return err_set(ERR_NOMEM, "cannot allocate %.1f MiB for a packed bf16 operand", (double)npb * NR * kp * 4 / 1048576.0);
-    pb->n = n, pb->k = k;
+    if (!pb->panels || pb->n != n || pb->k != k) { /* a new operand, or another shape: (re)allocate */
+        free(pb->panels);
+        memset(pb, 0, sizeof *pb);
+        pb->panels = malloc(sizeof(uint32_t) * ((size_t)npb * NR * kp + 1));
+        if (!pb->panels)
+            return err_set(ERR_NOMEM, "cannot allocate %.1f MiB for a packed bf16 operand",
+                           (double)npb * NR * kp * 4 / 1048576.0);
+        pb->n = n, pb->k = k;
+    }
     const int T = kernels_threads_for((double)n * k, THR_STREAM_FLOATS);
 #pragma omp parallel num_threads(T) if (T > 1)
     pack_share(pb->panels, B, npb, NR, k, fast, omp_get_thread_num(), omp_get_num_threads());
@@ -265,11 +254,6 @@ static int pack_b(gemm_bf16_b *pb, const gsrc *B, int n, int k) {
 
 int gemm_bf16_pack_b(gemm_bf16_b *pb, const float *b, int ldb, int trans_b, int n, int k) {
     const gsrc B = {.f = b, .ld = (size_t)ldb, .kmajor = trans_b, .n_idx = n};
-    return pack_b(pb, &B, n, k);
-}
-
-int gemm_bf16_pack_w(gemm_bf16_b *pb, const bf16 *w, int ldw, int n, int k) {
-    const gsrc B = {.h = w, .ld = (size_t)ldw, .kmajor = 1, .n_idx = n};
     return pack_b(pb, &B, n, k);
 }
 
@@ -282,6 +266,103 @@ int gemm_bf16_packed(float *c, int ldc, const float *a, int lda, int trans_a, co
                      float beta) {
     const gsrc A = {.f = a, .ld = (size_t)lda, .kmajor = !trans_a, .n_idx = m};
     return gemm_run(c, ldc, &A, NULL, pb->panels, m, pb->n, pb->k, alpha, beta);
+}
+
+/* ---- a few rows against a packed operand: the decode path of bf16 weights ---- */
+
+/* R rows (a constant at each call) against one panel of NR outputs (nc of them stored): the two
+ * bf16 of each word widened exactly to fp32 (a shift, a mask), fp32 FMAs in order of p. */
+#define GV_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+GV_TARGET static inline __attribute__((always_inline)) void gv_panel(float *y, int ldy, const float *x, int ldx,
+                                                                        const uint32_t *pan, int kp, int k, int nc,
+                                                                        int accumulate, const int R) {
+    __m512 acc[4][3];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
+    const __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+    for (int p = 0; p < kp; p++) {
+        __m512 e[3], o[3];
+#pragma GCC unroll 3
+        for (int q = 0; q < 3; q++) {
+            const __m512i wv = _mm512_loadu_si512(pan + (size_t)p * NR + 16 * q);
+            e[q] = _mm512_castsi512_ps(_mm512_slli_epi32(wv, 16));
+            o[q] = _mm512_castsi512_ps(_mm512_and_si512(wv, hi_mask));
+        }
+        const int two = 2 * p + 1 < k;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 xe = _mm512_set1_ps(x[(size_t)r * ldx + 2 * p]);
+            const __m512 xo = _mm512_set1_ps(two ? x[(size_t)r * ldx + 2 * p + 1] : 0.0f);
+#pragma GCC unroll 3
+            for (int q = 0; q < 3; q++) acc[r][q] = _mm512_fmadd_ps(xo, o[q], _mm512_fmadd_ps(xe, e[q], acc[r][q]));
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 3
+        for (int q = 0; q < 3; q++) {
+            const __mmask16 m = lanes(nc - 16 * q);
+            float *yp = y + (size_t)r * ldy + 16 * q;
+            const __m512 v = accumulate ? _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][q]) : acc[r][q];
+            _mm512_mask_storeu_ps(yp, m, v);
+        }
+}
+
+GV_TARGET static void gv_rows(float *y, int ldy, const float *x, int ldx, const uint32_t *pan, int kp, int k, int nc,
+                              int accumulate, int R) {
+    switch (R) {
+    case 1: gv_panel(y, ldy, x, ldx, pan, kp, k, nc, accumulate, 1); break;
+    case 2: gv_panel(y, ldy, x, ldx, pan, kp, k, nc, accumulate, 2); break;
+    case 3: gv_panel(y, ldy, x, ldx, pan, kp, k, nc, accumulate, 3); break;
+    default: gv_panel(y, ldy, x, ldx, pan, kp, k, nc, accumulate, 4); break;
+    }
+}
+
+/* The same sums in plain C (CPUs without AVX-512). */
+static void gv_plain(float *y, int ldy, const float *x, int ldx, const uint32_t *pan, int kp, int k, int nc,
+                     int accumulate, int R) {
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < nc; c++) {
+            float s = 0;
+            for (int p = 0; p < kp; p++) {
+                const uint32_t w = pan[(size_t)p * NR + c];
+                s = fmaf(x[(size_t)r * ldx + 2 * p], bf16_to_f32((bf16)(w & 0xffff)), s);
+                if (2 * p + 1 < k) s = fmaf(x[(size_t)r * ldx + 2 * p + 1], bf16_to_f32((bf16)(w >> 16)), s);
+            }
+            float *yp = y + (size_t)r * ldy + c;
+            *yp = accumulate ? *yp + s : s;
+        }
+}
+
+void gemv_bf16_packed(float *y, int ldy, const float *x, int ldx, const gemm_bf16_b *pb, int n_rows, int j0, int j1,
+                      int accumulate) {
+    static int avx = -1;
+    if (avx < 0) {
+        __builtin_cpu_init();
+        avx = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    }
+    const int kp = (pb->k + 1) / 2;
+    float tmp[4 * NR];
+    for (int p0 = j0 / NR * NR; p0 < j1; p0 += NR) {
+        const uint32_t *pan = pb->panels + (size_t)(p0 / NR) * NR * kp;
+        /* columns a .. b-1 of this panel are asked for; a panel cut by j0 or j1 goes through tmp */
+        const int a = j0 > p0 ? j0 - p0 : 0, b = j1 - p0 < NR ? j1 - p0 : NR, whole = a == 0;
+        const int width = pb->n - p0 < NR ? pb->n - p0 : NR; /* valid columns of the panel */
+        for (int r0 = 0; r0 < n_rows; r0 += 4) {
+            const int R = n_rows - r0 < 4 ? n_rows - r0 : 4;
+            const float *xr = x + (size_t)r0 * ldx;
+            float *yr = whole ? y + (size_t)r0 * ldy + p0 : tmp;
+            const int ld = whole ? ldy : NR, nc = whole ? b : width, acc = whole ? accumulate : 0;
+            if (avx) gv_rows(yr, ld, xr, ldx, pan, kp, pb->k, nc, acc, R);
+            else gv_plain(yr, ld, xr, ldx, pan, kp, pb->k, nc, acc, R);
+            if (!whole)
+                for (int r = 0; r < R; r++)
+                    for (int c = a; c < b; c++) {
+                        float *yp = y + (size_t)(r0 + r) * ldy + p0 + c;
+                        *yp = accumulate ? *yp + tmp[r * NR + c] : tmp[r * NR + c];
+                    }
+        }
+    }
 }
 
 void gemm_bf16_ref(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b, int m,

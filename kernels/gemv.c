@@ -29,7 +29,7 @@ static int have_avx512(void) {
 
 static inline __mmask16 tail_mask(int n) { return (__mmask16)((1u << n) - 1); }
 
-/* R input rows against weight rows j .. j + J - 1, fp32 or bf16 weights; R and J are constants
+/* R input rows against weight rows j .. j + J - 1; R and J are constants
  * at each call (always_inline) so that the R x J accumulators stay in registers. */
 #define GEMV_BODY(LOADW)                                                                                   \
     __m512 acc[GEMV_MAX_ROWS][4];                                                                          \
@@ -54,17 +54,11 @@ static inline __mmask16 tail_mask(int n) { return (__mmask16)((1u << n) - 1); }
         }
 
 #define LOAD_F32(q, kb, m) _mm512_maskz_loadu_ps((m), w + (size_t)(j + (q)) * ldw + (kb))
-#define LOAD_BF16(q, kb, m) \
-    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16((m), w + (size_t)(j + (q)) * ldw + (kb))), 16))
 
 #define G_INLINE G_TARGET static inline __attribute__((always_inline))
 G_INLINE void rows_f32(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, const int R, int j,
                        const int J, int k, int accumulate) {
     GEMV_BODY(LOAD_F32)
-}
-G_INLINE void rows_bf16(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw, const int R, int j,
-                        const int J, int k, int accumulate) {
-    GEMV_BODY(LOAD_BF16)
 }
 
 /* Weight rows j0..j1-1 against R input rows: J rows at a time (R J <= 8 accumulators), one at the
@@ -91,7 +85,6 @@ G_INLINE void rows_bf16(float *y, int ldy, const float *x, int ldx, const bf16 *
         }                                                                                               \
     }
 GEMV_SPAN(rows_f32, float)
-GEMV_SPAN(rows_bf16, bf16)
 
 /* Plain C in the same shape: 16 lane sums over k, then a tree over the lanes. */
 static float lanes_sum(const float *l) {
@@ -102,14 +95,13 @@ static float lanes_sum(const float *l) {
     return c[0] + c[1];
 }
 
-static void row_plain(float *y, int ldy, const float *x, int ldx, const float *w, const bf16 *wh, int ldw, int R, int j,
-                      int k, int accumulate) {
+static void row_plain(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int R, int j, int k,
+                      int accumulate) {
     for (int r = 0; r < R; r++) {
         float l[16] = {0};
         const float *xr = x + (size_t)r * ldx;
         for (int kk = 0; kk < k; kk++) {
-            const float wv = wh ? bf16_to_f32(wh[(size_t)j * ldw + kk]) : w[(size_t)j * ldw + kk];
-            l[kk % 16] = fmaf(xr[kk], wv, l[kk % 16]);
+            l[kk % 16] = fmaf(xr[kk], w[(size_t)j * ldw + kk], l[kk % 16]);
         }
         float *yp = y + (size_t)r * ldy + j, v = lanes_sum(l);
         *yp = accumulate ? *yp + v : v;
@@ -119,19 +111,10 @@ static void row_plain(float *y, int ldy, const float *x, int ldx, const float *w
 void gemv_f32(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int n_rows, int j0, int j1, int k,
               int accumulate) {
     if (!have_avx512()) {
-        for (int j = j0; j < j1; j++) row_plain(y, ldy, x, ldx, w, NULL, ldw, n_rows, j, k, accumulate);
+        for (int j = j0; j < j1; j++) row_plain(y, ldy, x, ldx, w, ldw, n_rows, j, k, accumulate);
         return;
     }
     rows_f32_any(y, ldy, x, ldx, w, ldw, n_rows, j0, j1, k, accumulate);
-}
-
-void gemv_bf16(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw, int n_rows, int j0, int j1, int k,
-               int accumulate) {
-    if (!have_avx512()) {
-        for (int j = j0; j < j1; j++) row_plain(y, ldy, x, ldx, NULL, w, ldw, n_rows, j, k, accumulate);
-        return;
-    }
-    rows_bf16_any(y, ldy, x, ldx, w, ldw, n_rows, j0, j1, k, accumulate);
 }
 
 void gemv_ref(float *y, int ldy, const float *x, int ldx, const float *w, const bf16 *w_bf16, int ldw, int n_rows, int j0,

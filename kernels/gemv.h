@@ -2,9 +2,9 @@
  * inference (a decode step, a short suffix): y[r, j] = sum_k x[r, k] W[j, k] for output columns
  * j in [j0, j1). Each weight row streams from memory once and multiplies every input row, so a
  * step reads each weight byte once whatever the number of rows (up to GEMV_MAX_ROWS).
- * fp32 weights, and bf16 weights converted exactly to fp32 (bf16 storage halves the bytes; the
- * arithmetic stays fp32). No threads here: callers split [0, n_out) among threads (linear_forward,
- * the decode team of model_infer.c), and each y[r, j] is one fixed-order sum whatever the split. */
+ * fp32 weights here; bf16 weights in their packed layout: gemv_bf16_packed (bf16.h). No threads
+ * here: callers split [0, n_out) among threads (linear_forward, the decode team of model_infer.c),
+ * and each y[r, j] is one fixed-order sum whatever the split. */
 #ifndef SMELT_KERNELS_GEMV_H
 #define SMELT_KERNELS_GEMV_H
 
@@ -19,8 +19,6 @@
  * rows j0..j1-1 are read; k: the reduction length. n_rows <= GEMV_MAX_ROWS. */
 void gemv_f32(float *y, int ldy, const float *x, int ldx, const float *w, int ldw, int n_rows, int j0, int j1, int k,
               int accumulate);
-void gemv_bf16(float *y, int ldy, const float *x, int ldx, const bf16 *w, int ldw, int n_rows, int j0, int j1, int k,
-               int accumulate);
 /* The reference: sums in double. w_bf16 != NULL selects the bf16 weights. */
 void gemv_ref(float *y, int ldy, const float *x, int ldx, const float *w, const bf16 *w_bf16, int ldw, int n_rows, int j0,
               int j1, int k, int accumulate);

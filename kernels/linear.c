@@ -17,8 +17,8 @@ linear linear_f32(const float *w, const float *b, int n_out, int n_in) {
     return l;
 }
 
-linear linear_bf16(const bf16 *w, const float *b, int n_out, int n_in) {
-    linear l = {.format = LINEAR_BF16, .n_out = n_out, .n_in = n_in, .w = NULL, .b = b, .q = w};
+linear linear_bf16(const gemm_bf16_b *pw, const float *b) {
+    linear l = {.format = LINEAR_BF16, .n_out = pw->n, .n_in = pw->k, .w = NULL, .b = b, .q = pw};
     return l;
 }
 
@@ -38,7 +38,7 @@ int linear_forward_cols(float *out, int ldo, const float *x, int ldx, const line
         return err_set(ERR_INTERNAL, "linear_forward_cols: %d rows (at most %d)", n, GEMV_MAX_ROWS);
     switch (l->format) {
     case LINEAR_F32: gemv_f32(out, ldo, x, ldx, l->w, l->n_in, n, j0, j1, l->n_in, accumulate); break;
-    case LINEAR_BF16: gemv_bf16(out, ldo, x, ldx, (const bf16 *)l->q, l->n_in, n, j0, j1, l->n_in, accumulate); break;
+    case LINEAR_BF16: gemv_bf16_packed(out, ldo, x, ldx, (const gemm_bf16_b *)l->q, n, j0, j1, accumulate); break;
     default: return err_set(ERR_INTERNAL, "linear layer format %d has no column-range forward", (int)l->format);
     }
     if (l->b)
@@ -48,6 +48,7 @@ int linear_forward_cols(float *out, int ldo, const float *x, int ldx, const line
 }
 
 int linear_streams(const linear *l) { return l->format == LINEAR_F32 || l->format == LINEAR_BF16; }
+int linear_col_align(const linear *l) { return l->format == LINEAR_BF16 ? GEMM_BF16_NR : 16; }
 
 /* Few rows: every thread streams its share of the weight rows once (outputs in multiples of 16). */
 static int forward_streamed(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate) {
@@ -57,7 +58,7 @@ static int forward_streamed(float *out, int ldo, const float *x, int ldx, const 
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : rc)
     {
         int lo, hi;
-        split_range(l->n_out, omp_get_thread_num(), omp_get_num_threads(), 16, &lo, &hi);
+        split_range(l->n_out, omp_get_thread_num(), omp_get_num_threads(), linear_col_align(l), &lo, &hi);
         if (hi > lo) rc |= linear_forward_cols(out, ldo, x, ldx, l, n, lo, hi, accumulate) != 0;
     }
     return rc ? -1 : 0;
@@ -80,8 +81,7 @@ int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l
         if (l->b) add_bias(out, ldo, l->b, n, 0, l->n_out);
         return 0;
     case LINEAR_BF16:
-        if (gemm_bf16_w(out, ldo, x, ldx, (const bf16 *)l->q, l->n_in, n, l->n_out, l->n_in, 1.0f,
-                        accumulate ? 1.0f : 0.0f))
+        if (gemm_bf16_packed(out, ldo, x, ldx, 0, (const gemm_bf16_b *)l->q, n, 1.0f, accumulate ? 1.0f : 0.0f))
             return -1;
         if (l->b) add_bias(out, ldo, l->b, n, 0, l->n_out);
         return 0;

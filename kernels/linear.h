@@ -21,7 +21,7 @@ typedef enum {
     LINEAR_QINT8 = 1, /* q: a qlinear of integer weights, activations quantized to int8 per token */
     LINEAR_QWINT = 2, /* q: a qlinear of integer weights, fp32 activations (W4A16) */
     LINEAR_QFP8 = 3,  /* q: a qlinear of FP8 E4M3 weights, fp32 or FP8 activations */
-    LINEAR_BF16 = 4,  /* q: [n_out, n_in] bf16 (bf16.h) */
+    LINEAR_BF16 = 4,  /* q: the weights packed in bf16 (a gemm_bf16_b of B = W^T, bf16.h) */
 } linear_format;
 
 typedef struct {
@@ -36,8 +36,9 @@ typedef struct {
 
 /* A fp32 descriptor over w [n_out, n_in] and b [n_out] (b may be NULL). */
 linear linear_f32(const float *w, const float *b, int n_out, int n_in);
-/* A bf16 descriptor over w [n_out, n_in] bf16 and b [n_out] fp32 (may be NULL). */
-linear linear_bf16(const bf16 *w, const float *b, int n_out, int n_in);
+/* A bf16 descriptor over weights packed with gemm_bf16_pack_b(pw, W, n_in, 1, n_out, n_in) and
+ * b [n_out] fp32 (may be NULL). */
+linear linear_bf16(const gemm_bf16_b *pw, const float *b);
 
 /* out[n, ldo] = x[n, ldx] W^T + b, or += with accumulate. Returns 0, or -1 (ERR_INTERNAL) for a
  * format this build cannot run, ERR_NOMEM when a bf16 or quantized kernel cannot get its scratch. */
@@ -48,8 +49,10 @@ int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l
 int linear_forward_cols(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int j0, int j1,
                         int accumulate);
 
-/* 1 when linear_forward_cols runs this descriptor's format (the decode team needs it). */
+/* 1 when linear_forward_cols runs this descriptor's format (the decode team needs it), and the
+ * granularity of column ranges that read each weight once (ranges cut elsewhere read more). */
 int linear_streams(const linear *l);
+int linear_col_align(const linear *l);
 
 /* dx[n, ldx] = dy[n, ldy] W, or += with accumulate. fp32 only: -1 (ERR_INPUT) for other formats. */
 int linear_backward_input(float *dx, int ldx, const float *dy, int ldy, const linear *l, int n, int accumulate);

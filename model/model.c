@@ -231,8 +231,8 @@ void model_free(model *m) {
     weights_free(&m->w);
     weights_free(&m->grad);
     acts_free(m->acts);
+    for (int i = 0; i < m->n_bf16; i++) gemm_bf16_b_free(&m->w_bf16[i]);
     free(m->w_bf16);
-    gemm_bf16_b_free(&m->lm_packed);
     if (m->scratch) {
         struct model_scratch *s = m->scratch;
         free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->gu), free(s->h), free(s->sel), free(s->pos);

@@ -48,9 +48,9 @@ typedef struct {
     struct model_scratch *scratch;        /* inference buffers, allocated by the first model_extend */
     struct model_quant *quant;            /* quantized linears (qmodel.h), owned; NULL: all fp32 */
     model_precision precision;            /* of the products (model_set_precision); MODEL_FP32 by default */
-    bf16 *w_bf16;                         /* bf16 copies of the linear weights and the LM head, or NULL */
-    size_t n_bf16;                        /* bf16 values in w_bf16 */
-    gemm_bf16_b lm_packed;                /* with w_bf16: the LM head packed for bf16 GEMMs over row chunks */
+    gemm_bf16_b *w_bf16;                  /* bf16 copies of the linears (4 per layer, then the LM head) in the
+                                           * packed layout of the bf16 products, or NULL */
+    int n_bf16;                           /* entries of w_bf16 */
 } model;
 
 /* Takes a config and weights: *w is moved into the model (w is left empty), or, with w == NULL,

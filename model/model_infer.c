@@ -77,7 +77,7 @@ static void layer_decode(model *m, int l, int n, kv_cache *kv, int t, int nt, te
     int lo, hi;
     if (t == 0) rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, n, H, c->rms_eps);
     team_barrier_wait(bar);
-    split_range(W, t, nt, 16, &lo, &hi);
+    split_range(W, t, nt, linear_col_align(&ln->qkv), &lo, &hi);
     if (hi > lo) (void)linear_forward_cols(s->qkv, W, s->xn, H, &ln->qkv, n, lo, hi, 0);
     team_barrier_wait(bar);
     /* RoPE on this thread's kv heads and their query heads; the new keys and values into the cache */
@@ -97,13 +97,13 @@ static void layer_decode(model *m, int l, int n, kv_cache *kv, int t, int nt, te
         attention_decode_head(s->att + (size_t)h * D, Q, s->qkv + (size_t)h * D, W, kv->k[l] + (size_t)(h / rep) * D, KV,
                               kv->v[l] + (size_t)(h / rep) * D, KV, n, p0 + n, D, s->scores + (size_t)t * s->scores_ld);
     team_barrier_wait(bar);
-    split_range(H, t, nt, 16, &lo, &hi);
+    split_range(H, t, nt, linear_col_align(&ln->o), &lo, &hi);
     if (hi > lo) (void)linear_forward_cols(s->x, H, s->att, Q, &ln->o, n, lo, hi, 1);
     team_barrier_wait(bar);
     if (t == 0) rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, n, H, c->rms_eps);
     team_barrier_wait(bar);
     /* gate and up rows of the same neurons on one thread: its SwiGLU needs no barrier */
-    split_range(I, t, nt, 16, &lo, &hi);
+    split_range(I, t, nt, linear_col_align(&ln->gate_up), &lo, &hi);
     if (hi > lo) {
         (void)linear_forward_cols(s->gu, 2 * I, s->xn, H, &ln->gate_up, n, lo, hi, 0);
         (void)linear_forward_cols(s->gu, 2 * I, s->xn, H, &ln->gate_up, n, I + lo, I + hi, 0);
@@ -112,7 +112,7 @@ static void layer_decode(model *m, int l, int n, kv_cache *kv, int t, int nt, te
                            2 * I, 1, hi - lo);
     }
     team_barrier_wait(bar);
-    split_range(H, t, nt, 16, &lo, &hi);
+    split_range(H, t, nt, linear_col_align(&ln->down), &lo, &hi);
     if (hi > lo) (void)linear_forward_cols(s->x, H, s->h, I, &ln->down, n, lo, hi, 1);
     team_barrier_wait(bar);
 }
@@ -243,7 +243,7 @@ static int extend_decode(model *m, kv_cache *kv, const int *tokens, int n, const
                     }
                 team_barrier_wait(&bar);
                 int lo, hi;
-                split_range(V, t, nt, 16, &lo, &hi);
+                split_range(V, t, nt, linear_col_align(&m->lm_head), &lo, &hi);
                 if (ns && hi > lo) (void)linear_forward_cols(logits, V, s->sel, H, &m->lm_head, ns, lo, hi, 0);
             }
         }

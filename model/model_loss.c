@@ -21,10 +21,8 @@ int model_lm_chunk_rows(const model *m) {
 }
 
 /* logits [n, vocab] of hidden [n, hidden]: with b (the head packed for this call, mixed precision)
- * a bf16 GEMM over it; with the model's packed bf16 head, that one for more rows than a streamed
- * product takes; else linear_forward. */
+ * a bf16 GEMM over it, else linear_forward. */
 static int head_forward(model *m, float *logits, const float *hidden, int n, const gemm_bf16_b *b) {
-    if (!b && m->lm_packed.panels && n > GEMV_MAX_ROWS) b = &m->lm_packed;
     if (b) return gemm_bf16_packed(logits, m->cfg.vocab, hidden, m->cfg.hidden, 0, b, n, 1.0f, 0.0f);
     return linear_forward(logits, m->cfg.vocab, hidden, m->cfg.hidden, &m->lm_head, n, 0);
 }

@@ -144,23 +144,16 @@ static void test_gemm(void) {
         gemm_bf16(c2, n, a, k, 0, b, k, 1, m, n, k, 1, 0);
         tu_expect(!memcmp(c1, c2, sizeof(float) * m * n), "gemm_bf16 is bitwise the same on 1 and %d threads",
                   T > 1 ? T : 2);
-        /* bf16 weights: the same sums as fp32 operands that are bf16 already */
-        bf16 *wb = malloc(sizeof(bf16) * (size_t)n * k);
-        bf16_from_f32_n(wb, b, (size_t)n * k);
-        bf16_to_f32_n(b, wb, (size_t)n * k);
-        gemm_bf16(c1, n, a, k, 0, b, k, 1, m, n, k, 1, 0);
-        gemm_bf16_w(c2, n, a, k, wb, k, m, n, k, 1, 0);
-        tu_expect(!memcmp(c1, c2, sizeof(float) * m * n), "gemm_bf16_w equals gemm_bf16 over the same bf16 values");
         /* a B packed once: the same panels, so the same sums, for both layouts of B */
         for (int tb = 0; tb < 2; tb++) {
-            gemm_bf16_b pb;
+            gemm_bf16_b pb = {0};
             tu_expect(gemm_bf16_pack_b(&pb, b, tb ? k : n, tb, n, k) == 0, "gemm_bf16_pack_b: %s", err_msg());
             gemm_bf16(c1, n, a, k, 0, b, tb ? k : n, tb, m, n, k, 0.5f, 0);
             gemm_bf16_packed(c2, n, a, k, 0, &pb, m, 0.5f, 0);
             tu_expect(!memcmp(c1, c2, sizeof(float) * m * n), "gemm_bf16_packed equals gemm_bf16 (trans_b %d)", tb);
             gemm_bf16_b_free(&pb);
         }
-        free(a), free(b), free(c1), free(c2), free(wb);
+        free(a), free(b), free(c1), free(c2);
     }
     kernels_split_always(0);
     kernels_set_threads(0);
@@ -174,16 +167,18 @@ static void test_gemv(void) {
         float *x = tu_randn((size_t)R * ldx, 1), *w = tu_randn((size_t)N * ldw, 1);
         bf16 *wb = malloc(sizeof(bf16) * (size_t)N * ldw);
         bf16_from_f32_n(wb, w, (size_t)N * ldw);
+        gemm_bf16_b pb = {0}; /* bf16 weights live packed: B = W^T */
+        if (gemm_bf16_pack_b(&pb, w, ldw, 1, N, K)) exit(1);
         for (int fmt = 0; fmt < 2; fmt++) {
             float *y0 = tu_randn((size_t)R * ldy, 1), *y = tu_copy(y0, (size_t)R * ldy), *yr = tu_copy(y0, (size_t)R * ldy);
             float *ys = tu_copy(y0, (size_t)R * ldy);
             const int acc = c % 2;
-            if (fmt) gemv_bf16(y, ldy, x, ldx, wb, ldw, R, 0, N, K, acc);
+            if (fmt) gemv_bf16_packed(y, ldy, x, ldx, &pb, R, 0, N, acc);
             else gemv_f32(y, ldy, x, ldx, w, ldw, R, 0, N, K, acc);
             gemv_ref(yr, ldy, x, ldx, fmt ? NULL : w, fmt ? wb : NULL, ldw, R, 0, N, K, acc);
             for (int lo = 0; lo < N; lo += 7) { /* outputs in ragged pieces, as threads split them */
                 const int hi = lo + 7 < N ? lo + 7 : N;
-                if (fmt) gemv_bf16(ys, ldy, x, ldx, wb, ldw, R, lo, hi, K, acc);
+                if (fmt) gemv_bf16_packed(ys, ldy, x, ldx, &pb, R, lo, hi, acc);
                 else gemv_f32(ys, ldy, x, ldx, w, ldw, R, lo, hi, K, acc);
             }
             int bad = 0;
@@ -202,6 +197,7 @@ static void test_gemv(void) {
             free(y0), free(y), free(yr), free(ys);
         }
         free(x), free(w), free(wb);
+        gemm_bf16_b_free(&pb);
     }
 }
 
@@ -212,8 +208,10 @@ static void test_linear(void) {
     float *w = tu_randn((size_t)N_OUT * N_IN, 1), *b = tu_randn(N_OUT, 1), *x = tu_randn(20 * N_IN, 1);
     bf16 *wb = malloc(sizeof(bf16) * N_OUT * N_IN);
     bf16_from_f32_n(wb, w, (size_t)N_OUT * N_IN);
+    gemm_bf16_b pb = {0};
+    if (gemm_bf16_pack_b(&pb, w, N_IN, 1, N_OUT, N_IN)) exit(1);
     for (int rows = 1; rows <= 20; rows += 3) {
-        linear lb = linear_bf16(wb, b, N_OUT, N_IN), lm = linear_f32(w, b, N_OUT, N_IN);
+        linear lb = linear_bf16(&pb, b), lm = linear_f32(w, b, N_OUT, N_IN);
         lm.bf16_compute = bf16_available();
         float *y = tu_alloc((size_t)rows * N_OUT), *ym = tu_alloc((size_t)rows * N_OUT), *yr = tu_alloc((size_t)rows * N_OUT);
         tu_expect(linear_forward(y, N_OUT, x, N_IN, &lb, rows, 0) == 0, "linear bf16 forward: %s", err_msg());
@@ -240,10 +238,11 @@ static void test_linear(void) {
         tu_expect(worst_m <= 1, "linear in mixed precision, %d rows: worst error %.2f of its bound", rows, worst_m);
         free(y), free(ym), free(yr);
     }
-    linear lb = linear_bf16(wb, NULL, N_OUT, N_IN);
+    linear lb = linear_bf16(&pb, NULL);
     float dx[N_IN];
     tu_expect(linear_backward_input(dx, N_IN, x, N_OUT, &lb, 1, 0) != 0, "backward through bf16 weights is refused");
     err_clear();
+    gemm_bf16_b_free(&pb);
     free(w), free(b), free(x), free(wb);
 }
 
@@ -323,6 +322,29 @@ static void test_model_bf16(void) {
                     (size_t)N * c.vocab, tol);
     tu_expect(tu_nerr(lg[1], lg[0], (size_t)N * c.vocab) > 0, "bf16 logits differ from fp32 (bf16 really ran)");
     free(lg[0]), free(lg[1]);
+    /* inference with bf16 weights: a prefill of 25 rows (bf16 GEMMs over the packed weights) and
+     * 4 decode steps (the packed weights streamed, x in fp32) against fp32, the same bound */
+    float *li[2];
+    int rows[25];
+    for (int i = 0; i < 25; i++) rows[i] = i;
+    for (int prec = 0; prec < 2; prec++) {
+        model m;
+        kv_cache kv;
+        if (model_init(&m, &c, NULL) || kv_cache_init(&kv, &c, 32)) exit(1);
+        tm_randomize(&m, 9);
+        tu_expect(model_set_precision(&m, prec ? MODEL_BF16 : MODEL_FP32, 1) == (prec ? MODEL_BF16 : MODEL_FP32),
+                  "model_set_precision with bf16 weights");
+        li[prec] = tu_alloc((size_t)29 * c.vocab);
+        tu_expect(model_extend(&m, &kv, tok, 25, rows, 25, li[prec]) == 0, "prefill: %s", err_msg());
+        for (int i = 25; i < 29; i++)
+            tu_expect(model_decode(&m, &kv, tok[i], li[prec] + (size_t)i * c.vocab) == 0, "decode: %s", err_msg());
+        tu_expect(prec == 0 || m.lm_head.format == LINEAR_BF16, "the LM head runs on bf16 weights");
+        kv_cache_free(&kv);
+        model_free(&m);
+    }
+    tu_expect_close("logits of prefill + decode with bf16 weights against fp32 (the same bound)", li[1], li[0],
+                    (size_t)29 * c.vocab, tol);
+    free(li[0]), free(li[1]);
 }
 
 /* The LM head and loss in mixed precision over chunks of 16 rows (the head packed once per call)
