@@ -14,13 +14,14 @@
 
 /* Work per thread below which a kernel stays on fewer threads (units in each comment). A kernel
  * with W units runs on min(threads, W / THR_x) threads, at least 1. */
-#define THR_GEMM_MACS 262144.0   /* matmul multiply-adds (m n k): 2 threads paid from ~0.5M MACs */
-#define THR_GEMM_BF16_MACS 524288.0 /* bf16 products (twice the rate, plus packing) */
-#define THR_GEMV_FLOATS 32768.0  /* matrix-vector products: matrix elements streamed (128 KB of fp32) */
-#define THR_ROW_FLOATS 16384.0   /* row kernels (rmsnorm, rope, swiglu, softmax, residual adds): floats */
-#define THR_EXP_FLOATS 8192.0    /* row kernels with an exp per element (swiglu, softmax, losses) */
-#define THR_STREAM_FLOATS 65536.0 /* streaming updates (AdamW, scaling, sums of squares, zeroing) */
-#define THR_ATTN_MACS 131072.0   /* attention: query-key pairs x head_dim x heads, both products */
+#define THR_GEMM_MACS 1048576.0      /* matmul multiply-adds (m n k) */
+#define THR_GEMM_BF16_MACS 2097152.0 /* bf16 products (twice the rate, plus packing) */
+#define THR_GEMV_FLOATS 131072.0     /* a product of one row, in its own parallel region: weights streamed */
+#define THR_TEAM_FLOATS 32768.0      /* the decode team (one region per step): weights of an average linear */
+#define THR_ROW_FLOATS 65536.0       /* row kernels (rmsnorm, rope, residual and bias adds): floats */
+#define THR_EXP_FLOATS 16384.0       /* row kernels with an exp per element (swiglu, softmax, losses) */
+#define THR_STREAM_FLOATS 65536.0    /* streaming updates (AdamW, scaling, sums of squares, zeroing) */
+#define THR_ATTN_MACS 524288.0       /* attention: query-key pairs x head_dim x heads, both products */
 
 /* Sets the thread count; n <= 0 means OMP_NUM_THREADS when set, else the cores this process may
  * run on (sched_getaffinity). OpenBLAS is (re)set to one thread. Returns the count in use. */

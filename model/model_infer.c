@@ -188,7 +188,7 @@ static int scratch_layers(model *m, const int *tokens, int n, kv_cache *kv, cons
 }
 
 /* Threads of a decode team: by the weights of an average linear layer (a team splits each layer
- * into about four streamed products). */
+ * into about four streamed products, with a barrier of about a microsecond after each). */
 static int decode_threads(const model *m) {
     const model_config *c = &m->cfg;
     double floats = 0;
@@ -197,7 +197,7 @@ static int decode_threads(const model *m) {
         floats += (double)ln->qkv.n_out * ln->qkv.n_in + (double)ln->o.n_out * ln->o.n_in +
                   (double)ln->gate_up.n_out * ln->gate_up.n_in + (double)ln->down.n_out * ln->down.n_in;
     }
-    return kernels_threads_for(floats / (4.0 * c->n_layers), THR_GEMV_FLOATS);
+    return kernels_threads_for(floats / (4.0 * c->n_layers), THR_TEAM_FLOATS);
 }
 
 static int decode_streams(const model *m) {
