@@ -141,7 +141,7 @@ static int tile_cols(const attn_shape *s) { return (s->n_heads / s->n_kv_heads *
 size_t flash_work_floats(const attn_shape *s, int max_nkv) {
     const size_t D = (size_t)s->head_dim, Rp = (size_t)tile_cols(s), bq = (size_t)tile_queries(s);
     const size_t tiles = ((size_t)max_nkv + bq - 1) / bq, rep = (size_t)(s->n_heads / s->n_kv_heads);
-    const size_t fwd = D * Rp + Rp * D + BK * Rp + 4 * Rp + 2 * BK * D;
+    const size_t fwd = D * Rp + Rp * D + BK * Rp + 4 * Rp + 2 * (size_t)max_nkv * D;
     const size_t bwd = 2 * tiles * (D * Rp + 2 * Rp) + 2 * BK * Rp + 2 * BK * D + rep * (size_t)max_nkv * D;
     return ((fwd > bwd ? fwd : bwd) + 64 + 15) & ~(size_t)15;
 }
@@ -158,15 +158,17 @@ static void block_limits(int *lim, int Rp, int R, int nb, int off, int i0, int j
 /* ---- forward ---- */
 
 /* Queries i0 .. i0+nb-1 of one sequence, kv head g. q, out, lse at the sequence's first query row;
- * k, v at its first key. The scores are kept transposed, S^T [keys, query columns], so that the
- * softmax over keys runs down the columns, 16 query rows per vector. */
-F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const float *k, const float *v,
+ * kh, vh: the head's keys and values, contiguous [nkv, D] (copied once per item: rows of the cache
+ * or of q|k|v are 4 KB apart and would share L1 sets). The scores are kept transposed,
+ * S^T [keys, query columns], so that the softmax over keys runs down the columns, 16 query rows
+ * per vector. */
+F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const float *kh, const float *vh,
                               const attn_shape *s, int nq, int nkv, int g, int i0, int nb, float *w) {
     const int rep = s->n_heads / s->n_kv_heads, D = s->head_dim, R = rep * nb, Rp = (R + 15) & ~15;
     const float scale = 1.0f / sqrtf((float)D);
     float *qt = w, *o = qt + (size_t)D * Rp, *st = o + (size_t)Rp * D, *mx = st + (size_t)BK * Rp;
-    float *l = mx + Rp, *alpha = l + Rp, *kc = alpha + Rp, *vc = kc + (size_t)BK * D;
-    int *lim = (int *)(vc + (size_t)BK * D);
+    float *l = mx + Rp, *alpha = l + Rp;
+    int *lim = (int *)(alpha + Rp);
     pack_heads_t(qt, Rp, q, s->ldq, i0, nb, g, rep, D, scale);
     memset(o, 0, sizeof(float) * (size_t)R * D);
     for (int r = 0; r < Rp; r++) mx[r] = -INFINITY, l[r] = 0;
@@ -174,12 +176,7 @@ F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const floa
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int j0 = 0; j0 < kend; j0 += BK) {
         const int bk = kend - j0 < BK ? kend - j0 : BK;
-        /* the block's keys, contiguous: rows of the cache or of q|k|v are 4 KB apart and would share L1 sets */
-        for (int j = 0; j < bk; j++) {
-            memcpy(kc + (size_t)j * D, k + (size_t)(j0 + j) * s->ldk + (size_t)g * D, sizeof(float) * D);
-            memcpy(vc + (size_t)j * D, v + (size_t)(j0 + j) * s->ldv + (size_t)g * D, sizeof(float) * D);
-        }
-        mm(st, Rp, kc, D, 1, qt, Rp, bk, Rp, D, 0); /* S^T = K Qs^T */
+        mm(st, Rp, kh + (size_t)j0 * D, D, 1, qt, Rp, bk, Rp, D, 0); /* S^T = K Qs^T */
         block_limits(lim, Rp, R, nb, off, i0, j0, bk);
         for (int c = 0; c < Rp; c += 16) {
             const __m512i lv = _mm512_loadu_si512(lim + c);
@@ -208,7 +205,7 @@ F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const floa
         for (int r = 0; r < R; r++)
             if (alpha[r] != 1.0f) fm_row_scale(o + (size_t)r * D, D, alpha[r]);
         /* O += P V: P[r, j] = st[j * Rp + r] */
-        mm(o, D, st, 1, Rp, vc, D, R, D, bk, 1);
+        mm(o, D, st, 1, Rp, vh + (size_t)j0 * D, D, R, D, bk, 1);
     }
     for (int r = 0; r < R; r++) {
         const int h = r / nb, i = r % nb;
@@ -218,36 +215,55 @@ F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const floa
     }
 }
 
+/* Items of sequence a: its kv heads times its groups of `grp` query tiles. */
+static long seq_items(const attn_seq *a, int H, int bq, int grp) {
+    const int tiles = (a->nq + bq - 1) / bq;
+    return (long)H * ((tiles + grp - 1) / grp);
+}
+
 int flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, const attn_shape *s,
                   const attn_seq *seqs, int n_seqs, float *work, size_t work_floats, int max_nkv) {
-    const int H = s->n_kv_heads, bq = tile_queries(s);
+    const int H = s->n_kv_heads, bq = tile_queries(s), D = s->head_dim;
     const size_t per = flash_work_floats(s, max_nkv);
-    /* items: (sequence, kv head, query block), numbered through the sequences in order */
-    long n_items = 0;
+    long n_tiles = 0;
     double macs = 0;
     for (int i = 0; i < n_seqs; i++) {
-        n_items += (long)H * ((seqs[i].nq + bq - 1) / bq);
-        macs += 2.0 * seqs[i].nq * (seqs[i].nkv - seqs[i].nq / 2.0) * s->head_dim * s->n_heads;
+        n_tiles += (long)H * ((seqs[i].nq + bq - 1) / bq);
+        macs += 2.0 * seqs[i].nq * (seqs[i].nkv - seqs[i].nq / 2.0) * D * s->n_heads;
     }
     int T = kernels_threads_for(macs, THR_ATTN_MACS);
     if ((size_t)T > work_floats / per) T = (int)(work_floats / per);
-    if (T > n_items) T = (int)n_items;
+    if (T > n_tiles) T = (int)n_tiles;
     if (T < 1) T = 1;
+    /* items: (sequence, kv head, group of query tiles), about 4 per thread (the keys and values an
+     * item reads are copied once per item); numbered through the sequences in order */
+    const int grp = n_tiles / (4 * T) > 1 ? (int)(n_tiles / (4 * T)) : 1;
+    long n_items = 0;
+    for (int i = 0; i < n_seqs; i++) n_items += seq_items(&seqs[i], H, bq, grp);
 #pragma omp parallel num_threads(T) if (T > 1)
     {
-        float *w = work + per * (size_t)omp_get_thread_num();
+        float *w = work + per * (size_t)omp_get_thread_num(), *kh = w + per - 2 * (size_t)max_nkv * D - 16;
+        float *vh = kh + (size_t)max_nkv * D;
         int sq = 0;
         long base = 0; /* items of the sequences before sq */
 #pragma omp for schedule(dynamic, 1)
         for (long it = 0; it < n_items; it++) {
-            while (it < base) sq--, base -= (long)H * ((seqs[sq].nq + bq - 1) / bq);
-            while (it >= base + (long)H * ((seqs[sq].nq + bq - 1) / bq)) base += (long)H * ((seqs[sq].nq + bq - 1) / bq), sq++;
+            while (it < base) sq--, base -= seq_items(&seqs[sq], H, bq, grp);
+            while (it >= base + seq_items(&seqs[sq], H, bq, grp)) base += seq_items(&seqs[sq], H, bq, grp), sq++;
             const attn_seq *a = &seqs[sq];
             const long local = it - base;
-            const int g = (int)(local % H), i0 = (int)(local / H) * bq, nb = a->nq - i0 < bq ? a->nq - i0 : bq;
-            fwd_tile(out + (size_t)a->q0 * s->ldo, lse ? lse + (size_t)a->q0 * s->n_heads : NULL,
-                     q + (size_t)a->q0 * s->ldq, k + (size_t)a->k0 * s->ldk, v + (size_t)a->k0 * s->ldv, s, a->nq, a->nkv,
-                     g, i0, nb, w);
+            const int g = (int)(local % H), t0 = (int)(local / H) * grp, tiles = (a->nq + bq - 1) / bq;
+            const int t1 = t0 + grp < tiles ? t0 + grp : tiles;
+            const int last = t1 * bq < a->nq ? t1 * bq : a->nq, kend = a->nkv - a->nq + last; /* keys the item reads */
+            for (int j = 0; j < kend; j++) {
+                memcpy(kh + (size_t)j * D, k + (size_t)(a->k0 + j) * s->ldk + (size_t)g * D, sizeof(float) * D);
+                memcpy(vh + (size_t)j * D, v + (size_t)(a->k0 + j) * s->ldv + (size_t)g * D, sizeof(float) * D);
+            }
+            for (int t = t0; t < t1; t++) {
+                const int i0 = t * bq, nb = a->nq - i0 < bq ? a->nq - i0 : bq;
+                fwd_tile(out + (size_t)a->q0 * s->ldo, lse ? lse + (size_t)a->q0 * s->n_heads : NULL,
+                         q + (size_t)a->q0 * s->ldq, kh, vh, s, a->nq, a->nkv, g, i0, nb, w);
+            }
         }
     }
     return 0;
