@@ -2,13 +2,17 @@
  * runs every shape, mode and thread count beside PyTorch (bench/torch_sweep.py) and prints them
  * side by side. One measurement per process. Prints "key value" lines. Asserts nothing.
  *
- * usage: bench_sweep MODE SHAPE THREADS [PRECISION]
+ * usage: bench_sweep MODE SHAPE THREADS[,THREADS...] [PRECISION]
  *   MODE       train (tokens/s of a training step: forward, chunked LM head + CE, backward, AdamW),
  *              prefill (tokens/s of one sequence into an empty cache, logits of the last row),
- *              decode (tokens/s of single-token steps of one sequence, and the weight bytes a step
- *              reads), evaluate (examples/s of the evaluate stage's scoring on synthetic
- *              recommendation data, prefix sharing on), bandwidth (GB/s of reading 512 MiB)
+ *              decode (tokens/s of single-token steps of one sequence, the weight bytes a step
+ *              reads, and the read bandwidth measured in the same rounds), evaluate (examples/s of
+ *              the evaluate stage's scoring on synthetic recommendation data, prefix sharing on),
+ *              bandwidth (GB/s of reading 512 MiB)
  *   SHAPE      one of the names of `shapes` below (bench_sweep list prints them)
+ *   THREADS    thread counts, measured in alternation (rounds that visit every count in turn; the
+ *              best of the rounds per count), so that a busy moment of a shared machine falls on
+ *              each count alike; keys are printed as t<count>.<key>
  *   PRECISION  fp32 (default) or bf16 (mixed-precision products; for prefill, decode and evaluate
  *              also bf16 weight storage) */
 #include <immintrin.h>
@@ -62,7 +66,7 @@ static model_config config_of(const shape *s) {
     return c;
 }
 
-/* Read bandwidth: the best of 5 passes summing 512 MiB of floats on `threads` threads. */
+/* Read bandwidth: the best of `passes` passes summing 512 MiB of floats on `threads` threads. */
 __attribute__((target("avx512f"))) static float sum_block(const float *a, size_t n) {
     __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
     for (size_t i = 0; i + 64 <= n; i += 64) {
@@ -74,14 +78,14 @@ __attribute__((target("avx512f"))) static float sum_block(const float *a, size_t
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
-static double read_bandwidth(int threads) {
+static double read_bandwidth(int threads, int passes) {
     const size_t n = (size_t)128 << 20;
     float *a = malloc(sizeof(float) * n);
     if (!a) die("bandwidth buffer");
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (size_t i = 0; i < n; i++) a[i] = 1.0f;
     double best = 0, total = 0;
-    for (int r = 0; r < 5; r++) {
+    for (int r = 0; r < passes; r++) {
         double t = time_monotonic();
         float s = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : s)
@@ -95,12 +99,22 @@ static double read_bandwidth(int threads) {
         if (n * 4.0 / t > best) best = n * 4.0 / t;
     }
     free(a);
-    if (total != 5.0 * n) fprintf(stderr, "bench_sweep: the bandwidth sums are off (%g)\n", total);
+    if (total != (double)passes * n) fprintf(stderr, "bench_sweep: the bandwidth sums are off (%g)\n", total);
     return best / 1e9;
 }
 
-static void bench_train(model *m, const shape *sh, int steps) {
+/* The thread counts of a run: each measurement is taken in rounds that visit every count in turn,
+ * so that a busy moment of the machine hits each count alike (best time per count). */
+#define MAX_T 8
+static int n_thr, thr[MAX_T];
+
+static void set_threads(int t) { kernels_set_threads(thr[t]); }
+
+static void bench_train(model *m, const shape *sh, int rounds) {
     const int N = sh->batch * sh->seq;
+    int tmax = 1;
+    for (int t = 0; t < n_thr; t++) tmax = thr[t] > tmax ? thr[t] : tmax;
+    kernels_set_threads(tmax); /* the attention work buffer is sized for this many threads */
     if (model_reserve_train(m, N)) die("reserve");
     int *tok = malloc(sizeof(int) * N), *lens = malloc(sizeof(int) * sh->batch), *tg = malloc(sizeof(int) * N);
     float *w = malloc(sizeof(float) * N), *dh = malloc(sizeof(float) * (size_t)N * sh->hidden);
@@ -114,37 +128,45 @@ static void bench_train(model *m, const shape *sh, int steps) {
                        .schedule = {.kind = LR_CONSTANT, .lr = 1e-4}};
     optimizer o;
     if (optim_init(&o, m, &oc)) die("optimizer");
-    double best = 1e30, loss = 0;
-    for (int s = 0; s <= steps; s++) { /* step 0 warms up */
-        const float *hid;
-        double t = time_monotonic();
-        model_zero_grad(m);
-        if (model_forward(m, &b, &hid) || model_lm_loss(m, hid, dh, N, lm_loss_ce, &ce, &loss) ||
-            model_backward(m, dh) || optim_step(&o, m))
-            die("training step");
-        t = time_monotonic() - t;
-        if (s && t < best) best = t;
-    }
-    printf("tokens %d\nstep_s %.5f\ntokens_per_s %.1f\nloss %.4f\n", N, best, N / best, loss);
+    double best[MAX_T], loss = 0;
+    for (int r = 0; r <= rounds; r++) /* round 0 warms up */
+        for (int t = 0; t < n_thr; t++) {
+            set_threads(t);
+            const float *hid;
+            double el = time_monotonic();
+            model_zero_grad(m);
+            if (model_forward(m, &b, &hid) || model_lm_loss(m, hid, dh, N, lm_loss_ce, &ce, &loss) ||
+                model_backward(m, dh) || optim_step(&o, m))
+                die("training step");
+            el = time_monotonic() - el;
+            if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
+        }
+    for (int t = 0; t < n_thr; t++)
+        printf("t%d.tokens %d\nt%d.step_s %.5f\nt%d.tokens_per_s %.1f\nt%d.loss %.4f\n", thr[t], N, thr[t], best[t], thr[t],
+               N / best[t], thr[t], loss);
     optim_free(&o);
     free(tok), free(lens), free(tg), free(w), free(dh);
 }
 
-static void bench_prefill(model *m, const shape *sh, int reps) {
+static void bench_prefill(model *m, const shape *sh, int rounds) {
     kv_cache kv;
     float *logits = malloc(sizeof(float) * sh->vocab);
     int *tok = malloc(sizeof(int) * sh->seq);
     for (int i = 0; i < sh->seq; i++) tok[i] = (int)(urand() * sh->vocab);
     if (kv_cache_init(&kv, &m->cfg, sh->seq)) die("cache");
-    double best = 1e30;
-    for (int r = 0; r <= reps; r++) {
-        kv_cache_truncate(&kv, 0);
-        double t = time_monotonic();
-        if (model_extend(m, &kv, tok, sh->seq, NULL, 1, logits)) die("prefill");
-        t = time_monotonic() - t;
-        if (r && t < best) best = t;
-    }
-    printf("tokens %d\nseconds %.5f\ntokens_per_s %.1f\n", sh->seq, best, sh->seq / best);
+    double best[MAX_T];
+    for (int r = 0; r <= rounds; r++)
+        for (int t = 0; t < n_thr; t++) {
+            set_threads(t);
+            kv_cache_truncate(&kv, 0);
+            double el = time_monotonic();
+            if (model_extend(m, &kv, tok, sh->seq, NULL, 1, logits)) die("prefill");
+            el = time_monotonic() - el;
+            if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
+        }
+    for (int t = 0; t < n_thr; t++)
+        printf("t%d.tokens %d\nt%d.seconds %.5f\nt%d.tokens_per_s %.1f\n", thr[t], sh->seq, thr[t], best[t], thr[t],
+               sh->seq / best[t]);
     kv_cache_free(&kv);
     free(logits), free(tok);
 }
@@ -163,30 +185,40 @@ static double step_weight_bytes(const model *m) {
     return b + 2.0 * c->hidden * 4;
 }
 
-static void bench_decode(model *m, const shape *sh, int steps) {
+/* Decode steps of one sequence, and in the same rounds the read bandwidth on the same threads. */
+static void bench_decode(model *m, const shape *sh, int steps, int rounds) {
     kv_cache kv;
     float *logits = malloc(sizeof(float) * sh->vocab);
     if (kv_cache_init(&kv, &m->cfg, steps + 2)) die("cache");
-    double best = 1e30;
-    for (int r = 0; r < 3; r++) {
-        kv_cache_truncate(&kv, 0);
-        if (model_decode(m, &kv, 1, logits)) die("decode");
-        double t = time_monotonic();
-        for (int i = 0; i < steps; i++)
-            if (model_decode(m, &kv, (int)(urand() * sh->vocab), logits)) die("decode");
-        t = time_monotonic() - t;
-        if (t < best) best = t;
-    }
+    double best[MAX_T], bw[MAX_T] = {0};
+    for (int r = 0; r <= rounds; r++)
+        for (int t = 0; t < n_thr; t++) {
+            set_threads(t);
+            kv_cache_truncate(&kv, 0);
+            if (model_decode(m, &kv, 1, logits)) die("decode");
+            double el = time_monotonic();
+            for (int i = 0; i < steps; i++)
+                if (model_decode(m, &kv, (int)(urand() * sh->vocab), logits)) die("decode");
+            el = time_monotonic() - el;
+            if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
+            if (r) {
+                const double g = read_bandwidth(thr[t], 2);
+                bw[t] = g > bw[t] ? g : bw[t];
+            }
+        }
     const double bytes = step_weight_bytes(m);
-    printf("steps %d\nseconds %.5f\ntokens_per_s %.2f\nweight_bytes %.0f\nweight_gb_per_s %.2f\n", steps, best,
-           steps / best, bytes, bytes * steps / best / 1e9);
+    for (int t = 0; t < n_thr; t++)
+        printf("t%d.steps %d\nt%d.seconds %.5f\nt%d.tokens_per_s %.2f\nt%d.weight_bytes %.0f\nt%d.weight_gb_per_s %.2f\n"
+               "t%d.read_gb_per_s %.2f\n", thr[t], steps, thr[t], best[t], thr[t], steps / best[t], thr[t], bytes, thr[t],
+               bytes * steps / best[t] / 1e9, thr[t], bw[t]);
     kv_cache_free(&kv);
     free(logits);
 }
 
 /* The evaluate stage's scoring (score_split, prefix sharing) on the quickstart's kind of data: 8
- * candidates per member, about 400 tokens per prompt; groups are scored until 2 s have passed. */
-static void bench_evaluate(model *m) {
+ * candidates per member, about 400 tokens per prompt; the first groups, as many as one thread
+ * scores in about a second. */
+static void bench_evaluate(model *m, int rounds) {
     char dir[128], calib[160];
     snprintf(dir, sizeof dir, "/tmp/smelt-bench-sweep-%d", (int)getpid());
     snprintf(calib, sizeof calib, "%s/calib", dir);
@@ -205,18 +237,29 @@ static void bench_evaluate(model *m) {
     score_opts o = {.share_prefix = 1, .yes_id = ds.yes_id, .no_id = ds.no_id};
     float *sc = malloc(sizeof(float) * (size_t)s.n_examples);
     score_out out = {sc, NULL, NULL};
-    if (score_split(m, &s, 0, ds_group_end(&s, 0), &o, &out)) die("warm-up");
-    int64_t done = 0, toks = 0;
-    double t = time_monotonic(), el = 0;
-    for (int64_t g0 = 0; g0 < s.n_examples && el < 2.0; g0 = ds_group_end(&s, g0)) {
-        const int64_t g1 = ds_group_end(&s, g0);
-        if (score_split(m, &s, g0, g1, &o, &out)) die("score");
-        for (int64_t i = g0; i < g1; i++) toks += s.ex[i].n_tokens;
-        done += g1 - g0;
-        el = time_monotonic() - t;
+    /* warm-up on one thread, which also picks how many examples a measurement scores */
+    set_threads(0);
+    int64_t end = 0;
+    double t0 = time_monotonic();
+    while (end < s.n_examples && (end == 0 || time_monotonic() - t0 < 1.0)) {
+        const int64_t g1 = ds_group_end(&s, end);
+        if (score_split(m, &s, end, g1, &o, &out)) die("score");
+        end = g1;
     }
-    printf("examples %lld\nseconds %.4f\nexamples_per_s %.2f\ntokens_per_example %.1f\n", (long long)done, el, done / el,
-           (double)toks / (double)(done ? done : 1));
+    int64_t toks = 0;
+    for (int64_t i = 0; i < end; i++) toks += s.ex[i].n_tokens;
+    double best[MAX_T];
+    for (int r = 1; r <= rounds; r++)
+        for (int t = 0; t < n_thr; t++) {
+            set_threads(t);
+            double el = time_monotonic();
+            if (score_split(m, &s, 0, end, &o, &out)) die("score");
+            el = time_monotonic() - el;
+            if (r == 1 || el < best[t]) best[t] = el;
+        }
+    for (int t = 0; t < n_thr; t++)
+        printf("t%d.examples %lld\nt%d.seconds %.4f\nt%d.examples_per_s %.2f\nt%d.tokens_per_example %.1f\n", thr[t],
+               (long long)end, thr[t], best[t], thr[t], end / best[t], thr[t], (double)toks / (double)(end ? end : 1));
     free(sc);
     ds_split_close(&s);
     dataset_close(&ds);
@@ -234,15 +277,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_sweep train|prefill|decode|evaluate|bandwidth SHAPE THREADS [fp32|bf16]\n"
+        fprintf(stderr, "usage: bench_sweep train|prefill|decode|evaluate|bandwidth SHAPE THREADS[,THREADS...] [fp32|bf16]\n"
                         "       bench_sweep list\n");
         return 2;
     }
     log_set_level(LOG_WARN);
     const char *mode = argv[1];
-    const int threads = kernels_set_threads(atoi(argv[3]));
+    for (const char *q = argv[3]; *q && n_thr < MAX_T; q = strchr(q, ',') ? strchr(q, ',') + 1 : q + strlen(q))
+        thr[n_thr++] = atoi(q) > 0 ? atoi(q) : 1;
     if (!strcmp(mode, "bandwidth")) {
-        printf("threads %d\nread_gb_per_s %.2f\n", threads, read_bandwidth(threads));
+        for (int t = 0; t < n_thr; t++) printf("t%d.read_gb_per_s %.2f\n", thr[t], read_bandwidth(thr[t], 5));
         return 0;
     }
     const shape *sh = NULL;
@@ -257,12 +301,12 @@ int main(int argc, char **argv) {
     const int train = !strcmp(mode, "train");
     const int eff = model_set_precision(&m, prec, !train);
     if (eff < 0) die("precision");
-    printf("mode %s\nshape %s\nparams %zu\nthreads %d\nprecision %s\n", mode, sh->name, model_n_params(&c), threads,
+    printf("mode %s\nshape %s\nparams %zu\nprecision %s\n", mode, sh->name, model_n_params(&c),
            model_precision_name((model_precision)eff));
-    if (train) bench_train(&m, sh, sh->hidden >= 512 ? 2 : 4);
+    if (train) bench_train(&m, sh, sh->hidden >= 512 ? 2 : 3);
     else if (!strcmp(mode, "prefill")) bench_prefill(&m, sh, 3);
-    else if (!strcmp(mode, "decode")) bench_decode(&m, sh, 64);
-    else if (!strcmp(mode, "evaluate")) bench_evaluate(&m);
+    else if (!strcmp(mode, "decode")) bench_decode(&m, sh, 64, 3);
+    else if (!strcmp(mode, "evaluate")) bench_evaluate(&m, 3);
     else return fprintf(stderr, "bench_sweep: unknown mode %s\n", mode), 2;
     model_free(&m);
     return 0;

@@ -3,7 +3,8 @@
 # PyTorch on the same shapes and threads: training step, prefill and decode tokens/s, evaluate
 # examples/s (smelt only: PyTorch has no evaluate stage), at 1 and 2 threads, fp32 and (smelt)
 # bf16; the machine's read bandwidth measured in the same run (before and after) and decode as a
-# share of it in weight bytes/s; the load average before each shape. One process per figure.
+# share of it in weight bytes/s (the bandwidth measured in the same process and rounds); the load
+# average before each measurement. smelt measures 1 and 2 threads in alternation in one process.
 # usage: bench/sweep.sh [BUILD_DIR] [--shapes "h32 h64 ..."] [--modes "train prefill decode evaluate"]
 #                       [--threads "1 2"] [--no-torch] [--no-bf16]
 # Passive OpenMP waiting, as the smelt binary runs (cmd/main.c); OPENBLAS_CORETYPE as the
@@ -39,8 +40,9 @@ res="$out/results.jsonl"
 : > "$res"
 load() { cut -d' ' -f1 /proc/loadavg; }
 
-# record IMPL SHAPE MODE THREADS PRECISION COMMAND...: the "key value" lines of the command as one
-# JSON line of results.jsonl, with the load average before it ran
+# record IMPL SHAPE MODE THREADS PRECISION COMMAND...: the "key value" lines of the command as JSON
+# lines of results.jsonl, with the load average before it ran. THREADS is one count, or a comma
+# list whose keys the command prints as t<count>.<key> (bench_sweep: counts measured in alternation).
 record() {
   local impl=$1 shape=$2 mode=$3 thr=$4 prec=$5 before
   shift 5
@@ -52,33 +54,41 @@ record() {
   python3 - "$impl" "$shape" "$mode" "$thr" "$prec" "$before" "$out/kv.txt" >> "$res" <<'PY'
 import json, sys
 impl, shape, mode, thr, prec, load, path = sys.argv[1:8]
-kv = {}
+common, per = {}, {}
 for line in open(path):
     p = line.split()
-    if len(p) == 2:
-        try: kv[p[0]] = float(p[1])
-        except ValueError: kv[p[0]] = p[1]
-print(json.dumps({**kv, "impl": impl, "shape": shape, "mode": mode, "threads": int(thr), "precision": prec,
-                  "load": float(load)}))
+    if len(p) != 2:
+        continue
+    try: v = float(p[1])
+    except ValueError: v = p[1]
+    k = p[0]
+    if k.startswith("t") and "." in k and k[1:k.index(".")].isdigit():
+        per.setdefault(int(k[1:k.index(".")]), {})[k[k.index(".") + 1:]] = v
+    else:
+        common[k] = v
+for t in [int(x) for x in thr.split(",")]:
+    print(json.dumps({**common, **per.get(t, {}), "impl": impl, "shape": shape, "mode": mode, "threads": t,
+                      "precision": prec, "load": float(load)}))
 PY
 }
 
 echo "sweep: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
-for t in $threads; do record smelt - bandwidth "$t" - "$bin" bandwidth - "$t"; done
+tlist=$(echo $threads | tr ' ' ',')
+record smelt - bandwidth "$tlist" - "$bin" bandwidth - "$tlist"
 for shape in $shapes; do
   read -r _ params H L HEADS KV I V TIED < <("$bin" list | grep "^$shape ")
   echo "shape $shape ($params parameters), load $(load)" >&2
   for mode in $modes; do
-    for t in $threads; do
-      record smelt "$shape" "$mode" "$t" fp32 "$bin" "$mode" "$shape" "$t" fp32
-      if [ "$bf16" = 1 ]; then record smelt "$shape" "$mode" "$t" bf16 "$bin" "$mode" "$shape" "$t" bf16; fi
-      if [ "$torch" = 1 ] && [ "$mode" != evaluate ]; then
+    record smelt "$shape" "$mode" "$tlist" fp32 "$bin" "$mode" "$shape" "$tlist" fp32
+    if [ "$torch" = 1 ] && [ "$mode" != evaluate ]; then
+      for t in $threads; do
         record torch "$shape" "$mode" "$t" fp32 python3 "$here/torch_sweep.py" "$mode" "$H" "$L" "$HEADS" "$KV" "$I" "$V" "$TIED" 4 256 "$t"
-      fi
-    done
+      done
+    fi
+    if [ "$bf16" = 1 ]; then record smelt "$shape" "$mode" "$tlist" bf16 "$bin" "$mode" "$shape" "$tlist" bf16; fi
   done
 done
-for t in $threads; do record smelt - bandwidth "$t" - "$bin" bandwidth - "$t"; done
+record smelt - bandwidth "$tlist" - "$bin" bandwidth - "$tlist"
 
 python3 - "$res" <<'PY'
 import json, sys
@@ -103,7 +113,7 @@ shapes = list(dict.fromkeys(r["shape"] for r in rows if r["mode"] != "bandwidth"
 params = {r["shape"]: int(r["params"]) for r in rows if r["impl"] == "smelt" and "params" in r}
 # threads in the table are 1 and 2 (the columns); other counts are in results.jsonl
 print(f"\n{'shape':11}{'params':>10} {'mode':9}{'smelt 1t':>10}{'smelt 2t':>10}{'2t/1t':>7}{'torch 1t':>10}{'torch 2t':>10}"
-      f"{'vs torch 1t':>12}{'2t':>6}{'bf16 1t':>10}{'bf16 2t':>10}{'bf16/fp32':>10}  decode weight GB/s (% of read bw)")
+      f"{'vs torch 1t':>12}{'2t':>8}{'bf16 1t':>10}{'bf16 2t':>10}{'bf16/fp32':>10}  decode: weight GB/s / read GB/s in the same rounds (%)")
 for s in shapes:
     for mode in ["train", "prefill", "decode", "evaluate"]:
         k = key[mode]
@@ -119,14 +129,15 @@ for s in shapes:
             parts = []
             for lab, r in [("fp32 1t", s1), ("fp32 2t", s2), ("bf16 1t", b1), ("bf16 2t", b2)]:
                 if r and "weight_gb_per_s" in r:
-                    t = r["threads"]
-                    pct = 100 * r["weight_gb_per_s"] / bw[t] if bw.get(t) else 0
-                    parts.append(f"{lab} {r['weight_gb_per_s']:.1f} ({pct:.0f}%)")
+                    # against the bandwidth measured in the same process and rounds
+                    ref = r.get("read_gb_per_s") or bw.get(r["threads"])
+                    pct = 100 * r["weight_gb_per_s"] / ref if ref else 0
+                    parts.append(f"{lab} {r['weight_gb_per_s']:.1f}/{ref:.1f} ({pct:.0f}%)")
             extra = "  " + ", ".join(parts)
         best_b = max([x for x in [v(b1), v(b2)] if x] or [0]) or None
         best_s = max([x for x in [v(s1), v(s2)] if x] or [0]) or None
         print(f"{s:11}{params.get(s, 0):>10} {mode:9}{f(v(s1), 10)}{f(v(s2), 10)}{f(ratio(v(s2), v(s1)), 7, 2)}"
-              f"{f(v(t1), 10)}{f(v(t2), 10)}{f(ratio(v(s1), v(t1)), 12, 2)}{f(ratio(v(s2), v(t2)), 6, 2)}"
+              f"{f(v(t1), 10)}{f(v(t2), 10)}{f(ratio(v(s1), v(t1)), 12, 2)}{f(ratio(v(s2), v(t2)), 8, 2)}"
               f"{f(v(b1), 10)}{f(v(b2), 10)}{f(ratio(best_b, best_s), 10, 2)}{extra}")
 loads = [r["load"] for r in rows]
 print(f"\nload average (1 min) during the run: {min(loads):.2f} .. {max(loads):.2f}")
