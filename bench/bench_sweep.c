@@ -10,11 +10,11 @@
  *              the evaluate stage's scoring on synthetic recommendation data, prefix sharing on),
  *              bandwidth (GB/s of reading 512 MiB)
  *   SHAPE      one of the names of `shapes` below (bench_sweep list prints them)
- *   THREADS    thread counts, measured in alternation (rounds that visit every count in turn; the
- *              best of the rounds per count), so that a busy moment of a shared machine falls on
- *              each count alike; keys are printed as t<count>.<key>
- *   PRECISION  fp32 (default) or bf16 (mixed-precision products; for prefill, decode and evaluate
- *              also bf16 weight storage) */
+ *   THREADS    thread counts, and PRECISION fp32 (default) or bf16 (mixed-precision products; for
+ *              prefill, decode and evaluate also bf16 weight storage), comma lists: every
+ *              configuration is measured in alternation (rounds that visit each in turn, the best of
+ *              the rounds counting), so that a busy moment of a shared machine falls on each alike;
+ *              keys are printed as t<threads>.<precision in effect>.<key> */
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
@@ -103,12 +103,30 @@ static double read_bandwidth(int threads, int passes) {
     return best / 1e9;
 }
 
-/* The thread counts of a run: each measurement is taken in rounds that visit every count in turn,
- * so that a busy moment of the machine hits each count alike (best time per count). */
-#define MAX_T 8
-static int n_thr, thr[MAX_T];
+/* The configurations of a run, thread counts x precisions: each measurement is taken in rounds that
+ * visit every configuration in turn, so that a busy moment of the machine hits each alike (the best
+ * time per configuration counts). */
+#define MAX_T 16
+static int n_thr, thr[MAX_T], n_prec, n_cfg;
+static model_precision precs[2];
+static int cur_prec = -1;
 
-static void set_threads(int t) { kernels_set_threads(thr[t]); }
+/* Switches to configuration c (threads; precision: bf16 weights for inference, mixed products for
+ * training). */
+static void set_cfg(model *m, int c, int train) {
+    kernels_set_threads(thr[c % n_thr]);
+    const int p = c / n_thr;
+    if (p != cur_prec && model_set_precision(m, precs[p], !train) < 0) die("precision");
+    cur_prec = p;
+}
+
+/* "t<threads>.<precision>." of configuration c, the prefix of its keys. */
+static const char *cfg_name(const model *m, int c) {
+    static char buf[32];
+    snprintf(buf, sizeof buf, "t%d.%s.", thr[c % n_thr],
+             model_precision_name(precs[c / n_thr] == MODEL_BF16 && bf16_available() ? MODEL_BF16 : MODEL_FP32));
+    return buf;
+}
 
 static void bench_train(model *m, const shape *sh, int rounds) {
     const int N = sh->batch * sh->seq;
@@ -130,8 +148,8 @@ static void bench_train(model *m, const shape *sh, int rounds) {
     if (optim_init(&o, m, &oc)) die("optimizer");
     double best[MAX_T], loss = 0;
     for (int r = 0; r <= rounds; r++) /* round 0 warms up */
-        for (int t = 0; t < n_thr; t++) {
-            set_threads(t);
+        for (int t = 0; t < n_cfg; t++) {
+            set_cfg(m, t, 1);
             const float *hid;
             double el = time_monotonic();
             model_zero_grad(m);
@@ -141,9 +159,10 @@ static void bench_train(model *m, const shape *sh, int rounds) {
             el = time_monotonic() - el;
             if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
         }
-    for (int t = 0; t < n_thr; t++)
-        printf("t%d.tokens %d\nt%d.step_s %.5f\nt%d.tokens_per_s %.1f\nt%d.loss %.4f\n", thr[t], N, thr[t], best[t], thr[t],
-               N / best[t], thr[t], loss);
+    for (int t = 0; t < n_cfg; t++) {
+        const char *c = cfg_name(m, t);
+        printf("%stokens %d\n%sstep_s %.5f\n%stokens_per_s %.1f\n%sloss %.4f\n", c, N, c, best[t], c, N / best[t], c, loss);
+    }
     optim_free(&o);
     free(tok), free(lens), free(tg), free(w), free(dh);
 }
@@ -156,17 +175,18 @@ static void bench_prefill(model *m, const shape *sh, int rounds) {
     if (kv_cache_init(&kv, &m->cfg, sh->seq)) die("cache");
     double best[MAX_T];
     for (int r = 0; r <= rounds; r++)
-        for (int t = 0; t < n_thr; t++) {
-            set_threads(t);
+        for (int t = 0; t < n_cfg; t++) {
+            set_cfg(m, t, 0);
             kv_cache_truncate(&kv, 0);
             double el = time_monotonic();
             if (model_extend(m, &kv, tok, sh->seq, NULL, 1, logits)) die("prefill");
             el = time_monotonic() - el;
             if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
         }
-    for (int t = 0; t < n_thr; t++)
-        printf("t%d.tokens %d\nt%d.seconds %.5f\nt%d.tokens_per_s %.1f\n", thr[t], sh->seq, thr[t], best[t], thr[t],
-               sh->seq / best[t]);
+    for (int t = 0; t < n_cfg; t++) {
+        const char *c = cfg_name(m, t);
+        printf("%stokens %d\n%sseconds %.5f\n%stokens_per_s %.1f\n", c, sh->seq, c, best[t], c, sh->seq / best[t]);
+    }
     kv_cache_free(&kv);
     free(logits), free(tok);
 }
@@ -190,10 +210,11 @@ static void bench_decode(model *m, const shape *sh, int steps, int rounds) {
     kv_cache kv;
     float *logits = malloc(sizeof(float) * sh->vocab);
     if (kv_cache_init(&kv, &m->cfg, steps + 2)) die("cache");
-    double best[MAX_T], bw[MAX_T] = {0};
+    double best[MAX_T], bw[MAX_T] = {0}, bytes[MAX_T];
     for (int r = 0; r <= rounds; r++)
-        for (int t = 0; t < n_thr; t++) {
-            set_threads(t);
+        for (int t = 0; t < n_cfg; t++) {
+            set_cfg(m, t, 0);
+            bytes[t] = step_weight_bytes(m);
             kv_cache_truncate(&kv, 0);
             if (model_decode(m, &kv, 1, logits)) die("decode");
             double el = time_monotonic();
@@ -202,15 +223,16 @@ static void bench_decode(model *m, const shape *sh, int steps, int rounds) {
             el = time_monotonic() - el;
             if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
             if (r) {
-                const double g = read_bandwidth(thr[t], 2);
+                const double g = read_bandwidth(thr[t % n_thr], 2);
                 bw[t] = g > bw[t] ? g : bw[t];
             }
         }
-    const double bytes = step_weight_bytes(m);
-    for (int t = 0; t < n_thr; t++)
-        printf("t%d.steps %d\nt%d.seconds %.5f\nt%d.tokens_per_s %.2f\nt%d.weight_bytes %.0f\nt%d.weight_gb_per_s %.2f\n"
-               "t%d.read_gb_per_s %.2f\n", thr[t], steps, thr[t], best[t], thr[t], steps / best[t], thr[t], bytes, thr[t],
-               bytes * steps / best[t] / 1e9, thr[t], bw[t]);
+    for (int t = 0; t < n_cfg; t++) {
+        const char *c = cfg_name(m, t);
+        printf("%ssteps %d\n%sseconds %.5f\n%stokens_per_s %.2f\n%sweight_bytes %.0f\n%sweight_gb_per_s %.2f\n"
+               "%sread_gb_per_s %.2f\n", c, steps, c, best[t], c, steps / best[t], c, bytes[t], c,
+               bytes[t] * steps / best[t] / 1e9, c, bw[t]);
+    }
     kv_cache_free(&kv);
     free(logits);
 }
@@ -237,8 +259,8 @@ static void bench_evaluate(model *m, int rounds) {
     score_opts o = {.share_prefix = 1, .yes_id = ds.yes_id, .no_id = ds.no_id};
     float *sc = malloc(sizeof(float) * (size_t)s.n_examples);
     score_out out = {sc, NULL, NULL};
-    /* warm-up on one thread, which also picks how many examples a measurement scores */
-    set_threads(0);
+    /* warm-up in the first configuration, which also picks how many examples a measurement scores */
+    set_cfg(m, 0, 0);
     int64_t end = 0;
     double t0 = time_monotonic();
     while (end < s.n_examples && (end == 0 || time_monotonic() - t0 < 1.0)) {
@@ -250,16 +272,18 @@ static void bench_evaluate(model *m, int rounds) {
     for (int64_t i = 0; i < end; i++) toks += s.ex[i].n_tokens;
     double best[MAX_T];
     for (int r = 1; r <= rounds; r++)
-        for (int t = 0; t < n_thr; t++) {
-            set_threads(t);
+        for (int t = 0; t < n_cfg; t++) {
+            set_cfg(m, t, 0);
             double el = time_monotonic();
             if (score_split(m, &s, 0, end, &o, &out)) die("score");
             el = time_monotonic() - el;
             if (r == 1 || el < best[t]) best[t] = el;
         }
-    for (int t = 0; t < n_thr; t++)
-        printf("t%d.examples %lld\nt%d.seconds %.4f\nt%d.examples_per_s %.2f\nt%d.tokens_per_example %.1f\n", thr[t],
-               (long long)end, thr[t], best[t], thr[t], end / best[t], thr[t], (double)toks / (double)(end ? end : 1));
+    for (int t = 0; t < n_cfg; t++) {
+        const char *c = cfg_name(m, t);
+        printf("%sexamples %lld\n%sseconds %.4f\n%sexamples_per_s %.2f\n%stokens_per_example %.1f\n", c, (long long)end, c,
+               best[t], c, end / best[t], c, (double)toks / (double)(end ? end : 1));
+    }
     free(sc);
     ds_split_close(&s);
     dataset_close(&ds);
@@ -277,32 +301,35 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_sweep train|prefill|decode|evaluate|bandwidth SHAPE THREADS[,THREADS...] [fp32|bf16]\n"
+        fprintf(stderr, "usage: bench_sweep train|prefill|decode|evaluate|bandwidth SHAPE THREADS[,THREADS...] "
+                        "[fp32|bf16[,...]]\n"
                         "       bench_sweep list\n");
         return 2;
     }
     log_set_level(LOG_WARN);
     const char *mode = argv[1];
-    for (const char *q = argv[3]; *q && n_thr < MAX_T; q = strchr(q, ',') ? strchr(q, ',') + 1 : q + strlen(q))
+    for (const char *q = argv[3]; *q && n_thr < MAX_T / 2; q = strchr(q, ',') ? strchr(q, ',') + 1 : q + strlen(q))
         thr[n_thr++] = atoi(q) > 0 ? atoi(q) : 1;
     if (!strcmp(mode, "bandwidth")) {
         for (int t = 0; t < n_thr; t++) printf("t%d.read_gb_per_s %.2f\n", thr[t], read_bandwidth(thr[t], 5));
         return 0;
     }
+    const char *pl = argc > 4 ? argv[4] : "fp32";
+    for (const char *q = pl; *q && n_prec < 2; q = strchr(q, ',') ? strchr(q, ',') + 1 : q + strlen(q)) {
+        char name[8] = {0};
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(q, ',') ? strchr(q, ',') - q : (long)strlen(q)), q);
+        if (model_precision_parse(name, &precs[n_prec++])) die("precision");
+    }
+    n_cfg = n_thr * n_prec;
     const shape *sh = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!strcmp(shapes[i].name, argv[2])) sh = &shapes[i];
     if (!sh) return fprintf(stderr, "bench_sweep: unknown shape %s (bench_sweep list)\n", argv[2]), 2;
-    model_precision prec = MODEL_FP32;
-    if (argc > 4 && model_precision_parse(argv[4], &prec)) die("precision");
     model_config c = config_of(sh);
     model m;
     if (em_random_model(&m, &c, 1)) die("model");
     const int train = !strcmp(mode, "train");
-    const int eff = model_set_precision(&m, prec, !train);
-    if (eff < 0) die("precision");
-    printf("mode %s\nshape %s\nparams %zu\nprecision %s\n", mode, sh->name, model_n_params(&c),
-           model_precision_name((model_precision)eff));
+    printf("mode %s\nshape %s\nparams %zu\n", mode, sh->name, model_n_params(&c));
     if (train) bench_train(&m, sh, sh->hidden >= 512 ? 2 : 3);
     else if (!strcmp(mode, "prefill")) bench_prefill(&m, sh, 3);
     else if (!strcmp(mode, "decode")) bench_decode(&m, sh, 64, 3);

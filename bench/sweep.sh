@@ -41,8 +41,9 @@ res="$out/results.jsonl"
 load() { cut -d' ' -f1 /proc/loadavg; }
 
 # record IMPL SHAPE MODE THREADS PRECISION COMMAND...: the "key value" lines of the command as JSON
-# lines of results.jsonl, with the load average before it ran. THREADS is one count, or a comma
-# list whose keys the command prints as t<count>.<key> (bench_sweep: counts measured in alternation).
+# lines of results.jsonl, with the load average before it ran. THREADS and PRECISION are one value,
+# or comma lists whose keys the command prints as t<threads>.<precision>.<key> (bench_sweep:
+# configurations measured in alternation).
 record() {
   local impl=$1 shape=$2 mode=$3 thr=$4 prec=$5 before
   shift 5
@@ -61,31 +62,34 @@ for line in open(path):
         continue
     try: v = float(p[1])
     except ValueError: v = p[1]
-    k = p[0]
-    if k.startswith("t") and "." in k and k[1:k.index(".")].isdigit():
-        per.setdefault(int(k[1:k.index(".")]), {})[k[k.index(".") + 1:]] = v
+    f = p[0].split(".")
+    if len(f) == 3 and f[0][:1] == "t" and f[0][1:].isdigit():  # t<threads>.<precision>.<key>
+        per.setdefault((int(f[0][1:]), f[1]), {})[f[2]] = v
+    elif len(f) == 2 and f[0][:1] == "t" and f[0][1:].isdigit():  # t<threads>.<key>
+        per.setdefault((int(f[0][1:]), prec.split(",")[0]), {})[f[1]] = v
     else:
-        common[k] = v
-for t in [int(x) for x in thr.split(",")]:
-    print(json.dumps({**common, **per.get(t, {}), "impl": impl, "shape": shape, "mode": mode, "threads": t,
-                      "precision": prec, "load": float(load)}))
+        common[p[0]] = v
+for (t, pr), kv in sorted(per.items()) or [((int(thr), prec), {})]:
+    print(json.dumps({**common, **kv, "impl": impl, "shape": shape, "mode": mode, "threads": t,
+                      "precision": pr, "load": float(load)}))
 PY
 }
 
 echo "sweep: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, OMP_WAIT_POLICY=$OMP_WAIT_POLICY, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 tlist=$(echo $threads | tr ' ' ',')
+plist=fp32
+[ "$bf16" = 1 ] && plist=fp32,bf16
 record smelt - bandwidth "$tlist" - "$bin" bandwidth - "$tlist"
 for shape in $shapes; do
   read -r _ params H L HEADS KV I V TIED < <("$bin" list | grep "^$shape ")
   echo "shape $shape ($params parameters), load $(load)" >&2
   for mode in $modes; do
-    record smelt "$shape" "$mode" "$tlist" fp32 "$bin" "$mode" "$shape" "$tlist" fp32
+    record smelt "$shape" "$mode" "$tlist" "$plist" "$bin" "$mode" "$shape" "$tlist" "$plist"
     if [ "$torch" = 1 ] && [ "$mode" != evaluate ]; then
       for t in $threads; do
         record torch "$shape" "$mode" "$t" fp32 python3 "$here/torch_sweep.py" "$mode" "$H" "$L" "$HEADS" "$KV" "$I" "$V" "$TIED" 4 256 "$t"
       done
     fi
-    if [ "$bf16" = 1 ]; then record smelt "$shape" "$mode" "$tlist" bf16 "$bin" "$mode" "$shape" "$tlist" bf16; fi
   done
 done
 record smelt - bandwidth "$tlist" - "$bin" bandwidth - "$tlist"
