@@ -4,16 +4,20 @@
  * between multi-threaded sgemm calls) measured 2-3x slower on 2 cores: an OpenMP worker spinning
  * after its loop holds the core the next sgemm's OpenBLAS worker needs, and the reverse.
  *
- * Every kernel chooses its thread count from the size of its work (kernels_threads_for): below a
- * measured amount per thread, waking a second thread costs more than it saves, and small models
- * (hidden 32..128) run most kernels on one thread. The thresholds below were measured with
- * `build/bench/bench_threads` (it prints, per kernel, 1- and 2-thread times over sizes and the
- * crossover) on the 2-core AMD EPYC (Zen 4) machine with passive waiting (docs/engine.md). */
+ * Every kernel chooses its thread count from the size of its work (kernels_threads_for): below an
+ * amount per thread, waking a second thread costs more than it saves, and small models
+ * (hidden 32..128) run most kernels on one thread. `build/bench/bench_threads` measures it (per
+ * kernel, 1- and 2-thread times over sizes, the cost of a split and the crossover). On the 2-core
+ * AMD EPYC (Zen 4) machine with passive waiting a split costs 7-9 us with the other core free
+ * (25-55 us when another process holds it); each threshold below asks for about 40 us of one
+ * thread's work per thread, about twice that cost again (docs/engine.md has the table; the
+ * crossovers themselves need a quiet machine, which this one never was: rerun bench_threads). */
 #ifndef SMELT_KERNELS_THREADS_H
 #define SMELT_KERNELS_THREADS_H
 
-/* Work per thread below which a kernel stays on fewer threads (units in each comment). A kernel
- * with W units runs on min(threads, W / THR_x) threads, at least 1. */
+/* Work per thread below which a kernel stays on fewer threads (units in each comment; about 40 us
+ * of one thread at the rate in docs/engine.md's table). A kernel with W units runs on
+ * min(threads, W / THR_x) threads, at least 1. */
 #define THR_GEMM_MACS 1048576.0      /* matmul multiply-adds (m n k) */
 #define THR_GEMM_BF16_MACS 2097152.0 /* bf16 products (twice the rate, plus packing) */
 #define THR_GEMV_FLOATS 131072.0     /* a product of one row, in its own parallel region: weights streamed */
