@@ -143,6 +143,34 @@ for s in shapes:
         print(f"{s:11}{params.get(s, 0):>10} {mode:9}{f(v(s1), 10)}{f(v(s2), 10)}{f(ratio(v(s2), v(s1)), 7, 2)}"
               f"{f(v(t1), 10)}{f(v(t2), 10)}{f(ratio(v(s1), v(t1)), 12, 2)}{f(ratio(v(s2), v(t2)), 8, 2)}"
               f"{f(v(b1), 10)}{f(v(b2), 10)}{f(ratio(best_b, best_s), 10, 2)}{extra}")
+# the acceptance figures of issue 14 (docs/engine.md)
+print("\nacceptance (issue 14):")
+for mode in ["train", "prefill", "decode", "evaluate"]:
+    rs = [(v2 / v1, s) for s in shapes
+          for v1, v2 in [(val(get("smelt", s, mode, 1), key[mode]), val(get("smelt", s, mode, 2), key[mode]))] if v1 and v2]
+    if rs:
+        w = min(rs)
+        print(f"  2 threads / 1 thread, {mode:8}: worst {w[0]:.2f} ({w[1]}); goal >= 0.95")
+for mode in ["train", "prefill", "decode"]:
+    rs = [(a / b, s, t) for s in shapes for t in (1, 2)
+          for a, b in [(val(get("smelt", s, mode, t), key[mode]), val(get("torch", s, mode, t), key[mode]))] if a and b]
+    if rs:
+        w = min(rs)
+        print(f"  smelt / PyTorch, {mode:8}: worst {w[0]:.2f} ({w[1]}, {w[2]} threads); goal >= 1")
+for s in [x for x in shapes if x == "llama32m"]:
+    for mode in ["train", "prefill"]:
+        for t in (1, 2):
+            a, b = val(get("smelt", s, mode, t, "bf16"), key[mode]), val(get("smelt", s, mode, t), key[mode])
+            if a and b:
+                print(f"  bf16 / fp32, {s} {mode}, {t} threads: {a / b:.2f}; goal >= 1.8")
+for s in [x for x in shapes if x in ("llama32m", "smollm135m")]:
+    for prec in ("fp32", "bf16"):
+        best = max((r for r in rows if r["impl"] == "smelt" and r["shape"] == s and r["mode"] == "decode"
+                    and r["precision"] == prec and r.get("read_gb_per_s")), key=lambda r: r.get("tokens_per_s", 0), default=None)
+        if best:
+            print(f"  decode {s} {prec} ({best['threads']} threads): {best['weight_gb_per_s']:.1f} GB/s of weights, "
+                  f"{100 * best['weight_gb_per_s'] / best['read_gb_per_s']:.0f}% of the {best['read_gb_per_s']:.1f} GB/s read "
+                  f"in the same rounds; goal >= 85%")
 loads = [r["load"] for r in rows]
 print(f"\nload average (1 min) during the run: {min(loads):.2f} .. {max(loads):.2f}")
 PY
