@@ -257,7 +257,7 @@ static void bench_evaluate(model *m, int rounds) {
     if (dataset_open(&ds, dir) || dataset_split_open(&ds, "test", &s)) die("open data");
     if (ds.vocab > m->cfg.vocab) die("the data's vocabulary is larger than the model's");
     score_opts o = {.share_prefix = 1, .yes_id = ds.yes_id, .no_id = ds.no_id};
-    float *sc = malloc(sizeof(float) * (size_t)s.n_examples);
+    double *sc = malloc(sizeof(double) * (size_t)s.n_examples);
     score_out out = {sc, NULL, NULL};
     /* warm-up in the first configuration, which also picks how many examples a measurement scores */
     set_cfg(m, 0, 0);
