@@ -3,10 +3,8 @@
 set -euo pipefail
 SMELT=${SMELT_BIN:?SMELT_BIN must point to the smelt binary}
 TEST_NAME=$(basename "$0" .sh)
-# tests of other folders (tests/train/resume_kill.sh beside tests/cli/resume_kill.sh) get their
-# folder in the name, so that two tests of one name never share a directory when run in parallel
-TEST_DIR=$(basename "$(dirname "$0")")
-WORK=${SMELT_TEST_TMP:-/tmp/smelt-tests}/$([ "$TEST_DIR" = cli ] || printf '%s-' "$TEST_DIR")$TEST_NAME
+# the folder too: tests/cli/resume_kill.sh and tests/train/resume_kill.sh run at the same time
+WORK=${SMELT_TEST_TMP:-/tmp/smelt-tests}/$(basename "$(dirname "$0")")/$TEST_NAME
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK"
