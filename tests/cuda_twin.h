@@ -170,6 +170,17 @@ static inline float *tw_randn(size_t n, double scale, cu_dtype dt) {
 static inline double *tw_dalloc(size_t n) { return calloc(n ? n : 1, sizeof(double)); }
 static inline float *tw_falloc(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
 
+/* Without a CUDA device: one line, and ctest's skip code, or a failure when SMELT_REQUIRE_GPU=1. */
+static inline int tw_no_device(void) {
+    printf("skipped: no CUDA device\n");
+    const char *req = getenv("SMELT_REQUIRE_GPU");
+    if (req && !strcmp(req, "1")) {
+        fprintf(stderr, "FAIL: SMELT_REQUIRE_GPU=1 but no CUDA device is visible (nvidia-smi; CUDA_VISIBLE_DEVICES)\n");
+        return 1;
+    }
+    return 77;
+}
+
 /* The attention cases (cuda_twin_attn.c) and one distillation case (cuda_twin_distill.c). */
 void tw_attention_cases(int large);
 void tw_distill_case(int n, int vocab, float temp, float wf, float wr, float wj, cu_dtype dt);

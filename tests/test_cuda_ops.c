@@ -461,15 +461,7 @@ static void case_clip(void) {
 }
 
 int main(void) {
-    if (cu_device_count() < 1) {
-        printf("skipped: no CUDA device\n");
-        const char *req = getenv("SMELT_REQUIRE_GPU");
-        if (req && !strcmp(req, "1")) {
-            fprintf(stderr, "FAIL: SMELT_REQUIRE_GPU=1 but no CUDA device is visible (nvidia-smi; CUDA_VISIBLE_DEVICES)\n");
-            return 1;
-        }
-        return 77;
-    }
+    if (cu_device_count() < 1) return tw_no_device();
     if (cu_open(&tw_ctx, 0, (size_t)256 << 20)) tw_die("cu_open");
     const int large = !cu_is_emulated();
     printf("device: %s\n", cu_describe(tw_ctx));

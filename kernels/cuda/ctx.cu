@@ -124,6 +124,13 @@ int cu_copy(cu_ctx *c, void *dst, const void *src, size_t bytes) {
     return 0;
 }
 
+int cu_copy_2d(cu_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows) {
+    if (!width || !rows) return 0;
+    CU_OK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, rows, cudaMemcpyDeviceToDevice, c->stream),
+          "a strided device copy");
+    return 0;
+}
+
 int cu_zero(cu_ctx *c, void *p, size_t bytes) {
     if (!bytes) return 0;
     CU_OK(cudaMemsetAsync(p, 0, bytes, c->stream), "clearing device memory");

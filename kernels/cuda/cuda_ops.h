@@ -54,6 +54,8 @@ void cu_free(cu_ctx *c, void *p);
 int cu_upload(cu_ctx *c, void *dst, const void *src, size_t bytes);   /* host -> device */
 int cu_download(cu_ctx *c, void *dst, const void *src, size_t bytes); /* device -> host; waits for the stream */
 int cu_copy(cu_ctx *c, void *dst, const void *src, size_t bytes);     /* device -> device, enqueued */
+/* rows of width bytes each, from src (rows spitch bytes apart) to dst (dpitch apart), device to device */
+int cu_copy_2d(cu_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t rows);
 int cu_zero(cu_ctx *c, void *p, size_t bytes);
 
 /* A device arena: one allocation per lifetime (parameters, gradients, moments, activations), handed

@@ -136,7 +136,9 @@ static inline float __half2float(__half h) {
     return (float)x;
 }
 
-/* ---- WMMA: every thread holds the whole tile; the calls are warp barriers, as on the GPU ---- */
+/* ---- WMMA: every thread holds the whole tile. The calls are no barriers here: data that other lanes
+ * wrote is visible to a load only after the kernel's own __syncwarp, and a store is made by lane 0
+ * alone, so a kernel that reads another lane's results without a barrier fails in some order. ---- */
 
 namespace nvcuda {
 namespace wmma {
@@ -161,33 +163,27 @@ static inline float to_f(__half v) { return __half2float(v); }
 
 template <typename Use, int M, int N, int K, typename T, typename L>
 static inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const T *p, unsigned ldm) {
-    emu::warp_barrier();
     check_ptr(p, ldm, sizeof(T));
     const bool col = std::is_same<L, col_major>::value;
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = col ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
-    emu::warp_barrier();
 }
 template <int M, int N, int K>
 static inline void load_matrix_sync(fragment<accumulator, M, N, K, float, void> &f, const float *p, unsigned ldm,
                                     layout_t layout) {
-    emu::warp_barrier();
     check_ptr(p, ldm, sizeof(float));
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++)
             f.x[r * N + c] = layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
-    emu::warp_barrier();
 }
 template <int M, int N, int K>
 static inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float, void> &f, unsigned ldm,
                                      layout_t layout) {
-    emu::warp_barrier();
     check_ptr(p, ldm, sizeof(float));
     if (emu::lane() == 0) /* every thread holds the same tile: one writes it */
         for (int r = 0; r < M; r++)
             for (int c = 0; c < N; c++)
                 (layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[r * N + c];
-    emu::warp_barrier();
 }
 template <typename Use, int M, int N, int K, typename T, typename L, typename V>
 static inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, const V &v) {
@@ -198,7 +194,6 @@ template <int M, int N, int K, typename T, typename LA, typename LB>
 static inline void mma_sync(fragment<accumulator, M, N, K, float, void> &d, const fragment<matrix_a, M, N, K, T, LA> &a,
                             const fragment<matrix_b, M, N, K, T, LB> &b,
                             const fragment<accumulator, M, N, K, float, void> &c) {
-    emu::warp_barrier();
     float out[M * N];
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
@@ -207,7 +202,6 @@ static inline void mma_sync(fragment<accumulator, M, N, K, float, void> &d, cons
             out[i * N + j] = s;
         }
     std::memcpy(d.x, out, sizeof out);
-    emu::warp_barrier();
 }
 } // namespace wmma
 } // namespace nvcuda
@@ -241,6 +235,8 @@ cudaError_t cudaMalloc(void **p, size_t bytes);
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s = nullptr);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s = nullptr);
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind k, cudaStream_t s = nullptr);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
