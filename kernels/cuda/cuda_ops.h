@@ -81,6 +81,8 @@ int cu_convert(cu_ctx *c, void *dst, cu_dtype dd, const void *src, cu_dtype sd, 
  * products are summed in fp32 (cuBLAS, CUBLAS_COMPUTE_32F). beta == 0 does not read C. */
 int cu_gemm(cu_ctx *c, void *C, cu_dtype ct, int ldc, const void *A, int lda, int trans_a, const void *B, int ldb,
             int trans_b, cu_dtype ab, int m, int n, int k, float alpha, float beta);
+/* out [n, ldo] (dt) += b [m] (fp32) on every row. */
+int cu_add_bias(cu_ctx *c, void *out, int ldo, const float *b, int n, int m, cu_dtype dt);
 /* db[m] (fp32) ACCUMULATED += column sums of dy [n, ldy] (dt), each column summed in row order. */
 int cu_bias_grad(cu_ctx *c, float *db, const void *dy, int ldy, int n, int m, cu_dtype dt);
 
@@ -190,6 +192,15 @@ typedef struct {
 /* out [*, ldo] dt ASSIGNED in the sequences' query rows; q [*, ldq] dt; s->ldk, ldv unused. */
 int cu_attention_paged(cu_ctx *c, void *out, const void *q, const cu_paged_kv *kv, const attn_shape *s,
                        const cu_paged_batch *b, cu_dtype dt);
+
+/* ---- the op table (kernels/ops.h) filled by this backend (ops_cuda.cu) ---- */
+
+struct smelt_ops;
+/* Opens device `device` and fills *o with the CUDA backend's table (its ctx is the context):
+ * fp32 activations, linears as fp32 cuBLAS GEMMs (quantized formats refused), the kernels above
+ * for the rest. 0 or -1. */
+int smelt_ops_cuda_open(struct smelt_ops *o, int device);
+void smelt_ops_cuda_close(struct smelt_ops *o);
 
 #ifdef __cplusplus
 }

@@ -42,3 +42,19 @@ int cu_bias_grad(cu_ctx *c, float *db, const void *dy, int ldy, int n, int m, cu
     CU_LAUNCHED("bias gradient");
     return 0;
 }
+
+/* out [n, ldo] += b [m] on every row */
+template <typename T> __global__ void add_bias_kernel(T *out, int ldo, const float *b, int n, int m) {
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)n * m) return;
+    const size_t i = idx / m, j = idx % m;
+    out[i * ldo + j] = cu_to<T>(cu_f(out[i * ldo + j]) + b[j]);
+}
+
+int cu_add_bias(cu_ctx *c, void *out, int ldo, const float *b, int n, int m, cu_dtype dt) {
+    const size_t total = (size_t)n * m;
+    if (!total) return 0;
+    CU_DISPATCH(dt, T, CU_LAUNCH(cu_blocks(total, 256), 256, 0, c->stream, add_bias_kernel<T>)((T *)out, ldo, b, n, m));
+    CU_LAUNCHED("bias");
+    return 0;
+}

@@ -7,7 +7,7 @@
  * a forward, reverse or shuffled order per interval (SMELT_EMU_ORDER), so a read of another
  * thread's shared-memory write without a barrier between them gives wrong results in some order.
  * A barrier that some threads of a block never reach is reported (the GPU would hang or be wrong).
- * WMMA fragments hold the whole 16x16 tile in every thread (the real layout is opaque and the
+ * WMMA fragments hold the whole 16x16 tile, computed in lane 0 (the real layout is opaque and the
  * kernels rely on none); loads check the 32-byte alignment and ldm rules of the programming guide.
  * cublasGemmEx follows its documented column-major semantics; launch bounds (threads, grid y/z,
  * dynamic shared memory above 48 KB without cudaFuncSetAttribute) give the real errors.
@@ -136,7 +136,7 @@ static inline float __half2float(__half h) {
     return (float)x;
 }
 
-/* ---- WMMA: every thread holds the whole tile. The calls are no barriers here: data that other lanes
+/* ---- WMMA: a fragment holds the whole tile. The calls are no barriers here: data that other lanes
  * wrote is visible to a load only after the kernel's own __syncwarp, and a store is made by lane 0
  * alone, so a kernel that reads another lane's results without a barrier fails in some order. ---- */
 
@@ -161,9 +161,12 @@ static inline float to_f(float v) { return v; }
 static inline float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
 static inline float to_f(__half v) { return __half2float(v); }
 
+/* Only lane 0's fragments are computed (every lane's would be the same tile, and only lane 0
+ * stores): the kernels read no fragment element directly (x[] means nothing on the GPU either). */
 template <typename Use, int M, int N, int K, typename T, typename L>
 static inline void load_matrix_sync(fragment<Use, M, N, K, T, L> &f, const T *p, unsigned ldm) {
     check_ptr(p, ldm, sizeof(T));
+    if (emu::lane() != 0) return;
     const bool col = std::is_same<L, col_major>::value;
     for (int r = 0; r < f.rows; r++)
         for (int c = 0; c < f.cols; c++) f.x[r * f.cols + c] = col ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
@@ -172,6 +175,7 @@ template <int M, int N, int K>
 static inline void load_matrix_sync(fragment<accumulator, M, N, K, float, void> &f, const float *p, unsigned ldm,
                                     layout_t layout) {
     check_ptr(p, ldm, sizeof(float));
+    if (emu::lane() != 0) return;
     for (int r = 0; r < M; r++)
         for (int c = 0; c < N; c++)
             f.x[r * N + c] = layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
@@ -180,13 +184,14 @@ template <int M, int N, int K>
 static inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float, void> &f, unsigned ldm,
                                      layout_t layout) {
     check_ptr(p, ldm, sizeof(float));
-    if (emu::lane() == 0) /* every thread holds the same tile: one writes it */
-        for (int r = 0; r < M; r++)
-            for (int c = 0; c < N; c++)
-                (layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[r * N + c];
+    if (emu::lane() != 0) return;
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++)
+            (layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c]) = f.x[r * N + c];
 }
 template <typename Use, int M, int N, int K, typename T, typename L, typename V>
 static inline void fill_fragment(fragment<Use, M, N, K, T, L> &f, const V &v) {
+    if (emu::lane() != 0) return;
     for (int i = 0; i < f.num_elements; i++) f.x[i] = (T)v;
 }
 /* d = a b + c with fp32 products and sums (the tensor cores' rounding is not modelled) */
@@ -194,6 +199,7 @@ template <int M, int N, int K, typename T, typename LA, typename LB>
 static inline void mma_sync(fragment<accumulator, M, N, K, float, void> &d, const fragment<matrix_a, M, N, K, T, LA> &a,
                             const fragment<matrix_b, M, N, K, T, LB> &b,
                             const fragment<accumulator, M, N, K, float, void> &c) {
+    if (emu::lane() != 0) return;
     float out[M * N];
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
