@@ -22,5 +22,5 @@ elif [ -z "$nvcc" ]; then
 else
   cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DSMELT_CUDA=ON -DSMELT_ENGINE_ONLY=ON \
     -DCMAKE_CUDA_COMPILER="$nvcc" > /dev/null
-  cmake --build build-cuda -j"$(nproc)" --target smelt_cuda test_cuda test_cuda_step bench_cuda
+  cmake --build build-cuda -j"$(nproc)" --target smelt_cuda test_cuda test_cuda_step test_ops_table_gpu bench_cuda
 fi

@@ -60,7 +60,7 @@ command -v ninja > /dev/null && gen=(-G Ninja)
 say "build (Release, CUDA for sm_90, engine only)"
 cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DSMELT_CUDA=ON -DSMELT_ENGINE_ONLY=ON \
   "${cmake_extra[@]}" > "$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; die "configure failed ($out/configure.log)"; }
-timeout 420 cmake --build build-gpu -j"$(nproc)" --target test_cuda test_cuda_step bench_cuda > "$out/build.log" 2>&1 ||
+timeout 420 cmake --build build-gpu -j"$(nproc)" --target test_cuda test_cuda_step test_ops_table_gpu bench_cuda > "$out/build.log" 2>&1 ||
   { tail -40 "$out/build.log"; die "build failed ($out/build.log)"; }
 echo "built"
 
@@ -71,6 +71,9 @@ grep -v ' ok$' "$out/test_cuda.log" || true
 echo "($(grep -c ' ok$' "$out/test_cuda.log") cases ok; the whole table in $out/test_cuda.log)"
 say "twin test: a training step, AdamW, prefill and decode against the CPU engine"
 SMELT_REQUIRE_GPU=1 timeout 120 build-gpu/bin/test_cuda_step 2>&1 | tee "$out/test_cuda_step.log" || fail=1
+
+say "the op table on the GPU"
+SMELT_REQUIRE_GPU=1 timeout 60 build-gpu/bin/test_ops_table_gpu 2>&1 | tee "$out/test_ops_table.log" || fail=1
 
 say "benchmark: smelt"
 timeout 240 build-gpu/bin/bench_cuda --csv > "$out/bench_cuda.csv" 2> "$out/bench_cuda.err" ||

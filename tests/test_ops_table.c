@@ -179,8 +179,8 @@ int main(void) {
 
     /* the CUDA table */
     if (cu_device_count() < 1) {
-        printf("CUDA table: skipped: no CUDA device\n");
-        return tu_failures ? 1 : 77;
+        const int rc = tw_no_device();
+        return tu_failures ? 1 : rc;
     }
     smelt_ops g;
     TW_TRY(smelt_ops_cuda_open(&g, 0));
