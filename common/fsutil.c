@@ -8,21 +8,57 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/strbuf.h"
 
-int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len) {
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_errno("cannot open %s", path);
-    struct stat st;
-    if (fstat(fd, &st)) {
-        close(fd);
+/* Opens path read-only and stats it; 0, or -1 with nothing left open. */
+static int open_stat(const char *path, int *fd, struct stat *st) {
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0) return err_errno("cannot open %s", path);
+    if (fstat(*fd, st)) {
+        close(*fd);
         return err_errno("cannot stat %s", path);
     }
+    return 0;
+}
+
+int fs_map_file(const char *path, const char *kind, void **map, size_t *len) {
+    *map = NULL;
+    *len = 0;
+    int fd;
+    struct stat st;
+    if (open_stat(path, &fd, &st)) return -1;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(ERR_INPUT, "%s is not a regular file; expected %s", path, kind);
+    }
+    size_t n = (size_t)st.st_size;
+    if (n > 0) {
+        void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            return err_errno("cannot mmap %s (%zu bytes)", path, n);
+        }
+        *map = m;
+    }
+    close(fd);
+    *len = n;
+    return 0;
+}
+
+void fs_unmap(void *map, size_t len) {
+    if (map) munmap(map, len);
+}
+
+int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len) {
+    *out = NULL;
+    int fd;
+    struct stat st;
+    if (open_stat(path, &fd, &st)) return -1;
     if (S_ISDIR(st.st_mode)) {
         close(fd);
         return err_set(ERR_INPUT, "%s is a directory, expected a file", path);
@@ -77,31 +113,51 @@ int fs_write_all(int fd, const void *data, size_t n) {
     return 0;
 }
 
+int fs_atomic_open(fs_atomic *a, const char *path) {
+    a->fd = -1;
+    a->path = xstrdup(path);
+    a->tmp = a->path ? xasprintf("%s.tmp.%ld", path, (long)getpid()) : NULL;
+    if (a->tmp) a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (a->fd >= 0) return 0;
+    if (a->tmp) err_errno("cannot create %s", a->tmp);
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    return -1;
+}
+
+void fs_atomic_abort(fs_atomic *a) {
+    if (a->fd >= 0) close(a->fd);
+    if (a->tmp) unlink(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    a->fd = -1;
+    a->tmp = a->path = NULL;
+}
+
+int fs_atomic_commit(fs_atomic *a) {
+    int rc = 0;
+    if (fsync(a->fd)) rc = err_errno("cannot write %s", a->tmp);
+    if (close(a->fd) && !rc) rc = err_errno("cannot write %s", a->tmp);
+    a->fd = -1;
+    if (!rc && rename(a->tmp, a->path)) rc = err_errno("cannot rename %s to %s", a->tmp, a->path);
+    if (!rc) rc = fs_fsync_parent(a->path);
+    if (rc && a->tmp) unlink(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    return rc;
+}
+
 int fs_write_atomic(const char *path, const void *data, size_t n) {
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    if (!tmp) return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err_errno("cannot create %s", tmp);
-        free(tmp);
+    fs_atomic a;
+    if (fs_atomic_open(&a, path)) return -1;
+    if (fs_write_all(a.fd, data, n)) {
+        err_errno("cannot write %s", a.tmp);
+        fs_atomic_abort(&a);
         return -1;
     }
-    if (fs_write_all(fd, data, n) || fsync(fd)) {
-        err_errno("cannot write %s", tmp);
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    close(fd);
-    if (rename(tmp, path)) {
-        err_errno("cannot rename %s to %s", tmp, path);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return fs_fsync_parent(path);
+    return fs_atomic_commit(&a);
 }
 
 int fs_mkdir_p(const char *path, unsigned mode) {
@@ -290,3 +346,10 @@ static int walk_rec(const char *root, const char *rel, fs_walk_fn fn, void *ctx)
 }
 
 int fs_walk_files(const char *root, fs_walk_fn fn, void *ctx) { return walk_rec(root, "", fn, ctx); }
+
+char *fs_dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    if (slash == path) return xstrdup("/");
+    return xstrndup(path, (size_t)(slash - path));
+}

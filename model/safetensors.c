@@ -342,30 +342,12 @@ fail:
 
 int st_open(st_file *f, const char *path) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_errno("cannot open %s", path);
-    struct stat st;
-    if (fstat(fd, &st)) {
-        close(fd);
-        return err_errno("cannot stat %s", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(ERR_INPUT, "%s is not a regular file; expected a .safetensors file", path);
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = NULL;
-    if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            close(fd);
-            return err_errno("cannot mmap %s (%zu bytes)", path, len);
-        }
-    }
-    close(fd);
+    void *map;
+    size_t len;
+    if (fs_map_file(path, "a .safetensors file", &map, &len)) return -1;
     static const uint8_t empty[1];
     if (st_parse(f, map ? map : empty, len, path)) {
-        if (map) munmap(map, len);
+        fs_unmap(map, len);
         return -1;
     }
     f->map = map;
@@ -380,7 +362,7 @@ void st_close(st_file *f) {
     if (f->meta)
         for (int i = 0; i < 2 * f->n_meta; i++) free(f->meta[i]);
     free(f->meta);
-    if (f->map) munmap(f->map, f->map_len);
+    fs_unmap(f->map, f->map_len);
     free(f->path);
     memset(f, 0, sizeof *f);
 }
@@ -497,16 +479,12 @@ int st_write(const char *path, const st_entry *entries, int n, st_dtype dtype, c
         sb_free(&h);
         return -1;
     }
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    if (!tmp) {
+    fs_atomic out;
+    if (fs_atomic_open(&out, path)) {
         sb_free(&h);
         return -1;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err_errno("cannot create %s", tmp);
-        goto fail_nofd;
-    }
+    int fd = out.fd;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
     if (fs_write_all(fd, len8, 8) || fs_write_all(fd, h.buf, h.len)) goto fail_io;
@@ -518,25 +496,11 @@ int st_write(const char *path, const st_entry *entries, int n, st_dtype dtype, c
                        : fs_write_all(fd, e->raw, (size_t)bytes);
         if (w) goto fail_io;
     }
-    if (fsync(fd)) goto fail_io;
-    if (close(fd)) {
-        fd = -1;
-        goto fail_io;
-    }
-    fd = -1;
-    if (rename(tmp, path)) {
-        err_errno("cannot rename %s to %s", tmp, path);
-        goto fail_nofd;
-    }
-    free(tmp);
     sb_free(&h);
-    return fs_fsync_parent(path);
+    return fs_atomic_commit(&out);
 fail_io:
-    err_errno("cannot write %s", tmp);
-    if (fd >= 0) close(fd);
-fail_nofd:
-    unlink(tmp);
-    free(tmp);
+    err_errno("cannot write %s", out.tmp);
+    fs_atomic_abort(&out);
     sb_free(&h);
     return -1;
 }
