@@ -19,7 +19,9 @@ die() { printf 'gpu-check: %s\n' "$*" >&2; exit 2; }
 say "the machine"
 command -v nvidia-smi > /dev/null || die "nvidia-smi is missing: no NVIDIA driver on this machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader || die "nvidia-smi sees no GPU"
-for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do [ -x "$d/nvcc" ] && PATH="$PATH:$d"; done
+for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
+  if [ -x "$d/nvcc" ]; then PATH="$PATH:$d"; fi
+done
 command -v nvcc > /dev/null || die "nvcc is missing: install the CUDA toolkit (12 or later) or put it on PATH"
 command -v cmake > /dev/null || die "cmake is missing"
 command -v g++ > /dev/null || die "g++ is missing (the host compiler of nvcc)"
@@ -52,10 +54,10 @@ fi
 # NCCL from PyTorch's wheel when the toolkit has none (optional: nothing here needs it yet)
 if [ -z "${NCCL_HOME:-}" ] && command -v python3 > /dev/null; then
   NCCL_HOME=$(python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__))' 2> /dev/null || true)
-  [ -n "$NCCL_HOME" ] && export NCCL_HOME && echo "NCCL: $NCCL_HOME"
+  if [ -n "$NCCL_HOME" ]; then export NCCL_HOME; echo "NCCL: $NCCL_HOME"; fi
 fi
 gen=()
-command -v ninja > /dev/null && gen=(-G Ninja)
+if command -v ninja > /dev/null; then gen=(-G Ninja); fi
 
 say "build (Release, CUDA for sm_90, engine only)"
 cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DSMELT_CUDA=ON -DSMELT_ENGINE_ONLY=ON \
