@@ -72,6 +72,7 @@ static size_t layout(cuda_llama *L, unsigned char *base) {
         L->d16 = TAKE_H(&cv, d16 > (size_t)L->lm_rows * V ? d16 : (size_t)L->lm_rows * V);
         L->losses = TAKE_F(&cv, L->lm_rows), L->row_w = TAKE_F(&cv, N);
         L->tokens = (int *)TAKE_F(&cv, N), L->targets = (int *)TAKE_F(&cv, N);
+        L->emb_order = (int *)TAKE_F(&cv, N), L->emb_starts = (int *)TAKE_F(&cv, N + 1);
         L->seqs = (attn_seq *)take(&cv, sizeof(attn_seq) * (size_t)L->max_seqs);
     }
     L->logits = TAKE_F(&cv, (L->lm_rows > 1 ? (size_t)L->lm_rows : 1) * V);
@@ -209,8 +210,9 @@ int cl_forward_backward(cuda_llama *L, const model_batch *b, const int *targets,
         return err_set(ERR_INPUT, "cuda_llama: a batch of %d tokens in %d sequences (room for %d and %d)", N, b->n_seqs,
                        L->max_tokens, L->max_seqs);
     attn_seq *hs = xmalloc(sizeof *hs * (size_t)b->n_seqs);
-    int *pos = xmalloc(sizeof(int) * (size_t)N), max_len = 0;
-    if (!hs || !pos) return free(hs), free(pos), -1;
+    int *pos = xmalloc(sizeof(int) * (size_t)N), *grp = xmalloc(sizeof(int) * (2 * (size_t)N + 1)), max_len = 0;
+    if (!hs || !pos || !grp || (L->n_groups = cu_embedding_groups(grp, grp + N, b->tokens, N)) < 0)
+        return free(hs), free(pos), free(grp), -1;
     for (int s = 0, i = 0; s < b->n_seqs; s++) {
         hs[s] = (attn_seq){.q0 = i, .nq = b->seq_lens[s], .k0 = i, .nkv = b->seq_lens[s]};
         for (int p = 0; p < b->seq_lens[s]; p++) pos[i++] = p;
@@ -218,8 +220,9 @@ int cl_forward_backward(cuda_llama *L, const model_batch *b, const int *targets,
     }
     int rc = cu_upload(cx, L->tokens, b->tokens, sizeof(int) * N) || cu_upload(cx, L->pos, pos, sizeof(int) * N) ||
              cu_upload(cx, L->seqs, hs, sizeof *hs * b->n_seqs) || cu_upload(cx, L->targets, targets, sizeof(int) * N) ||
-             cu_upload(cx, L->row_w, weights, sizeof(float) * N) || cu_sync(cx);
-    free(hs), free(pos);
+             cu_upload(cx, L->row_w, weights, sizeof(float) * N) || cu_upload(cx, L->emb_order, grp, sizeof(int) * N) ||
+             cu_upload(cx, L->emb_starts, grp + N, sizeof(int) * (size_t)(L->n_groups + 1)) || cu_sync(cx);
+    free(hs), free(pos), free(grp);
     if (rc) return -1;
     const cu_attn_batch ab = {.seqs = L->seqs, .n_seqs = b->n_seqs, .max_nq = max_len, .max_nkv = max_len, .n_rows = N};
     if (cu_zero(cx, L->g.mem, weights_count(c) * sizeof(float))) return -1; /* gradients are assigned */
@@ -293,7 +296,8 @@ int cl_forward_backward(cuda_llama *L, const model_batch *b, const int *targets,
             cu_rmsnorm_backward(cx, L->d_res, gw->attn_norm, L->d_xn, a->x_in, lw->attn_norm, a->rstd1, N, H, CU_F32))
             return err_prefix("layer %d backward: ", l);
     }
-    return cu_embedding_backward(cx, L->g.embed, L->d_res, L->tokens, N, H, CU_F32);
+    return cu_embedding_backward_grouped(cx, L->g.embed, L->d_res, L->tokens, L->emb_order, L->emb_starts, L->n_groups,
+                                         H, CU_F32);
 }
 
 int cl_optim_step(cuda_llama *L, const optim_config *oc, long step) {

@@ -37,6 +37,7 @@ typedef struct {
     uint16_t *hidden16, *d16; /* d16: bf16 copies of the gradients the GEMMs read */
     float *logits, *losses, *row_w;
     int *tokens, *targets, *pos;
+    int *emb_order, *emb_starts, n_groups; /* the batch's rows grouped by token (embedding gradient) */
     attn_seq *seqs;
     float *inv_freq, *rope_cos, *rope_sin;
     double *loss, *sumsq, *norm;

@@ -284,6 +284,16 @@ static void case_embedding(int n, int vocab, int dim, cu_dtype dt) {
     for (int v = 0; v < vocab; v++)
         for (int j = 0; j < dim; j++) bound[(size_t)v * dim + j] *= (cnt[v] + 1) * EPS32;
     tw_report("embedding_backward", shp, dt, "dtable", tw_worst(got, ref, bound, nt));
+    /* the grouped form (rows sorted by token on the host): the same sums in another order */
+    int *order = malloc(sizeof(int) * n), *starts = malloc(sizeof(int) * (n + 1)), distinct = 0;
+    const int ng = cu_embedding_groups(order, starts, tok, n);
+    for (int v = 0; v < vocab; v++) distinct += cnt[v] > 0;
+    void *dord = tw_put_raw(order, sizeof(int) * n), *dsts = tw_put_raw(starts, sizeof(int) * (ng + 1));
+    void *ddt2 = tw_put(dt0, nt, CU_F32);
+    TRY(cu_embedding_backward_grouped(tw_ctx, ddt2, dg, dtok, dord, dsts, ng, dim, dt));
+    tw_get(got, ddt2, nt, CU_F32);
+    tw_report("embedding_bwd_grouped", shp, dt, "dtable", ng == distinct ? tw_worst(got, ref, bound, nt) : INFINITY);
+    free(order), free(starts);
     free(tok), free(table), free(got), free(rf), free(ref), free(bound), free(g), free(dt0), free(cnt);
     tw_free_all();
 }

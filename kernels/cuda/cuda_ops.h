@@ -113,8 +113,18 @@ int cu_swiglu_backward(cu_ctx *c, void *dgate, void *dup, const void *dh, const 
                        int n, int dim, cu_dtype dt);
 /* out: [n, dim] dt = table[tokens[i]] (table: [vocab, dim] dt; tokens: [n] int, trusted). */
 int cu_embedding_forward(cu_ctx *c, void *out, const void *table, const int *tokens, int n, int dim, cu_dtype dt);
-/* dtable: [vocab, dim] fp32 ACCUMULATED += dout rows (dt); each column summed in row order. */
+/* dtable: [vocab, dim] fp32 ACCUMULATED += dout rows (dt); each column summed in row order. Only
+ * dim threads work: for long batches use the grouped form below. */
 int cu_embedding_backward(cu_ctx *c, float *dtable, const void *dout, const int *tokens, int n, int dim, cu_dtype dt);
+/* The same with the rows grouped by token (embedding_groups on the host, uploaded with the tokens):
+ * order [n] the row indices sorted by token, rows of a token in increasing order; starts
+ * [n_groups + 1] where each token's rows begin in order. One block per (token, column block) sums
+ * its rows in order and adds the sum once: parallel over tokens, the same bits on every run. */
+int cu_embedding_backward_grouped(cu_ctx *c, float *dtable, const void *dout, const int *tokens, const int *order,
+                                  const int *starts, int n_groups, int dim, cu_dtype dt);
+/* Host helper: order [n] and starts [n + 1] for tokens [n] (a stable sort by token); returns the
+ * number of groups, or -1 (ERR_NOMEM). */
+int cu_embedding_groups(int *order, int *starts, const int *tokens, int n);
 
 /* ---- softmax, cross-entropy, distillation (loss.cu) ---- */
 
