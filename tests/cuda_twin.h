@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "model/safetensors.h"
 
 #define EPS32 (1.0 / 8388608.0)
 #define EPS64 (1.0 / 4503599627370496.0)
@@ -43,17 +44,10 @@ static inline float tw_bf16_float(uint16_t b) {
     memcpy(&f, &u, 4);
     return f;
 }
-static inline uint16_t tw_f16_bits(float f) {
-    _Float16 h = (_Float16)f; /* IEEE round to nearest even */
-    uint16_t b;
-    memcpy(&b, &h, 2);
-    return b;
-}
-static inline float tw_f16_float(uint16_t b) {
-    _Float16 h;
-    memcpy(&h, &b, 2);
-    return (float)h;
-}
+/* fp16 through the project's own conversions (round to nearest even; no _Float16, which clang 14
+ * lacks on x86): an implementation independent of the emulation's __float2half */
+static inline uint16_t tw_f16_bits(float f) { return st_f32_to_f16(f); }
+static inline float tw_f16_float(uint16_t b) { return st_f16_to_f32(b); }
 static inline float tw_round(float x, cu_dtype dt) {
     return dt == CU_F32 ? x : dt == CU_BF16 ? tw_bf16_float(tw_bf16_bits(x)) : tw_f16_float(tw_f16_bits(x));
 }
@@ -76,7 +70,7 @@ extern uint64_t tw_rng;
     cu_ctx *tw_ctx;                     \
     uint64_t tw_rng = 1
 
-static inline void tw_die(const char *what) {
+__attribute__((noreturn)) static inline void tw_die(const char *what) {
     fprintf(stderr, "FAIL: %s: %s\n", what, err_msg());
     exit(1);
 }
@@ -85,7 +79,7 @@ static inline void tw_die(const char *what) {
         if ((call) != 0) tw_die(#call); \
     } while (0)
 static inline void *tw_dev(size_t bytes) {
-    void *p;
+    void *p = NULL;
     if (tw_nbufs == TW_MAX_BUFS || cu_alloc(tw_ctx, &p, bytes, "a test buffer")) tw_die("device allocation");
     tw_bufs[tw_nbufs++] = p;
     return p;

@@ -99,6 +99,47 @@ static void case_convert(size_t n, cu_dtype from, cu_dtype to) {
     tw_free_all();
 }
 
+/* fp16 conversions at their edges, bitwise against the project's own conversions (model/safetensors.c,
+ * written independently of the device's): every non-NaN half to fp32; and fp32 to half at every
+ * rounding position from below fp16's subnormals (2^-26) to beyond its range (2^17), the exact tie,
+ * one unit either side of it, with an even and an odd kept part, both signs. NaNs are left out (their
+ * payload is the hardware's choice). Bound 0: a differing bit pattern fails. */
+static void case_convert_f16_edges(void) {
+    enum { NH = 65536, NF = (144 - 101 + 1) * 24 * 3 * 2 * 2 };
+    uint16_t *h = malloc(NH * 2), *hb = malloc(NF * 2);
+    float *hf = tw_falloc(NH), *f = tw_falloc(NF);
+    double *ref = tw_dalloc(NF > NH ? NF : NH), *bound = tw_dalloc(NF > NH ? NF : NH);
+    int nh = 0, nf = 0;
+    for (uint32_t b = 0; b < NH; b++)
+        if (((b >> 10) & 0x1f) != 0x1f || !(b & 0x3ff)) h[nh] = (uint16_t)b, ref[nh] = st_f16_to_f32((uint16_t)b), nh++;
+    void *dh = tw_put_raw(h, (size_t)nh * 2), *dhf = tw_dev((size_t)nh * 4);
+    TRY(cu_convert(tw_ctx, dhf, CU_F32, dh, CU_F16, (size_t)nh));
+    tw_get(hf, dhf, (size_t)nh, CU_F32);
+    tw_report("convert", "every half", CU_F16, "to f32", tw_worst(hf, ref, bound, (size_t)nh));
+    for (uint32_t e = 101; e <= 144; e++)      /* fp32 biased exponents: 2^-26 .. 2^17 */
+        for (uint32_t j = 0; j < 24; j++)       /* the tie at mantissa bit j (bits below it dropped) */
+            for (int d = -1; d <= 1; d++)       /* below the tie, the tie, above it */
+                for (uint32_t odd = 0; odd < 2; odd++)
+                    for (uint32_t sg = 0; sg < 2; sg++) {
+                        uint32_t m = (1u << j) + (uint32_t)d; /* 0 < m < 2^24 except j = 0, d = -1: 0 */
+                        if (j + 1 < 23) m |= odd << (j + 1);
+                        const uint32_t u = sg << 31 | e << 23 | (m & 0x7fffffu);
+                        memcpy(&f[nf++], &u, 4);
+                    }
+    void *df = tw_put(f, (size_t)nf, CU_F32), *dhb = tw_dev((size_t)nf * 2);
+    TRY(cu_convert(tw_ctx, dhb, CU_F16, df, CU_F32, (size_t)nf));
+    if (cu_download(tw_ctx, hb, dhb, (size_t)nf * 2)) tw_die("download");
+    float *got = tw_falloc(nf);
+    for (int i = 0; i < nf; i++) {
+        /* compare the bits as numbers: the same bits give ratio 0, any other pattern is infinite */
+        const uint16_t want = st_f32_to_f16(f[i]);
+        got[i] = (float)hb[i], ref[i] = want, bound[i] = 0;
+    }
+    tw_report("convert", "f16 rounding edges", CU_F32, "to f16", tw_worst(got, ref, bound, (size_t)nf));
+    free(h), free(hb), free(hf), free(f), free(got), free(ref), free(bound);
+    tw_free_all();
+}
+
 /* ---- RMSNorm ---- */
 
 static void case_rmsnorm(int n, int d, cu_dtype dt) {
@@ -491,6 +532,7 @@ int main(void) {
     case_bias_grad(100, 33, 0, CU_BF16);
     case_convert(1000, CU_F32, CU_BF16), case_convert(1000, CU_F32, CU_F16), case_convert(1000, CU_BF16, CU_F32);
     case_convert(1000, CU_F16, CU_BF16);
+    case_convert_f16_edges();
 
     static const cu_dtype act[3] = {CU_F32, CU_BF16, CU_F16};
     for (int t = 0; t < 3; t++) {

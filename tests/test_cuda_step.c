@@ -96,7 +96,7 @@ static void run(int tied, cu_ctx *cx) {
     const double n_inf = max_diff(ic, icr, 4 * (size_t)c.vocab);
 
     /* GPU: the step, then inference (on the same initial weights) */
-    double loss_g = 0, gnorm;
+    double loss_g = 0, gnorm = NAN;
     tu_expect(cl_forward_backward(&L, &b, targets, w) == 0 && cl_loss(&L, &loss_g, NULL) == 0, "GPU step: %s", err_msg());
     const double dl = fabs(loss_g - loss);
     printf("tied=%d loss: CPU %.6f GPU %.6f |diff| %.3g; bf16-weight noise %.3g: ratio %.2f (bound %.2f)\n", tied, loss,

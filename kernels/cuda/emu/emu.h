@@ -124,16 +124,41 @@ static inline float __bfloat162float(__nv_bfloat16 h) {
     std::memcpy(&f, &u, 4);
     return f;
 }
+/* round to nearest even in integers (clang 14 has no _Float16 on x86), as cuda_fp16.h's
+ * __float2half: NaN becomes 0x7fff, values from 65520 up become infinity, subnormals are kept */
 static inline __half __float2half(float f) {
-    _Float16 x = (_Float16)f; /* IEEE round to nearest even */
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    const uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
     __half h;
-    std::memcpy(&h.bits, &x, 2);
+    if (a > 0x7f800000u) h.bits = 0x7fffu;
+    else if (a >= 0x477ff000u) h.bits = (uint16_t)(sign | 0x7c00u);
+    else if (a >= 0x38800000u) /* a normal half: drop 13 mantissa bits, ties to even, rebias 127 -> 15 */
+        h.bits = (uint16_t)(sign | ((a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u) >> 13));
+    else { /* below 2^-14: a subnormal half, the count of 2^-24 units m * 2^(e - 150 + 24) */
+        const uint32_t e = a >> 23, shift = 126 - e;
+        if (e == 0 || shift > 24) h.bits = (uint16_t)sign; /* below 2^-25 (a tie at 2^-25 goes to 0) */
+        else {
+            const uint32_t m = (a & 0x7fffffu) | 0x800000u, rem = m & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+            uint32_t q = m >> shift;
+            q += rem > halfway || (rem == halfway && (q & 1u)); /* 0x400 is the smallest normal's bits */
+            h.bits = (uint16_t)(sign | q);
+        }
+    }
     return h;
 }
 static inline float __half2float(__half h) {
-    _Float16 x;
-    std::memcpy(&x, &h.bits, 2);
-    return (float)x;
+    const uint32_t sign = (uint32_t)(h.bits & 0x8000u) << 16, e = (h.bits >> 10) & 0x1fu, m = h.bits & 0x3ffu;
+    uint32_t u;
+    if (e == 0x1f) u = sign | 0x7f800000u | (m << 13); /* infinity, NaN */
+    else if (e) u = sign | ((e + 112u) << 23) | (m << 13);
+    else {
+        const float v = (float)m * 0x1p-24f; /* zero or subnormal: exact in fp32 */
+        return sign ? -v : v;
+    }
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
 }
 
 /* ---- WMMA: a fragment holds the whole tile. The calls are no barriers here: data that other lanes
