@@ -26,6 +26,7 @@ static int csv;
 static void row(const char *what, const char *shape, double value, const char *unit, const char *note) {
     if (csv) printf("%s,%s,%.6g,%s,%s\n", what, shape, value, unit, note);
     else printf("%-24s %-30s %12.4g %-10s %s\n", what, shape, value, unit, note);
+    fflush(stdout); /* rows written before a timeout stop the run are kept */
 }
 
 static void die(const char *what) {
