@@ -78,8 +78,8 @@ struct smelt_ops {
     /* losses over rows of logits (kernels/softmax.h, kernels/distill.h) */
     int (*cross_entropy)(const smelt_ops *o, float *losses, float *dlogits, const float *logits, const int *targets,
                          const float *weights, int n, int vocab);
-    int (*distill_rows)(const smelt_ops *o, double *terms, float *dlogits, const float *zs, const float *zt,
-                        const float *row_w, const distill_mix *mix, int n, int vocab);
+    int (*distill_rows)(const smelt_ops *o, double *terms, float *dlogits, const float *zs, int ld_s, const float *zt,
+                        int ld_t, const float *row_w, const distill_mix *mix, int n, int vocab);
     /* the optimizer (kernels/adamw.h): *out = sum of x^2 (fp64); the clipping decision; AdamW with
      * its gradient scaled by *grad_scale (NULL: 1) and skipped entirely when *skip is set */
     int (*sum_squares)(const smelt_ops *o, double *out, const float *x, size_t n);

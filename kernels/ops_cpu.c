@@ -109,10 +109,10 @@ static int c_cross_entropy(const smelt_ops *o, float *losses, float *dlogits, co
     cross_entropy(losses, dlogits, logits, targets, weights, n, vocab);
     return 0;
 }
-static int c_distill_rows(const smelt_ops *o, double *terms, float *dlogits, const float *zs, const float *zt,
-                          const float *row_w, const distill_mix *mix, int n, int vocab) {
+static int c_distill_rows(const smelt_ops *o, double *terms, float *dlogits, const float *zs, int ld_s, const float *zt,
+                          int ld_t, const float *row_w, const distill_mix *mix, int n, int vocab) {
     (void)o;
-    distill_rows(terms, dlogits, zs, zt, row_w, mix, n, vocab);
+    distill_rows(terms, dlogits, zs, ld_s, zt, ld_t, row_w, mix, n, vocab);
     return 0;
 }
 static int c_sum_squares(const smelt_ops *o, double *out, const float *x, size_t n) {

@@ -177,6 +177,7 @@ static inline int tw_no_device(void) {
 
 /* The attention cases (cuda_twin_attn.c) and one distillation case (cuda_twin_distill.c). */
 void tw_attention_cases(int large);
-void tw_distill_case(int n, int vocab, float temp, float wf, float wr, float wj, cu_dtype dt);
+void tw_distill_case(int n, int vocab, float temp, float wf, float wr, float wj, float beta, cu_dtype dt);
+void tw_distill_refusals(void);
 
 #endif

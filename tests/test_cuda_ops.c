@@ -545,20 +545,23 @@ int main(void) {
         case_softmax(6, 300, act[t]);
         case_cross_entropy(12, 500, 1, 0, act[t]);
         case_cross_entropy(7, 257, 0, 1, act[t]);
-        tw_distill_case(6, 300, 1.0f, 1, 0, 0, act[t]);
-        tw_distill_case(6, 300, 2.0f, 0, 1, 0, act[t]);
-        tw_distill_case(5, 200, 1.5f, 0, 0, 1, act[t]);
-        tw_distill_case(5, 200, 1.0f, 0.5f, 0.3f, 0.2f, act[t]);
+        tw_distill_case(6, 300, 1.0f, 1, 0, 0, 0.4f, act[t]);
+        tw_distill_case(6, 300, 2.0f, 0, 1, 0, 0.4f, act[t]);
+        tw_distill_case(5, 200, 1.5f, 0, 0, 1, 0.4f, act[t]);
+        tw_distill_case(5, 200, 1.0f, 0.5f, 0.3f, 0.2f, 0.4f, act[t]);
+        tw_distill_case(5, 200, 1.0f, 0.2f, 0, 1, 0.0f, act[t]); /* JSD(0) is FKL */
+        tw_distill_case(5, 200, 2.0f, 0, 0.3f, 1, 1.0f, act[t]); /* JSD(1) is RKL */
         if (large) {
             case_rmsnorm(2048, 2048, act[t]);
             case_cross_entropy(64, 49152, 1, 0, act[t]);
-            tw_distill_case(16, 49152, 2.0f, 0.5f, 0.3f, 0.2f, act[t]);
+            tw_distill_case(16, 49152, 2.0f, 0.5f, 0.3f, 0.2f, 0.4f, act[t]);
         }
     }
     case_adamw(10007, 1, 0, 0), case_adamw(3000, 0, 1, 0), case_adamw(500, 1, 1, 1);
     case_reduce(1), case_reduce(1000), case_reduce(100003);
     if (large) case_reduce(50000017);
     case_clip();
+    tw_distill_refusals();
     tw_attention_cases(large);
 
     cu_close(tw_ctx);

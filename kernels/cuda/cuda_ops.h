@@ -134,9 +134,11 @@ int cu_softmax_backward(cu_ctx *c, void *dx, const void *y, const void *dy, int 
  * ignored); weights: [n] fp32 or NULL. As cross_entropy (kernels/softmax.h). */
 int cu_cross_entropy(cu_ctx *c, float *losses, void *dlogits, const void *logits, const int *targets,
                      const float *weights, int n, int vocab, cu_dtype dt);
-/* terms: [n, 3] fp64 ASSIGNED, dlogits: [n, vocab] dt ACCUMULATED or NULL; as distill_rows. */
-int cu_distill_rows(cu_ctx *c, double *terms, void *dlogits, const void *zs, const void *zt, const float *row_w,
-                    const distill_mix *mix, int n, int vocab, cu_dtype dt);
+/* terms: [n, DISTILL_TERMS] fp64 ASSIGNED, dlogits: [n, ld_s] dt ACCUMULATED (columns < vocab) or
+ * NULL; zs [n, ld_s], zt [n, ld_t]; as distill_rows (JSD at beta 0 or 1 is FKL or RKL). FKL, RKL and
+ * JSD only: a mix with TVD, SKL or SRKL weight is refused (ERR_INPUT). */
+int cu_distill_rows(cu_ctx *c, double *terms, void *dlogits, const void *zs, int ld_s, const void *zt, int ld_t,
+                    const float *row_w, const distill_mix *mix, int n, int vocab, cu_dtype dt);
 
 /* ---- reductions and the optimizer (optim.cu) ---- */
 

@@ -98,22 +98,35 @@ __device__ void row_lse(const T *x, int v, float inv_t, float *mx_out, float *ls
     *lse_out = (float)log(block_sum((double)s, redd));
 }
 
+/* The effective weights of the CPU's distill_row: JSD at b = 0 or 1 is FKL or RKL (the paper's and
+ * FMCHISEL's convention) and joins their weights; the mixture terms only for 0 < b < 1. */
+struct distill_eff {
+    float f, r, j;
+};
+static distill_eff distill_effective(const distill_mix *mx) {
+    const float b = mx->beta, wj = mx->w_jsd > 0 ? mx->w_jsd : 0;
+    distill_eff e = {(mx->w_fkl > 0 ? mx->w_fkl : 0) + (b <= 0 ? wj : 0), (mx->w_rkl > 0 ? mx->w_rkl : 0) + (b >= 1 ? wj : 0),
+                     b > 0 && b < 1 ? wj : 0};
+    return e;
+}
+
 template <typename T>
-__global__ void __launch_bounds__(LOSS_THREADS) distill_kernel(double *terms, T *dlogits, const T *zs_all,
-                                                               const T *zt_all, const float *row_w, distill_mix mx,
-                                                               int v) {
+__global__ void __launch_bounds__(LOSS_THREADS) distill_kernel(double *terms, T *dlogits, const T *zs_all, int ld_s,
+                                                               const T *zt_all, int ld_t, const float *row_w,
+                                                               distill_mix mx, distill_eff e, int v) {
     __shared__ float redf[32];
     __shared__ double redd[32];
     const int i = blockIdx.x;
     const float w = row_w[i];
-    double *tm = terms + 3 * (size_t)i;
+    double *tm = terms + DISTILL_TERMS * (size_t)i;
     if (w == 0) {
-        if (threadIdx.x == 0) tm[0] = tm[1] = tm[2] = 0;
+        if (threadIdx.x == 0)
+            for (int k = 0; k < DISTILL_TERMS; k++) tm[k] = 0;
         return;
     }
-    const T *zs = zs_all + (size_t)i * v, *zt = zt_all + (size_t)i * v;
+    const T *zs = zs_all + (size_t)i * ld_s, *zt = zt_all + (size_t)i * ld_t;
     const float inv_t = 1.0f / mx.temperature, b = mx.beta, b1 = 1.0f - mx.beta;
-    const int do_f = mx.w_fkl > 0, do_r = mx.w_rkl > 0, do_j = mx.w_jsd > 0;
+    const int do_j = e.j > 0;
     float ms, ls, mt, lt;
     row_lse(zs, v, inv_t, &ms, &ls, redf, redd);
     row_lse(zt, v, inv_t, &mt, &lt, redf, redd);
@@ -137,30 +150,36 @@ __global__ void __launch_bounds__(LOSS_THREADS) distill_kernel(double *terms, T 
     }
     const double t2 = (double)mx.temperature * mx.temperature;
     if (threadIdx.x == 0) {
-        tm[DISTILL_FKL] = do_f ? t2 * fkl : 0;
-        tm[DISTILL_RKL] = do_r ? t2 * rkl : 0;
-        tm[DISTILL_JSD] = do_j ? t2 * (b * kpm + b1 * kqm) : 0;
+        for (int k = 0; k < DISTILL_TERMS; k++) tm[k] = 0; /* TVD, SKL, SRKL: refused on the host */
+        tm[DISTILL_FKL] = mx.w_fkl > 0 ? t2 * fkl : 0;
+        tm[DISTILL_RKL] = mx.w_rkl > 0 ? t2 * rkl : 0;
+        tm[DISTILL_JSD] = mx.w_jsd > 0 ? t2 * (b <= 0 ? fkl : b >= 1 ? rkl : b * kpm + b1 * kqm) : 0;
     }
     if (!dlogits) return;
-    /* d/dz = (1/T) [w_f (q - p) + q (h - H)] scaled by the row weight and T^2: factor w T */
-    const float wf = do_f ? mx.w_fkl : 0, wr = do_r ? mx.w_rkl : 0, wj = do_j ? mx.w_jsd : 0;
-    const float hh = (float)(wr * rkl + wj * b1 * kqm), scale = w * mx.temperature;
-    T *d = dlogits + (size_t)i * v;
+    /* d/dz = (1/T) [e_f (q - p) + q (h - H)] scaled by the row weight and T^2: factor w T */
+    const float hh = (float)(e.r * rkl + e.j * b1 * kqm), scale = w * mx.temperature;
+    T *d = dlogits + (size_t)i * ld_s;
     for (int j = threadIdx.x; j < v; j += blockDim.x) {
         const float lq = (cu_f(zs[j]) - ms) * inv_t - ls, lp = (cu_f(zt[j]) - mt) * inv_t - lt;
         const float q = expf(lq), p = expf(lp), lm = do_j ? logf(b * p + b1 * q) : 0.0f;
-        d[j] = cu_to<T>(cu_f(d[j]) + scale * (wf * (q - p) + q * (wr * (lq - lp) + wj * b1 * (lq - lm) - hh)));
+        d[j] = cu_to<T>(cu_f(d[j]) + scale * (e.f * (q - p) + q * (e.r * (lq - lp) + e.j * b1 * (lq - lm) - hh)));
     }
 }
 
-int cu_distill_rows(cu_ctx *c, double *terms, void *dlogits, const void *zs, const void *zt, const float *row_w,
-                    const distill_mix *mix, int n, int vocab, cu_dtype dt) {
+int cu_distill_rows(cu_ctx *c, double *terms, void *dlogits, const void *zs, int ld_s, const void *zt, int ld_t,
+                    const float *row_w, const distill_mix *mix, int n, int vocab, cu_dtype dt) {
     if (n <= 0) return 0;
     if (!(mix->temperature > 0))
         return err_set(ERR_INPUT, "distillation temperature %g: it must be > 0", (double)mix->temperature);
+    if (vocab > ld_s || vocab > ld_t)
+        return err_set(ERR_INPUT, "distillation: vocab %d is wider than the rows (ld_s %d, ld_t %d)", vocab, ld_s, ld_t);
+    if (mix->w_tvd > 0 || mix->w_skl > 0 || mix->w_srkl > 0)
+        return err_set(ERR_INPUT, "distillation on CUDA: TVD, skew KL and skew reverse KL are not written for CUDA "
+                       "yet (FKL, RKL and JSD are); use device: cpu for these losses");
+    const distill_eff e = distill_effective(mix);
     CU_DISPATCH(dt, T,
-                CU_LAUNCH(n, LOSS_THREADS, 0, c->stream, distill_kernel<T>)(terms, (T *)dlogits, (const T *)zs,
-                                                                           (const T *)zt, row_w, *mix, vocab));
+                CU_LAUNCH(n, LOSS_THREADS, 0, c->stream, distill_kernel<T>)(terms, (T *)dlogits, (const T *)zs, ld_s,
+                                                                           (const T *)zt, ld_t, row_w, *mix, e, vocab));
     CU_LAUNCHED("distillation losses");
     return 0;
 }

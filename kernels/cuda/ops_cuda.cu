@@ -96,9 +96,9 @@ static int g_cross_entropy(const smelt_ops *o, float *losses, float *dlogits, co
                            const float *weights, int n, int vocab) {
     return cu_cross_entropy(CX(o), losses, dlogits, logits, targets, weights, n, vocab, CU_F32);
 }
-static int g_distill_rows(const smelt_ops *o, double *terms, float *dlogits, const float *zs, const float *zt,
-                          const float *row_w, const distill_mix *mix, int n, int vocab) {
-    return cu_distill_rows(CX(o), terms, dlogits, zs, zt, row_w, mix, n, vocab, CU_F32);
+static int g_distill_rows(const smelt_ops *o, double *terms, float *dlogits, const float *zs, int ld_s, const float *zt,
+                          int ld_t, const float *row_w, const distill_mix *mix, int n, int vocab) {
+    return cu_distill_rows(CX(o), terms, dlogits, zs, ld_s, zt, ld_t, row_w, mix, n, vocab, CU_F32);
 }
 static int g_sum_squares(const smelt_ops *o, double *out, const float *x, size_t n) {
     return cu_sum_squares(CX(o), out, x, n, 0);
