@@ -174,7 +174,8 @@ void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, c
 static void quantize_acts(int8_t *xq, float *xs, int32_t *xsum, const float *x, int ldx, const struct qlinear *q,
                           int n) {
     const int G = q->group_size, ng = q->n_groups;
-#pragma omp parallel for schedule(static) if ((size_t)n * q->n_in > 65536)
+    const int nt = kernels_threads_for((double)n * q->n_in, THR_ROW_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int t = 0; t < n; t++) {
         int8_t *row = xq + (size_t)t * q->k4;
         /* quantize into the row's tail, then move the groups to their padded places front to back:
@@ -205,8 +206,7 @@ int linear_qint8_forward(float *out, int ldo, const float *x, int ldx, const lin
     quantize_acts(xq, xs, xsum, x, ldx, q, n);
     const qlinear_isa_kind isa = qlinear_isa();
     const int n_rb = q->n_out16 / 16;
-    const int T = omp_in_parallel() ? 1 : kernels_threads();
-    const int nt = (double)n * q->n_out * q->n_in >= 65536.0 ? T : 1;
+    const int nt = qlinear_threads(n, q->n_out, q->n_in, q->n_out * q->k4);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = omp_get_thread_num(), cnt = omp_get_num_threads();

@@ -249,6 +249,12 @@ size_t qlinear_bytes(const qlinear *q) {
     return b;
 }
 
+int qlinear_threads(int n, int n_out, int n_in, size_t bytes) {
+    const int a = kernels_threads_for((double)n * n_out * n_in, THR_GEMM_MACS);
+    const int b = kernels_threads_for((double)bytes / 4, THR_GEMV_FLOATS);
+    return a > b ? a : b;
+}
+
 /* ---- float kinds: products over panels of dequantized rows ---- */
 
 int qlinear_panel_forward(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
@@ -257,8 +263,8 @@ int qlinear_panel_forward(float *out, int ldo, const float *x, int ldx, const st
     /* A few tokens (decode): panels of 16 rows, whose dequantized floats stay in L1/L2 while every
      * token reads them; more tokens: 64 rows, so each sgemm call has work enough. */
     const int P = n < 8 ? 16 : 64, n_panels = (q->n_out + P - 1) / P;
-    const int T = omp_in_parallel() ? 1 : kernels_threads();
-    const int nt = (double)n * q->n_out * q->n_in >= 65536.0 && n_panels > 1 ? (T < n_panels ? T : n_panels) : 1;
+    const int T = qlinear_threads(n, q->n_out, q->n_in, qlinear_bytes(q));
+    const int nt = T < n_panels ? T : n_panels;
     int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
     {

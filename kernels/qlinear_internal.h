@@ -55,6 +55,11 @@ static inline int qwint_code(const struct qlinear *q, int o, int j) {
  * thread and reused by its next calls). NULL with ERR_NOMEM. */
 void *qlinear_scratch(int slot, size_t bytes);
 
+/* Threads of a quantized product of n tokens against an [n_out, n_in] weight of `bytes` bytes:
+ * the multiply-adds (threads.h THR_GEMM_MACS) or, for a few tokens, the weight bytes streamed
+ * (THR_GEMV_FLOATS per 4 bytes), whichever asks for more. */
+int qlinear_threads(int n, int n_out, int n_in, size_t bytes);
+
 /* Shared tail of every kernel: out = y (+ b), or out += y (+ b). */
 static inline void qlinear_store(float *o, float y, const float *b, int j, int accumulate) {
     if (b) y += b[j];
