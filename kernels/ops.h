@@ -48,13 +48,14 @@ struct smelt_ops {
     int (*zero)(const smelt_ops *o, void *p, size_t bytes);
     int (*sync)(const smelt_ops *o);
 
-    /* linear layers (kernels/linear.h) */
+    /* linear layers (kernels/linear.h): fp32 weights, with bf16_compute (the descriptor's, or the
+     * argument of the parameter gradient) the products of bf16-rounded operands with fp32 sums */
     int (*linear_forward)(const smelt_ops *o, float *out, int ldo, const float *x, int ldx, const linear *l, int n,
                           int accumulate);
     int (*linear_backward_input)(const smelt_ops *o, float *dx, int ldx, const float *dy, int ldy, const linear *l,
                                  int n, int accumulate);
     int (*linear_backward_params)(const smelt_ops *o, float *dw, float *db, const float *dy, int ldy, const float *x,
-                                  int ldx, int n, int n_out, int n_in);
+                                  int ldx, int n, int n_out, int n_in, int bf16_compute);
     /* norms, rotary embeddings, activation, embedding */
     int (*rmsnorm_forward)(const smelt_ops *o, float *out, float *rstd, const float *x, const float *w, int n, int d,
                            float eps);

@@ -41,10 +41,8 @@ static int c_linear_backward_input(const smelt_ops *o, float *dx, int ldx, const
     return (void)o, linear_backward_input(dx, ldx, dy, ldy, l, n, accumulate);
 }
 static int c_linear_backward_params(const smelt_ops *o, float *dw, float *db, const float *dy, int ldy, const float *x,
-                                    int ldx, int n, int n_out, int n_in) {
-    (void)o;
-    linear_backward_params(dw, db, dy, ldy, x, ldx, n, n_out, n_in);
-    return 0;
+                                    int ldx, int n, int n_out, int n_in, int bf16_compute) {
+    return (void)o, linear_backward_params(dw, db, dy, ldy, x, ldx, n, n_out, n_in, bf16_compute);
 }
 static int c_rmsnorm_forward(const smelt_ops *o, float *out, float *rstd, const float *x, const float *w, int n, int d,
                              float eps) {

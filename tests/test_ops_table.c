@@ -7,7 +7,9 @@
  * the embedding and AdamW bitwise, the sum of squares within 2 (n+2) 2^-52, attention (bf16 tensor
  * cores on CUDA) within 8 u_bf16 of max |out| (q and k rounded: 2u of scaled scores below 4 here;
  * v and P rounded: 2u more). The numerics of every CUDA op are test_cuda's; this test checks the
- * table: that each entry reaches the right kernel with the right arguments. */
+ * table: that each entry reaches the right kernel with the right arguments. The linears run twice:
+ * fp32, and with bf16_compute (bf16-rounded operands, fp32 sums: the fp32 bound holds between the
+ * backends, and both must differ from the fp32 products). */
 #include "cuda_twin.h"
 #include "engine_testutil.h"
 #include "kernels/embedding.h"
@@ -32,7 +34,7 @@ typedef struct {
 
 /* Outputs of the calls, on the host. */
 typedef struct {
-    float y[N * O], dx[N * H], dw[O * H], db[O];
+    float y[N * O], dx[N * H], dw[O * H], db[O], yb[N * O], dxb[N * H], dwb[O * H]; /* b: bf16 products */
     float xn[N * H], rstd[N], gx[N * H], gw[H];
     float rot[N * W], h[N * HD], att[N * NH * HD], lse[N * NH], emb[N * H];
     float losses[N], dlogits[N * V], p[500], m[500], v[500];
@@ -53,7 +55,7 @@ static void get(const smelt_ops *o, void *dst, const void *src, size_t bytes) {
 
 /* Every call through the table o: inputs uploaded into o's memory, outputs downloaded. */
 static void run_table(const smelt_ops *o, const inputs *in, outputs *r) {
-    void *bufs[40];
+    void *bufs[48];
     int nb = 0;
 #define PUT(src, bytes) put(o, bufs, &nb, (src), (bytes))
 #define GET(dst, src, bytes) get(o, (dst), (src), (bytes))
@@ -63,8 +65,15 @@ static void run_table(const smelt_ops *o, const inputs *in, outputs *r) {
     const linear l = linear_f32(w, b, O, H);
     TW_TRY(o->linear_forward(o, y, O, x, H, &l, N, 1)); /* y = xo + x W^T + b */
     TW_TRY(o->linear_backward_input(o, dx, H, dy, O, &l, N, 0));
-    TW_TRY(o->linear_backward_params(o, dw, db, dy, O, x, H, N, O, H));
+    TW_TRY(o->linear_backward_params(o, dw, db, dy, O, x, H, N, O, H, 0));
     GET(r->y, y, sizeof r->y), GET(r->dx, dx, sizeof r->dx), GET(r->dw, dw, sizeof r->dw), GET(r->db, db, sizeof r->db);
+    linear lb = l; /* the same layer with bf16 products (mixed-precision training) */
+    lb.bf16_compute = 1;
+    float *yb = PUT(in->xo, sizeof in->xo), *dxb = PUT(in->x, sizeof in->x), *dwb = PUT(in->w, sizeof in->w);
+    TW_TRY(o->linear_forward(o, yb, O, x, H, &lb, N, 1));
+    TW_TRY(o->linear_backward_input(o, dxb, H, dy, O, &lb, N, 0));
+    TW_TRY(o->linear_backward_params(o, dwb, NULL, dy, O, x, H, N, O, H, 1));
+    GET(r->yb, yb, sizeof r->yb), GET(r->dxb, dxb, sizeof r->dxb), GET(r->dwb, dwb, sizeof r->dwb);
 
     float *xn = PUT(in->x, sizeof in->x), *rstd = PUT(in->x, sizeof(float) * N), *gx = PUT(in->x, sizeof in->x);
     float *gw = PUT(in->g, sizeof in->g);
@@ -123,7 +132,13 @@ static void run_direct(const inputs *in, outputs *r) {
     memcpy(r->y, in->xo, sizeof r->y), memcpy(r->dw, in->w, sizeof r->dw), memcpy(r->db, in->b, sizeof r->db);
     TW_TRY(linear_forward(r->y, O, in->x, H, &l, N, 1));
     TW_TRY(linear_backward_input(r->dx, H, in->dy, O, &l, N, 0));
-    linear_backward_params(r->dw, r->db, in->dy, O, in->x, H, N, O, H);
+    TW_TRY(linear_backward_params(r->dw, r->db, in->dy, O, in->x, H, N, O, H, 0));
+    linear lb = l;
+    lb.bf16_compute = 1;
+    memcpy(r->yb, in->xo, sizeof r->yb), memcpy(r->dwb, in->w, sizeof r->dwb);
+    TW_TRY(linear_forward(r->yb, O, in->x, H, &lb, N, 1));
+    TW_TRY(linear_backward_input(r->dxb, H, in->dy, O, &lb, N, 0));
+    TW_TRY(linear_backward_params(r->dwb, NULL, in->dy, O, in->x, H, N, O, H, 1));
     memcpy(r->gx, in->x, sizeof r->gx), memcpy(r->gw, in->g, sizeof r->gw);
     rmsnorm_forward(r->xn, r->rstd, in->x, in->g, N, H, 1e-5f);
     rmsnorm_backward(r->gx, r->gw, r->xn, in->x, in->g, r->rstd, N, H);
@@ -191,6 +206,15 @@ int main(void) {
     tu_expect(nerr(gpu.dx, cpu.dx, N * H) <= 2 * (O + 3) * e32 * 4, "linear backward input: %.3g", nerr(gpu.dx, cpu.dx, N * H));
     tu_expect(nerr(gpu.dw, cpu.dw, O * H) <= 2 * (N + 3) * e32 * 4, "linear backward params: %.3g", nerr(gpu.dw, cpu.dw, O * H));
     tu_expect(nerr(gpu.db, cpu.db, O) <= 2 * (N + 3) * e32 * 4, "bias gradient: %.3g", nerr(gpu.db, cpu.db, O));
+    /* bf16 products: both sides multiply the same bf16-rounded operands exactly and sum in fp32, so
+     * the fp32 bound holds; and they must differ from the fp32 products (by ~2^-9 relative, far above it) */
+    tu_expect(nerr(gpu.yb, cpu.yb, N * O) <= 2 * (H + 3) * e32 * 4, "bf16 linear forward: %.3g", nerr(gpu.yb, cpu.yb, N * O));
+    tu_expect(nerr(gpu.dxb, cpu.dxb, N * H) <= 2 * (O + 3) * e32 * 4, "bf16 linear backward input: %.3g",
+              nerr(gpu.dxb, cpu.dxb, N * H));
+    tu_expect(nerr(gpu.dwb, cpu.dwb, O * H) <= 2 * (N + 3) * e32 * 4, "bf16 linear backward params: %.3g",
+              nerr(gpu.dwb, cpu.dwb, O * H));
+    tu_expect(nerr(gpu.yb, gpu.y, N * O) > 16 * (H + 3) * e32 && nerr(cpu.yb, cpu.y, N * O) > 16 * (H + 3) * e32,
+              "bf16 products differ from fp32 ones: GPU %.3g, CPU %.3g", nerr(gpu.yb, gpu.y, N * O), nerr(cpu.yb, cpu.y, N * O));
     tu_expect(nerr(gpu.xn, cpu.xn, N * H) <= 2 * (H + 6) * e32, "rmsnorm: %.3g", nerr(gpu.xn, cpu.xn, N * H));
     tu_expect(nerr(gpu.gx, cpu.gx, N * H) <= 2 * (H + 8) * e32 * 4, "rmsnorm backward: %.3g", nerr(gpu.gx, cpu.gx, N * H));
     tu_expect(nerr(gpu.rot, cpu.rot, N * W) <= 4 * e32, "rope: %.3g", nerr(gpu.rot, cpu.rot, N * W));

@@ -25,25 +25,46 @@ static int g_sync(const smelt_ops *o) { return cu_sync(CX(o)); }
 
 static int fp32_only(const linear *l) {
     if (l->format == LINEAR_F32) return 0;
-    return err_set(ERR_INPUT, "linear format %d on CUDA: only fp32 linears run there yet; use device: cpu for "
-                   "quantized models", (int)l->format);
+    return err_set(ERR_INPUT, "linear format %d on CUDA: only fp32 weights run there (bf16_compute for bf16 "
+                   "products); use device: cpu for packed bf16 and quantized weights", (int)l->format);
+}
+/* C = op(A) op(B) (+ C) in fp32 sums; bf16: A and B rounded to bf16 in scratch copies first (their
+ * whole spans, rows x ld), so that cuBLAS multiplies what the CPU's gemm_bf16 multiplies: products
+ * of bf16 are exact in fp32 and only the order of the sums differs */
+static int gemm_f32(cu_ctx *c, float *C, int ldc, const float *A, int ra, int ca, int lda, int ta, const float *B,
+                    int rb, int cb, int ldb, int tb, int m, int n, int k, float beta, int use_bf16) {
+    if (!use_bf16) return cu_gemm(c, C, CU_F32, ldc, A, lda, ta, B, ldb, tb, CU_F32, m, n, k, 1.0f, beta);
+    if (m <= 0 || n <= 0) return 0;
+    const size_t mark = c->scratch.used, na = (size_t)(ra - 1) * lda + ca, nb = (size_t)(rb - 1) * ldb + cb;
+    void *a16 = cu_scratch_take(c, na * 2, "bf16 copy of a GEMM operand");
+    void *b16 = a16 ? cu_scratch_take(c, nb * 2, "bf16 copy of a GEMM operand") : NULL;
+    const int rc = !b16 || cu_convert(c, a16, CU_BF16, A, CU_F32, na) || cu_convert(c, b16, CU_BF16, B, CU_F32, nb) ||
+                           cu_gemm(c, C, CU_F32, ldc, a16, lda, ta, b16, ldb, tb, CU_BF16, m, n, k, 1.0f, beta)
+                       ? -1
+                       : 0;
+    c->scratch.used = mark;
+    return rc;
 }
 static int g_linear_forward(const smelt_ops *o, float *out, int ldo, const float *x, int ldx, const linear *l, int n,
                             int accumulate) {
-    if (fp32_only(l) || cu_gemm(CX(o), out, CU_F32, ldo, x, ldx, 0, l->w, l->n_in, 1, CU_F32, n, l->n_out, l->n_in,
-                                1.0f, accumulate ? 1.0f : 0.0f))
+    if (n <= 0) return 0;
+    if (fp32_only(l) || gemm_f32(CX(o), out, ldo, x, n, l->n_in, ldx, 0, l->w, l->n_out, l->n_in, l->n_in, 1, n,
+                                 l->n_out, l->n_in, accumulate ? 1.0f : 0.0f, l->bf16_compute))
         return -1;
     return l->b ? cu_add_bias(CX(o), out, ldo, l->b, n, l->n_out, CU_F32) : 0;
 }
 static int g_linear_backward_input(const smelt_ops *o, float *dx, int ldx, const float *dy, int ldy, const linear *l,
                                    int n, int accumulate) {
     if (fp32_only(l)) return -1;
-    return cu_gemm(CX(o), dx, CU_F32, ldx, dy, ldy, 0, l->w, l->n_in, 0, CU_F32, n, l->n_in, l->n_out, 1.0f,
-                   accumulate ? 1.0f : 0.0f);
+    if (n <= 0) return 0;
+    return gemm_f32(CX(o), dx, ldx, dy, n, l->n_out, ldy, 0, l->w, l->n_out, l->n_in, l->n_in, 0, n, l->n_in, l->n_out,
+                    accumulate ? 1.0f : 0.0f, l->bf16_compute);
 }
 static int g_linear_backward_params(const smelt_ops *o, float *dw, float *db, const float *dy, int ldy, const float *x,
-                                    int ldx, int n, int n_out, int n_in) {
-    if (cu_gemm(CX(o), dw, CU_F32, n_in, dy, ldy, 1, x, ldx, 0, CU_F32, n_out, n_in, n, 1.0f, 1.0f)) return -1;
+                                    int ldx, int n, int n_out, int n_in, int bf16_compute) {
+    if (n <= 0) return 0;
+    if (gemm_f32(CX(o), dw, n_in, dy, n, n_out, ldy, 1, x, n, n_in, ldx, 0, n_out, n_in, n, 1.0f, bf16_compute))
+        return -1;
     return db ? cu_bias_grad(CX(o), db, dy, ldy, n, n_out, CU_F32) : 0;
 }
 static int g_rmsnorm_forward(const smelt_ops *o, float *out, float *rstd, const float *x, const float *w, int n, int d,
