@@ -1,0 +1,4 @@
+# Tests of the prune stage (issue 11): float64 kernels, OSSCAR on single layers (H = I, exhaustive
+# search, re-fit), the model-level pass on fixtures, and the stage through the CLI.
+smelt_c_test(test_dense64 ${CMAKE_CURRENT_SOURCE_DIR}/test_dense64.c)
+smelt_c_test(test_osscar ${CMAKE_CURRENT_SOURCE_DIR}/test_osscar.c)
