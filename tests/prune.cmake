@@ -2,3 +2,4 @@
 # search, re-fit), the model-level pass on fixtures, and the stage through the CLI.
 smelt_c_test(test_dense64 ${CMAKE_CURRENT_SOURCE_DIR}/test_dense64.c)
 smelt_c_test(test_osscar ${CMAKE_CURRENT_SOURCE_DIR}/test_osscar.c)
+smelt_c_test(test_prune_model ${CMAKE_CURRENT_SOURCE_DIR}/test_prune_model.c)
