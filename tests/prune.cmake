@@ -3,3 +3,6 @@
 smelt_c_test(test_dense64 ${CMAKE_CURRENT_SOURCE_DIR}/test_dense64.c)
 smelt_c_test(test_osscar ${CMAKE_CURRENT_SOURCE_DIR}/test_osscar.c)
 smelt_c_test(test_prune_model ${CMAKE_CURRENT_SOURCE_DIR}/test_prune_model.c)
+foreach(t cli resume_kill mpi)
+  smelt_sh_test(prune_${t} prune/${t}.sh)
+endforeach()

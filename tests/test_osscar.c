@@ -6,8 +6,9 @@
  *     inputs): prints how often each method reaches the best support and its mean relative gap
  *     E/E_best - 1, where E(R) = ½ tr((B̂ - B)ᵀ H_λ (B̂ - B)) is evaluated by the reference for the
  *     method's support. Asserted only what the math guarantees: the local search is never worse
- *     than the greedy result it starts from (seed by seed), and so its mean gap is not larger; the
- *     mean gaps order as greedy <= magnitude (over the seeds, as the issue asks);
+ *     than the greedy result it starts from (seed by seed, in E, which it lowers), and so its mean
+ *     gap is not larger; the mean gaps order as greedy <= magnitude (over the seeds, as the issue
+ *     asks);
  *   - the greedy with update_every 1 equals the reference greedy (each step removes the group whose
  *     removal, with an exact re-fit, raises E least) on every seed without a near tie;
  *   - the returned weights equal the reference re-fit of the returned support, the reported
@@ -165,9 +166,10 @@ static double ref_rel_error(const problem *p, const double *bhat) {
     return num / den;
 }
 
-static int run(const problem *p, prune_method m, int u, int ls, int n_remove, unsigned char *keep, float *w_out,
-               osscar_stats *st) {
-    osscar_opts o = {.method = m, .damp = 0.01, .update_every = u, .ls_iterations = ls, .refit = 1, .want_error = 1};
+static int run_opts(const problem *p, prune_method m, int u, int ls, int want_error, int n_remove, unsigned char *keep,
+                    float *w_out, osscar_stats *st) {
+    osscar_opts o = {.method = m, .damp = 0.01, .update_every = u, .ls_iterations = ls, .refit = 1,
+                     .want_error = want_error};
     memcpy(w_out, p->w, sizeof(float) * (size_t)p->out * p->in);
     if (osscar_prune(w_out, keep, st, p->h, p->out, p->n_groups, p->gs, n_remove, &o)) {
         printf("FAIL osscar_prune: %s\n", err_msg());
@@ -175,6 +177,11 @@ static int run(const problem *p, prune_method m, int u, int ls, int n_remove, un
         return -1;
     }
     return 0;
+}
+
+static int run(const problem *p, prune_method m, int u, int ls, int n_remove, unsigned char *keep, float *w_out,
+               osscar_stats *st) {
+    return run_opts(p, m, u, ls, 1, n_remove, keep, w_out, st);
 }
 
 static void check_identity(void) {
@@ -271,12 +278,14 @@ static void check_exhaustive(void) {
         double *bhat = dalloc((size_t)p.in * p.out);
         for (int k = 0; k < METHODS; k++) {
             osscar_stats st;
-            if (run(&p, cfg[k].m, cfg[k].u, cfg[k].ls, REMOVE, kept[k], w, &st)) continue;
+            /* the local search without want_error keeps every swap that lowers E (with it, a result must also
+             * lower the undamped error, which the exhaustive search does not measure) */
+            if (run_opts(&p, cfg[k].m, cfg[k].u, cfg[k].ls, k != 2, REMOVE, kept[k], w, &st)) continue;
             e_of[k] = ref_refit(&p, lambda, kept[k], bhat);
             gap_sum[k] += e_of[k] / best - 1;
             reach[k] += e_of[k] <= best * (1 + 1e-9);
             if (fabs(st.objective - e_of[k]) > 1e-9 * e_of[k]) obj_bad++;
-            if (fabs(st.rel_error - ref_rel_error(&p, bhat)) > 1e-9 * st.rel_error) err_bad++;
+            if (k != 2 && fabs(st.rel_error - ref_rel_error(&p, bhat)) > 1e-9 * st.rel_error) err_bad++;
             double wmax = 0;
             for (int j = 0; j < p.in; j++)
                 for (int o = 0; o < p.out; o++) wmax = fmax(wmax, fabs(bhat[(size_t)j * p.out + o]));

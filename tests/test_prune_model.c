@@ -14,7 +14,9 @@
  *     last bit differently on another BLAS);
  *   - the two orders (together, attention_first) and the baselines run; each layer reports what
  *     it removed.
- * Usage: test_prune_model [--write-fixtures DIR] */
+ * Usage: test_prune_model [--write-fixtures DIR]
+ *        test_prune_model --compare DIR_A DIR_B TOL: exits 1 unless both checkpoints have the same
+ *        sizes and every tensor agrees within TOL (normalized, max|a - b| / max|b|); for tests/prune/mpi.sh. */
 #include <unistd.h>
 
 #include "common/fsutil.h"
@@ -191,7 +193,28 @@ static void run_case(const pcase *pc, const char *write_dir) {
     free(dir), free(refp), free(tok), free(lens);
 }
 
+static int compare(const char *a, const char *b, double tol) {
+    model_config ca, cb;
+    model_weights wa, wb;
+    if (checkpoint_load(a, &ca, &wa) || checkpoint_load(b, &cb, &wb)) return printf("FAIL %s\n", err_msg()), 1;
+    if (memcmp(ca.layers, cb.layers, sizeof(layer_config) * ca.n_layers) || wa.n_floats != wb.n_floats)
+        return printf("FAIL %s and %s have different sizes\n", a, b), 1;
+    weights_tensor ta[4 * MODEL_MAX_LAYERS * 16], tb[4 * MODEL_MAX_LAYERS * 16];
+    const int nt = weights_tensors(&wa, &ca, ta, 4 * MODEL_MAX_LAYERS * 16);
+    weights_tensors(&wb, &cb, tb, 4 * MODEL_MAX_LAYERS * 16);
+    double worst = 0;
+    for (int t = 0; t < nt; t++) {
+        size_t cnt = (size_t)ta[t].shape[0] * (ta[t].ndim == 2 ? (size_t)ta[t].shape[1] : 1);
+        worst = fmax(worst, tu_nerr(ta[t].data, tb[t].data, cnt));
+    }
+    printf("%s: largest normalized difference over %d tensors %.3g (tolerance %.3g)\n", worst <= tol ? "ok" : "FAIL", nt,
+           worst, tol);
+    weights_free(&wa), weights_free(&wb);
+    return worst <= tol ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 5 && !strcmp(argv[1], "--compare")) return compare(argv[2], argv[3], atof(argv[4]));
     const char *write_dir = argc > 2 && !strcmp(argv[1], "--write-fixtures") ? argv[2] : NULL;
     if (getenv("SMELT_SOURCE_DIR")) src_dir = getenv("SMELT_SOURCE_DIR");
     kernels_set_threads(0);

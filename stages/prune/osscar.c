@@ -252,6 +252,40 @@ static int rel_error(double *err, const double *h, int in, const int *cols, cons
     return 0;
 }
 
+/* The local search from the greedy's removed set; its result (bhat, *obj, removed, the stats)
+ * replaces the greedy's only if it really is better once re-fitted from scratch: in the damped
+ * objective the search lowers, and in the undamped error when that is measured (the damping's pull
+ * toward the dense weights can make the two disagree slightly). */
+static int try_local_search(double *bhat, double *obj, unsigned char *removed, osscar_stats *st, const osscar_prob *p,
+                            const osscar_opts *o, const double *h, int in, const int *cols) {
+    const size_t nb = sizeof(double) * (size_t)p->m * p->out;
+    unsigned char *start = xmalloc((size_t)p->n_live);
+    double *ls_bhat = xmalloc(nb), obj_ls, err_ls = st->rel_error_greedy;
+    int rc = -1;
+    if (!start || !ls_bhat) goto done;
+    memcpy(start, removed, (size_t)p->n_live);
+    if (osscar_local_search(removed, &st->ls_swaps, p, o->ls_iterations)) goto done;
+    int better = 0;
+    if (st->ls_swaps > 0) {
+        if (osscar_refit(ls_bhat, &obj_ls, p, removed) ||
+            (o->want_error && rel_error(&err_ls, h, in, cols, p->B, ls_bhat, p->m, p->out)))
+            goto done;
+        better = obj_ls < *obj && (!o->want_error || err_ls <= st->rel_error_greedy);
+    }
+    if (better) {
+        memcpy(bhat, ls_bhat, nb);
+        *obj = obj_ls;
+        st->rel_error = err_ls;
+    } else {
+        memcpy(removed, start, (size_t)p->n_live);
+        st->ls_swaps = 0;
+    }
+    rc = 0;
+done:
+    free(start), free(ls_bhat);
+    return rc;
+}
+
 int osscar_prune(float *w, unsigned char *keep, osscar_stats *st, const double *h, int out, int n_groups, int gs,
                  int n_remove, const osscar_opts *o) {
     osscar_stats local;
@@ -298,11 +332,11 @@ int osscar_prune(float *w, unsigned char *keep, osscar_stats *st, const double *
     const double lambda = st->lambda;
     double *b = xmalloc(sizeof(double) * (size_t)(m ? m : 1) * out), *bhat = xmalloc(sizeof(double) * (size_t)(m ? m : 1) * out);
     double *g = NULL, *l = NULL;
-    unsigned char *removed = xcalloc((size_t)(n_live ? n_live : 1), 1), *greedy_removed = xcalloc((size_t)(n_live ? n_live : 1), 1);
+    unsigned char *removed = xcalloc((size_t)(n_live ? n_live : 1), 1);
     scored *sc = xmalloc(sizeof(scored) * (size_t)(n_live ? n_live : 1));
     double *hdiag = xmalloc(sizeof(double) * (size_t)(m ? m : 1));
     int rc = -1;
-    if (!b || !bhat || !removed || !greedy_removed || !sc || !hdiag) goto done;
+    if (!b || !bhat || !removed || !sc || !hdiag) goto done;
     for (int i = 0; i < m; i++) {
         for (int r = 0; r < out; r++) b[(size_t)i * out + r] = w[(size_t)r * in + cols[i]];
         hdiag[i] = h[(size_t)cols[i] * in + cols[i]];
@@ -328,21 +362,9 @@ int osscar_prune(float *w, unsigned char *keep, osscar_stats *st, const double *
         if (osscar_greedy(removed, &p, n_rm_live, o->update_every) || osscar_refit(bhat, &obj, &p, removed)) goto done;
         st->objective_greedy = obj;
         if (o->want_error && rel_error(&st->rel_error_greedy, h, in, cols, b, bhat, m, out)) goto done;
-        if (o->ls_iterations > 0 && n_rm_live > 0 && n_rm_live < n_live) {
-            memcpy(greedy_removed, removed, (size_t)n_live);
-            if (osscar_local_search(removed, &st->ls_swaps, &p, o->ls_iterations)) goto done;
-            if (st->ls_swaps > 0) {
-                double obj_ls;
-                if (osscar_refit(NULL, &obj_ls, &p, removed)) goto done;
-                if (obj_ls < obj) { /* re-fitted from scratch: keep it only if it really is better */
-                    if (osscar_refit(bhat, &obj, &p, removed)) goto done;
-                    if (o->want_error && rel_error(&st->rel_error, h, in, cols, b, bhat, m, out)) goto done;
-                } else {
-                    memcpy(removed, greedy_removed, (size_t)n_live);
-                    st->ls_swaps = 0;
-                }
-            }
-        }
+        if (o->ls_iterations > 0 && n_rm_live > 0 && n_rm_live < n_live &&
+            try_local_search(bhat, &obj, removed, st, &p, o, h, in, cols))
+            goto done;
         if (st->ls_swaps == 0) st->rel_error = st->rel_error_greedy;
     } else {
         select_by_score(removed, &p, o->method == PRUNE_ACTIVATION ? hdiag : NULL, n_rm_live, sc);
@@ -373,6 +395,6 @@ int osscar_prune(float *w, unsigned char *keep, osscar_stats *st, const double *
     rc = 0;
 done:
     free(dead), free(cols), free(live_group), free(b), free(bhat), free(g), free(l), free(removed);
-    free(greedy_removed), free(sc), free(hdiag);
+    free(sc), free(hdiag);
     return rc;
 }

@@ -105,11 +105,12 @@ static int prune_mlp(model *m, int l, const double *h, prune_masks *mk, prune_la
 }
 
 /* Captures the asked sites over this rank's shard and sums them on rank 0. */
-static int capture(layerwise *lw, gram_tap *g, unsigned sites, const int *dims, int rank, int world) {
+static int capture(layerwise *lw, gram_tap *g, unsigned sites, const int *dims, const prune_opts *o, int rank, int world) {
     model_tap t = {.sites = sites, .fn = tap_gram, .ctx = g, .partial = 1};
     if (prune_agree(layerwise_capture(lw, &t), world)) return -1;
     for (int s = 0; s < MODEL_SITE_N; s++)
         if ((sites & MODEL_SITE_BIT(s)) && gram_reduce(g->h[s], dims[s], rank, world)) return -1;
+    if (o->after_capture) o->after_capture(o->hook_ctx, layerwise_layer(lw));
     return 0;
 }
 
@@ -133,13 +134,13 @@ int prune_layer(model *m, layerwise *lw, prune_masks *mk, prune_layer_stats *st,
     rc = prune_agree(rc, world);
     const unsigned so = MODEL_SITE_BIT(MODEL_SITE_O), sd = MODEL_SITE_BIT(MODEL_SITE_DOWN);
     if (!rc && attn && mlp && o->order == PRUNE_ORDER_ATTENTION_FIRST) {
-        rc = capture(lw, &g, so, dims, rank, world);
+        rc = capture(lw, &g, so, dims, o, rank, world);
         if (!rc) rc = prune_agree(rank == 0 ? prune_attention(m, l, g.h[MODEL_SITE_O], mk, st, o) : 0, world);
         if (!rc) rc = bcast_layer(m, mk, l, world); /* every rank's down_proj inputs pass the pruned attention */
-        if (!rc) rc = capture(lw, &g, sd, dims, rank, world);
+        if (!rc) rc = capture(lw, &g, sd, dims, o, rank, world);
         if (!rc) rc = prune_agree(rank == 0 ? prune_mlp(m, l, g.h[MODEL_SITE_DOWN], mk, st, o) : 0, world);
     } else if (!rc && (attn || mlp)) {
-        rc = capture(lw, &g, (attn ? so : 0) | (mlp ? sd : 0), dims, rank, world);
+        rc = capture(lw, &g, (attn ? so : 0) | (mlp ? sd : 0), dims, o, rank, world);
         if (!rc && rank == 0 && attn) rc = prune_attention(m, l, g.h[MODEL_SITE_O], mk, st, o);
         if (!rc && rank == 0 && mlp) rc = prune_mlp(m, l, g.h[MODEL_SITE_DOWN], mk, st, o);
         rc = prune_agree(rc, world);

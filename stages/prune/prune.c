@@ -324,9 +324,11 @@ static int layer_metrics(pruner *p, int l) {
     return rc ? -1 : 0;
 }
 
-/* A test hook: SMELT_PRUNE_TEST_PAUSE=stage:layer makes rank 0 wait before that layer (after the
- * checkpoint of the one before), announcing it with a file, so that a test can kill -9 it there. */
-static void test_pause(const stage_ctx *ctx, int l) {
+/* A test hook: SMELT_PRUNE_TEST_PAUSE=stage:layer makes rank 0 wait in the middle of that layer
+ * (its Gram matrices gathered, its weights not yet changed), announcing it with a file, so that a
+ * test can kill -9 the stage there. */
+static void test_pause(void *hook_ctx, int l) {
+    const stage_ctx *ctx = hook_ctx;
     const char *e = getenv("SMELT_PRUNE_TEST_PAUSE"), *colon = e ? strrchr(e, ':') : NULL;
     if (!colon || ctx->rank != 0 || (size_t)(colon - e) != strlen(ctx->stage) || strncmp(e, ctx->stage, colon - e) ||
         atoi(colon + 1) != l)
@@ -388,6 +390,8 @@ static int prune_run(stage_ctx *ctx) {
     pruner p;
     memset(&p, 0, sizeof p);
     p.ctx = ctx;
+    p.o.after_capture = test_pause;
+    p.o.hook_ctx = ctx;
     int first = 0;
     int rc = prune_agree(pruner_setup(&p, &first), ctx->world);
     const int n_layers = rc ? 0 : p.m.cfg.n_layers;
@@ -398,7 +402,6 @@ static int prune_run(stage_ctx *ctx) {
         for (int l = 0; l < first && !rc; l++) rc = layer_metrics(&p, l); /* idempotent: points are upserted */
     }
     for (int l = first; l < n_layers && !rc; l++) {
-        test_pause(ctx, l);
         rc = prune_layer(&p.m, p.lw, &p.mk, &p.stats[l], &p.o, ctx->rank, ctx->world);
         if (rc) break;
         if (ctx->rank == 0) {

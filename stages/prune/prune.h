@@ -33,6 +33,10 @@ typedef struct {
     prune_order order;
     int chunk_tokens;                      /* tokens of one calibration forward chunk */
     prune_plan_layer plan[MODEL_MAX_LAYERS];
+    /* called on every rank once a layer's Gram matrices are gathered, before its weights change
+     * (the stage's kill-and-resume test hook); may be NULL */
+    void (*after_capture)(void *ctx, int layer);
+    void *hook_ctx;
 } prune_opts;
 
 /* One layer's outcome; every field is a double so that a checkpoint stores the array as is.
