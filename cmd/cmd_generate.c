@@ -13,6 +13,8 @@
 #include "common/log.h"
 #include "kernels/threads.h"
 #include "model/checkpoint.h"
+#include "model/model_load.h"
+#include "model/qmodel.h"
 #include "model/model.h"
 #include "model/sample.h"
 #include "model/tokenizer.h"
@@ -111,8 +113,6 @@ static int is_stop(const model_config *c, const tokenizer *tok, int id, int llam
 static int generate(const gen_opts *o) {
     int rc = -1;
     model m;
-    model_config cfg;
-    model_weights w;
     tokenizer *tok = NULL;
     kv_cache kv = {0};
     sampler smp = {0};
@@ -131,11 +131,9 @@ static int generate(const gen_opts *o) {
                            o->model);
         tok_spec = o->model;
     }
-    if (checkpoint_load(o->model, &cfg, &w)) return err_prefix("loading %s: ", o->model);
-    if (model_init(&m, &cfg, &w)) {
-        weights_free(&w);
-        return -1;
-    }
+    if (model_load(&m, o->model)) return -1;
+    const model_config cfg = m.cfg;
+    if (model_is_quantized(&m)) log_info("%s runs with quantized linears", o->model);
     if (tokenizer_load(&tok, tok_spec)) goto done;
     if (tokenizer_vocab_size(tok) > cfg.vocab) {
         err_set(ERR_INPUT, "the tokenizer %s has %d tokens but the model only %d; they do not belong together", tok_spec,

@@ -1,6 +1,8 @@
 /* cmd_inspect.c: `smelt inspect MODEL [--json]`: architecture, per-layer sizes, parameter
  * count, dtypes and files on disk of an HF folder/safetensors or a llama2.c .bin, and whether
- * the tensors match the config (shapes only: nothing is loaded into memory). */
+ * the tensors match the config (shapes only: nothing is loaded into memory). A quantized HF
+ * checkpoint (compressed-tensors, GPTQ) is read whole by the loader that runs it (qcheckpoint.h):
+ * its check is that read, and its quantized linears are summarized. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,8 @@
 #include "common/strbuf.h"
 #include "model/checkpoint.h"
 #include "model/hfconfig.h"
+#include "model/qcheckpoint.h"
+#include "model/qmodel.h"
 
 typedef struct {
     const char *path;
@@ -24,6 +28,8 @@ typedef struct {
     uint64_t *file_bytes;
     uint64_t dtype_tensors[ST_N_DTYPES], dtype_bytes[ST_N_DTYPES];
     char check[512]; /* "ok" or the first problem */
+    char qformat[96]; /* quantized checkpoints: "compressed-tensors pack-quantized"; "" when dense */
+    char quant[512];  /* quantized checkpoints: model_quant_summary */
 } inspect_info;
 
 static int file_size(const char *path, uint64_t *bytes) {
@@ -85,6 +91,24 @@ static void check_shapes(inspect_info *in, const st_set *s) {
     free(wt);
 }
 
+/* A quantized checkpoint: read it as model_load does; the check is whether that succeeds. */
+static void check_quantized(inspect_info *in) {
+    model_config cfg;
+    model_weights w;
+    model_quant *q = NULL;
+    if (qcheckpoint_load(in->path, &cfg, &w, &q)) {
+        snprintf(in->check, sizeof in->check, "%s", err_msg());
+        err_clear();
+        return;
+    }
+    strbuf sb = STRBUF_INIT;
+    if (model_quant_summary(&sb, q) == 0) snprintf(in->quant, sizeof in->quant, "%s", sb_str(&sb));
+    snprintf(in->check, sizeof in->check, "ok (the quantized checkpoint reads back whole)");
+    sb_free(&sb);
+    model_quant_free(q);
+    weights_free(&w);
+}
+
 static int gather(inspect_info *in) {
     in->fmt = checkpoint_detect(in->path);
     if (in->fmt == CKPT_UNKNOWN) return -1;
@@ -110,7 +134,10 @@ static int gather(inspect_info *in) {
     uint64_t bytes = 0;
     size_t plen = strlen(in->path);
     int is_cfg = plen >= 11 && !strcmp(in->path + plen - 11, "config.json"); /* config.json itself: its folder */
-    if (!cfg_path || hfconfig_load(&in->cfg, cfg_path) || st_set_open(&s, is_cfg ? dir : in->path)) goto done;
+    const int quantized = qcheckpoint_probe(in->path, NULL, in->qformat, sizeof in->qformat);
+    if (quantized < 0 || !cfg_path || (quantized ? hfconfig_load_quantized : hfconfig_load)(&in->cfg, cfg_path) ||
+        st_set_open(&s, is_cfg ? dir : in->path))
+        goto done;
     in->n_params = weights_count(&in->cfg);
     if (file_size(cfg_path, &bytes) || add_file(in, "config.json", bytes)) goto done;
     char *index = fs_join(dir, "model.safetensors.index.json");
@@ -124,7 +151,8 @@ static int gather(inspect_info *in) {
         in->dtype_tensors[s.tensors[i]->dtype]++;
         in->dtype_bytes[s.tensors[i]->dtype] += s.tensors[i]->end - s.tensors[i]->begin;
     }
-    check_shapes(in, &s);
+    if (quantized) check_quantized(in);
+    else check_shapes(in, &s);
     rc = 0;
 done:
     st_set_close(&s);
@@ -148,6 +176,7 @@ static void print_text(const inspect_info *in) {
     printf("tied embeddings %s, qkv bias %s, bos %d, eos %d\n", c->tie_embeddings ? "yes" : "no",
            c->attention_bias ? "yes" : "no", c->bos_id, c->eos_id);
     printf("parameters:   %zu (%.2f M)\n", in->n_params, (double)in->n_params / 1e6);
+    if (in->qformat[0]) printf("quantized:    %s: %s\n", in->qformat, in->quant[0] ? in->quant : "(not read)");
     printf("layers:       %s\n", config_is_uniform(c) ? "uniform" : "per-layer sizes differ (pruned)");
     printf("  layer  heads  kv_heads  intermediate\n");
     for (int l = 0; l < c->n_layers; l++)
@@ -219,7 +248,17 @@ static int print_json(const inspect_info *in) {
         rc |= sb_printf(&sb, ", \"bytes\": %llu}", (unsigned long long)in->file_bytes[i]);
         total += in->file_bytes[i];
     }
-    rc |= sb_printf(&sb, "], \"total_bytes\": %llu, \"check\": ", (unsigned long long)total);
+    rc |= sb_printf(&sb, "], \"total_bytes\": %llu, \"quantization\": ", (unsigned long long)total);
+    if (in->qformat[0]) {
+        rc |= sb_puts(&sb, "{\"format\": ");
+        rc |= sb_json_string(&sb, in->qformat);
+        rc |= sb_puts(&sb, ", \"linears\": ");
+        rc |= sb_json_string(&sb, in->quant);
+        rc |= sb_puts(&sb, "}");
+    } else {
+        rc |= sb_puts(&sb, "null");
+    }
+    rc |= sb_puts(&sb, ", \"check\": ");
     rc |= sb_json_string(&sb, in->check);
     rc |= sb_puts(&sb, "}\n");
     if (!rc) fputs(sb.buf, stdout);

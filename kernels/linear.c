@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "kernels/matmul.h"
+#include "kernels/qlinear.h"
 
 linear linear_f32(const float *w, const float *b, int n_out, int n_in) {
     linear l = {.format = LINEAR_F32, .n_out = n_out, .n_in = n_in, .w = w, .b = b, .q = NULL};
@@ -26,6 +27,9 @@ int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l
         matmul(out, ldo, x, ldx, 0, l->w, l->n_in, 1, n, l->n_out, l->n_in, 1.0f, accumulate ? 1.0f : 0.0f);
         if (l->b) add_bias(out, ldo, l->b, n, l->n_out);
         return 0;
+    case LINEAR_QINT8: return linear_qint8_forward(out, ldo, x, ldx, l, n, accumulate);
+    case LINEAR_QWINT: return linear_qwint_forward(out, ldo, x, ldx, l, n, accumulate);
+    case LINEAR_QFP8: return linear_qfp8_forward(out, ldo, x, ldx, l, n, accumulate);
     }
     return err_set(ERR_INTERNAL, "linear layer format %d is not supported by this build", (int)l->format);
 }

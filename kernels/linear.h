@@ -1,12 +1,16 @@
 /* linear.h: a linear layer y = x W^T + b as one descriptor, so that the model calls one function
- * for every projection whatever the weight format. Only fp32 exists now; quantized formats (int8
- * per channel, fp8 e4m3, int4 groups) add a linear_format value and a case in linear_forward,
- * without touching the model. Backward exists for fp32 only (training runs in fp32). */
+ * for every projection whatever the weight format: fp32, or a quantized format (kernels/qlinear.h:
+ * integer weights x int8 activations, integer weights x fp32 activations, FP8 weights), each a
+ * linear_format value and a case in linear_forward. Backward exists for fp32 only (training runs
+ * in fp32). */
 #ifndef SMELT_KERNELS_LINEAR_H
 #define SMELT_KERNELS_LINEAR_H
 
 typedef enum {
-    LINEAR_F32 = 0, /* w: [n_out, n_in] floats */
+    LINEAR_F32 = 0,   /* w: [n_out, n_in] floats */
+    LINEAR_QINT8 = 1, /* q: a qlinear of integer weights, activations quantized to int8 per token */
+    LINEAR_QWINT = 2, /* q: a qlinear of integer weights, fp32 activations (W4A16) */
+    LINEAR_QFP8 = 3,  /* q: a qlinear of FP8 E4M3 weights, fp32 or FP8 activations */
 } linear_format;
 
 typedef struct {
@@ -21,7 +25,7 @@ typedef struct {
 linear linear_f32(const float *w, const float *b, int n_out, int n_in);
 
 /* out[n, ldo] = x[n, ldx] W^T + b, or += with accumulate. Returns 0, or -1 (ERR_INTERNAL) for a
- * format this build cannot run. */
+ * format this build cannot run, ERR_NOMEM when a quantized kernel cannot get its scratch. */
 int linear_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate);
 
 /* dx[n, ldx] = dy[n, ldy] W, or += with accumulate. fp32 only: -1 (ERR_INPUT) for other formats. */

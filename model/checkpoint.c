@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "model/hfconfig.h"
+#include "model/qcheckpoint.h"
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), m = strlen(suffix);
@@ -115,7 +116,8 @@ static int check_tied_head(const st_set *s, const st_tensor *t, const model_conf
 
 /* Every tensor of the files must be one of the n names the config implies, a tied lm_head, or
  * an old rotary buffer; the others are listed in the error. */
-static int check_extra(const st_set *s, const model_config *cfg, const char **names, int n) {
+static int check_extra(const st_set *s, const model_config *cfg, const char **names, int n, ckpt_skip_fn skip,
+                       void *skip_ctx) {
     const char **sorted = xmalloc((size_t)n * sizeof *sorted);
     if (!sorted) return -1;
     memcpy(sorted, names, (size_t)n * sizeof *sorted);
@@ -125,6 +127,7 @@ static int check_extra(const st_set *s, const model_config *cfg, const char **na
     for (int i = 0; i < s->n_tensors; i++) {
         const char *key = s->tensors[i]->name;
         if (bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_str)) continue;
+        if (skip && skip(skip_ctx, key)) continue; /* read by the caller's own loader */
         if (cfg->tie_embeddings && !strcmp(key, "lm_head.weight")) continue; /* compared after loading */
         if (ends_with(key, ".rotary_emb.inv_freq")) continue; /* a buffer old transformers saved */
         if (n_extra < 5) sb_printf(&extra, "%s'%s'", n_extra ? ", " : "", key);
@@ -140,7 +143,7 @@ static int check_extra(const st_set *s, const model_config *cfg, const char **na
     return rc;
 }
 
-static int load_hf(const char *path, model_config *cfg, model_weights *w) {
+static int load_hf(const char *path, model_config *cfg, model_weights *w, ckpt_skip_fn skip, void *skip_ctx) {
     char *dir = fs_is_dir(path) ? xstrdup(path) : dir_of(path);
     char *cfg_path = dir ? fs_join(dir, "config.json") : NULL;
     weights_tensor *wt = NULL;
@@ -156,7 +159,7 @@ static int load_hf(const char *path, model_config *cfg, model_weights *w) {
     }
     /* a path to config.json itself means its folder */
     const char *set_path = ends_with(path, "config.json") && !ends_with(path, "index.json") ? dir : path;
-    if (hfconfig_load(cfg, cfg_path) || st_set_open(&s, set_path)) goto done;
+    if ((skip ? hfconfig_load_quantized : hfconfig_load)(cfg, cfg_path) || st_set_open(&s, set_path)) goto done;
     /* names and shapes first (over a zeroed layout: data pointers NULL), then allocate and copy */
     model_weights shape_only;
     memset(&shape_only, 0, sizeof shape_only);
@@ -166,14 +169,16 @@ static int load_hf(const char *path, model_config *cfg, model_weights *w) {
     if (!wt || !names) goto done;
     weights_tensors(&shape_only, cfg, wt, n);
     for (int i = 0; i < n; i++) {
-        if (check_tensor(&s, &wt[i], cfg_path)) goto done;
         names[i] = wt[i].name;
+        if (skip && skip(skip_ctx, wt[i].name)) continue;
+        if (check_tensor(&s, &wt[i], cfg_path)) goto done;
     }
-    if (check_extra(&s, cfg, names, n)) goto done;
+    if (check_extra(&s, cfg, names, n, skip, skip_ctx)) goto done;
     if (weights_alloc(w, cfg)) goto done;
     weights_tensors(w, cfg, wt, n); /* the same order, now with data pointers */
     for (int i = 0; i < n; i++) {
         int fi;
+        if (skip && skip(skip_ctx, wt[i].name)) continue; /* left zero */
         const st_tensor *t = st_set_find(&s, wt[i].name, &fi);
         if (st_to_f32(wt[i].data, t, s.files[fi].path)) goto done;
     }
@@ -190,10 +195,24 @@ done:
     return rc;
 }
 
+int checkpoint_load_hf_except(const char *path, model_config *cfg, model_weights *w, ckpt_skip_fn skip, void *ctx) {
+    memset(w, 0, sizeof *w);
+    return load_hf(path, cfg, w, skip, ctx);
+}
+
 int checkpoint_load(const char *path, model_config *cfg, model_weights *w) {
     memset(w, 0, sizeof *w);
     switch (checkpoint_detect(path)) {
-    case CKPT_HF: return load_hf(path, cfg, w);
+    case CKPT_HF: {
+        char what[64];
+        int quantized = qcheckpoint_probe(path, NULL, what, sizeof what);
+        if (quantized < 0) return -1;
+        if (quantized)
+            return err_set(ERR_INPUT, "%s is a quantized checkpoint (%s): it runs as it is (smelt evaluate, generate), "
+                           "but fp32 weights (training, convert, quantize) need the dense checkpoint it was made from",
+                           path, what);
+        return load_hf(path, cfg, w, NULL, NULL);
+    }
     case CKPT_LLAMA2C: return llama2c_load(path, cfg, w);
     default: return -1;
     }

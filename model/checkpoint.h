@@ -23,8 +23,16 @@ ckpt_format checkpoint_detect(const char *path);
  * (weights_alloc: one allocation; the caller frees it with weights_free). Every expected
  * tensor must be present with the shape the config implies (the message names the tensor and
  * both shapes); unexpected tensors are an error (listed); a tied lm_head may be absent or equal
- * to the embedding. On failure w is left empty. 0 or -1. */
+ * to the embedding. A quantized HF checkpoint (qcheckpoint.h) is refused with a message saying
+ * where it runs (model_load). On failure w is left empty. 0 or -1. */
 int checkpoint_load(const char *path, model_config *cfg, model_weights *w);
+
+/* For quantized checkpoints (qcheckpoint.c): loads the fp32 tensors of an HF checkpoint as
+ * checkpoint_load does, except the tensors for which skip(ctx, name) returns nonzero: an expected
+ * tensor so marked is left zero (a quantized linear), an unexpected one is accepted (its quantized
+ * parameters, read by the caller). */
+typedef int (*ckpt_skip_fn)(void *ctx, const char *name);
+int checkpoint_load_hf_except(const char *path, model_config *cfg, model_weights *w, ckpt_skip_fn skip, void *ctx);
 
 /* Writes dir/config.json, dir/generation_config.json and dir/model.safetensors (dtype ST_F32,
  * ST_BF16 (round to nearest even) or ST_F16), each atomically; creates dir. 0 or -1. */

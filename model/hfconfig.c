@@ -27,6 +27,7 @@
 typedef struct {
     const cJSON *root;
     const char *path;
+    int quantized_ok; /* the caller reads quantization_config itself (qcheckpoint.c) */
 } jctx;
 
 static int bad(const jctx *j, const char *key, const cJSON *v, const char *expected) {
@@ -130,7 +131,7 @@ static int parse_rope(const jctx *j, model_config *c) {
     if (top_theta && !cJSON_IsNull(top_theta)) {
         if (get_float(j, j->root, "rope_theta", 10000.0f, &c->rope_theta)) return -1;
     } else if (cJSON_IsObject(params)) {
-        jctx pj = {params, j->path};
+        jctx pj = {params, j->path, j->quantized_ok};
         if (get_float(&pj, params, "rope_theta", 10000.0f, &c->rope_theta)) return err_prefix("rope_parameters: ");
     } else {
         c->rope_theta = 10000.0f;
@@ -149,7 +150,7 @@ static int parse_rope(const jctx *j, model_config *c) {
         return err_set(ERR_INPUT, "%s: %s.rope_type is \"%s\"; smelt implements only \"default\" and \"llama3\" RoPE "
                        "(use a model without that RoPE scaling, or add it to kernels/rope)", j->path, skey,
                        type->valuestring);
-    jctx sj = {scaling, j->path};
+    jctx sj = {scaling, j->path, j->quantized_ok};
     c->rope_scaling = ROPE_SCALING_LLAMA3;
     const char *need[] = {"factor", "low_freq_factor", "high_freq_factor"};
     float *dst[] = {&c->rope_factor, &c->rope_low_freq_factor, &c->rope_high_freq_factor};
@@ -182,7 +183,7 @@ static int parse_layers(const jctx *j, model_config *c) {
     int l = 0;
     for (const cJSON *e = arr->child; e; e = e->next, l++) {
         if (!cJSON_IsObject(e)) return bad(j, "smelt_layers", e, "objects {num_attention_heads, num_key_value_heads, intermediate_size}");
-        jctx lj = {e, j->path};
+        jctx lj = {e, j->path, j->quantized_ok};
         layer_config *lc = &c->layers[l];
         if (get_int(&lj, e, "num_attention_heads", 1, 0, 1, MAX_HEADS, &lc->n_heads) ||
             get_int(&lj, e, "num_key_value_heads", 0, lc->n_heads, 1, MAX_HEADS, &lc->n_kv_heads) ||
@@ -206,7 +207,7 @@ static int parse_root(const jctx *j, model_config *c) {
                        j->path, mt->valuestring);
     snprintf(c->model_type, sizeof c->model_type, "%s", mt->valuestring);
     const int qwen = !strcmp(c->model_type, "qwen2");
-    if (cJSON_GetObjectItemCaseSensitive(r, "quantization_config"))
+    if (!j->quantized_ok && cJSON_GetObjectItemCaseSensitive(r, "quantization_config"))
         return err_set(ERR_INPUT, "%s: the model is quantized (quantization_config); smelt loads dense F32/F16/BF16 "
                        "checkpoints only: dequantize it first", j->path);
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(r, "hidden_act");
@@ -268,7 +269,7 @@ static int parse_root(const jctx *j, model_config *c) {
     return 0;
 }
 
-int hfconfig_parse(model_config *cfg, const char *json, size_t len, const char *path) {
+static int parse_text(model_config *cfg, const char *json, size_t len, const char *path, int quantized_ok) {
     memset(cfg, 0, sizeof *cfg);
     cfg->bos_id = cfg->eos_id = -1;
     if (!path) path = "config.json";
@@ -277,20 +278,27 @@ int hfconfig_parse(model_config *cfg, const char *json, size_t len, const char *
         cJSON_Delete(root);
         return err_set(ERR_INPUT, "%s is not a JSON object; expected a Hugging Face config.json", path);
     }
-    jctx j = {root, path};
+    jctx j = {root, path, quantized_ok};
     int rc = parse_root(&j, cfg);
     cJSON_Delete(root);
     return rc;
 }
 
-int hfconfig_load(model_config *cfg, const char *path) {
+int hfconfig_parse(model_config *cfg, const char *json, size_t len, const char *path) {
+    return parse_text(cfg, json, len, path, 0);
+}
+
+static int load_file(model_config *cfg, const char *path, int quantized_ok) {
     char *text = NULL;
     size_t len = 0;
     if (fs_read_file(path, CONFIG_MAX_BYTES, &text, &len)) return -1;
-    int rc = hfconfig_parse(cfg, text, len, path);
+    int rc = parse_text(cfg, text, len, path, quantized_ok);
     free(text);
     return rc;
 }
+
+int hfconfig_load(model_config *cfg, const char *path) { return load_file(cfg, path, 0); }
+int hfconfig_load_quantized(model_config *cfg, const char *path) { return load_file(cfg, path, 1); }
 
 /* ---- writing ---- */
 

@@ -13,8 +13,11 @@
  * "smelt_layers") and validates it. `path` names the file in messages. 0 or -1 (ERR_INPUT
  * naming the field, what was found and what is expected). */
 int hfconfig_parse(model_config *cfg, const char *json, size_t len, const char *path);
-/* Reads and parses a config.json file (at most 16 MiB). */
+/* Reads and parses a config.json file (at most 16 MiB). A quantization_config is refused (the
+ * model is quantized); hfconfig_load_quantized accepts it, for the loaders that read it
+ * (qcheckpoint.c). */
 int hfconfig_load(model_config *cfg, const char *path);
+int hfconfig_load_quantized(model_config *cfg, const char *path);
 
 /* Appends a standard config.json for cfg to out: architectures (LlamaForCausalLM or
  * Qwen2ForCausalLM), sizes, rope_theta / rope_scaling, torch_dtype (e.g. "bfloat16",

@@ -10,6 +10,7 @@
 #include "kernels/rope.h"
 #include "kernels/threads.h"
 #include "model/model_internal.h"
+#include "model/qmodel.h"
 
 void model_max_widths(const model_config *c, int *max_q, int *max_qkv, int *max_i, int *max_heads) {
     int q = 0, w = 0, in = 0, hd = 0;
@@ -38,6 +39,7 @@ void model_bind_linears(model *m) {
         m->lin[l].down = linear_f32(lw->w_down, NULL, H, I);
     }
     m->lm_head = linear_f32(m->w.lm_head, NULL, c->vocab, H);
+    model_quant_bind(m);
 }
 
 /* The fused descriptors need q, k, v (and their biases) and gate, up adjacent in the layout. */
@@ -240,6 +242,7 @@ void model_zero_grad(model *m) {
 }
 
 void model_free(model *m) {
+    model_quant_free(m->quant);
     weights_free(&m->w);
     weights_free(&m->grad);
     acts_free(m->acts);

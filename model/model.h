@@ -24,6 +24,7 @@ typedef struct {
 } layer_linears;
 
 struct model_acts; /* training activations (model_internal.h) */
+struct model_quant; /* quantized linears (model/qmodel.h) */
 struct model_scratch; /* inference scratch (model_internal.h) */
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
     int lm_chunk_rows;                    /* rows per LM-head chunk; 0: automatic (about 8 MB of logits) */
     struct model_acts *acts;              /* NULL until model_reserve(train) */
     struct model_scratch *scratch;        /* inference buffers, allocated by the first model_extend */
+    struct model_quant *quant;            /* quantized linears (qmodel.h), owned; NULL: all fp32 */
 } model;
 
 /* Takes a config and weights: *w is moved into the model (w is left empty), or, with w == NULL,
@@ -55,7 +57,8 @@ int model_reserve_train(model *m, int max_tokens);
 /* Bytes model_reserve_train would allocate for activations (for messages and planning). */
 size_t model_train_act_bytes(const model_config *cfg, int max_tokens);
 
-/* Rebuilds the fp32 descriptors of lin[] and lm_head from w (after replacing weights). */
+/* Rebuilds the descriptors of lin[] and lm_head: fp32 over w (after replacing weights), then the
+ * quantized linears of m->quant where there are some. */
 void model_bind_linears(model *m);
 
 /* ---- training ---- */

@@ -13,7 +13,8 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/strbuf.h"
-#include "model/checkpoint.h"
+#include "model/model_load.h"
+#include "model/qmodel.h"
 #include "stages/evaluate/auc.h"
 #include "stages/evaluate/evaluate.h"
 #include "stages/evaluate/score.h"
@@ -172,13 +173,7 @@ static int prepare_and_score(stage_ctx *ctx, eval_state *st) {
     if (dataset_open(&st->ds, data_dir)) return -1;
     st->have_ds = 1;
     if (dataset_split_open(&st->ds, split_name, &st->s) || load_reference(ctx, &st->ref)) return -1;
-    model_config cfg;
-    model_weights w;
-    if (checkpoint_load(model_path, &cfg, &w)) return err_prefix("loading the model: ");
-    if (model_init(&st->m, &cfg, &w)) {
-        weights_free(&w);
-        return -1;
-    }
+    if (model_load(&st->m, model_path)) return err_prefix("loading the model: ");
     st->have_model = 1;
     int64_t n = max_examples > 0 && max_examples < st->s.n_examples ? max_examples : st->s.n_examples;
     st->n = n;
@@ -191,8 +186,9 @@ static int prepare_and_score(stage_ctx *ctx, eval_state *st) {
     int64_t lo = st->b[ctx->rank], hi = st->b[ctx->rank + 1];
     score_opts so = {.share_prefix = share, .yes_id = st->ds.yes_id, .no_id = st->ds.no_id};
     score_out out = {st->score + lo, st->nll + lo, st->nt + lo};
-    log_info("rank %d: scoring examples %lld..%lld of %lld (split %s) with %s, prefix cache %s", ctx->rank,
-             (long long)lo, (long long)hi, (long long)n, split_name, model_path, share ? "on" : "off");
+    log_info("rank %d: scoring examples %lld..%lld of %lld (split %s) with %s%s, prefix cache %s", ctx->rank,
+             (long long)lo, (long long)hi, (long long)n, split_name, model_path,
+             model_is_quantized(&st->m) ? " (quantized)" : "", share ? "on" : "off");
     double t0 = time_monotonic();
     int rc = score_split(&st->m, &st->s, lo, hi, &so, &out);
     st->secs = time_monotonic() - t0;

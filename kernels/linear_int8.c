@@ -1,0 +1,221 @@
+/* linear_int8.c: integer weights x int8 activations (W8A8 and, with fewer weight bits, W4A8 and
+ * such): per-token activation quantization, then int8 x int8 -> int32 sums per group of the blocked
+ * weight layout of qlinear_internal.h, in three kernel families chosen at run time:
+ *   portable  plain C over the same layout;
+ *   AVX2      signed 16-bit products (vpmaddwd), 8 rows at a time;
+ *   AVX-512   VNNI (vpdpbusd: unsigned x signed bytes, 4 products per int32 lane), 16 rows by 4
+ *             columns per instruction; the activations go in as x + 128 (unsigned) and the
+ *             128 * sum(w) that adds is taken off with the precomputed row sums.
+ * All three compute the same int32 sums and combine them with the same float operations, so they
+ * agree bit for bit with each other and with qlinear_forward_ref. Threads split the row blocks. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kernels/qlinear_internal.h"
+#include "kernels/threads.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+/* Tokens per pass over a row block: their accumulators stay in registers. */
+#define QI8_TOK 4
+
+/* acc (16 rows) -> out row of token t, through the scale of the token. */
+static inline void finish_rows(float *out_t, const float *acc, float st, const float *b, int o0, int n_rows,
+                               int accumulate) {
+    for (int r = 0; r < n_rows; r++) qlinear_store(out_t + o0 + r, st * acc[r], b, o0 + r, accumulate);
+}
+
+void qint8_rows_portable(float *out, int ldo, const int8_t *xq, const float *xs, const int32_t *xsum,
+                         const struct qlinear *q, const float *b, int n, int rb0, int rb1, int accumulate) {
+    const int ng = q->n_groups, q4 = q->g4 / 4, k4q = q->k4 / 4;
+    for (int rb = rb0; rb < rb1; rb++) {
+        const int o0 = rb * 16, n_rows = q->n_out - o0 < 16 ? q->n_out - o0 : 16;
+        for (int t = 0; t < n; t++) {
+            const int8_t *xt = xq + (size_t)t * q->k4;
+            float acc[16] = {0};
+            for (int g = 0; g < ng; g++) {
+                int32_t isum[16] = {0};
+                for (int k = g * q4; k < (g + 1) * q4; k++) {
+                    const int8_t *w = q->w8 + ((size_t)rb * k4q + k) * 64, *x = xt + (size_t)k * 4;
+                    for (int r = 0; r < 16; r++)
+                        isum[r] += x[0] * w[r * 4] + x[1] * w[r * 4 + 1] + x[2] * w[r * 4 + 2] + x[3] * w[r * 4 + 3];
+                }
+                const size_t gi = ((size_t)rb * ng + g) * 16;
+                for (int r = 0; r < 16; r++) {
+                    if (q->zc) isum[r] -= q->zc[gi + r] * xsum[(size_t)t * ng + g];
+                    acc[r] = fmaf(q->scales[gi + r], (float)isum[r], acc[r]);
+                }
+            }
+            finish_rows(out + (size_t)t * ldo, acc, xs[t], b, o0, n_rows, accumulate);
+        }
+    }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void qint8_rows_avx2(float *out, int ldo, const int8_t *xq, const float *xs,
+                                                         const int32_t *xsum, const struct qlinear *q, const float *b,
+                                                         int n, int rb0, int rb1, int accumulate) {
+    const int ng = q->n_groups, q4 = q->g4 / 4, k4q = q->k4 / 4;
+    const __m256i fix = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7); /* lane order after hadd */
+    for (int rb = rb0; rb < rb1; rb++) {
+        const int o0 = rb * 16, n_rows = q->n_out - o0 < 16 ? q->n_out - o0 : 16;
+        for (int t0 = 0; t0 < n; t0 += QI8_TOK) {
+            const int nt = n - t0 < QI8_TOK ? n - t0 : QI8_TOK;
+            __m256 acc[QI8_TOK][2];
+            for (int t = 0; t < QI8_TOK; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+            for (int g = 0; g < ng; g++) {
+                /* per token, 4 vectors of 4 rows x 2 pair-sums each */
+                __m256i s[QI8_TOK][4];
+                for (int t = 0; t < QI8_TOK; t++) s[t][0] = s[t][1] = s[t][2] = s[t][3] = _mm256_setzero_si256();
+                for (int k = g * q4; k < (g + 1) * q4; k++) {
+                    const int8_t *w = q->w8 + ((size_t)rb * k4q + k) * 64;
+                    __m256i w16[4];
+                    for (int h = 0; h < 4; h++)
+                        w16[h] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + h * 16)));
+                    for (int t = 0; t < nt; t++) {
+                        int32_t x4;
+                        memcpy(&x4, xq + (size_t)(t0 + t) * q->k4 + (size_t)k * 4, 4);
+                        const __m256i xv = _mm256_cvtepi8_epi16(_mm_set1_epi32(x4));
+                        for (int h = 0; h < 4; h++) s[t][h] = _mm256_add_epi32(s[t][h], _mm256_madd_epi16(w16[h], xv));
+                    }
+                }
+                const size_t gi = ((size_t)rb * ng + g) * 16;
+                for (int t = 0; t < nt; t++)
+                    for (int h = 0; h < 2; h++) {
+                        /* rows 8h..8h+7: hadd of the pair sums, then back into row order */
+                        __m256i isum = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(s[t][2 * h], s[t][2 * h + 1]), fix);
+                        if (q->zc) {
+                            const __m256i zc = _mm256_loadu_si256((const __m256i *)(q->zc + gi + 8 * h));
+                            isum = _mm256_sub_epi32(isum, _mm256_mullo_epi32(zc, _mm256_set1_epi32(xsum[(size_t)(t0 + t) * ng + g])));
+                        }
+                        const __m256 sc = _mm256_loadu_ps(q->scales + gi + 8 * h);
+                        acc[t][h] = _mm256_fmadd_ps(sc, _mm256_cvtepi32_ps(isum), acc[t][h]);
+                    }
+            }
+            for (int t = 0; t < nt; t++) {
+                float a[16];
+                _mm256_storeu_ps(a, acc[t][0]);
+                _mm256_storeu_ps(a + 8, acc[t][1]);
+                finish_rows(out + (size_t)(t0 + t) * ldo, a, xs[t0 + t], b, o0, n_rows, accumulate);
+            }
+        }
+    }
+}
+
+/* s[t] += the dot products of one group: q4 quads of 16 rows (w) against nt tokens' codes (x0,
+ * rows k4 apart), the codes made unsigned by flipping their top bit (x + 128). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static inline void
+dp_group(__m512i *s, const int8_t *w, const int8_t *x0, int k4, int q4, int nt) {
+    const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
+    for (int k = 0; k < q4; k++) {
+        const __m512i wv = _mm512_loadu_si512(w + (size_t)k * 64);
+        for (int t = 0; t < nt; t++) {
+            int32_t x4;
+            memcpy(&x4, x0 + (size_t)t * k4 + (size_t)k * 4, 4);
+            s[t] = _mm512_dpbusd_epi32(s[t], _mm512_xor_si512(_mm512_set1_epi32(x4), flip), wv);
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma"))) void
+qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, const int32_t *xsum, const struct qlinear *q,
+                  const float *b, int n, int rb0, int rb1, int accumulate) {
+    const int ng = q->n_groups, q4 = q->g4 / 4, k4q = q->k4 / 4;
+    const __m512i c128 = _mm512_set1_epi32(128);
+    for (int rb = rb0; rb < rb1; rb++) {
+        const int o0 = rb * 16, n_rows = q->n_out - o0 < 16 ? q->n_out - o0 : 16;
+        for (int t0 = 0; t0 < n; t0 += QI8_TOK) {
+            const int nt = n - t0 < QI8_TOK ? n - t0 : QI8_TOK;
+            __m512 acc[QI8_TOK];
+            for (int t = 0; t < QI8_TOK; t++) acc[t] = _mm512_setzero_ps();
+            for (int g = 0; g < ng; g++) {
+                __m512i s[QI8_TOK];
+                for (int t = 0; t < QI8_TOK; t++) s[t] = _mm512_setzero_si512();
+                const int8_t *w = q->w8 + ((size_t)rb * k4q + (size_t)g * q4) * 64;
+                const int8_t *x0 = xq + (size_t)t0 * q->k4 + (size_t)g * q->g4;
+                if (nt == QI8_TOK) dp_group(s, w, x0, q->k4, q4, QI8_TOK); /* constant count: unrolled */
+                else dp_group(s, w, x0, q->k4, q4, nt);
+                const size_t gi = ((size_t)rb * ng + g) * 16;
+                const __m512i rs = _mm512_mullo_epi32(_mm512_loadu_si512(q->rowsum + gi), c128);
+                const __m512 sc = _mm512_loadu_ps(q->scales + gi);
+                for (int t = 0; t < nt; t++) {
+                    __m512i isum = _mm512_sub_epi32(s[t], rs);
+                    if (q->zc)
+                        isum = _mm512_sub_epi32(isum, _mm512_mullo_epi32(_mm512_loadu_si512(q->zc + gi),
+                                                                         _mm512_set1_epi32(xsum[(size_t)(t0 + t) * ng + g])));
+                    acc[t] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(isum), acc[t]);
+                }
+            }
+            for (int t = 0; t < nt; t++) {
+                float a[16];
+                _mm512_storeu_ps(a, acc[t]);
+                finish_rows(out + (size_t)(t0 + t) * ldo, a, xs[t0 + t], b, o0, n_rows, accumulate);
+            }
+        }
+    }
+}
+#else
+void qint8_rows_avx2(float *out, int ldo, const int8_t *xq, const float *xs, const int32_t *xsum,
+                     const struct qlinear *q, const float *b, int n, int rb0, int rb1, int accumulate) {
+    qint8_rows_portable(out, ldo, xq, xs, xsum, q, b, n, rb0, rb1, accumulate);
+}
+void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, const int32_t *xsum,
+                       const struct qlinear *q, const float *b, int n, int rb0, int rb1, int accumulate) {
+    qint8_rows_portable(out, ldo, xq, xs, xsum, q, b, n, rb0, rb1, accumulate);
+}
+#endif
+
+/* Quantizes the activations of n tokens into the padded group layout: xq [n][k4], scales xs [n],
+ * and (asymmetric weights) the per-group sums of the codes xsum [n][n_groups]. */
+static void quantize_acts(int8_t *xq, float *xs, int32_t *xsum, const float *x, int ldx, const struct qlinear *q,
+                          int n) {
+    const int G = q->group_size, ng = q->n_groups;
+#pragma omp parallel for schedule(static) if ((size_t)n * q->n_in > 65536)
+    for (int t = 0; t < n; t++) {
+        int8_t *row = xq + (size_t)t * q->k4;
+        /* quantize into the row's tail, then move the groups to their padded places front to back:
+         * group g goes to g * g4 from ng * (g4 - G) + g * G, never past the source of group g + 1 */
+        signed char *dense = (signed char *)row + (q->k4 - q->n_in);
+        qlinear_quant_int8(dense, &xs[t], x + (size_t)t * ldx, q->n_in);
+        if (q->g4 != G)
+            for (int g = 0; g < ng; g++) {
+                memmove(row + (size_t)g * q->g4, dense + (size_t)g * G, (size_t)G);
+                memset(row + (size_t)g * q->g4 + G, 0, (size_t)(q->g4 - G));
+            }
+        if (xsum)
+            for (int g = 0; g < ng; g++) {
+                int32_t s = 0;
+                for (int j = 0; j < G; j++) s += row[(size_t)g * q->g4 + j];
+                xsum[(size_t)t * ng + g] = s;
+            }
+    }
+}
+
+int linear_qint8_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate) {
+    const struct qlinear *q = l->q;
+    if (n <= 0) return 0;
+    int8_t *xq = qlinear_scratch(0, (size_t)n * q->k4);
+    float *xs = qlinear_scratch(1, (size_t)n * sizeof(float));
+    int32_t *xsum = q->zc ? qlinear_scratch(2, (size_t)n * q->n_groups * sizeof(int32_t)) : NULL;
+    if (!xq || !xs || (q->zc && !xsum)) return -1;
+    quantize_acts(xq, xs, xsum, x, ldx, q, n);
+    const qlinear_isa_kind isa = qlinear_isa();
+    const int n_rb = q->n_out16 / 16;
+    const int T = omp_in_parallel() ? 1 : kernels_threads();
+    const int nt = (double)n * q->n_out * q->n_in >= 65536.0 ? T : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num(), cnt = omp_get_num_threads();
+        const int rb0 = (int)((long)n_rb * t / cnt), rb1 = (int)((long)n_rb * (t + 1) / cnt);
+        if (rb1 > rb0) {
+            if (isa == QISA_AVX512) qint8_rows_avx512(out, ldo, xq, xs, xsum, q, l->b, n, rb0, rb1, accumulate);
+            else if (isa == QISA_AVX2) qint8_rows_avx2(out, ldo, xq, xs, xsum, q, l->b, n, rb0, rb1, accumulate);
+            else qint8_rows_portable(out, ldo, xq, xs, xsum, q, l->b, n, rb0, rb1, accumulate);
+        }
+    }
+    return 0;
+}

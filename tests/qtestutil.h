@@ -1,0 +1,120 @@
+/* qtestutil.h: what the quantized-model tests share: round-to-nearest quantization of a model's
+ * linears exactly as ALGORITHMS.md section 4 defines it (the tests' independent way to make
+ * qweights; the quantize stage has its own), and a scheme table. */
+#ifndef SMELT_TESTS_QTESTUTIL_H
+#define SMELT_TESTS_QTESTUTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/qweight.h"
+#include "model/qcheckpoint.h"
+#include "model/qmodel.h"
+
+typedef struct {
+    const char *name;
+    qckpt_format format;
+    qw_type type;
+    int bits;
+    qa_type act;
+    int group;      /* -1: per output channel */
+    int asym;
+    int per_tensor; /* FP8 */
+    int head;       /* quantize lm_head too (untied models) */
+} qt_scheme;
+
+/* RTN of w [n_out, n_in] into q (allocated here). Integer grids: symmetric s = 2 max|w| / (2^b - 1),
+ * z = 2^(b-1); asymmetric s = (max(0, max w) - min(0, min w)) / (2^b - 1), z = round(-min / s);
+ * q = clamp(round(w / s) + z, 0, 2^b - 1). FP8: s = max|w| / 448, code = e4m3(w / s) (|w / s| <= 448
+ * up to rounding: clamp first). A zero group gets scale 1. Scales are rounded to what the format
+ * stores (qcheckpoint_scale_dtype) before the codes are chosen. */
+static inline int qt_rtn(qweight *q, const float *w, int n_out, int n_in, const qt_scheme *s) {
+    *q = (qweight){.type = s->type, .bits = s->type == QW_FP8 ? 8 : s->bits, .act = s->act, .n_out = n_out,
+                   .n_in = n_in, .group_size = s->group < 0 ? n_in : s->group};
+    if (qweight_alloc(q, s->asym, s->per_tensor)) return -1;
+    const int G = q->group_size, ng = n_in / G, top = (1 << q->bits) - 1;
+    float tmax = 0;
+    for (size_t i = 0; i < (size_t)n_out * n_in; i++) tmax = fmaxf(tmax, fabsf(w[i]));
+    for (int r = 0; r < n_out; r++)
+        for (int g = 0; g < ng; g++) {
+            const float *x = w + (size_t)r * n_in + (size_t)g * G;
+            float mx = 0, mn = 0, am = 0;
+            for (int j = 0; j < G; j++) mx = fmaxf(mx, x[j]), mn = fminf(mn, x[j]), am = fmaxf(am, fabsf(x[j]));
+            const size_t si = s->per_tensor ? 0 : (size_t)r * ng + g;
+            float sc;
+            if (q->type == QW_FP8) sc = (s->per_tensor ? tmax : am) / 448.0f;
+            else sc = s->asym ? (mx - mn) / (float)top : 2.0f * am / (float)top;
+            if (!(sc > 0)) sc = 1.0f;
+            if (qcheckpoint_scale_dtype(s->format) == ST_F16) sc = st_f16_to_f32(st_f32_to_f16(sc));
+            q->scales[si] = sc;
+            int z = 1 << (q->bits - 1);
+            if (q->zeros) {
+                z = (int)nearbyintf(-mn / sc);
+                z = z < 0 ? 0 : z > top ? top : z;
+                q->zeros[(size_t)r * ng + g] = (uint8_t)z;
+            }
+            for (int j = 0; j < G; j++) {
+                uint8_t *c = &q->codes[(size_t)r * n_in + (size_t)g * G + j];
+                if (q->type == QW_FP8) {
+                    *c = fp8_e4m3_from_float(fminf(fmaxf(x[j] / sc, -448.0f), 448.0f));
+                } else {
+                    int v = (int)nearbyintf(x[j] / sc) + z;
+                    *c = (uint8_t)(v < 0 ? 0 : v > top ? top : v);
+                }
+            }
+        }
+    return 0;
+}
+
+/* The fp32 weight of linear k of layer l (k == QLIN_N: lm_head). */
+static inline const float *qt_dense(const model_weights *w, int l, int k) {
+    const layer_weights *lw = &w->layers[l];
+    switch (k) {
+    case QLIN_Q: return lw->wq;
+    case QLIN_K: return lw->wk;
+    case QLIN_V: return lw->wv;
+    case QLIN_O: return lw->wo;
+    case QLIN_GATE: return lw->w_gate;
+    case QLIN_UP: return lw->w_up;
+    case QLIN_DOWN: return lw->w_down;
+    default: return w->lm_head;
+    }
+}
+
+/* A model_quant with every linear of every layer (and lm_head when s->head) quantized by RTN. */
+static inline model_quant *qt_quantize_model(const model_config *cfg, const model_weights *w, const qt_scheme *s) {
+    model_quant *q = model_quant_new(cfg->n_layers);
+    if (!q) return NULL;
+    for (int l = 0; l <= cfg->n_layers; l++)
+        for (int k = 0; k < QLIN_N; k++) {
+            const int head = l == cfg->n_layers;
+            if (head && (k || !s->head)) break;
+            int n_out, n_in;
+            qlin_shape(cfg, head ? 0 : l, head ? QLIN_N : k, &n_out, &n_in);
+            if (qt_rtn(model_quant_at(q, head ? 0 : l, head ? QLIN_N : k), qt_dense(w, head ? 0 : l, head ? QLIN_N : k),
+                       n_out, n_in, s)) {
+                model_quant_free(q);
+                return NULL;
+            }
+        }
+    return q;
+}
+
+/* Two qweights hold the same quantized weight, field for field and bit for bit. */
+static inline int qt_qweight_equal(const qweight *a, const qweight *b, char *why, size_t n) {
+    if (a->type != b->type || a->bits != b->bits || a->act != b->act || a->n_out != b->n_out || a->n_in != b->n_in ||
+        a->group_size != b->group_size || a->n_scales != b->n_scales || !a->zeros != !b->zeros) {
+        snprintf(why, n, "layout differs (type %d/%d bits %d/%d act %d/%d [%d,%d]/[%d,%d] group %d/%d scales %d/%d "
+                 "zeros %d/%d)", a->type, b->type, a->bits, b->bits, a->act, b->act, a->n_out, a->n_in, b->n_out,
+                 b->n_in, a->group_size, b->group_size, a->n_scales, b->n_scales, !!a->zeros, !!b->zeros);
+        return 0;
+    }
+    const size_t nc = (size_t)a->n_out * a->n_in, ng = (size_t)a->n_out * (a->n_in / a->group_size);
+    if (memcmp(a->codes, b->codes, nc)) return snprintf(why, n, "codes differ"), 0;
+    if (memcmp(a->scales, b->scales, (size_t)a->n_scales * sizeof(float))) return snprintf(why, n, "scales differ"), 0;
+    if (a->zeros && memcmp(a->zeros, b->zeros, ng)) return snprintf(why, n, "zero points differ"), 0;
+    return 1;
+}
+
+#endif

@@ -1,0 +1,197 @@
+/* test_qlinear.c: the quantized linear kernels (kernels/qlinear.h) against qlinear_forward_ref, for
+ * every kernel family this CPU has (portable, AVX2, AVX-512 VNNI), on stacks of parts (fused
+ * projections), odd sizes, groups that are not multiples of 4 or 32, zero points, padded leading
+ * dimensions, bias and accumulation, and 1 to 19 tokens.
+ *
+ * Integer kinds (int8 activations) must equal the reference BIT FOR BIT: the int32 group sums are
+ * exact and every kernel combines them with the same float operations in the same order.
+ * Float kinds (W4A16-style integer weights, FP8): the kernels multiply exactly the dequantized
+ * weights the reference uses (scale * value, one float each) by the activations (FP8 activations:
+ * s_t * e4m3 value, rounded once to float where the reference keeps it in double) in fp32; a sum of
+ * K products in any order is within gamma_K * sum|x||w| of the exact sum (Higham), and the bias and
+ * the accumulated output add two roundings; the reference rounds once from double. So element-wise
+ * |got - ref| <= (K + 4) * FLT_EPSILON * (sum_j |x_j||w_j| + |b| + |out_before|), FLT_EPSILON being
+ * twice the unit roundoff (a factor 2 of margin, no more). */
+#include "engine_testutil.h"
+#include "kernels/linear.h"
+#include "kernels/qlinear.h"
+#include "kernels/qweight.h"
+
+typedef struct {
+    const char *name;
+    qw_type type;
+    int bits;
+    qa_type act;
+    int n_in, group; /* group 0: per output channel */
+    int asym;        /* 1: zero points; 2: only the second part has them */
+    int per_tensor;  /* FP8: one scale per part */
+    int n_parts, rows[3];
+} qcase;
+
+static const qcase cases[] = {
+    {"w8a8 per channel", QW_INT, 8, QA_INT8, 64, 0, 0, 0, 1, {48}},
+    {"w8a8 odd sizes", QW_INT, 8, QA_INT8, 37, 0, 0, 0, 1, {23}},
+    {"w8a8 qkv stack", QW_INT, 8, QA_INT8, 96, 0, 0, 0, 3, {32, 16, 16}},
+    {"w8a8 groups of 6 (padded to 8)", QW_INT, 8, QA_INT8, 30, 6, 0, 0, 2, {20, 13}},
+    {"w8a8 asymmetric groups", QW_INT, 8, QA_INT8, 64, 16, 1, 0, 1, {33}},
+    {"w8a8 zero points in one part", QW_INT, 8, QA_INT8, 48, 0, 2, 0, 2, {17, 18}},
+    {"w4a8 groups of 32", QW_INT, 4, QA_INT8, 128, 32, 0, 0, 2, {40, 40}},
+    {"w4a16 group 32", QW_INT, 4, QA_NONE, 128, 32, 0, 0, 1, {50}},
+    {"w4a16 asymmetric per channel", QW_INT, 4, QA_NONE, 72, 0, 1, 0, 2, {30, 31}},
+    {"w4a16 odd group of 9", QW_INT, 4, QA_NONE, 45, 9, 1, 0, 1, {70}},
+    {"w3a16 group 16", QW_INT, 3, QA_NONE, 64, 16, 0, 0, 1, {19}},
+    {"w2a16 asymmetric", QW_INT, 2, QA_NONE, 64, 64, 1, 0, 1, {17}},
+    {"w8a16 group 64", QW_INT, 8, QA_NONE, 192, 64, 1, 0, 3, {16, 8, 8}},
+    {"fp8 per channel", QW_FP8, 8, QA_NONE, 80, 0, 0, 0, 1, {40}},
+    {"fp8 per tensor stack", QW_FP8, 8, QA_NONE, 64, 0, 0, 1, 3, {24, 8, 8}},
+    {"fp8 w8a8 per channel", QW_FP8, 8, QA_FP8, 96, 0, 0, 0, 2, {33, 33}},
+    {"fp8 w8a8 per tensor", QW_FP8, 8, QA_FP8, 50, 0, 0, 1, 1, {70}},
+    {"fp8 groups of 16", QW_FP8, 8, QA_FP8, 64, 16, 0, 0, 1, {20}},
+};
+
+static void make_part(qweight *p, const qcase *c, int part, int rows) {
+    *p = (qweight){.type = c->type, .bits = c->bits, .act = c->act, .n_out = rows, .n_in = c->n_in,
+                   .group_size = c->group ? c->group : c->n_in};
+    const int asym = c->asym == 1 || (c->asym == 2 && part == 1);
+    if (qweight_alloc(p, asym, c->per_tensor)) {
+        printf("alloc: %s\n", err_msg());
+        exit(1);
+    }
+    const size_t n = (size_t)rows * c->n_in;
+    for (size_t i = 0; i < n; i++) {
+        if (c->type == QW_FP8) {
+            uint8_t code;
+            do code = (uint8_t)tu_next();
+            while ((code & 0x7F) == 0x7F);
+            p->codes[i] = code;
+        } else {
+            p->codes[i] = (uint8_t)(tu_next() % (1u << c->bits));
+        }
+    }
+    /* the extreme codes on purpose: int8 -128 and 127 (saturation of a careless kernel) */
+    p->codes[0] = 0;
+    p->codes[n - 1] = c->type == QW_FP8 ? 0x7E : (uint8_t)((1 << c->bits) - 1);
+    for (int i = 0; i < p->n_scales; i++) p->scales[i] = (float)(0.002 + 0.02 * tu_uniform());
+    if (p->zeros)
+        for (int i = 0; i < rows * (c->n_in / p->group_size); i++) p->zeros[i] = (uint8_t)(tu_next() % (1u << c->bits));
+}
+
+/* Element-wise float bound (see the top of the file) from the dequantized weights. */
+static void float_bound(float *bound, const float *x, int ldx, const qweight *const *parts, int n_parts,
+                        const float *b, const float *out0, int ldo, int n, const qcase *c) {
+    const int K = c->n_in;
+    for (int i = 0, o = 0; i < n_parts; i++) {
+        float *w = tu_alloc((size_t)parts[i]->n_out * K);
+        qweight_dequantize(w, parts[i]);
+        for (int r = 0; r < parts[i]->n_out; r++, o++)
+            for (int t = 0; t < n; t++) {
+                double s = 0, amax = 0;
+                for (int j = 0; j < K; j++) amax = fmax(amax, fabs(x[(size_t)t * ldx + j]));
+                for (int j = 0; j < K; j++) {
+                    /* FP8 activations are at most max|x_t| * (1 + 2^-4) after quantization */
+                    double xv = c->act == QA_FP8 ? fmin(fabs(x[(size_t)t * ldx + j]) * 1.0625 + amax / 448.0 / 64, amax * 1.0625)
+                                                 : fabs(x[(size_t)t * ldx + j]);
+                    s += xv * fabs(w[(size_t)r * K + j]);
+                }
+                s += (b ? fabs(b[o]) : 0) + (out0 ? fabs(out0[(size_t)t * ldo + o]) : 0);
+                bound[(size_t)t * ldo + o] = (float)((K + 4) * TU_EPS * s);
+            }
+        free(w);
+    }
+}
+
+static void run_case(const qcase *c, int n, int accumulate, int with_bias, qlinear_isa_kind isa) {
+    qweight parts[3];
+    const qweight *pp[3];
+    int n_out = 0;
+    tu_seed((uint64_t)(c - cases) * 977 + (uint64_t)n * 31 + (uint64_t)accumulate * 7 + (uint64_t)with_bias);
+    for (int i = 0; i < c->n_parts; i++) {
+        make_part(&parts[i], c, i, c->rows[i]);
+        pp[i] = &parts[i];
+        n_out += c->rows[i];
+    }
+    const int ldx = c->n_in + 3, ldo = n_out + 5;
+    float *x = tu_randn((size_t)n * ldx, 1.0);
+    /* a token of zeros (scale 0) and a token with an outlier channel */
+    if (n > 2) {
+        memset(x + (size_t)1 * ldx, 0, sizeof(float) * c->n_in);
+        x[(size_t)2 * ldx + c->n_in / 2] = 60.0f;
+    }
+    float *b = with_bias ? tu_randn((size_t)n_out, 0.5) : NULL;
+    float *out0 = tu_randn((size_t)n * ldo, 1.0);
+    float *got = tu_copy(out0, (size_t)n * ldo), *ref = tu_copy(out0, (size_t)n * ldo);
+    qlinear *q;
+    if (qlinear_build(&q, pp, c->n_parts)) {
+        tu_expect(0, "%s: build: %s", c->name, err_msg());
+        return;
+    }
+    linear l = linear_qlinear(q, b);
+    tu_expect(l.n_out == n_out && l.n_in == c->n_in, "%s: descriptor shape", c->name);
+    int rc = linear_forward(got, ldo, x, ldx, &l, n, accumulate);
+    tu_expect(rc == 0, "%s: forward: %s", c->name, err_msg());
+    qlinear_forward_ref(ref, ldo, x, ldx, pp, c->n_parts, b, n, accumulate);
+    char what[160];
+    snprintf(what, sizeof what, "%s [%s] n=%d%s%s", c->name, qlinear_isa_name(isa), n, accumulate ? " acc" : "",
+             with_bias ? " bias" : "");
+    if (c->act == QA_INT8) {
+        size_t bad = 0, first = 0;
+        for (int t = 0; t < n; t++)
+            for (int o = 0; o < ldo; o++) {
+                size_t i = (size_t)t * ldo + o;
+                if (memcmp(&got[i], &ref[i], sizeof(float)) && !bad++) first = i;
+            }
+        tu_expect(bad == 0, "%s: %zu outputs differ from the exact reference (first [%zu, %zu]: %.9g vs %.9g)", what,
+                  bad, first / ldo, first % ldo, got[first], ref[first]);
+    } else {
+        float *bound = tu_alloc((size_t)n * ldo);
+        float_bound(bound, x, ldx, pp, c->n_parts, b, accumulate ? out0 : NULL, ldo, n, c);
+        double worst = 0;
+        int untouched = 1;
+        for (int t = 0; t < n; t++)
+            for (int o = 0; o < ldo; o++) {
+                size_t i = (size_t)t * ldo + o;
+                if (o >= n_out) {
+                    untouched &= !memcmp(&got[i], &out0[i], sizeof(float));
+                    continue;
+                }
+                double e = fabs((double)got[i] - ref[i]) / (bound[i] > 0 ? bound[i] : 1e-30);
+                if (!(e <= worst)) worst = e;
+            }
+        tu_expect(worst <= 1.0 && untouched, "%s: error %.3f of the derived bound (padding kept: %d)", what, worst,
+                  untouched);
+        free(bound);
+    }
+    qlinear_free(q);
+    for (int i = 0; i < c->n_parts; i++) qweight_free(&parts[i]);
+    free(x), free(b), free(out0), free(got), free(ref);
+}
+
+static void test_build_errors(void) {
+    qweight a = {.type = QW_INT, .bits = 4, .act = QA_NONE, .n_out = 8, .n_in = 16, .group_size = 8};
+    qweight b = a;
+    b.group_size = 16;
+    if (qweight_alloc(&a, 0, 0) || qweight_alloc(&b, 0, 0)) exit(1);
+    const qweight *pp[2] = {&a, &b};
+    qlinear *q;
+    tu_expect(qlinear_build(&q, pp, 2) == -1 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "quantized alike"),
+              "parts with different groups are refused: %s", err_msg());
+    a.act = QA_FP8;
+    tu_expect(qlinear_build(&q, pp, 1) == -1 && strstr(err_msg(), "not supported"), "int weights, fp8 activations: %s",
+              err_msg());
+    qweight_free(&a), qweight_free(&b);
+    tu_expect(qlinear_build(&q, pp, 0) == -1, "an empty stack is refused");
+}
+
+int main(void) {
+    test_build_errors();
+    const qlinear_isa_kind best = qlinear_isa();
+    static const int tokens[] = {1, 3, 5, 19};
+    for (int isa = QISA_PORTABLE; isa <= (int)best; isa++) {
+        tu_expect(qlinear_set_isa((qlinear_isa_kind)isa) == (qlinear_isa_kind)isa, "family %d available", isa);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+            for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++)
+                for (int acc = 0; acc < 2; acc++) run_case(&cases[c], tokens[t], acc, (int)(t + c) % 2, (qlinear_isa_kind)isa);
+    }
+    printf("kernel families tested: portable .. %s\n", qlinear_isa_name(best));
+    return tu_finish("test_qlinear");
+}
