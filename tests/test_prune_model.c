@@ -13,13 +13,15 @@
  *     fp32 rounding: 2^-22 of each tensor's largest entry, since the float64 solver may round its
  *     last bit differently on another BLAS);
  *   - the two orders (together, attention_first) and the baselines run; each layer reports what
- *     it removed.
+ *     it removed;
+ *   - docs/prune.md's parameter table lists the stage's schema.
  * Usage: test_prune_model [--write-fixtures DIR]
  *        test_prune_model --compare DIR_A DIR_B TOL: exits 1 unless both checkpoints have the same
  *        sizes and every tensor agrees within TOL (normalized, max|a - b| / max|b|); for tests/prune/mpi.sh. */
 #include <unistd.h>
 
 #include "common/fsutil.h"
+#include "doc_params.h"
 #include "engine_testutil.h"
 #include "kernels/threads.h"
 #include "model/checkpoint.h"
@@ -220,5 +222,9 @@ int main(int argc, char **argv) {
     kernels_set_threads(0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (!write_dir || cases[i].hf) run_case(&cases[i], write_dir);
+    if (!write_dir) {
+        tu_checks++;
+        if (doc_params_check("prune", "docs/prune.md")) tu_failures++;
+    }
     return tu_finish("test_prune_model");
 }

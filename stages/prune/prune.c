@@ -199,9 +199,12 @@ static int check_calibration(pruner *p) {
         return err_set(ERR_INPUT, "the calibration set was tokenized with a tokenizer of %d tokens but the model has a "
                        "vocabulary of %d: it was built with another tokenizer; build it with the model's tokenizer",
                        p->ds.vocab, c->vocab);
-    /* the tokenizer beside the model (a train stage's output carries its data set's) must be the same one */
+    /* the model's own tokenizer (beside it in a folder: a train stage's output carries its data set's;
+     * inside a GGUF file) must be the one the calibration set was built with */
     tokenizer *mt = NULL, *dt = NULL;
-    if (fs_is_dir(p->model_path) && tokenizer_load(&mt, p->model_path) == 0) {
+    const size_t pl = strlen(p->model_path);
+    const int may_have = fs_is_dir(p->model_path) || (pl > 5 && !strcmp(p->model_path + pl - 5, ".gguf"));
+    if (may_have && tokenizer_load(&mt, p->model_path) == 0) {
         int rc = dataset_tokenizer_load(&p->ds, &dt);
         const int32_t n = rc ? 0 : tokenizer_vocab_size(mt);
         if (!rc && n != tokenizer_vocab_size(dt))
