@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -395,6 +396,7 @@ static int prune_run(stage_ctx *ctx) {
     p.ctx = ctx;
     p.o.after_capture = test_pause;
     p.o.hook_ctx = ctx;
+    const double t0 = time_monotonic();
     int first = 0;
     int rc = prune_agree(pruner_setup(&p, &first), ctx->world);
     const int n_layers = rc ? 0 : p.m.cfg.n_layers;
@@ -425,6 +427,10 @@ static int prune_run(stage_ctx *ctx) {
     if (!rc && ctx->rank == 0) {
         progress_finish(&pg, "done");
         rc = write_output(&p);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        if (!rc) rc = stage_metric(ctx, "seconds_total", 0, time_monotonic() - t0) ||
+                      stage_metric(ctx, "peak_rss_mib", 0, ru.ru_maxrss / 1024.0);
     }
     pruner_free(&p);
     return rc;
