@@ -14,6 +14,7 @@
  *     last bit differently on another BLAS);
  *   - the two orders (together, attention_first) and the baselines run; each layer reports what
  *     it removed;
+ *   - a layer checkpoint restores the layer bitwise; another fingerprint or a damaged file is refused;
  *   - docs/prune.md's parameter table lists the stage's schema.
  * Usage: test_prune_model [--write-fixtures DIR]
  *        test_prune_model --compare DIR_A DIR_B TOL: exits 1 unless both checkpoints have the same
@@ -195,6 +196,47 @@ static void run_case(const pcase *pc, const char *write_dir) {
     free(dir), free(refp), free(tok), free(lens);
 }
 
+/* The layer checkpoint: saved, counted, restored bitwise into a fresh copy of the unpruned model;
+ * another fingerprint does not count; a damaged file is refused naming the fault. */
+static void check_ckpt(const char *fixture) {
+    char *dir = xasprintf("%s/tests/fixtures/%s", src_dir, fixture);
+    model_config cfg;
+    model_weights w;
+    model m, fresh;
+    if (checkpoint_load(dir, &cfg, &w) || model_init(&m, &cfg, &w) || checkpoint_load(dir, &cfg, &w) ||
+        model_init(&fresh, &cfg, &w))
+        printf("FAIL %s\n", err_msg()), exit(1);
+    int tok[40], lens[2] = {20, 20};
+    tu_seed(7);
+    for (int i = 0; i < 40; i++) tok[i] = (int)(tu_next() % cfg.vocab);
+    prune_opts o = {.solver = {.method = PRUNE_OSSCAR, .damp = 0.01, .update_every = 2, .want_error = 1},
+                    .chunk_tokens = 40, .plan = {{6, 1}, {6, 1}}};
+    prune_masks mk, mk2;
+    prune_layer_stats st[2], st2;
+    if (prune_masks_init(&mk, &cfg) || prune_masks_init(&mk2, &cfg) || prune_model(&m, tok, lens, 2, &mk, st, &o))
+        printf("FAIL %s\n", err_msg()), exit(1);
+    char tmpl[] = "/tmp/smelt-prune-ckpt-XXXXXX";
+    if (!mkdtemp(tmpl)) exit(1);
+    tu_expect(prune_ckpt_save_layer(tmpl, "fp-a", &m, &mk, &st[0], 0) == 0, "save layer 0: %s", err_msg());
+    tu_expect(prune_ckpt_layers(tmpl, "fp-a", &fresh) == 1, "one layer checkpointed");
+    tu_expect(prune_ckpt_layers(tmpl, "fp-b", &fresh) == 0, "another stage's fingerprint does not count");
+    size_t n;
+    const float *a = prune_layer_span(&m, 0, &n), *b = prune_layer_span(&fresh, 0, &n);
+    tu_expect(prune_ckpt_load_layer(tmpl, "fp-a", &fresh, &mk2, &st2, 0) == 0 && !memcmp(a, b, n * sizeof(float)) &&
+                  !memcmp(mk.mlp[0], mk2.mlp[0], (size_t)cfg.layers[0].intermediate) &&
+                  !memcmp(&st[0], &st2, sizeof st2),
+              "layer 0 restored bitwise (weights, masks, stats): %s", err_msg());
+    char *f = xasprintf("%s/layer-0000.bin", tmpl);
+    FILE *fp = fopen(f, "r+b");
+    if (fp) fseek(fp, 300, SEEK_SET), fputc('x', fp), fclose(fp);
+    tu_expect(prune_ckpt_load_layer(tmpl, "fp-a", &fresh, &mk2, &st2, 0) != 0 && strstr(err_msg(), "damaged"),
+              "a damaged layer checkpoint is refused: %s", err_msg());
+    fs_rm_rf(tmpl);
+    free(f), free(dir);
+    prune_masks_free(&mk), prune_masks_free(&mk2);
+    model_free(&m), model_free(&fresh);
+}
+
 static int compare(const char *a, const char *b, double tol) {
     model_config ca, cb;
     model_weights wa, wb;
@@ -223,6 +265,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (!write_dir || cases[i].hf) run_case(&cases[i], write_dir);
     if (!write_dir) {
+        check_ckpt("qwen2_bias");
         tu_checks++;
         if (doc_params_check("prune", "docs/prune.md")) tu_failures++;
     }
