@@ -55,16 +55,19 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "%s\n", err_msg());
                 return 1;
             }
-            store_begin(s);
-            for (int k = 0; k < 6; k++) {
-                store_stage_create(s, id, stage_names[k], "command", 1, k, 1, 0);
+            int bad = store_begin(s);
+            for (int k = 0; k < 6 && !bad; k++) {
+                bad = store_stage_create(s, id, stage_names[k], "command", 1, k, 1, 0);
                 for (int p = 0; p < points; p++) {
                     pts[2 * p] = (metric_point){"loss", p, 1.0 / (1 + p) + r * 1e-6};
                     pts[2 * p + 1] = (metric_point){"auc", p, 0.5 + 0.4 * p / points + k * 1e-3 + r * 1e-7};
                 }
-                store_metrics_put(s, id, stage_names[k], pts, points * 2);
+                if (!bad) bad = store_metrics_put(s, id, stage_names[k], pts, points * 2);
             }
-            store_commit(s);
+            if (bad || store_commit(s)) {
+                fprintf(stderr, "%s\n", err_msg());
+                return 1;
+            }
             if ((r + 1) % 100 == 0) fprintf(stderr, "built %d runs (%.0fs)\n", r + 1, time_monotonic() - t0);
         }
         free(pts);

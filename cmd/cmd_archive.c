@@ -17,23 +17,17 @@ static void human_bytes(char *buf, size_t n, uint64_t b) {
 }
 
 int cmd_export(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
-                                         {0, 0, 0, 0}};
-    const char *store_flag = NULL, *out = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:o:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else if (c == 'o') out = optarg;
-        else return cli_usage_error("export", "unknown option");
-    }
-    if (optind != argc - 1 || !out) return cli_usage_error("export", "expected RUN and -o FILE.tar.zst");
+    const char *store_flag, *out = NULL;
+    const cli_opt opts[] = {{"output", 1, 'o', &out, NULL}, {0}};
+    if (cli_args("export", argc, argv, opts, 1, 1, "expected RUN and -o FILE.tar.zst", &store_flag)) return EXIT_USAGE;
+    if (!out) return cli_usage_error("export", "expected RUN and -o FILE.tar.zst");
     store *s = NULL;
     char run[RUN_ID_MAX];
     int n = 0;
     uint64_t bytes = 0;
-    if (cli_open_store(&s, store_flag, 0) || store_run_resolve(s, argv[optind], run) ||
-        store_export(s, run, out, &n, &bytes)) {
+    int status = cli_open_run("export", store_flag, 0, argv[optind], &s, run, NULL);
+    if (status) return status;
+    if (store_export(s, run, out, &n, &bytes)) {
         store_close(s);
         return cli_fail("export");
     }
@@ -45,15 +39,8 @@ int cmd_export(int argc, char **argv) {
 }
 
 int cmd_import(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else return cli_usage_error("import", "unknown option");
-    }
-    if (optind != argc - 1) return cli_usage_error("import", "expected one archive file");
+    const char *store_flag;
+    if (cli_args("import", argc, argv, NULL, 1, 1, "expected one archive file", &store_flag)) return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     int n = 0;
@@ -67,17 +54,10 @@ int cmd_import(int argc, char **argv) {
 }
 
 int cmd_gc(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"dry-run", no_argument, 0, 'n'},
-                                         {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int dry = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:n", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else if (c == 'n') dry = 1;
-        else return cli_usage_error("gc", "unknown option");
-    }
-    if (optind != argc) return cli_usage_error("gc", "takes no arguments");
+    const char *store_flag;
+    int dry = 0;
+    const cli_opt opts[] = {{"dry-run", 0, 'n', NULL, &dry}, {0}};
+    if (cli_args("gc", argc, argv, opts, 0, 0, "takes no arguments", &store_flag)) return EXIT_USAGE;
     store *s = NULL;
     gc_stats g;
     if (cli_open_store(&s, store_flag, 0) || store_gc(s, dry, &g)) {

@@ -14,17 +14,11 @@
 #include "store/runs.h"
 
 int cmd_checkout(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
-                                         {0, 0, 0, 0}};
-    const char *store_flag = NULL, *out = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:o:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else if (c == 'o') out = optarg;
-        else return cli_usage_error("checkout", "unknown option");
-    }
-    if (optind != argc - 2 || !out) return cli_usage_error("checkout", "expected RUN, STAGE[.OUTPUT] and -o DIR");
+    const char *store_flag, *out = NULL;
+    const cli_opt opts[] = {{"output", 1, 'o', &out, NULL}, {0}};
+    if (cli_args("checkout", argc, argv, opts, 2, 2, "expected RUN, STAGE[.OUTPUT] and -o DIR", &store_flag))
+        return EXIT_USAGE;
+    if (!out) return cli_usage_error("checkout", "expected RUN, STAGE[.OUTPUT] and -o DIR");
     char stage[STAGE_NAME_MAX];
     snprintf(stage, sizeof stage, "%s", argv[optind + 1]);
     char *dot = strchr(stage, '.');
@@ -37,9 +31,9 @@ int cmd_checkout(int argc, char **argv) {
     store *s = NULL;
     char run[RUN_ID_MAX];
     output_row *outs = NULL;
-    int n = 0, status = EXIT_OK;
-    if (cli_open_store(&s, store_flag, STORE_NOWRITE) || store_run_resolve(s, argv[optind], run) ||
-        store_stage_outputs(s, run, stage, &outs, &n)) {
+    int n = 0, status = cli_open_run("checkout", store_flag, STORE_NOWRITE, argv[optind], &s, run, NULL);
+    if (status) return status;
+    if (store_stage_outputs(s, run, stage, &outs, &n)) {
         status = cli_fail("checkout");
         goto out;
     }

@@ -47,18 +47,11 @@ static char *cell_text(sqlite3_stmt *st, int i) {
 }
 
 int cmd_query(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"csv", no_argument, 0, 'c'},
-                                         {"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int fmt = 0, c; /* 0 table, 1 csv, 2 json */
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else if (c == 'c') fmt = 1;
-        else if (c == 'j') fmt = 2;
-        else return cli_usage_error("query", "unknown option");
-    }
-    if (optind != argc - 1) return cli_usage_error("query", "expected one SQL statement in quotes");
+    const char *store_flag;
+    int csv = 0, json = 0;
+    const cli_opt opts[] = {{"csv", 0, 256 + 'c', NULL, &csv}, {"json", 0, 256 + 'j', NULL, &json}, {0}};
+    if (cli_args("query", argc, argv, opts, 1, 1, "expected one SQL statement in quotes", &store_flag)) return EXIT_USAGE;
+    int fmt = json ? 2 : csv ? 1 : 0; /* 0 table, 1 csv, 2 json */
     const char *sql = argv[optind];
     store *s = NULL;
     if (cli_open_store(&s, store_flag, STORE_NOWRITE)) return cli_fail("query");

@@ -16,21 +16,22 @@
 
 /* One block per stage: its status, then "key  value" pairs in columns up to ~100 characters. */
 static int report_blocks(store *s, const char *run) {
-    sqlite3_stmt *ss, *ms;
+    sqlite3_stmt *ss = NULL, *ms = NULL;
     if (store_prepare(s, &ss, "SELECT name, status, kind FROM stage WHERE run_id = ? ORDER BY ord")) return -1;
     if (store_prepare(s, &ms, "SELECT key, value FROM metric_latest WHERE run_id = ? AND stage = ? ORDER BY key")) {
         sqlite3_finalize(ss);
         return -1;
     }
     sqlite3_bind_text(ss, 1, run, -1, SQLITE_TRANSIENT);
-    while (sqlite3_step(ss) == SQLITE_ROW) {
+    int r, rm = 0;
+    while ((r = store_step_row(s, ss, "reading the stages of the run")) == 1) {
         const char *name = (const char *)sqlite3_column_text(ss, 0);
         printf("\n%s (%s, %s)\n", name, sqlite3_column_text(ss, 2), sqlite3_column_text(ss, 1));
         sqlite3_reset(ms);
         sqlite3_bind_text(ms, 1, run, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(ms, 2, name, -1, SQLITE_TRANSIENT);
         int col = 0;
-        while (sqlite3_step(ms) == SQLITE_ROW) {
+        while ((rm = store_step_row(s, ms, "reading the metrics of a stage")) == 1) {
             char cell[160];
             if (sqlite3_column_type(ms, 1) == SQLITE_NULL)
                 snprintf(cell, sizeof cell, "%s nan", sqlite3_column_text(ms, 0));
@@ -45,33 +46,24 @@ static int report_blocks(store *s, const char *run) {
             col += w;
         }
         if (col) putchar('\n');
+        if (rm < 0) break;
     }
     sqlite3_finalize(ss);
     sqlite3_finalize(ms);
-    return 0;
+    return r < 0 || rm < 0 ? -1 : 0;
 }
 
 int cmd_report(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else return cli_usage_error("report", "unknown option");
-    }
-    if (optind < argc - 1) return cli_usage_error("report", "expected at most one run id");
+    const char *store_flag;
+    if (cli_args("report", argc, argv, NULL, 0, 1, "expected at most one run id", &store_flag)) return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     run_row rr = {0};
-    if (cli_open_store(&s, store_flag, STORE_NOWRITE) ||
-        store_run_resolve(s, optind < argc ? argv[optind] : "latest", run) || store_run_load(s, run, &rr)) {
-        store_close(s);
-        return cli_fail("report");
-    }
+    int status = cli_open_run("report", store_flag, STORE_NOWRITE, optind < argc ? argv[optind] : NULL, &s, run, &rr);
+    if (status) return status;
     /* Metric keys in the order stages first report them. */
     char *keys[REPORT_MAX_KEYS];
-    int nk = 0, status = EXIT_OK;
+    int nk = 0;
     sqlite3_stmt *st;
     if (store_prepare(s, &st, "SELECT m.key FROM metric_latest m JOIN stage s ON s.run_id = m.run_id AND s.name = "
                               "m.stage WHERE m.run_id = ? GROUP BY m.key ORDER BY min(s.ord), m.key")) {
@@ -79,12 +71,16 @@ int cmd_report(int argc, char **argv) {
         goto out;
     }
     sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
-    int more = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int more = 0, r;
+    while ((r = store_step_row(s, st, "reading the metric keys of the run")) == 1) {
         if (nk < REPORT_MAX_KEYS) keys[nk++] = xstrdup((const char *)sqlite3_column_text(st, 0));
         else more++;
     }
     sqlite3_finalize(st);
+    if (r < 0) {
+        status = cli_fail("report");
+        goto out;
+    }
     printf("run %s (%s): %s\n", rr.id, rr.name, rr.status);
     if (nk > REPORT_TABLE_KEYS) {
         if (report_blocks(s, run)) status = cli_fail("report");
@@ -96,16 +92,18 @@ int cmd_report(int argc, char **argv) {
     for (int i = 0; i < nk; i++) hdr[i + 2] = keys[i];
     table t;
     table_init(&t, nk + 2, hdr);
-    sqlite3_stmt *ss, *ms;
+    sqlite3_stmt *ss = NULL, *ms = NULL;
     if (store_prepare(s, &ss, "SELECT name, status FROM stage WHERE run_id = ? ORDER BY ord") ||
         store_prepare(s, &ms, "SELECT value FROM metric_latest WHERE run_id = ? AND stage = ? AND key = ?")) {
         status = cli_fail("report");
+        sqlite3_finalize(ss);
         free(hdr);
         table_free(&t);
         goto out;
     }
     sqlite3_bind_text(ss, 1, run, -1, SQLITE_TRANSIENT);
-    while (sqlite3_step(ss) == SQLITE_ROW) {
+    int rm = 0;
+    while (rm >= 0 && (r = store_step_row(s, ss, "reading the stages of the run")) == 1) {
         const char *name = (const char *)sqlite3_column_text(ss, 0);
         table_cell(&t, 0, "%s", name);
         table_cell(&t, 1, "%s", sqlite3_column_text(ss, 1));
@@ -114,7 +112,8 @@ int cmd_report(int argc, char **argv) {
             sqlite3_bind_text(ms, 1, run, -1, SQLITE_TRANSIENT);
             sqlite3_bind_text(ms, 2, name, -1, SQLITE_TRANSIENT);
             sqlite3_bind_text(ms, 3, keys[k], -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(ms) == SQLITE_ROW) {
+            rm = store_step_row(s, ms, "reading a metric of a stage");
+            if (rm == 1) {
                 if (sqlite3_column_type(ms, 0) == SQLITE_NULL) table_cell(&t, k + 2, "nan");
                 else table_cell(&t, k + 2, "%.6g", sqlite3_column_double(ms, 0));
             } else {
@@ -124,7 +123,8 @@ int cmd_report(int argc, char **argv) {
     }
     sqlite3_finalize(ss);
     sqlite3_finalize(ms);
-    table_print(&t, stdout);
+    if (r < 0 || rm < 0) status = cli_fail("report");
+    else table_print(&t, stdout);
     if (more) printf("(%d more metric keys not shown; use smelt query on latest_metrics)\n", more);
     table_free(&t);
     free(hdr);

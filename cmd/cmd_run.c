@@ -114,11 +114,15 @@ int cmd_resume(int argc, char **argv) {
     slurm_opts stored = {0};
     cJSON *ov = NULL;
     char **sets = NULL;
-    int n_sets = 0, status = EXIT_OK, on_slurm = 0;
+    int n_sets = 0, on_slurm = 0;
     char run_id[RUN_ID_MAX];
-    if (!(self = cli_self_exe()) || cli_open_store(&s, store_flag, 0) || store_run_resolve(s, argv[optind], run_id) ||
-        (on_slurm = store_slurm_run_get(s, run_id, &sr)) < 0 || (!on_slurm && runner_check_not_active(s, run_id)) ||
-        store_run_load(s, run_id, &row)) {
+    int status = cli_open_run("resume", store_flag, 0, argv[optind], &s, run_id, NULL);
+    if (status) {
+        slurm_opts_free(&so);
+        return status;
+    }
+    if (!(self = cli_self_exe()) || (on_slurm = store_slurm_run_get(s, run_id, &sr)) < 0 ||
+        (!on_slurm && runner_check_not_active(s, run_id)) || store_run_load(s, run_id, &row)) {
         status = cli_fail("resume");
         goto out;
     }
@@ -144,9 +148,12 @@ int cmd_resume(int argc, char **argv) {
     printf("resuming run %s (%s)%s, store %s\n", run_id, row.name, on_slurm ? " on Slurm" : "", store_dir(s));
     fflush(stdout);
     if (on_slurm) {
+        int n_jobs = 0;
         if (slurm_opts_from_json(&stored, sr.options) || slurm_opts_merge(&stored, &so) ||
-            slurm_submit_run(s, r, run_id, &stored, self, 1, stdout))
+            slurm_submit_run(s, r, run_id, &stored, self, 1, stdout, &n_jobs))
             status = cli_fail("resume");
+        else if (n_jobs == 0)
+            printf("run %s is complete: every stage was done or cached, nothing was submitted\n", run_id);
         goto out;
     }
     runner_opts o = {.jobs = jobs ? jobs : (row.jobs > 0 ? row.jobs : 1), .self_exe = self};

@@ -115,7 +115,11 @@ int cmd_submit(int argc, char **argv) {
             fprintf(stderr, "smelt submit: note: the store is on a local file system (%s): every job must run on this "
                             "host; on a cluster with several nodes put the store on a shared file system\n", fs->type);
         fflush(stdout);
-        if (slurm_submit_run(s, r, run_id, &so, self, 0, stdout)) status = cli_fail("submit");
+        int n_jobs = 0;
+        if (slurm_submit_run(s, r, run_id, &so, self, 0, stdout, &n_jobs)) status = cli_fail("submit");
+        else if (n_jobs == 0)
+            printf("run %s is complete: every stage was already computed, nothing was submitted (see 'smelt report "
+                   "%s')\n", run_id, run_id);
         else printf("follow it with 'smelt status %s'; stop it with 'smelt cancel %s'\n", run_id, run_id);
     }
     recipe_free(r);
@@ -128,21 +132,15 @@ out:
 }
 
 int cmd_cancel(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else return cli_usage_error("cancel", "unknown option");
-    }
-    if (optind != argc - 1) return cli_usage_error("cancel", "expected one run id (see 'smelt runs')");
+    const char *store_flag;
+    if (cli_args("cancel", argc, argv, NULL, 1, 1, "expected one run id (see 'smelt runs')", &store_flag))
+        return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     slurm_run_row sr = {0};
-    int status = EXIT_OK, found = 0;
-    if (cli_open_store(&s, store_flag, 0) || store_run_resolve(s, argv[optind], run) ||
-        (found = store_slurm_run_get(s, run, &sr)) < 0) {
+    int status = cli_open_run("cancel", store_flag, 0, argv[optind], &s, run, NULL), found = 0;
+    if (status) return status;
+    if ((found = store_slurm_run_get(s, run, &sr)) < 0) {
         status = cli_fail("cancel");
     } else if (!found) {
         err_set(ERR_INPUT, "run %s was not submitted to Slurm; stop a local run with Ctrl-C (or kill the smelt process "
@@ -210,7 +208,8 @@ int cli_slurm_status(store *s, const run_row *rr, const slurm_run_row *sr) {
     static const char *const hdr[] = {"STAGE", "KIND", "STATUS", "JOB", "STATE", "ELAPSED", "NODE", "DETAIL"};
     table_init(&t, 8, hdr);
     int forgotten = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int r;
+    while ((r = store_step_row(s, st, "reading the stages of the run")) == 1) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
         const char *stt = (const char *)sqlite3_column_text(st, 2);
         const char *from = (const char *)sqlite3_column_text(st, 3);
@@ -234,6 +233,12 @@ int cli_slurm_status(store *s, const run_row *rr, const slurm_run_row *sr) {
         else table_cell(&t, 7, "%s", "");
     }
     sqlite3_finalize(st);
+    if (r < 0) {
+        table_free(&t);
+        free(views);
+        slurm_job_rows_free(jobs, n_jobs);
+        return cli_fail("status");
+    }
     table_print(&t, stdout);
     table_free(&t);
     printf("job states: %s (%d Slurm call%s)%s\n", sr->query, calls, calls == 1 ? "" : "s",

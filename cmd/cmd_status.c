@@ -12,31 +12,14 @@
 #include "store/slurm_jobs.h"
 #include "store/runs.h"
 
-static int parse_store_opt(int argc, char **argv, const char *cmd, const char **store_flag, int *limit) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"limit", required_argument, 0, 'l'},
-                                         {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:l:", opts, NULL)) != -1) {
-        if (c == 's') *store_flag = optarg;
-        else if (c == 'l' && limit) *limit = atoi(optarg);
-        else return cli_usage_error(cmd, "unknown option");
-    }
-    return 0;
-}
-
 int cmd_status(int argc, char **argv) {
-    const char *store_flag = NULL;
-    if (parse_store_opt(argc, argv, "status", &store_flag, NULL)) return EXIT_USAGE;
-    if (optind < argc - 1) return cli_usage_error("status", "expected at most one run id");
+    const char *store_flag;
+    if (cli_args("status", argc, argv, NULL, 0, 1, "expected at most one run id", &store_flag)) return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     run_row rr = {0};
-    if (cli_open_store(&s, store_flag, STORE_NOWRITE) ||
-        store_run_resolve(s, optind < argc ? argv[optind] : "latest", run) || store_run_load(s, run, &rr)) {
-        store_close(s);
-        return cli_fail("status");
-    }
+    int st_open = cli_open_run("status", store_flag, STORE_NOWRITE, optind < argc ? argv[optind] : NULL, &s, run, &rr);
+    if (st_open) return st_open;
     char created[32];
     time_iso8601(created, rr.created_at);
     slurm_run_row sr = {0};
@@ -52,7 +35,8 @@ int cmd_status(int argc, char **argv) {
            orphan ? " (but its runner process is gone: continue with 'smelt resume')" : "", created);
     if (rr.finished_at > 0) printf(", %.2fs", rr.finished_at - rr.created_at);
     printf("\nrecipe %s\n", rr.recipe_path ? rr.recipe_path : "(text only)");
-    if (rr.error) printf("error: %s\n", rr.error);
+    /* An interrupted run was stopped (Ctrl-C, 'smelt cancel'): not an error. */
+    if (rr.error) printf("%s: %s\n", !strcmp(rr.status, "interrupted") ? "interrupted" : "error", rr.error);
     sqlite3_stmt *st;
     int status = EXIT_OK;
     if (on_slurm) {
@@ -69,7 +53,8 @@ int cmd_status(int argc, char **argv) {
     table t;
     static const char *const hdr[] = {"STAGE", "KIND", "STATUS", "ATTEMPTS", "TIME", "DETAIL"};
     table_init(&t, 6, hdr);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int r;
+    while ((r = store_step_row(s, st, "reading the stages of the run")) == 1) {
         const char *stt = (const char *)sqlite3_column_text(st, 2);
         char secs[32] = "-";
         if (sqlite3_column_type(st, 5) != SQLITE_NULL && sqlite3_column_type(st, 4) != SQLITE_NULL &&
@@ -91,7 +76,8 @@ int cmd_status(int argc, char **argv) {
         else table_cell(&t, 5, "%s", "");
     }
     sqlite3_finalize(st);
-    table_print(&t, stdout);
+    if (r < 0) status = cli_fail("status");
+    else table_print(&t, stdout);
     table_free(&t);
 out:
     run_row_free(&rr);
@@ -100,10 +86,10 @@ out:
 }
 
 int cmd_runs(int argc, char **argv) {
-    const char *store_flag = NULL;
-    int limit = 50;
-    if (parse_store_opt(argc, argv, "runs", &store_flag, &limit)) return EXIT_USAGE;
-    if (optind != argc) return cli_usage_error("runs", "takes no arguments");
+    const char *store_flag, *limit_arg = NULL;
+    const cli_opt opts[] = {{"limit", 1, 'l', &limit_arg, NULL}, {0}};
+    if (cli_args("runs", argc, argv, opts, 0, 0, "takes no arguments", &store_flag)) return EXIT_USAGE;
+    int limit = limit_arg ? atoi(limit_arg) : 50;
     store *s = NULL;
     if (cli_open_store(&s, store_flag, STORE_NOWRITE)) return cli_fail("runs");
     sqlite3_stmt *st;
@@ -120,7 +106,8 @@ int cmd_runs(int argc, char **argv) {
     table t;
     static const char *const hdr[] = {"RUN", "NAME", "STATUS", "CREATED", "TIME", "STAGES"};
     table_init(&t, 6, hdr);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    int r;
+    while ((r = store_step_row(s, st, "listing the runs")) == 1) {
         char created[32], secs[32] = "-";
         time_iso8601(created, sqlite3_column_double(st, 3));
         if (sqlite3_column_type(st, 4) != SQLITE_NULL) fmt_seconds(secs, sizeof secs, sqlite3_column_double(st, 4));
@@ -134,6 +121,11 @@ int cmd_runs(int argc, char **argv) {
                    failed ? ", " : "", failed, failed ? " failed" : "", sqlite3_column_int(st, 5));
     }
     sqlite3_finalize(st);
+    if (r < 0) {
+        table_free(&t);
+        store_close(s);
+        return cli_fail("runs");
+    }
     if (t.n_rows == 1) printf("no runs yet in %s\n", store_dir(s));
     else table_print(&t, stdout);
     table_free(&t);

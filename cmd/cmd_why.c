@@ -12,23 +12,16 @@
 #include "store/runs.h"
 
 int cmd_why(int argc, char **argv) {
-    static const struct option opts[] = {{"store", required_argument, 0, 's'}, {0, 0, 0, 0}};
-    const char *store_flag = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:", opts, NULL)) != -1) {
-        if (c == 's') store_flag = optarg;
-        else return cli_usage_error("why", "unknown option");
-    }
-    if (optind != argc - 2) return cli_usage_error("why", "expected RUN and STAGE");
+    const char *store_flag;
+    if (cli_args("why", argc, argv, NULL, 2, 2, "expected RUN and STAGE", &store_flag)) return EXIT_USAGE;
     store *s = NULL;
     char run[RUN_ID_MAX];
     stage_row row = {0};
     run_row rr = {0};
     key_closest kc = {0};
-    int status = EXIT_OK;
-    if (cli_open_store(&s, store_flag, STORE_NOWRITE) || store_run_resolve(s, argv[optind], run) ||
-        store_run_load(s, run, &rr) || store_stage_load(s, run, argv[optind + 1], &row)) {
+    int status = cli_open_run("why", store_flag, STORE_NOWRITE, argv[optind], &s, run, &rr);
+    if (status) return status;
+    if (store_stage_load(s, run, argv[optind + 1], &row)) {
         status = cli_fail("why");
         goto out;
     }

@@ -6,6 +6,7 @@
 #include "cmd/cli.h"
 #include "cmd/commands.h"
 #include "common/error.h"
+#include "stages/stage.h"
 
 #define SMELT_VERSION "0.1.0"
 
@@ -23,13 +24,16 @@ const cli_command cli_commands[] = {
     {NULL, NULL, NULL, NULL, 0},
 };
 
+/* Lists the commands of the table and the stage kinds of the registry: only what exists. */
 static void print_help(FILE *f) {
     fprintf(f, "usage: smelt <command> [options]\n\n"
-               "smelt compresses fine-tuned language models for recommendation (distill, prune,\n"
-               "quantize, evaluate, benchmark) as a resumable pipeline over an artifact store.\n\ncommands:\n");
+               "smelt runs the recipes that compress fine-tuned language models for recommendation as a\n"
+               "resumable pipeline over an artifact store.\n\ncommands:\n");
     for (const cli_command *c = cli_commands; c->name; c++)
         if (!c->hidden) fprintf(f, "  %-10s %s\n", c->name, c->summary);
-    fprintf(f, "\nRun 'smelt <command> --help' for a command's options.\n"
+    fprintf(f, "\nstage kinds of a recipe:");
+    for (int i = 0; stage_kinds[i]; i++) fprintf(f, "%s %s", i ? "," : "", stage_kinds[i]->name);
+    fprintf(f, "\n\nRun 'smelt <command> --help' for a command's options.\n"
                "Exit status: 0 ok, 1 a stage or operation failed, 2 bad usage or bad input.\n");
 }
 

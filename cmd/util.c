@@ -7,11 +7,58 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <getopt.h>
+
+#include "cmd/cli.h"
 #include "common/error.h"
 
 int cli_open_store(store **s, const char *flag, int flags) {
     const char *dir = store_default_dir(flag);
     return store_open(s, dir, flags);
+}
+
+#define CLI_MAX_OPTS 16
+
+int cli_args(const char *cmd, int argc, char **argv, const cli_opt *opts, int min_pos, int max_pos,
+             const char *expected, const char **store_flag) {
+    struct option all[CLI_MAX_OPTS + 2] = {{"store", required_argument, 0, 's'}};
+    char shorts[2 * CLI_MAX_OPTS + 3] = "s:";
+    int n = 0;
+    for (; opts && opts[n].name && n < CLI_MAX_OPTS; n++) {
+        all[n + 1] = (struct option){opts[n].name, opts[n].has_arg ? required_argument : no_argument, 0, opts[n].letter};
+        if (opts[n].letter < 256) {
+            size_t k = strlen(shorts);
+            shorts[k] = (char)opts[n].letter;
+            if (opts[n].has_arg) shorts[k + 1] = ':';
+        }
+    }
+    *store_flag = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
+        int k = 0;
+        while (k < n && opts[k].letter != c) k++;
+        if (c == 's') *store_flag = optarg;
+        else if (k == n) return cli_usage_error(cmd, "unknown option");
+        else if (opts[k].has_arg) *opts[k].str = optarg;
+        else *opts[k].flag = 1;
+    }
+    int n_pos = argc - optind;
+    if (n_pos < min_pos || n_pos > max_pos) return cli_usage_error(cmd, "%s", expected);
+    return 0;
+}
+
+int cli_open_run(const char *cmd, const char *store_flag, int flags, const char *spec, store **s, char run[RUN_ID_MAX],
+                 run_row *rr) {
+    *s = NULL;
+    if (cli_open_store(s, store_flag, flags) || store_run_resolve(*s, spec ? spec : "latest", run) ||
+        (rr && store_run_load(*s, run, rr))) {
+        int status = cli_fail(cmd);
+        store_close(*s);
+        *s = NULL;
+        return status;
+    }
+    return 0;
 }
 
 char *cli_self_exe(void) {

@@ -77,31 +77,51 @@ int fs_write_all(int fd, const void *data, size_t n) {
     return 0;
 }
 
+int fs_atomic_open(fs_atomic *a, const char *path) {
+    a->fd = -1;
+    a->path = xstrdup(path);
+    a->tmp = a->path ? xasprintf("%s.tmp.%ld", path, (long)getpid()) : NULL;
+    if (a->tmp) a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (a->fd >= 0) return 0;
+    if (a->tmp) err_errno("cannot create %s", a->tmp);
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    return -1;
+}
+
+void fs_atomic_abort(fs_atomic *a) {
+    if (a->fd >= 0) close(a->fd);
+    if (a->tmp) unlink(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    a->fd = -1;
+    a->tmp = a->path = NULL;
+}
+
+int fs_atomic_commit(fs_atomic *a) {
+    int rc = 0;
+    if (fsync(a->fd)) rc = err_errno("cannot write %s", a->tmp);
+    if (close(a->fd) && !rc) rc = err_errno("cannot write %s", a->tmp);
+    a->fd = -1;
+    if (!rc && rename(a->tmp, a->path)) rc = err_errno("cannot rename %s to %s", a->tmp, a->path);
+    if (!rc) rc = fs_fsync_parent(a->path);
+    if (rc && a->tmp) unlink(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    a->tmp = a->path = NULL;
+    return rc;
+}
+
 int fs_write_atomic(const char *path, const void *data, size_t n) {
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    if (!tmp) return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err_errno("cannot create %s", tmp);
-        free(tmp);
+    fs_atomic a;
+    if (fs_atomic_open(&a, path)) return -1;
+    if (fs_write_all(a.fd, data, n)) {
+        err_errno("cannot write %s", a.tmp);
+        fs_atomic_abort(&a);
         return -1;
     }
-    if (fs_write_all(fd, data, n) || fsync(fd)) {
-        err_errno("cannot write %s", tmp);
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    close(fd);
-    if (rename(tmp, path)) {
-        err_errno("cannot rename %s to %s", tmp, path);
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return fs_fsync_parent(path);
+    return fs_atomic_commit(&a);
 }
 
 int fs_mkdir_p(const char *path, unsigned mode) {
@@ -290,3 +310,10 @@ static int walk_rec(const char *root, const char *rel, fs_walk_fn fn, void *ctx)
 }
 
 int fs_walk_files(const char *root, fs_walk_fn fn, void *ctx) { return walk_rec(root, "", fn, ctx); }
+
+char *fs_dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    if (slash == path) return xstrdup("/");
+    return xstrndup(path, (size_t)(slash - path));
+}

@@ -13,7 +13,19 @@ int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 /* write(2) until all n bytes are written (retrying on EINTR); 0 or -1 with errno set. */
 int fs_write_all(int fd, const void *data, size_t n);
 
-/* Writes data to path atomically: path.tmp.<pid>, fsync, rename, fsync the directory. */
+/* A file written atomically, for writers that stream: fs_atomic_open creates path.tmp.<pid>
+ * (the caller writes to a->fd); fs_atomic_commit fsyncs and closes it, renames it over path and
+ * fsyncs the directory, so that after a crash path is the old file or the whole new one;
+ * fs_atomic_abort closes and removes it. Both free a's strings; `path` is copied. */
+typedef struct {
+    int fd;
+    char *tmp, *path;
+} fs_atomic;
+int fs_atomic_open(fs_atomic *a, const char *path);
+int fs_atomic_commit(fs_atomic *a);
+void fs_atomic_abort(fs_atomic *a);
+
+/* Writes data to path atomically (fs_atomic_open, one write, fs_atomic_commit). */
 int fs_write_atomic(const char *path, const void *data, size_t n);
 
 int fs_mkdir_p(const char *path, unsigned mode);
@@ -26,6 +38,8 @@ int fs_is_dir(const char *path);
 int fs_copy_file(const char *dst, const char *src);
 /* Total bytes of the regular files under a path (a file: its size). */
 int fs_tree_bytes(const char *path, uint64_t *bytes);
+/* The folder of a path in a new string (caller frees): "a/b/c" -> "a/b", "c" -> ".", "/c" -> "/". */
+char *fs_dir_of(const char *path);
 /* "a" + "/" + "b" in a new string (caller frees). */
 char *fs_join(const char *a, const char *b);
 /* The absolute, symlink-free form of an existing path (caller frees). */

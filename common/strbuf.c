@@ -84,3 +84,8 @@ char *sb_detach(strbuf *sb) {
 }
 
 const char *sb_str(const strbuf *sb) { return sb->buf ? sb->buf : ""; }
+
+int str_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}

@@ -26,4 +26,7 @@ void sb_free(strbuf *sb);
 char *sb_detach(strbuf *sb);
 const char *sb_str(const strbuf *sb); /* "" when empty */
 
+/* 1 when s ends with suffix ("model.safetensors", ".safetensors"). */
+int str_ends_with(const char *s, const char *suffix);
+
 #endif

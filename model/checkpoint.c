@@ -17,18 +17,6 @@
 #include "model/hfconfig.h"
 #include "model/qcheckpoint.h"
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return xstrdup(".");
-    if (slash == path) return xstrdup("/");
-    return xstrndup(path, (size_t)(slash - path));
-}
-
 ckpt_format checkpoint_detect(const char *path) {
     if (fs_is_dir(path)) {
         char *cfg = fs_join(path, "config.json");
@@ -42,7 +30,7 @@ ckpt_format checkpoint_detect(const char *path) {
         err_set(ERR_INPUT, "%s does not exist", path);
         return CKPT_UNKNOWN;
     }
-    if (ends_with(path, ".safetensors") || ends_with(path, ".json")) return CKPT_HF;
+    if (str_ends_with(path, ".safetensors") || str_ends_with(path, ".json")) return CKPT_HF;
     /* a safetensors file under another name: 8-byte length then '{' */
     unsigned char head[9];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -129,7 +117,7 @@ static int check_extra(const st_set *s, const model_config *cfg, const char **na
         if (bsearch(&key, sorted, (size_t)n, sizeof *sorted, cmp_str)) continue;
         if (skip && skip(skip_ctx, key)) continue; /* read by the caller's own loader */
         if (cfg->tie_embeddings && !strcmp(key, "lm_head.weight")) continue; /* compared after loading */
-        if (ends_with(key, ".rotary_emb.inv_freq")) continue; /* a buffer old transformers saved */
+        if (str_ends_with(key, ".rotary_emb.inv_freq")) continue; /* a buffer old transformers saved */
         if (n_extra < 5) sb_printf(&extra, "%s'%s'", n_extra ? ", " : "", key);
         n_extra++;
     }
@@ -144,7 +132,7 @@ static int check_extra(const st_set *s, const model_config *cfg, const char **na
 }
 
 static int load_hf(const char *path, model_config *cfg, model_weights *w, ckpt_skip_fn skip, void *skip_ctx) {
-    char *dir = fs_is_dir(path) ? xstrdup(path) : dir_of(path);
+    char *dir = fs_is_dir(path) ? xstrdup(path) : fs_dir_of(path);
     char *cfg_path = dir ? fs_join(dir, "config.json") : NULL;
     weights_tensor *wt = NULL;
     const char **names = NULL;
@@ -158,7 +146,7 @@ static int load_hf(const char *path, model_config *cfg, model_weights *w, ckpt_s
         goto done;
     }
     /* a path to config.json itself means its folder */
-    const char *set_path = ends_with(path, "config.json") && !ends_with(path, "index.json") ? dir : path;
+    const char *set_path = str_ends_with(path, "config.json") && !str_ends_with(path, "index.json") ? dir : path;
     if ((skip ? hfconfig_load_quantized : hfconfig_load)(cfg, cfg_path) || st_set_open(&s, set_path)) goto done;
     /* names and shapes first (over a zeroed layout: data pointers NULL), then allocate and copy */
     model_weights shape_only;

@@ -497,16 +497,12 @@ int st_write(const char *path, const st_entry *entries, int n, st_dtype dtype, c
         sb_free(&h);
         return -1;
     }
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    if (!tmp) {
+    fs_atomic out;
+    if (fs_atomic_open(&out, path)) {
         sb_free(&h);
         return -1;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        err_errno("cannot create %s", tmp);
-        goto fail_nofd;
-    }
+    int fd = out.fd;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
     if (fs_write_all(fd, len8, 8) || fs_write_all(fd, h.buf, h.len)) goto fail_io;
@@ -518,25 +514,11 @@ int st_write(const char *path, const st_entry *entries, int n, st_dtype dtype, c
                        : fs_write_all(fd, e->raw, (size_t)bytes);
         if (w) goto fail_io;
     }
-    if (fsync(fd)) goto fail_io;
-    if (close(fd)) {
-        fd = -1;
-        goto fail_io;
-    }
-    fd = -1;
-    if (rename(tmp, path)) {
-        err_errno("cannot rename %s to %s", tmp, path);
-        goto fail_nofd;
-    }
-    free(tmp);
     sb_free(&h);
-    return fs_fsync_parent(path);
+    return fs_atomic_commit(&out);
 fail_io:
-    err_errno("cannot write %s", tmp);
-    if (fd >= 0) close(fd);
-fail_nofd:
-    unlink(tmp);
-    free(tmp);
+    err_errno("cannot write %s", out.tmp);
+    fs_atomic_abort(&out);
     sb_free(&h);
     return -1;
 }

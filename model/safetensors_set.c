@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "common/strbuf.h"
 #include "common/log.h"
 #include "model/safetensors.h"
 
@@ -20,18 +21,6 @@ typedef struct {
 
 static int cmp_ref(const void *a, const void *b) {
     return strcmp(((const tensor_ref *)a)->t->name, ((const tensor_ref *)b)->t->name);
-}
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
-static char *dir_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return xstrdup(".");
-    if (slash == path) return xstrdup("/");
-    return xstrndup(path, (size_t)(slash - path));
 }
 
 static int add_file(st_set *s, const char *base) {
@@ -151,10 +140,10 @@ int st_set_open(st_set *s, const char *path) {
     } else if (!fs_exists(path)) {
         rc = err_set(ERR_INPUT, "%s does not exist", path);
     } else {
-        s->dir = dir_of(path);
+        s->dir = fs_dir_of(path);
         const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         if (!s->dir) rc = -1;
-        else if (ends_with(path, ".json")) rc = open_index(s, path);
+        else if (str_ends_with(path, ".json")) rc = open_index(s, path);
         else rc = add_file(s, base) < 0 ? -1 : 0;
     }
     if (!rc) rc = build_table(s);

@@ -134,8 +134,7 @@ static int config_token(const tokenizer *tok, const cJSON *cfg, const char *key,
 static int read_config(const char *path, cJSON **cfg, char **cfg_path) {
     *cfg = NULL;
     *cfg_path = NULL;
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
+    char *dir = fs_dir_of(path);
     if (!dir) return -1;
     char *p = fs_join(dir, "tokenizer_config.json");
     free(dir);
@@ -384,8 +383,7 @@ int tok_load_hf_vocab(tokenizer **out, const char *path, const char *text, size_
     if (define_vocab(tok, root, "vocab.json")) goto fail;
     if (read_config(path, &cfg, &cfg_path)) goto fail;
     if (tok_build_index(tok)) goto fail;
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? xstrndup(path, (size_t)(slash - path)) : xstrdup(".");
+    char *dir = fs_dir_of(path);
     if (!dir) goto fail;
     merges_path = fs_join(dir, "merges.txt");
     free(dir);

@@ -364,8 +364,7 @@ int recipe_parse(recipe **out, const char *file, const char *text, size_t len, c
     if (!r->file || !r->text) goto fail;
     {
         /* Relative paths in parameters start at the recipe's folder. */
-        const char *slash = strrchr(file, '/');
-        char *dir = slash ? xstrndup(file, slash == file ? 1 : (size_t)(slash - file)) : xstrdup(".");
+        char *dir = fs_dir_of(file);
         r->base_dir = dir ? realpath(dir, NULL) : NULL;
         if (!r->base_dir) r->base_dir = dir ? xstrdup(dir) : NULL;
         free(dir);

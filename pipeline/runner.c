@@ -246,223 +246,258 @@ static void print_stage(const char *name, const char *fmt, ...) {
     fflush(stdout);
 }
 
-/* Marks every pending descendant of stage i as skipped. */
-static void skip_descendants(store *s, const recipe *r, const char *run, int failed, slot *sl) {
-    for (int i = failed + 1; i < r->n_stages; i++) {
-        if (sl[i].state != S_PENDING) continue;
-        const recipe_stage *st = &r->stages[i];
+/* One execution of a run: the recipe, the store, and the state of every stage in this process. */
+typedef struct {
+    store *s;
+    const recipe *r;
+    const char *run;
+    const runner_opts *o;
+    slot *sl;             /* one per stage, in recipe order */
+    char *logdir;         /* logs/RUN */
+    int jobs, running;    /* stages at a time; stages running now */
+    int n_run, n_cached;  /* stages computed and reused by this execution */
+    int failed_stage;     /* the first stage that failed for good, or -1 */
+    double t0;
+} runner;
+
+/* Marks every pending stage that needs a failed or skipped stage as skipped (in order, so that
+ * the marks travel down the DAG in one pass). */
+static int skip_descendants(runner *rn) {
+    for (int i = 0; i < rn->r->n_stages; i++) {
+        if (rn->sl[i].state != S_PENDING) continue;
+        const recipe_stage *st = &rn->r->stages[i];
         for (int k = 0; k < st->n_deps; k++) {
             int d = st->deps[k];
-            if (sl[d].state == S_FAILED || sl[d].state == S_SKIPPED) {
-                char *why = xasprintf("not run: it needs stage %s, which %s", r->stages[d].name,
-                                      sl[d].state == S_FAILED ? "failed" : "was not run");
-                store_stage_set_status(s, run, st->name, "skipped", why);
-                print_stage(st->name, "skipped (needs %s)", r->stages[d].name);
-                free(why);
-                sl[i].state = S_SKIPPED;
-                break;
-            }
+            if (rn->sl[d].state != S_FAILED && rn->sl[d].state != S_SKIPPED) continue;
+            char *why = xasprintf("not run: it needs stage %s, which %s", rn->r->stages[d].name,
+                                  rn->sl[d].state == S_FAILED ? "failed" : "was not run");
+            int rc = !why || store_stage_set_status(rn->s, rn->run, st->name, "skipped", why) ? -1 : 0;
+            free(why);
+            if (rc) return -1;
+            print_stage(st->name, "skipped (needs %s)", rn->r->stages[d].name);
+            rn->sl[i].state = S_SKIPPED;
+            break;
         }
     }
+    return 0;
+}
+
+/* Resume: stages already complete in this run keep their outputs; the others become pending. */
+static int load_resume(runner *rn) {
+    for (int i = 0; i < rn->r->n_stages; i++) {
+        const recipe_stage *st = &rn->r->stages[i];
+        stage_row row;
+        if (store_stage_load(rn->s, rn->run, st->name, &row)) return -1;
+        int rc = 0;
+        if (!strcmp(row.status, "ok") || !strcmp(row.status, "cached")) {
+            rn->sl[i].state = S_DONE;
+            rc = load_outputs(rn->s, rn->run, st, &rn->sl[i]);
+        } else if (strcmp(row.status, "pending")) {
+            rc = store_stage_set_status(rn->s, rn->run, st->name, "pending", NULL);
+        }
+        rn->sl[i].attempt = row.attempts;
+        stage_row_free(&row);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* Stage i is ready: links a completed key, or launches an attempt when a job slot is free.
+ * *progressed is set when the stage changed state. */
+static int start_stage(runner *rn, int i, int *progressed) {
+    const recipe_stage *st = &rn->r->stages[i];
+    slot *sl = &rn->sl[i];
+    char key[65], from_run[RUN_ID_MAX], from_stage[STAGE_NAME_MAX];
+    if (runner_prepare_stage(rn->s, rn->r, rn->run, i, output_digest, rn->sl, key)) return -1;
+    int found = store_completion_find(rn->s, key, from_run, from_stage);
+    if (found < 0) return -1;
+    if (found && (strcmp(from_run, rn->run) || strcmp(from_stage, st->name))) {
+        if (store_stage_link_cached(rn->s, rn->run, st->name, from_run, from_stage) ||
+            load_outputs(rn->s, rn->run, st, sl))
+            return -1;
+        sl->state = S_DONE;
+        rn->n_cached++;
+        *progressed = 1;
+        print_stage(st->name, "cached (from run %s)", from_run);
+        return 0;
+    }
+    if (rn->running >= rn->jobs) return 0;
+    int attempt = sl->attempt + 1;
+    free(sl->log_path);
+    sl->log_path = xasprintf("%s/%s.%d.log", rn->logdir, st->name, attempt);
+    if (!sl->log_path || store_stage_start(rn->s, rn->run, st->name, sl->log_path, 0, &attempt)) return -1;
+    sl->attempt = attempt;
+    pid_t pid = launch(rn->s, st, rn->run, attempt, sl->log_path, rn->o);
+    if (pid < 0) return -1;
+    sl->pid = pid;
+    sl->state = S_RUNNING;
+    sl->session_attempts++;
+    sl->started = time_monotonic();
+    rn->running++;
+    *progressed = 1;
+    if (st->ranks > 1) print_stage(st->name, "running on %d ranks (attempt %d)", st->ranks, attempt);
+    else print_stage(st->name, "running (attempt %d)", attempt);
+    return store_stage_set_pid(rn->s, rn->run, st->name, pid);
+}
+
+/* Starts every pending stage whose dependencies are done (up to the job limit) and skips those
+ * whose dependencies failed. */
+static int launch_ready(runner *rn, int *progressed) {
+    for (int i = 0; i < rn->r->n_stages && !runner_stop; i++) {
+        if (rn->sl[i].state != S_PENDING) continue;
+        const recipe_stage *st = &rn->r->stages[i];
+        int ready = 1, blocked = 0;
+        for (int k = 0; k < st->n_deps; k++) {
+            sstate d = rn->sl[st->deps[k]].state;
+            ready &= d == S_DONE;
+            blocked |= d == S_FAILED || d == S_SKIPPED;
+        }
+        if (blocked) {
+            if (skip_descendants(rn)) return -1;
+            *progressed = 1;
+        } else if (ready && start_stage(rn, i, progressed)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Waits for one stage process and records how its attempt ended: done, retried or failed. */
+static int reap_one(runner *rn) {
+    int status;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) return errno == EINTR ? 0 : err_errno("waiting for stage processes");
+    int i = 0, n = rn->r->n_stages;
+    while (i < n && !(rn->sl[i].state == S_RUNNING && rn->sl[i].pid == pid)) i++;
+    if (i == n) return 0;
+    rn->running--;
+    slot *sl = &rn->sl[i];
+    const recipe_stage *st = &rn->r->stages[i];
+    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    /* The process is gone: whatever happens next, it is not running any more. */
+    sl->state = S_PENDING;
+    stage_row row;
+    if (store_attempt_finish(rn->s, rn->run, st->name, sl->attempt, code) ||
+        store_stage_load(rn->s, rn->run, st->name, &row))
+        return -1;
+    double secs = time_monotonic() - sl->started;
+    int rc = 0;
+    if (code == 0 && (!strcmp(row.status, "ok") || !strcmp(row.status, "cached"))) {
+        sl->state = S_DONE;
+        if (!strcmp(row.status, "ok")) {
+            rn->n_run++;
+            print_stage(st->name, "ok (%.2fs)", secs);
+        } else {
+            rn->n_cached++;
+            print_stage(st->name, "cached (from run %s, computed meanwhile)", row.cached_from);
+        }
+        rc = load_outputs(rn->s, rn->run, st, sl);
+    } else if (sl->session_attempts <= st->retries) {
+        print_stage(st->name, "attempt %d failed (exit %d); retrying (%d of %d retries left); log: %s", sl->attempt, code,
+                    st->retries - sl->session_attempts, st->retries, sl->log_path);
+        rc = store_stage_set_status(rn->s, rn->run, st->name, "pending", row.error);
+    } else {
+        char *msg = xasprintf("exit status %d%s%s; log: %s", code, row.error ? ": " : "", row.error ? row.error : "",
+                              sl->log_path);
+        sl->state = S_FAILED;
+        if (rn->failed_stage < 0) rn->failed_stage = i;
+        rc = !msg || store_stage_set_status(rn->s, rn->run, st->name, "failed", msg) ? -1 : 0;
+        print_stage(st->name, "FAILED (exit %d) after %.2fs; log: %s", code, secs, sl->log_path);
+        if (row.error) printf("    %s\n", row.error);
+        free(msg);
+        if (!rc) rc = skip_descendants(rn);
+    }
+    stage_row_free(&row);
+    return rc;
+}
+
+/* Ends the execution: stops the stages still running (interrupted, or the loop broke: they stay
+ * pending for resume), then records how the run ended. rc is the loop's status (the error slot
+ * holds its cause); returns the run's. A store write that fails here fails the run too: smelt
+ * never reports an end that the store does not hold. */
+static int finish_run(runner *rn, int rc) {
+    char *cause = rc ? xstrdup(err_msg()) : NULL, *also = NULL;
+    err_kind kind = rc ? err_kind_get() : ERR_NONE;
+    for (int i = 0; i < rn->r->n_stages; i++) {
+        if (rn->sl[i].state != S_RUNNING) continue;
+        kill(-rn->sl[i].pid, SIGTERM);
+        int status;
+        waitpid(rn->sl[i].pid, &status, 0);
+        rn->sl[i].state = S_PENDING;
+        if (store_stage_set_status(rn->s, rn->run, rn->r->stages[i].name, "pending", "interrupted") && !also)
+            also = xstrdup(err_msg());
+        print_stage(rn->r->stages[i].name, "interrupted");
+    }
+    int done = 0;
+    for (int i = 0; i < rn->r->n_stages; i++) done += rn->sl[i].state == S_DONE;
+    const char *status = "failed";
+    if (rc) {
+        err_set(kind, "%s", cause ? cause : "run failed");
+    } else if (runner_stop) {
+        rc = err_set(ERR_STAGE, "interrupted by signal %d; continue with 'smelt resume %s'", (int)runner_stop, rn->run);
+        status = "interrupted";
+    } else if (rn->failed_stage >= 0)
+        rc = err_set(ERR_STAGE, "run %s FAILED: stage %s failed; log: %s; fix the cause and continue with 'smelt "
+                     "resume %s'", rn->run, rn->r->stages[rn->failed_stage].name, rn->sl[rn->failed_stage].log_path,
+                     rn->run);
+    else if (done != rn->r->n_stages)
+        rc = err_set(ERR_INTERNAL, "run %s ended with %d of %d stages done", rn->run, done, rn->r->n_stages);
+    else
+        status = "ok";
+    char *msg = rc ? xstrdup(err_msg()) : NULL;
+    kind = rc ? err_kind_get() : ERR_NONE;
+    if (store_run_set_status(rn->s, rn->run, status, msg) && !also) also = xstrdup(err_msg());
+    if (also) {
+        if (rc) err_set(kind, "%s (and the store did not record it: %s)", msg ? msg : "run failed", also);
+        else err_set(ERR_IO, "run %s: every stage is done, but the store did not record the run as ok: %s", rn->run, also);
+        rc = -1;
+    } else if (!rc) {
+        printf("run %s ok: %d stages (%d run, %d cached) in %.2fs\n", rn->run, rn->r->n_stages, rn->n_run, rn->n_cached,
+               time_monotonic() - rn->t0);
+    }
+    free(also);
+    free(msg);
+    free(cause);
+    return rc;
 }
 
 int runner_execute(store *s, const recipe *r, const char *run, const runner_opts *o) {
-    int n = r->n_stages, jobs = o->jobs > 0 ? o->jobs : 1;
-    slot *sl = xcalloc((size_t)n + 1, sizeof *sl);
-    if (!sl) return -1;
-    if (store_run_claim(s, run)) {
-        free(sl);
+    runner rn = {.s = s, .r = r, .run = run, .o = o, .jobs = o->jobs > 0 ? o->jobs : 1, .failed_stage = -1};
+    rn.sl = xcalloc((size_t)r->n_stages + 1, sizeof *rn.sl);
+    if (!rn.sl) return -1;
+    rn.logdir = xasprintf("%s/logs/%s", store_dir(s), run);
+    if (!rn.logdir || store_run_claim(s, run) || fs_mkdir_p(rn.logdir, 0755)) {
+        free(rn.logdir);
+        free(rn.sl);
         return -1;
     }
-    char *logdir = xasprintf("%s/logs/%s", store_dir(s), run);
-    if (!logdir || fs_mkdir_p(logdir, 0755)) {
-        free(logdir);
-        free(sl);
-        return -1;
-    }
-    /* Stages already complete in this run (a resume) keep their outputs. */
-    int rc = 0, n_run = 0, n_cached = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        stage_row row;
-        if (store_stage_load(s, run, r->stages[i].name, &row)) {
-            rc = -1;
-            break;
-        }
-        if (!strcmp(row.status, "ok") || !strcmp(row.status, "cached")) {
-            sl[i].state = S_DONE;
-            rc = load_outputs(s, run, &r->stages[i], &sl[i]);
-        } else if (strcmp(row.status, "pending")) {
-            rc = store_stage_set_status(s, run, r->stages[i].name, "pending", NULL);
-        }
-        sl[i].attempt = row.attempts;
-        stage_row_free(&row);
-    }
+    int rc = load_resume(&rn);
     struct sigaction sa = {0}, old_int, old_term;
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     runner_stop = 0;
-    double t0 = time_monotonic();
-    int running = 0, failed_stage = -1;
+    rn.t0 = time_monotonic();
     while (!rc && !runner_stop) {
         int progressed = 0;
-        for (int i = 0; i < n && !rc && !runner_stop; i++) {
-            if (sl[i].state != S_PENDING) continue;
-            const recipe_stage *st = &r->stages[i];
-            int ready = 1, blocked = 0;
-            for (int k = 0; k < st->n_deps; k++) {
-                sstate d = sl[st->deps[k]].state;
-                ready &= d == S_DONE;
-                blocked |= d == S_FAILED || d == S_SKIPPED;
-            }
-            if (blocked) {
-                skip_descendants(s, r, run, -1, sl);
-                progressed = 1;
-                continue;
-            }
-            if (!ready) continue;
-            char key[65];
-            if (runner_prepare_stage(s, r, run, i, output_digest, sl, key)) {
-                rc = -1;
-                break;
-            }
-            char from_run[RUN_ID_MAX], from_stage[STAGE_NAME_MAX];
-            int found = store_completion_find(s, key, from_run, from_stage);
-            if (found < 0) {
-                rc = -1;
-                break;
-            }
-            if (found && (strcmp(from_run, run) || strcmp(from_stage, st->name))) {
-                if (store_stage_link_cached(s, run, st->name, from_run, from_stage) || load_outputs(s, run, st, &sl[i])) {
-                    rc = -1;
-                    break;
-                }
-                sl[i].state = S_DONE;
-                n_cached++;
-                progressed = 1;
-                print_stage(st->name, "cached (from run %s)", from_run);
-                continue;
-            }
-            if (running >= jobs) continue;
-            int attempt = sl[i].attempt + 1;
-            free(sl[i].log_path);
-            sl[i].log_path = xasprintf("%s/%s.%d.log", logdir, st->name, attempt);
-            if (!sl[i].log_path || store_stage_start(s, run, st->name, sl[i].log_path, 0, &attempt)) {
-                rc = -1;
-                break;
-            }
-            sl[i].attempt = attempt;
-            pid_t pid = launch(s, st, run, attempt, sl[i].log_path, o);
-            if (pid < 0) {
-                rc = -1;
-                break;
-            }
-            store_stage_set_pid(s, run, st->name, pid);
-            sl[i].pid = pid;
-            sl[i].state = S_RUNNING;
-            sl[i].session_attempts++;
-            sl[i].started = time_monotonic();
-            running++;
-            progressed = 1;
-            if (st->ranks > 1) print_stage(st->name, "running on %d ranks (attempt %d)", st->ranks, attempt);
-            else print_stage(st->name, "running (attempt %d)", attempt);
-        }
+        rc = launch_ready(&rn, &progressed);
         if (rc || runner_stop) break;
-        if (running == 0) {
+        if (rn.running == 0) {
             if (!progressed) break;
             continue;
         }
-        int status;
-        pid_t pid = waitpid(-1, &status, 0);
-        if (pid < 0) {
-            if (errno == EINTR) continue;
-            rc = err_errno("waiting for stage processes");
-            break;
-        }
-        int i = 0;
-        while (i < n && !(sl[i].state == S_RUNNING && sl[i].pid == pid)) i++;
-        if (i == n) continue;
-        running--;
-        const recipe_stage *st = &r->stages[i];
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        store_attempt_finish(s, run, st->name, sl[i].attempt, code);
-        stage_row row;
-        if (store_stage_load(s, run, st->name, &row)) {
-            rc = -1;
-            break;
-        }
-        double secs = time_monotonic() - sl[i].started;
-        if (code == 0 && (!strcmp(row.status, "ok") || !strcmp(row.status, "cached"))) {
-            sl[i].state = S_DONE;
-            if (!strcmp(row.status, "ok")) {
-                n_run++;
-                print_stage(st->name, "ok (%.2fs)", secs);
-            } else {
-                n_cached++;
-                print_stage(st->name, "cached (from run %s, computed meanwhile)", row.cached_from);
-            }
-            rc = load_outputs(s, run, st, &sl[i]);
-        } else if (sl[i].session_attempts <= st->retries) {
-            print_stage(st->name, "attempt %d failed (exit %d); retrying (%d of %d retries left); log: %s", sl[i].attempt,
-                        code, st->retries - sl[i].session_attempts, st->retries, sl[i].log_path);
-            store_stage_set_status(s, run, st->name, "pending", row.error);
-            sl[i].state = S_PENDING;
-        } else {
-            char *msg = xasprintf("exit status %d%s%s; log: %s", code, row.error ? ": " : "", row.error ? row.error : "",
-                                  sl[i].log_path);
-            store_stage_set_status(s, run, st->name, "failed", msg ? msg : "failed");
-            print_stage(st->name, "FAILED (exit %d) after %.2fs; log: %s", code, secs, sl[i].log_path);
-            if (row.error) printf("    %s\n", row.error);
-            free(msg);
-            sl[i].state = S_FAILED;
-            if (failed_stage < 0) failed_stage = i;
-            skip_descendants(s, r, run, i, sl);
-        }
-        stage_row_free(&row);
+        rc = reap_one(&rn);
     }
-    /* Interrupted or broken: stop the stages still running, leave them pending for resume. */
-    for (int i = 0; i < n; i++) {
-        if (sl[i].state != S_RUNNING) continue;
-        kill(-sl[i].pid, SIGTERM);
-        int status;
-        waitpid(sl[i].pid, &status, 0);
-        store_stage_set_status(s, run, r->stages[i].name, "pending", "interrupted");
-        print_stage(r->stages[i].name, "interrupted");
-    }
+    rc = finish_run(&rn, rc);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    double secs = time_monotonic() - t0;
-    if (!rc && runner_stop) {
-        rc = err_set(ERR_STAGE, "interrupted by signal %d; continue with 'smelt resume %s'", (int)runner_stop, run);
-        store_run_set_status(s, run, "interrupted", err_msg());
-    } else if (!rc && failed_stage >= 0) {
-        rc = err_set(ERR_STAGE, "run %s FAILED: stage %s failed; log: %s; fix the cause and continue with 'smelt resume "
-                     "%s'", run, r->stages[failed_stage].name, sl[failed_stage].log_path, run);
-        store_run_set_status(s, run, "failed", err_msg());
-    } else if (!rc) {
-        int done = 0;
-        for (int i = 0; i < n; i++) done += sl[i].state == S_DONE;
-        if (done != n) {
-            rc = err_set(ERR_INTERNAL, "run %s ended with %d of %d stages done", run, done, n);
-            store_run_set_status(s, run, "failed", err_msg());
-        } else {
-            store_run_set_status(s, run, "ok", NULL);
-            printf("run %s ok: %d stages (%d run, %d cached) in %.2fs\n", run, n, n_run, n_cached, secs);
-        }
-    } else {
-        char *msg = xstrdup(err_msg());
-        err_kind k = err_kind_get();
-        store_run_set_status(s, run, "failed", msg);
-        err_set(k, "%s", msg ? msg : "run failed");
-        free(msg);
+    for (int i = 0; i < r->n_stages; i++) {
+        free(rn.sl[i].log_path);
+        free(rn.sl[i].outputs);
     }
-    for (int i = 0; i < n; i++) {
-        free(sl[i].log_path);
-        free(sl[i].outputs);
-    }
-    free(sl);
-    free(logdir);
+    free(rn.sl);
+    free(rn.logdir);
     fflush(stdout);
     return rc;
 }
@@ -481,7 +516,7 @@ int runner_closest_key(store *s, const char *name, const char *key_json, const c
     sqlite3_bind_double(st, 3, before);
     sqlite3_bind_double(st, 4, before);
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step_row(s, st, "searching earlier keys")) == 1) {
         strbuf sb = STRBUF_INIT;
         int k = key_diff(&sb, (const char *)sqlite3_column_text(st, 1), key_json);
         if (k < 0) {
@@ -499,6 +534,5 @@ int runner_closest_key(store *s, const char *name, const char *key_json, const c
         if (k == 0) break;
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return store_err(s, "searching earlier keys");
-    return 0;
+    return rc < 0 ? -1 : 0;
 }

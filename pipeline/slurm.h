@@ -78,10 +78,21 @@ typedef struct {
     int active;       /* pending or running in Slurm */
 } slurm_view;
 
-/* Reads the states of the run's current jobs with one batched query: squeue (all jobs named
- * smelt-RUN) or sacct (-j with their ids) as `method` (or $SMELT_SLURM_QUERY) says; when sacct
- * fails, squeue once.
- * views[i] describes jobs[i]. *calls counts the Slurm commands run (1 or 2). */
+/* 1 when a Slurm command's error output says that the controller could not be reached (the
+ * operation failed: exit 1), not that the request was refused (bad input: exit 2). */
+int slurm_unreachable(const char *text);
+
+/* Reads the Slurm states of the run's jobs with one batched query: squeue (every job named
+ * smelt-RUN) or sacct (-j with the ids of `jobs`) as `method` (or $SMELT_SLURM_QUERY) says; when
+ * sacct fails, squeue once. With all_jobs, also the jobs the store does not know (a submitter
+ * killed between sbatch's answer and the store write): squeue lists them with their stage in the
+ * comment; after sacct that is a second call. *live is owned by the caller; *calls counts the
+ * Slurm commands run (0 to 2). */
+int slurm_run_query(const char *method, const char *run, const slurm_job_row *jobs, int n_jobs, int all_jobs,
+                    slurm_live **live, int *n_live, int *calls);
+/* views[i] describes jobs[i]: from Slurm's answer when it knows the job, else from the store. */
+void slurm_view_fill(const slurm_job_row *jobs, int n_jobs, const slurm_live *live, int n_live, slurm_view *views);
+/* slurm_run_query of the recorded jobs, then slurm_view_fill. */
 int slurm_run_view(const char *method, const char *run, const slurm_job_row *jobs, int n_jobs, slurm_view *views,
                    int *calls);
 
@@ -89,10 +100,15 @@ int slurm_run_view(const char *method, const char *run, const slurm_job_row *job
  * done, stages whose key is computable and already completed are linked (never submitted),
  * on resume pending and running jobs are adopted, and every other stage is submitted with
  * afterok dependencies on the jobs of its upstream stages. Job ids are in the store before it
- * returns. Prints one line per stage to `out`. */
+ * returns. Prints one line per stage to `out`; *n_jobs is the number of jobs submitted or
+ * adopted (0: every stage was done or cached). A `smelt cancel` of the run while it submits
+ * stops it before its next sbatch (ERR_STAGE, saying so). */
 int slurm_submit_run(store *s, const recipe *r, const char *run, const slurm_opts *o, const char *self_exe,
-                     int resume, FILE *out);
-/* Cancels every job of the run with one scancel and marks the run interrupted. */
+                     int resume, FILE *out, int *n_jobs);
+/* Cancels every job of the run with one scancel and marks the run interrupted. The run is
+ * marked cancelled first, so that a `submit` or `resume` of it still running stops before its
+ * next sbatch; the scancel waits for that process to stop (the run's submit lock), so that it
+ * also cancels the jobs that process queued. */
 int slurm_cancel_run(store *s, const char *run, FILE *out);
 /* `smelt plan --slurm`: the scripts that would be submitted for the stages not known to be
  * cached (cached[i] != 0) and their dependency chain; submits and writes nothing. */

@@ -332,6 +332,19 @@ static int parse_lines(const char *text, int n_fields, int squeue, slurm_live **
 int slurm_parse_squeue(const char *text, slurm_live **out, int *n) { return parse_lines(text, 6, 1, out, n); }
 int slurm_parse_sacct(const char *text, slurm_live **out, int *n) { return parse_lines(text, 5, 0, out, n); }
 
+/* 1 when a Slurm command's error output says the controller could not be reached (an operation
+ * that failed, exit 1) rather than that the request was refused (bad input, exit 2). The texts
+ * are Slurm's own (slurm_strerror): "Unable to contact slurm controller (connect failure)", ... */
+int slurm_unreachable(const char *text) {
+    static const char *const signs[] = {"Unable to contact slurm controller", "Socket timed out",
+                                        "Communication connection failure", "Connection refused",
+                                        "Zero Bytes were transmitted or received", "temporarily unable to accept job",
+                                        "Slurm backup controller in standby mode", NULL};
+    for (int i = 0; text && signs[i]; i++)
+        if (strstr(text, signs[i])) return 1;
+    return 0;
+}
+
 /* One query; -1 (error slot naming the command and its message) when the command failed. */
 static int query_once(int sacct, const char *run, const slurm_job_row *jobs, int n_jobs, slurm_live **live, int *n) {
     char name[128], *out = NULL, *err = NULL;
@@ -355,24 +368,58 @@ static int query_once(int sacct, const char *run, const slurm_job_row *jobs, int
     return rc;
 }
 
-int slurm_run_view(const char *method, const char *run, const slurm_job_row *jobs, int n_jobs, slurm_view *views,
-                   int *calls) {
+/* Appends b's entries to a (both owned arrays of slurm_live); frees b. */
+static int live_append(slurm_live **a, int *na, slurm_live *b, int nb) {
+    if (nb == 0) {
+        free(b);
+        return 0;
+    }
+    slurm_live *m = xrealloc(*a, (size_t)(*na + nb) * sizeof *m);
+    if (!m) {
+        free(b);
+        return -1;
+    }
+    memcpy(m + *na, b, (size_t)nb * sizeof *m);
+    *a = m;
+    *na += nb;
+    free(b);
+    return 0;
+}
+
+int slurm_run_query(const char *method, const char *run, const slurm_job_row *jobs, int n_jobs, int all_jobs,
+                    slurm_live **live, int *n_live, int *calls) {
+    *live = NULL;
+    *n_live = 0;
     *calls = 0;
-    slurm_live *live = NULL;
-    int n_live = 0, rc = 0;
     const char *env = getenv("SMELT_SLURM_QUERY");
     if (env && env[0]) method = env; /* the user knows better than what the submit probe found */
-    if (n_jobs > 0) {
-        int sacct = method && !strcmp(method, "sacct");
+    int sacct = method && !strcmp(method, "sacct") && n_jobs > 0, rc = 0;
+    if (n_jobs == 0 && !all_jobs) return 0;
+    (*calls)++;
+    rc = query_once(sacct, run, jobs, n_jobs, live, n_live);
+    if (rc && sacct) {
+        /* Accounting is down or was turned off: the controller still knows the recent jobs. */
+        err_clear();
         (*calls)++;
-        rc = query_once(sacct, run, jobs, n_jobs, &live, &n_live);
-        if (rc && sacct) {
-            /* Accounting is down or was turned off: the controller still knows the recent jobs. */
-            err_clear();
-            (*calls)++;
-            rc = query_once(0, run, jobs, n_jobs, &live, &n_live);
-        }
+        return query_once(0, run, jobs, n_jobs, live, n_live);
     }
+    if (!rc && sacct && all_jobs) {
+        /* sacct -j lists the recorded jobs only; the controller lists every queued job of the run. */
+        slurm_live *more = NULL;
+        int n_more = 0;
+        (*calls)++;
+        rc = query_once(0, run, jobs, n_jobs, &more, &n_more);
+        if (!rc) rc = live_append(live, n_live, more, n_more);
+    }
+    if (rc) {
+        free(*live);
+        *live = NULL;
+        *n_live = 0;
+    }
+    return rc;
+}
+
+void slurm_view_fill(const slurm_job_row *jobs, int n_jobs, const slurm_live *live, int n_live, slurm_view *views) {
     for (int i = 0; i < n_jobs; i++) {
         slurm_view *v = &views[i];
         memset(v, 0, sizeof *v);
@@ -388,11 +435,14 @@ int slurm_run_view(const char *method, const char *run, const slurm_job_row *job
             v->active = slurm_state_active(l->state);
             continue;
         }
-        /* Slurm no longer knows the job (or could not be asked): what the job itself recorded. */
-        const char *st = jobs[i].state;
-        snprintf(v->state, sizeof v->state, "%s",
-                 !strcmp(st, "completed") ? "COMPLETED" : !strcmp(st, "failed") ? "FAILED"
-                 : !strcmp(st, "stopped") ? "STOPPED" : !strcmp(st, "started") ? "LOST" : "VANISHED");
+        /* Slurm no longer knows the job (or could not be asked): what the store recorded. */
+        static const char *const names[][2] = {{"completed", "COMPLETED"}, {"failed", "FAILED"},
+                                               {"stopped", "STOPPED"},     {"cancelled", "CANCELLED"},
+                                               {"lost", "LOST"},           {"started", "LOST"}};
+        const char *st = "VANISHED";
+        for (size_t k = 0; k < sizeof names / sizeof *names; k++)
+            if (!strcmp(jobs[i].state, names[k][0])) st = names[k][1];
+        snprintf(v->state, sizeof v->state, "%s", st);
         snprintf(v->node, sizeof v->node, "%s", jobs[i].node);
         if (jobs[i].started_at > 0) {
             double end = jobs[i].finished_at > 0 ? jobs[i].finished_at : jobs[i].started_at;
@@ -400,6 +450,13 @@ int slurm_run_view(const char *method, const char *run, const slurm_job_row *job
             snprintf(v->elapsed, sizeof v->elapsed, "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60);
         }
     }
+}
+
+int slurm_run_view(const char *method, const char *run, const slurm_job_row *jobs, int n_jobs, slurm_view *views,
+                   int *calls) {
+    slurm_live *live = NULL;
+    int n_live = 0, rc = slurm_run_query(method, run, jobs, n_jobs, 0, &live, &n_live, calls);
+    slurm_view_fill(jobs, n_jobs, live, n_live, views);
     free(live);
     return rc;
 }

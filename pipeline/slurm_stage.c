@@ -101,9 +101,15 @@ static int load_recipe(store *s, const char *run, recipe **r) {
 
 typedef enum { OUT_DONE, OUT_FAILED, OUT_STOPPED } outcome;
 
+/* Keeps the first failure of a store write that does not change the stage's outcome (the attempt
+ * finished, its end could not be recorded): the job still exits with an error. */
+static void keep_store_error(char **store_error) {
+    if (!*store_error) *store_error = xstrdup(err_msg());
+}
+
 /* Runs attempts until one commits the stage, the retries are spent, or a signal stops it. */
 static outcome run_attempts(store *s, const recipe_stage *st, const char *run, const char *self_exe,
-                            const char *launcher, const char *log_path, char **why) {
+                            const char *launcher, const char *log_path, char **why, char **store_error) {
     for (int a = 0; a <= st->retries; a++) {
         if (stop_signal) return OUT_STOPPED;
         int attempt = 0;
@@ -124,7 +130,7 @@ static outcome run_attempts(store *s, const recipe_stage *st, const char *run, c
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
         child_pgid = 0;
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        store_attempt_finish(s, run, st->name, attempt, code);
+        if (store_attempt_finish(s, run, st->name, attempt, code)) keep_store_error(store_error);
         stage_row row;
         if (store_stage_load(s, run, st->name, &row)) {
             *why = xstrdup(err_msg());
@@ -144,10 +150,62 @@ static outcome run_attempts(store *s, const recipe_stage *st, const char *run, c
         if (a < st->retries) {
             log_warn("stage %s: %s; retrying (%d of %d retries left)", st->name, *why ? *why : "failed",
                      st->retries - a - 1, st->retries);
-            store_stage_set_status(s, run, st->name, "pending", *why);
+            if (store_stage_set_status(s, run, st->name, "pending", *why)) {
+                free(*why);
+                *why = xstrdup(err_msg());
+                return OUT_FAILED;
+            }
         }
     }
     return OUT_FAILED;
+}
+
+/* Records in the store how the job ended and sets the error slot when it did not succeed. A
+ * store write that fails here fails the job (its message is added). */
+static int record_end(store *s, const char *run, const char *stage, const char *job, outcome out, int stage_known,
+                      err_kind kind, const char *why, char *store_error) {
+    int rc = 0;
+    char *msg = NULL;
+    if (out == OUT_DONE) {
+        int completed = 0;
+        if (store_run_complete_if_done(s, run, &completed)) keep_store_error(&store_error);
+        else if (completed) log_info("run %s: every stage is done; the run is ok", run);
+    } else if (out == OUT_STOPPED) {
+        /* A user's own `smelt cancel` marks the run first: say that, not "stopped by signal 15". */
+        int cancelled = 0;
+        if (store_slurm_run_cancelled(s, run, &cancelled)) keep_store_error(&store_error);
+        if (cancelled)
+            msg = xasprintf("job %s was cancelled with 'smelt cancel'; 'smelt resume %s' continues the stage from its "
+                            "in-stage checkpoint", job ? job : "-", run);
+        else
+            msg = xasprintf("job %s stopped by signal %d (scancel, time limit or pre-emption)%s%s; 'smelt resume %s' "
+                            "continues it from its in-stage checkpoint", job ? job : "-", (int)stop_signal,
+                            why ? ": " : "", why ? why : "", run);
+        if (store_stage_set_status(s, run, stage, "pending", msg) ||
+            store_run_set_status_if(s, run, "running", "interrupted", msg))
+            keep_store_error(&store_error);
+        kind = ERR_STAGE;
+        rc = err_set(kind, "%s", msg ? msg : "stopped by a signal");
+    } else {
+        msg = xasprintf("stage %s failed in Slurm job %s: %s; fix the cause and 'smelt resume %s'", stage,
+                        job ? job : "-", why ? why : "unknown error", run);
+        if ((stage_known && store_stage_set_status(s, run, stage, "failed", why ? why : msg)) ||
+            store_run_set_status_if(s, run, "running", "failed", msg))
+            keep_store_error(&store_error);
+        rc = err_set(kind, "%s", msg ? msg : "stage failed");
+    }
+    if (job && job[0] &&
+        store_slurm_job_finish(s, run, stage, job, out == OUT_DONE ? "completed" : out == OUT_STOPPED ? "stopped" : "failed"))
+        keep_store_error(&store_error);
+    if (store_error) {
+        if (rc) err_set(kind, "%s (and the store did not record it: %s)", msg ? msg : "failed", store_error);
+        else err_set(ERR_IO, "stage %s is done, but the store did not record how job %s ended: %s", stage,
+                     job ? job : "-", store_error);
+        rc = -1;
+    }
+    free(msg);
+    free(store_error);
+    return rc;
 }
 
 int slurm_stage_run(const char *store_dir_path, const char *run, const char *stage_name, const char *self_exe,
@@ -191,42 +249,19 @@ int slurm_stage_run(const char *store_dir_path, const char *run, const char *sta
         }
     }
     outcome out = OUT_FAILED;
+    char *store_error = NULL;
     if (!rc && !done) {
         log_path = job && job[0] ? xasprintf("%s/logs/%s/%s.slurm-%s.log", store_dir(s), run, stage_name, job)
                                  : xasprintf("%s/logs/%s/%s.slurm-manual.log", store_dir(s), run, stage_name);
         if (!log_path) rc = -1;
-        else out = run_attempts(s, &r->stages[i], run, self_exe, o.launcher, log_path, &why);
+        else out = run_attempts(s, &r->stages[i], run, self_exe, o.launcher, log_path, &why, &store_error);
     } else if (!rc) {
         out = OUT_DONE;
     } else {
         why = xstrdup(err_msg());
     }
-    /* How it ended, for the store (status and resume read it when Slurm has forgotten the job). */
-    err_kind kind = rc ? err_kind_get() : ERR_STAGE;
-    if (out == OUT_DONE) {
-        int completed = 0;
-        rc = store_run_complete_if_done(s, run, &completed);
-        if (!rc && completed) log_info("run %s: every stage is done; the run is ok", run);
-    } else if (out == OUT_STOPPED) {
-        *signal_stop = (int)stop_signal;
-        char *msg = xasprintf("job %s stopped by signal %d (scancel, time limit or pre-emption)%s%s; 'smelt resume %s' "
-                              "continues it from its in-stage checkpoint", job ? job : "-", (int)stop_signal,
-                              why ? ": " : "", why ? why : "", run);
-        store_stage_set_status(s, run, stage_name, "pending", msg);
-        store_run_set_status_if(s, run, "running", "interrupted", msg);
-        rc = err_set(ERR_STAGE, "%s", msg ? msg : "stopped by a signal");
-        free(msg);
-    } else {
-        char *msg = xasprintf("stage %s failed in Slurm job %s: %s; fix the cause and 'smelt resume %s'", stage_name,
-                              job ? job : "-", why ? why : "unknown error", run);
-        if (r && i >= 0) store_stage_set_status(s, run, stage_name, "failed", why ? why : msg);
-        store_run_set_status_if(s, run, "running", "failed", msg);
-        rc = err_set(kind, "%s", msg ? msg : "stage failed");
-        free(msg);
-    }
-    if (job && job[0])
-        store_slurm_job_finish(s, run, stage_name, job, out == OUT_DONE ? "completed" : out == OUT_STOPPED ? "stopped"
-                                                                                                          : "failed");
+    if (out == OUT_STOPPED) *signal_stop = (int)stop_signal;
+    rc = record_end(s, run, stage_name, job, out, r && i >= 0, rc ? err_kind_get() : ERR_STAGE, why, store_error);
     free(log_path);
     free(why);
     slurm_opts_free(&o);

@@ -279,11 +279,14 @@ int stage_exec(const char *store_dir_path, const char *run, const char *stage, i
         rc = -1;
     }
     if (rc && rank == 0 && ctx.st) {
+        /* Record the failure (and the metrics so far); when the store refuses, say so too. */
         char *msg = xstrdup(err_msg());
         err_kind kind = err_kind_get();
-        stage_metrics_flush(&ctx);
-        store_stage_set_status(ctx.st, run, stage, "failed", msg);
-        err_set(kind, "%s", msg ? msg : "stage failed");
+        int lost = stage_metrics_flush(&ctx) || store_stage_set_status(ctx.st, run, stage, "failed", msg);
+        char *why = lost ? xstrdup(err_msg()) : NULL;
+        err_set(kind, "%s%s%s%s", msg ? msg : "stage failed", lost ? " (and the store did not record the failure: " : "",
+                lost && why ? why : "", lost ? ")" : "");
+        free(why);
         free(msg);
     }
     if (lock_fd >= 0) close(lock_fd);

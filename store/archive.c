@@ -45,7 +45,7 @@ static int dump_table(store *s, const char *table, const char *col, const char *
     cJSON *t = cJSON_CreateObject(), *cols = cJSON_CreateArray(), *rows = cJSON_CreateArray();
     int nc = sqlite3_column_count(st), rc;
     for (int i = 0; i < nc; i++) cJSON_AddItemToArray(cols, cJSON_CreateString(sqlite3_column_name(st, i)));
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step_row(s, st, "exporting a table")) == 1) {
         cJSON *row = cJSON_CreateArray();
         for (int i = 0; i < nc; i++) {
             cJSON *v;
@@ -74,8 +74,7 @@ static int dump_table(store *s, const char *table, const char *col, const char *
     cJSON_AddItemToObject(t, "columns", cols);
     cJSON_AddItemToObject(t, "rows", rows);
     cJSON_AddItemToObject(out, table, t);
-    if (rc != SQLITE_DONE) return store_err(s, "exporting a table");
-    return 0;
+    return rc < 0 ? err_prefix("table %s: ", table) : 0;
 }
 
 static int write_entry(struct archive *a, const char *name, const void *data, size_t n, const char *file) {
@@ -101,12 +100,9 @@ static int write_file_entry(struct archive *a, const char *name, const char *src
 }
 
 static int set_filter(struct archive *a, const char *path) {
-    size_t n = strlen(path);
-#define ENDS(s) (n >= strlen(s) && !strcmp(path + n - strlen(s), s))
-    if (ENDS(".zst") || ENDS(".tzst")) return archive_write_add_filter_zstd(a);
-    if (ENDS(".gz") || ENDS(".tgz")) return archive_write_add_filter_gzip(a);
-    if (ENDS(".tar")) return archive_write_add_filter_none(a);
-#undef ENDS
+    if (str_ends_with(path, ".zst") || str_ends_with(path, ".tzst")) return archive_write_add_filter_zstd(a);
+    if (str_ends_with(path, ".gz") || str_ends_with(path, ".tgz")) return archive_write_add_filter_gzip(a);
+    if (str_ends_with(path, ".tar")) return archive_write_add_filter_none(a);
     return err_set(ERR_INPUT, "cannot tell the compression of '%s'; name it .tar.zst, .tar.gz or .tar", path);
 }
 
@@ -146,23 +142,26 @@ int store_export(store *s, const char *run, const char *path, int *n_objects, ui
                                       "FROM manifest_entry me WHERE me.manifest IN (SELECT digest FROM output WHERE "
                                       "run_id = ?1) ORDER BY 1")) {
         sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
-        while (sqlite3_step(st) == SQLITE_ROW)
+        int r;
+        while ((r = store_step_row(s, st, "listing the objects of the run")) == 1)
             cJSON_AddItemToArray(objs, cJSON_CreateString((const char *)sqlite3_column_text(st, 0)));
         sqlite3_finalize(st);
+        if (r < 0) rc = -1;
     } else if (!rc) {
         rc = -1;
     }
     char *json = rc ? NULL : cJSON_PrintUnformatted(root);
     if (!rc && !json) rc = err_set(ERR_NOMEM, "out of memory writing the export manifest");
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+    fs_atomic out = {.fd = -1};
     struct archive *a = archive_write_new();
-    if (!rc && (!tmp || !a)) rc = -1;
+    if (!rc && !a) rc = err_set(ERR_NOMEM, "out of memory starting an archive");
     if (!rc && (archive_write_set_format_pax_restricted(a) != ARCHIVE_OK || set_filter(a, path) != ARCHIVE_OK)) {
         if (err_kind_get() != ERR_INPUT) err_set(ERR_IO, "cannot set up the archive: %s", archive_error_string(a));
         rc = -1;
     }
-    if (!rc && archive_write_open_filename(a, tmp) != ARCHIVE_OK)
-        rc = err_set(ERR_IO, "cannot create %s: %s", tmp, archive_error_string(a));
+    if (!rc) rc = fs_atomic_open(&out, path);
+    if (!rc && archive_write_open_fd(a, out.fd) != ARCHIVE_OK)
+        rc = err_set(ERR_IO, "cannot start %s: %s", out.tmp, archive_error_string(a));
     int nobj = 0;
     uint64_t total = 0;
     if (!rc) rc = write_entry(a, EXPORT_JSON, json, strlen(json), path);
@@ -189,13 +188,11 @@ int store_export(store *s, const char *run, const char *path, int *n_objects, ui
     free(logdir);
     if (a) {
         if (!rc && archive_write_close(a) != ARCHIVE_OK)
-            rc = err_set(ERR_IO, "cannot finish %s: %s", tmp, archive_error_string(a));
-        archive_write_free(a);
+            rc = err_set(ERR_IO, "cannot finish %s: %s", out.tmp, archive_error_string(a));
+        archive_write_free(a); /* leaves out.fd open */
     }
-    if (!rc) rc = fs_fsync_path(tmp);
-    if (!rc && rename(tmp, path)) rc = err_errno("cannot rename %s to %s", tmp, path);
-    if (rc && tmp) unlink(tmp);
-    free(tmp);
+    if (!rc) rc = fs_atomic_commit(&out);
+    else if (out.fd >= 0) fs_atomic_abort(&out);
     cJSON_free(json);
     cJSON_Delete(root);
     if (n_objects) *n_objects = nobj;
@@ -303,7 +300,10 @@ static int insert_rows(store *s, const char *table, const cJSON *t) {
     sqlite3_stmt *st;
     int rc = store_prepare(s, &st, sb_str(&sql));
     sb_free(&sql);
-    if (rc) return err_prefix("importing table %s (is the archive from a newer smelt?): ", table);
+    if (rc && sqlite3_errcode(store_db(s)) == SQLITE_ERROR) /* a column this store does not have */
+        return err_set(ERR_CORRUPT, "importing table %s: %s; the archive is damaged or from a newer smelt (store %s)",
+                       table, sqlite3_errmsg(store_db(s)), s->dir);
+    if (rc) return err_prefix("importing table %s: ", table);
     const cJSON *row;
     cJSON_ArrayForEach(row, rows) {
         if (rc) break;
@@ -318,8 +318,11 @@ static int insert_rows(store *s, const char *table, const cJSON *t) {
             if (cJSON_IsNull(v)) sqlite3_bind_null(st, i);
             else if (cJSON_IsString(v)) sqlite3_bind_text(st, i, v->valuestring, -1, SQLITE_TRANSIENT);
             else if (cJSON_IsNumber(v)) {
+                /* Range first: converting a double outside int64 (1e300, or 1e999 read as an
+                 * infinity) to an integer is undefined behaviour. Within +-9e15 every integer
+                 * is exact, so the round trip tells an integer column from a real one. */
                 double d = v->valuedouble;
-                if (d == (double)(sqlite3_int64)d && d > -9e15 && d < 9e15) sqlite3_bind_int64(st, i, (sqlite3_int64)d);
+                if (d > -9e15 && d < 9e15 && d == (double)(sqlite3_int64)d) sqlite3_bind_int64(st, i, (sqlite3_int64)d);
                 else sqlite3_bind_double(st, i, d);
             } else {
                 rc = err_set(ERR_CORRUPT, "a value of table %s in the export manifest has a bad type", table);
@@ -327,7 +330,14 @@ static int insert_rows(store *s, const char *table, const cJSON *t) {
             }
             i++;
         }
-        if (!rc) rc = store_step_done(s, st);
+        if (!rc && store_step_done(s, st)) {
+            /* A row the schema refuses (a duplicate key, a NULL where none may be) is the archive's fault. */
+            int code = sqlite3_errcode(store_db(s));
+            rc = code == SQLITE_CONSTRAINT || code == SQLITE_MISMATCH
+                     ? err_set(ERR_CORRUPT, "the export manifest's table %s has a row the store refuses (%s); the archive "
+                               "is damaged or was not written by smelt export", table, sqlite3_errmsg(store_db(s)))
+                     : err_prefix("importing table %s: ", table);
+        }
     }
     sqlite3_finalize(st);
     return rc;
@@ -427,7 +437,7 @@ int store_import(store *s, const char *path, char run_out[RUN_ID_MAX], int *n_ob
     if (!rc && (!cJSON_IsNumber(ver) || !cJSON_IsString(runj) || !cJSON_IsObject(tables) || !cJSON_IsArray(objlist) ||
                 !cJSON_IsString(rsha) || !cJSON_IsString(rtext)))
         rc = err_set(ERR_CORRUPT, "%s: %s lacks required fields", path, EXPORT_JSON);
-    if (!rc && ver->valueint != EXPORT_FORMAT)
+    if (!rc && ver->valuedouble != EXPORT_FORMAT)
         rc = err_set(ERR_INPUT, "%s uses export format %d; this smelt reads format %d", path, ver->valueint, EXPORT_FORMAT);
     if (!rc) {
         char sha[65];
@@ -471,7 +481,10 @@ int store_import(store *s, const char *path, char run_out[RUN_ID_MAX], int *n_ob
         }
         if (!rc && !(rc = store_prepare(s, &st, "SELECT DISTINCT digest FROM output WHERE run_id = ?"))) {
             sqlite3_bind_text(st, 1, runj->valuestring, -1, SQLITE_TRANSIENT);
-            while (!rc && sqlite3_step(st) == SQLITE_ROW) rc = store_object_register(s, (const char *)sqlite3_column_text(st, 0));
+            int r;
+            while (!rc && (r = store_step_row(s, st, "listing the outputs of the imported run")) == 1)
+                rc = store_object_register(s, (const char *)sqlite3_column_text(st, 0));
+            if (!rc && r < 0) rc = -1;
             sqlite3_finalize(st);
         }
         if (!rc && !(rc = store_prepare(s, &st, "UPDATE stage SET log_path = ? || substr(log_path, instr(log_path, "

@@ -11,9 +11,9 @@
 
 /* Writes the archive atomically (temporary name, then rename). *n_objects and *bytes report
  * what was written (may be NULL). */
-int store_export(store *s, const char *run, const char *path, int *n_objects, uint64_t *bytes);
+STORE_MUST_CHECK int store_export(store *s, const char *run, const char *path, int *n_objects, uint64_t *bytes);
 /* Imports a run; fills run_out with its id. Nothing is registered unless everything verifies. */
-int store_import(store *s, const char *path, char run_out[RUN_ID_MAX], int *n_objects);
+STORE_MUST_CHECK int store_import(store *s, const char *path, char run_out[RUN_ID_MAX], int *n_objects);
 
 /* gc: deletes objects no run references, scratch left by dead attempts, and in-stage
  * checkpoints of completed keys. With dry_run only counts. */
@@ -23,6 +23,6 @@ typedef struct {
     int scratch;
     uint64_t scratch_bytes;
 } gc_stats;
-int store_gc(store *s, int dry_run, gc_stats *st);
+STORE_MUST_CHECK int store_gc(store *s, int dry_run, gc_stats *st);
 
 #endif

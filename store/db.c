@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +46,16 @@ int store_err(store *s, const char *what) {
     return err_set(ERR_IO, "%s: %s (store %s)", what, sqlite3_errmsg(s->db), s->dir);
 }
 
+/* A test build links a definition of store_fault (tests/fault_hook.c) to make one SQLite
+ * operation fail on purpose; in smelt itself it is NULL and costs one comparison. */
+static int fault(const char *what) {
+    if (store_fault && store_fault(what))
+        return err_set(ERR_IO, "SQLite: injected fault in %s (a test build's SMELT_STORE_FAULT)", what);
+    return 0;
+}
+
 int store_exec(store *s, const char *sql) {
+    if (fault("exec")) return -1;
     char *msg = NULL;
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
@@ -55,14 +67,37 @@ int store_exec(store *s, const char *sql) {
 }
 
 int store_prepare(store *s, sqlite3_stmt **st, const char *sql) {
+    *st = NULL;
+    if (fault("prepare")) return -1;
     if (sqlite3_prepare_v2(s->db, sql, -1, st, NULL) != SQLITE_OK) return store_err(s, "preparing a query");
     return 0;
 }
 
 int store_step_done(store *s, sqlite3_stmt *st) {
+    if (fault("step")) return -1;
     int rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return store_err(s, "writing to the store database");
+    if (rc != SQLITE_DONE) return store_err(s, rc == SQLITE_ROW ? "a statement that writes returned rows" : "writing to the store database");
     return 0;
+}
+
+int store_step_row(store *s, sqlite3_stmt *st, const char *what) {
+    if (fault("step")) return err_prefix("%s: ", what);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) return 1;
+    if (rc == SQLITE_DONE) return 0;
+    return store_err(s, what);
+}
+
+int store_exec_bind(store *s, const char *sql, int n, const char *const *args) {
+    sqlite3_stmt *st;
+    if (store_prepare(s, &st, sql)) return -1;
+    for (int i = 0; i < n; i++) {
+        if (args[i]) sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(st, i + 1);
+    }
+    int rc = store_step_done(s, st);
+    sqlite3_finalize(st);
+    return rc;
 }
 
 char *store_path(const store *s, const char *rel) { return fs_join(s->dir, rel); }
@@ -72,6 +107,7 @@ sqlite3 *store_db(store *s) { return s->db; }
 /* BEGIN IMMEDIATE can return SQLITE_BUSY without invoking the busy handler in a few WAL
  * situations (recovery, a concurrent checkpoint); retry it with a short sleep. */
 int store_begin(store *s) {
+    if (fault("begin")) return -1;
     for (int i = 0;; i++) {
         int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
         if (rc == SQLITE_OK) return 0;
@@ -82,6 +118,10 @@ int store_begin(store *s) {
 }
 
 int store_commit(store *s) {
+    if (fault("commit")) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
     for (int i = 0;; i++) {
         int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
         if (rc == SQLITE_OK) return 0;
@@ -102,10 +142,10 @@ void store_rollback(store *s) {
 static int user_version(store *s, int *v) {
     sqlite3_stmt *st;
     if (store_prepare(s, &st, "PRAGMA user_version")) return -1;
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
+    int rc = store_step_row(s, st, "reading the schema version");
+    if (rc != 1) {
         sqlite3_finalize(st);
-        return store_err(s, "reading the schema version");
+        return rc ? -1 : err_set(ERR_IO, "reading the schema version of the store %s: no row", s->dir);
     }
     *v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
@@ -138,14 +178,48 @@ fail:
 
 static const char *const store_subdirs[] = {"objects", "tmp", "checkpoints", "logs", "locks"};
 
-/* The journal mode recorded in a database file's header: 2 WAL, 1 rollback, 0 no database yet. */
-static int header_journal_mode(const char *dbpath) {
+/* What a database file's header says without opening it: the journal mode (2 WAL, 1 rollback,
+ * 0 no database yet) and the schema version (PRAGMA user_version, bytes 60-63, big-endian). In WAL
+ * mode the header may lag the WAL file, never lead it: a version read here is at most the real one. */
+static int header_read(const char *dbpath, int *version) {
     unsigned char h[100];
     FILE *f = fopen(dbpath, "rb");
     size_t n = f ? fread(h, 1, sizeof h, f) : 0;
     if (f) fclose(f);
+    *version = -1;
     if (n < sizeof h || memcmp(h, "SQLite format 3", 16)) return 0;
+    *version = (int)((uint32_t)h[60] << 24 | (uint32_t)h[61] << 16 | (uint32_t)h[62] << 8 | h[63]);
     return h[18] == 2 && h[19] == 2 ? 2 : 1;
+}
+
+/* The store's open lock (locks/open.lock): held exclusively while a process creates the
+ * database, switches its journal mode or migrates it, because SQLite's busy handler does not
+ * cover those steps (two processes creating one store at once saw "database is locked"); readers
+ * hold it shared while the store is being set up. Returns the fd, -1 (error slot set), or -2 when
+ * a reader finds no lock file (nothing has ever set the store up: there is nothing to wait for). */
+static int open_lock(const char *dir, int exclusive) {
+    char *p = fs_join(dir, "locks/open.lock");
+    int fd = p ? open(p, exclusive ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0644) : -1;
+    if (fd < 0) {
+        int missing = p && !exclusive && errno == ENOENT;
+        if (p && !missing) err_errno("cannot open the store's lock file %s", p);
+        free(p);
+        return missing ? -2 : -1;
+    }
+    free(p);
+    while (flock(fd, exclusive ? LOCK_EX : LOCK_SH)) {
+        if (errno == EINTR) continue;
+        err_errno("cannot lock the store %s", dir);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void open_unlock(int fd) {
+    if (fd < 0) return;
+    flock(fd, LOCK_UN);
+    close(fd);
 }
 
 /* A WAL database on a shared file system becomes a rollback-journal one. EXCLUSIVE locking
@@ -202,6 +276,7 @@ int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *
     }
     store *s = xcalloc(1, sizeof *s);
     if (!s) return -1;
+    int lock = -2; /* the open lock, when this open needs it */
     s->dir = fs_realpath(dir);
     char *dbpath = s->dir ? fs_join(s->dir, "smelt.db") : NULL;
     if (!dbpath) goto fail;
@@ -215,7 +290,17 @@ int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *
                 s->dir, s->fs.type, s->fs.why);
         goto fail;
     }
-    int journal = header_journal_mode(dbpath);
+    /* A store that is set up (the journal mode its file system needs, the current schema) opens
+     * without the open lock; any other waits for it, then looks again. */
+    int version, journal = header_read(dbpath, &version);
+    int shared_journal = s->fs.cls == FS_SHARED || journal == 1;
+    if (journal != (shared_journal ? 1 : 2) || version != store_n_migrations) {
+        lock = open_lock(s->dir, !nowrite);
+        if (lock == -1) goto fail;
+        journal = header_read(dbpath, &version);
+        shared_journal = s->fs.cls == FS_SHARED || journal == 1;
+    }
+    int setup = journal != (shared_journal ? 1 : 2) || version != store_n_migrations;
     int oflags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create && !nowrite ? SQLITE_OPEN_CREATE : 0);
     if (open_db(s, dbpath, oflags)) goto fail;
     if (nowrite) {
@@ -244,17 +329,18 @@ int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *
         /* A new store on one host gets WAL; a store that is (or once was) shared keeps the
          * rollback journal, which is safe everywhere, so that a host that sees the file system
          * as local (the NFS server itself) never turns WAL back on under the other nodes. */
-        const char *mode = s->fs.cls == FS_SHARED || journal == 1 ? "PRAGMA journal_mode = DELETE"
-                                                                    : "PRAGMA journal_mode = WAL";
-        const char *sync = s->fs.cls == FS_SHARED || journal == 1 ? "PRAGMA synchronous = FULL"
-                                                                    : "PRAGMA synchronous = NORMAL";
-        if (store_exec(s, mode) || store_exec(s, sync) || store_exec(s, "PRAGMA foreign_keys = OFF") || migrate(s))
+        const char *mode = shared_journal ? "PRAGMA journal_mode = DELETE" : "PRAGMA journal_mode = WAL";
+        const char *sync = shared_journal ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+        if ((setup && store_exec(s, mode)) || store_exec(s, sync) || store_exec(s, "PRAGMA foreign_keys = OFF") ||
+            (setup && migrate(s)))
             goto fail;
     }
+    open_unlock(lock);
     free(dbpath);
     *out = s;
     return 0;
 fail:
+    open_unlock(lock);
     free(dbpath);
     store_close(s);
     return -1;

@@ -26,7 +26,7 @@ void store_fs_classify(unsigned long magic, const char *type, const char *option
 /* Probes the file system holding `path` (an existing file or directory): statfs, then the
  * matching /proc/self/mountinfo line for the type name and options. SMELT_STORE_FS=local or
  * =shared overrides the class (the user vouches for the file system); any other value is ERR_INPUT. */
-int store_fs_probe(const char *path, store_fs_info *out);
+__attribute__((warn_unused_result)) int store_fs_probe(const char *path, store_fs_info *out);
 
 /* "local", "shared", "unsafe". */
 const char *store_fs_class_name(store_fs_class c);

@@ -45,13 +45,13 @@ static int live_set(store *s, digest_set *live) {
                               "me.manifest = roots.d"))
         return -1;
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    while ((rc = store_step_row(s, st, "listing live objects")) == 1)
         if (set_add(live, (const char *)sqlite3_column_text(st, 0))) {
-            sqlite3_finalize(st);
-            return -1;
+            rc = -1;
+            break;
         }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return store_err(s, "listing live objects");
+    if (rc < 0) return -1;
     /* Files of live manifests that were never registered (an older store): read the manifests. */
     int n_roots = live->n;
     for (int i = 0; i < n_roots; i++) {
@@ -148,8 +148,12 @@ static int sweep_scratch(store *s, int dry_run, gc_stats *gs) {
             if (e->d_name[0] == '.') continue;
             sqlite3_reset(st);
             sqlite3_bind_text(st, 1, e->d_name, -1, SQLITE_TRANSIENT);
-            int running = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 1;
-            if (running) continue;
+            int r = store_step_row(s, st, "reading which stages are running");
+            if (r < 0) {
+                rc = -1;
+                break;
+            }
+            if (r == 0 || sqlite3_column_int(st, 0)) continue;
             char *p = fs_join(att, e->d_name);
             rc = sweep_one(p, dry_run, gs);
         }
@@ -166,7 +170,12 @@ static int sweep_scratch(store *s, int dry_run, gc_stats *gs) {
             if (e->d_name[0] == '.') continue;
             sqlite3_reset(st);
             sqlite3_bind_text(st, 1, e->d_name, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(st) != SQLITE_ROW) continue;
+            int r = store_step_row(s, st, "reading which cache keys are complete");
+            if (r < 0) {
+                rc = -1;
+                break;
+            }
+            if (r == 0) continue;
             char *p = fs_join(ck, e->d_name);
             rc = sweep_one(p, dry_run, gs);
         }

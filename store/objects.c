@@ -241,7 +241,7 @@ static int manifest_parse(const char *digest, const char *text, manifest *m) {
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(f, "bytes");
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(f, "exec");
         if (!cJSON_IsString(path) || !cJSON_IsString(d) || !cJSON_IsNumber(b) || !sha256_is_hex(d->valuestring) ||
-            strlen(path->valuestring) >= sizeof m->files[0].path || !safe_rel_path(path->valuestring) || b->valuedouble < 0) {
+            strlen(path->valuestring) >= sizeof m->files[0].path || !safe_rel_path(path->valuestring) || !(b->valuedouble >= 0 && b->valuedouble < 9e18)) {
             cJSON_Delete(root);
             manifest_free(m);
             return err_set(ERR_CORRUPT, "manifest %s has a malformed entry (bad path, digest or size)", digest);
@@ -365,7 +365,7 @@ int store_object_register(store *s, const char *digest) {
         manifest m;
         if (store_manifest_read(s, digest, &m)) return -1;
         if (store_prepare(s, &st, "INSERT OR IGNORE INTO object(digest, type, bytes, created_at) "
-                                  "VALUES (?, ?, ?, julianday('now') * 86400 - 210866760000)"))
+                                  "VALUES (?, ?, ?, " STORE_NOW_SQL ")"))
             rc = -1;
         for (int i = -1; i < m.n_files && !rc; i++) {
             sqlite3_reset(st);
@@ -399,7 +399,7 @@ int store_object_register(store *s, const char *digest) {
     }
     free(p);
     if (store_prepare(s, &st, "INSERT OR IGNORE INTO object(digest, type, bytes, created_at) "
-                              "VALUES (?, 'file', ?, julianday('now') * 86400 - 210866760000)"))
+                              "VALUES (?, 'file', ?, " STORE_NOW_SQL ")"))
         return -1;
     sqlite3_bind_text(st, 1, digest, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)sb.st_size);

@@ -14,8 +14,6 @@
 #include "common/log.h"
 #include "store/internal.h"
 
-#define NOW_SQL "(julianday('now') * 86400 - 210866760000)"
-
 void run_id_new(char out[RUN_ID_MAX]) {
     unsigned char rnd[2] = {0, 0};
     int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -43,19 +41,6 @@ static char *col_dup(sqlite3_stmt *st, int i) {
     return t ? xstrdup((const char *)t) : NULL;
 }
 
-/* Runs one statement with text parameters (NULL binds NULL) inside or outside a transaction. */
-static int exec_bind(store *s, const char *sql, int n, const char *const *args) {
-    sqlite3_stmt *st;
-    if (store_prepare(s, &st, sql)) return -1;
-    for (int i = 0; i < n; i++) {
-        if (args[i]) sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_TRANSIENT);
-        else sqlite3_bind_null(st, i + 1);
-    }
-    int rc = store_step_done(s, st);
-    sqlite3_finalize(st);
-    return rc;
-}
-
 int store_run_create(store *s, const char *id, const char *name, const char *recipe_path, const char *recipe_text,
                      const char *overrides_json, int jobs) {
     char sha[65];
@@ -68,9 +53,9 @@ int store_run_create(store *s, const char *id, const char *name, const char *rec
     if (store_begin(s)) return -1;
     const char *a1[] = {sha, recipe_text};
     const char *a2[] = {id, name, recipe_path, sha, overrides_json, host, pid, jb};
-    if (exec_bind(s, "INSERT OR IGNORE INTO recipe(sha, text) VALUES (?, ?)", 2, a1) ||
-        exec_bind(s, "INSERT INTO run(id, name, recipe_path, recipe_sha, overrides, status, created_at, host, pid, jobs) "
-                     "VALUES (?, ?, ?, ?, ?, 'running', " NOW_SQL ", ?, ?, ?)", 8, a2)) {
+    if (store_exec_bind(s, "INSERT OR IGNORE INTO recipe(sha, text) VALUES (?, ?)", 2, a1) ||
+        store_exec_bind(s, "INSERT INTO run(id, name, recipe_path, recipe_sha, overrides, status, created_at, host, pid, jobs) "
+                     "VALUES (?, ?, ?, ?, ?, 'running', " STORE_NOW_SQL ", ?, ?, ?)", 8, a2)) {
         store_rollback(s);
         return -1;
     }
@@ -88,7 +73,7 @@ int store_run_resolve(store *s, const char *spec, char out[RUN_ID_MAX]) {
     int n = 0, exact = 0;
     char first[RUN_ID_MAX] = "", second[RUN_ID_MAX] = "";
     int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step_row(s, st, "looking up a run")) == 1) {
         if (n == 0) {
             col_text(st, 0, first, sizeof first);
             exact = !strcmp(first, spec);
@@ -98,7 +83,7 @@ int store_run_resolve(store *s, const char *spec, char out[RUN_ID_MAX]) {
         n++;
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return store_err(s, "looking up a run");
+    if (rc < 0) return -1;
     if (n == 0)
         return err_set(ERR_INPUT, latest ? "the store %s has no runs yet" : "no run '%s' in the store %s; list runs with "
                        "'smelt runs'", latest ? s->dir : spec, s->dir);
@@ -117,11 +102,10 @@ int store_run_load(store *s, const char *id, run_row *r) {
                               "FROM run r JOIN recipe c ON c.sha = r.recipe_sha WHERE r.id = ?"))
         return -1;
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
+    int rc = store_step_row(s, st, "loading a run");
+    if (rc != 1) {
         sqlite3_finalize(st);
-        if (rc == SQLITE_DONE) return err_set(ERR_INPUT, "no run '%s' in the store %s", id, s->dir);
-        return store_err(s, "loading a run");
+        return rc < 0 ? -1 : err_set(ERR_INPUT, "no run '%s' in the store %s", id, s->dir);
     }
     col_text(st, 0, r->id, sizeof r->id);
     col_text(st, 1, r->name, sizeof r->name);
@@ -155,7 +139,7 @@ void run_row_free(run_row *r) {
 int store_run_set_status(store *s, const char *id, const char *status, const char *error) {
     const char *a[] = {status, error, id};
     int done = strcmp(status, "running") != 0;
-    return exec_bind(s, done ? "UPDATE run SET status = ?, error = ?, finished_at = " NOW_SQL " WHERE id = ?"
+    return store_exec_bind(s, done ? "UPDATE run SET status = ?, error = ?, finished_at = " STORE_NOW_SQL " WHERE id = ?"
                              : "UPDATE run SET status = ?, error = ?, finished_at = NULL WHERE id = ?",
                      3, a);
 }
@@ -165,7 +149,7 @@ int store_run_claim(store *s, const char *id) {
     gethostname(host, sizeof host - 1);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     const char *a[] = {host, pid, id};
-    return exec_bind(s, "UPDATE run SET status = 'running', error = NULL, finished_at = NULL, host = ?, pid = ? "
+    return store_exec_bind(s, "UPDATE run SET status = 'running', error = NULL, finished_at = NULL, host = ?, pid = ? "
                         "WHERE id = ?", 3, a);
 }
 
@@ -190,7 +174,7 @@ int store_stage_create(store *s, const char *run, const char *name, const char *
 int store_edge_add(store *s, const char *run, const char *stage, const char *dep, const char *input_name,
                    const char *output_name) {
     const char *a[] = {run, stage, dep, input_name, output_name};
-    return exec_bind(s, "INSERT OR IGNORE INTO edge(run_id, stage, dep, input_name, output_name) VALUES (?, ?, ?, ?, ?)",
+    return store_exec_bind(s, "INSERT OR IGNORE INTO edge(run_id, stage, dep, input_name, output_name) VALUES (?, ?, ?, ?, ?)",
                      5, a);
 }
 
@@ -203,12 +187,11 @@ int store_stage_load(store *s, const char *run, const char *name, stage_row *r) 
         return -1;
     sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW) {
+    int rc = store_step_row(s, st, "loading a stage");
+    if (rc != 1) {
         sqlite3_finalize(st);
-        if (rc == SQLITE_DONE)
-            return err_set(ERR_INPUT, "run %s has no stage '%s'; see 'smelt status %s' for its stages", run, name, run);
-        return store_err(s, "loading a stage");
+        return rc < 0 ? -1 : err_set(ERR_INPUT, "run %s has no stage '%s'; see 'smelt status %s' for its stages", run,
+                                     name, run);
     }
     col_text(st, 0, r->run_id, sizeof r->run_id);
     col_text(st, 1, r->name, sizeof r->name);
@@ -246,13 +229,13 @@ int store_stage_prepare(store *s, const char *run, const char *name, const char 
     if (store_begin(s)) return -1;
     const char *a[] = {key, key_json, params_json, run, name};
     const char *d[] = {run, name};
-    int rc = exec_bind(s, "UPDATE stage SET cache_key = ?, key_json = ?, params_json = ? WHERE run_id = ? AND name = ?",
+    int rc = store_exec_bind(s, "UPDATE stage SET cache_key = ?, key_json = ?, params_json = ? WHERE run_id = ? AND name = ?",
                        5, a);
-    if (!rc) rc = exec_bind(s, "DELETE FROM input WHERE run_id = ? AND stage = ?", 2, d);
-    if (!rc) rc = exec_bind(s, "DELETE FROM param WHERE run_id = ? AND stage = ?", 2, d);
+    if (!rc) rc = store_exec_bind(s, "DELETE FROM input WHERE run_id = ? AND stage = ?", 2, d);
+    if (!rc) rc = store_exec_bind(s, "DELETE FROM param WHERE run_id = ? AND stage = ?", 2, d);
     for (int i = 0; i < n_inputs && !rc; i++) {
         const char *b[] = {run, name, inputs[i].name, inputs[i].digest, inputs[i].from_stage, inputs[i].from_output};
-        rc = exec_bind(s, "INSERT INTO input(run_id, stage, name, digest, from_stage, from_output) "
+        rc = store_exec_bind(s, "INSERT INTO input(run_id, stage, name, digest, from_stage, from_output) "
                           "VALUES (?, ?, ?, ?, ?, ?)", 6, b);
     }
     if (!rc) rc = store_params_put(s, run, name, params_json);
@@ -274,20 +257,26 @@ static int read_stage_rows(store *s, const char *sql, const char *run, const cha
     sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
     int rc, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step_row(s, st, what)) == 1) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
             void *nr = xrealloc(*rows, (size_t)cap * elem);
             if (!nr) {
-                sqlite3_finalize(st);
-                return -1;
+                rc = -1;
+                break;
             }
             *rows = nr;
         }
         fill(st, (char *)*rows + (size_t)(*n)++ * elem);
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : store_err(s, what);
+    if (rc < 0) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+        return -1;
+    }
+    return 0;
 }
 
 static void fill_input(sqlite3_stmt *st, void *row) {
@@ -319,7 +308,7 @@ int store_stage_outputs(store *s, const char *run, const char *name, output_row 
 int store_stage_set_status(store *s, const char *run, const char *name, const char *status, const char *error) {
     const char *a[] = {status, error, run, name};
     int done = !strcmp(status, "ok") || !strcmp(status, "failed") || !strcmp(status, "cached");
-    return exec_bind(s, done ? "UPDATE stage SET status = ?, error = ?, finished_at = " NOW_SQL
+    return store_exec_bind(s, done ? "UPDATE stage SET status = ?, error = ?, finished_at = " STORE_NOW_SQL
                                " WHERE run_id = ? AND name = ?"
                              : "UPDATE stage SET status = ?, error = ? WHERE run_id = ? AND name = ?",
                      4, a);
@@ -331,15 +320,16 @@ int store_stage_start(store *s, const char *run, const char *name, const char *l
     snprintf(spid, sizeof spid, "%lld", (long long)pid);
     if (store_begin(s)) return -1;
     const char *a[] = {log_path, spid, host, run, name};
-    int rc = exec_bind(s, "UPDATE stage SET attempts = attempts + 1, status = 'running', error = NULL, started_at = "
-                          NOW_SQL ", finished_at = NULL, log_path = ?, pid = ?, host = ? WHERE run_id = ? AND name = ?",
+    int rc = store_exec_bind(s, "UPDATE stage SET attempts = attempts + 1, status = 'running', error = NULL, started_at = "
+                          STORE_NOW_SQL ", finished_at = NULL, log_path = ?, pid = ?, host = ? WHERE run_id = ? AND name = ?",
                        5, a);
     sqlite3_stmt *st = NULL;
     if (!rc && !store_prepare(s, &st, "SELECT attempts FROM stage WHERE run_id = ? AND name = ?")) {
         sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW) *attempt = sqlite3_column_int(st, 0);
-        else rc = err_set(ERR_INTERNAL, "stage '%s' of run %s vanished", name, run);
+        int r = store_step_row(s, st, "reading the attempt number");
+        if (r == 1) *attempt = sqlite3_column_int(st, 0);
+        else rc = r < 0 ? -1 : err_set(ERR_INTERNAL, "stage '%s' of run %s vanished", name, run);
         sqlite3_finalize(st);
     } else if (!rc) {
         rc = -1;
@@ -348,8 +338,8 @@ int store_stage_start(store *s, const char *run, const char *name, const char *l
         char at[32];
         snprintf(at, sizeof at, "%d", *attempt);
         const char *b[] = {run, name, at, log_path, host};
-        rc = exec_bind(s, "INSERT OR REPLACE INTO attempt(run_id, stage, attempt, started_at, log_path, host) "
-                          "VALUES (?, ?, ?, " NOW_SQL ", ?, ?)", 5, b);
+        rc = store_exec_bind(s, "INSERT OR REPLACE INTO attempt(run_id, stage, attempt, started_at, log_path, host) "
+                          "VALUES (?, ?, ?, " STORE_NOW_SQL ", ?, ?)", 5, b);
     }
     if (rc) {
         store_rollback(s);
@@ -363,7 +353,7 @@ int store_attempt_finish(store *s, const char *run, const char *name, int attemp
     snprintf(at, sizeof at, "%d", attempt);
     snprintf(ec, sizeof ec, "%d", exit_code);
     const char *a[] = {ec, run, name, at};
-    return exec_bind(s, "UPDATE attempt SET finished_at = " NOW_SQL ", exit_code = ? WHERE run_id = ? AND stage = ? "
+    return store_exec_bind(s, "UPDATE attempt SET finished_at = " STORE_NOW_SQL ", exit_code = ? WHERE run_id = ? AND stage = ? "
                         "AND attempt = ?", 4, a);
 }
 
@@ -374,8 +364,8 @@ int store_completion_find(store *s, const char *key, char from_run[RUN_ID_MAX], 
                               "ORDER BY (status = 'ok') DESC, finished_at"))
         return -1;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-    int rc, found = 0;
-    while (!found && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int rc = 0, found = 0;
+    while (!found && (rc = store_step_row(s, st, "looking up a cache key")) == 1) {
         char run[RUN_ID_MAX], stage[STAGE_NAME_MAX];
         col_text(st, 0, run, sizeof run);
         col_text(st, 1, stage, sizeof stage);
@@ -404,8 +394,7 @@ int store_completion_find(store *s, const char *key, char from_run[RUN_ID_MAX], 
         }
     }
     sqlite3_finalize(st);
-    if (!found && rc != SQLITE_DONE) return store_err(s, "looking up a cache key");
-    return found;
+    return rc < 0 ? -1 : found;
 }
 
 int store_stage_link_cached(store *s, const char *run, const char *name, const char *from_run, const char *from_stage) {
@@ -413,15 +402,15 @@ int store_stage_link_cached(store *s, const char *run, const char *name, const c
     const char *a[] = {run, name, from_run, from_stage};
     const char *d[] = {run, name};
     const char *u[] = {from_run, run, name};
-    int rc = exec_bind(s, "DELETE FROM output WHERE run_id = ? AND stage = ?", 2, d);
-    if (!rc) rc = exec_bind(s, "INSERT INTO output(run_id, stage, name, kind, digest) SELECT ?, ?, name, kind, digest "
+    int rc = store_exec_bind(s, "DELETE FROM output WHERE run_id = ? AND stage = ?", 2, d);
+    if (!rc) rc = store_exec_bind(s, "INSERT INTO output(run_id, stage, name, kind, digest) SELECT ?, ?, name, kind, digest "
                                "FROM output WHERE run_id = ? AND stage = ?", 4, a);
-    if (!rc) rc = exec_bind(s, "INSERT OR REPLACE INTO metric(run_id, stage, key, step, value) SELECT ?, ?, key, step, "
+    if (!rc) rc = store_exec_bind(s, "INSERT OR REPLACE INTO metric(run_id, stage, key, step, value) SELECT ?, ?, key, step, "
                                "value FROM metric WHERE run_id = ? AND stage = ?", 4, a);
-    if (!rc) rc = exec_bind(s, "INSERT OR REPLACE INTO metric_latest(run_id, stage, key, step, value) SELECT ?, ?, key, "
+    if (!rc) rc = store_exec_bind(s, "INSERT OR REPLACE INTO metric_latest(run_id, stage, key, step, value) SELECT ?, ?, key, "
                                "step, value FROM metric_latest WHERE run_id = ? AND stage = ?", 4, a);
-    if (!rc) rc = exec_bind(s, "UPDATE stage SET status = 'cached', cached_from = ?, error = NULL, started_at = "
-                               "coalesce(started_at, " NOW_SQL "), finished_at = " NOW_SQL
+    if (!rc) rc = store_exec_bind(s, "UPDATE stage SET status = 'cached', cached_from = ?, error = NULL, started_at = "
+                               "coalesce(started_at, " STORE_NOW_SQL "), finished_at = " STORE_NOW_SQL
                                " WHERE run_id = ? AND name = ?", 3, u);
     if (rc) {
         store_rollback(s);
@@ -433,15 +422,15 @@ int store_stage_link_cached(store *s, const char *run, const char *name, const c
 int store_stage_commit(store *s, const char *run, const char *name, const output_row *outputs, int n_outputs) {
     if (store_begin(s)) return -1;
     const char *d[] = {run, name};
-    int rc = exec_bind(s, "DELETE FROM output WHERE run_id = ? AND stage = ?", 2, d);
+    int rc = store_exec_bind(s, "DELETE FROM output WHERE run_id = ? AND stage = ?", 2, d);
     for (int i = 0; i < n_outputs && !rc; i++) {
         rc = store_object_register(s, outputs[i].digest);
         const char *a[] = {run, name, outputs[i].name, outputs[i].kind, outputs[i].digest};
-        if (!rc) rc = exec_bind(s, "INSERT INTO output(run_id, stage, name, kind, digest) VALUES (?, ?, ?, ?, ?)", 5, a);
+        if (!rc) rc = store_exec_bind(s, "INSERT INTO output(run_id, stage, name, kind, digest) VALUES (?, ?, ?, ?, ?)", 5, a);
     }
-    if (!rc) rc = exec_bind(s, "INSERT OR IGNORE INTO completion(cache_key, run_id, stage, finished_at) SELECT "
-                               "cache_key, run_id, name, " NOW_SQL " FROM stage WHERE run_id = ? AND name = ?", 2, d);
-    if (!rc) rc = exec_bind(s, "UPDATE stage SET status = 'ok', error = NULL, cached_from = NULL, finished_at = " NOW_SQL
+    if (!rc) rc = store_exec_bind(s, "INSERT OR IGNORE INTO completion(cache_key, run_id, stage, finished_at) SELECT "
+                               "cache_key, run_id, name, " STORE_NOW_SQL " FROM stage WHERE run_id = ? AND name = ?", 2, d);
+    if (!rc) rc = store_exec_bind(s, "UPDATE stage SET status = 'ok', error = NULL, cached_from = NULL, finished_at = " STORE_NOW_SQL
                                " WHERE run_id = ? AND name = ?", 2, d);
     if (rc) {
         store_rollback(s);
@@ -534,5 +523,5 @@ int store_stage_set_pid(store *s, const char *run, const char *name, int64_t pid
     char spid[32];
     snprintf(spid, sizeof spid, "%lld", (long long)pid);
     const char *a[] = {spid, run, name};
-    return exec_bind(s, "UPDATE stage SET pid = ? WHERE run_id = ? AND name = ?", 3, a);
+    return store_exec_bind(s, "UPDATE stage SET pid = ? WHERE run_id = ? AND name = ?", 3, a);
 }

@@ -59,42 +59,42 @@ typedef struct {
 /* A new run id: YYYYMMDD-HHMMSS-xxxx (UTC time, 4 random hex digits). */
 void run_id_new(char out[RUN_ID_MAX]);
 
-int store_run_create(store *s, const char *id, const char *name, const char *recipe_path, const char *recipe_text,
+STORE_MUST_CHECK int store_run_create(store *s, const char *id, const char *name, const char *recipe_path, const char *recipe_text,
                      const char *overrides_json, int jobs);
 /* Finds a run by exact id, unique prefix, or "latest"; ERR_INPUT when none or ambiguous. */
-int store_run_resolve(store *s, const char *spec, char out[RUN_ID_MAX]);
-int store_run_load(store *s, const char *id, run_row *r);
+STORE_MUST_CHECK int store_run_resolve(store *s, const char *spec, char out[RUN_ID_MAX]);
+STORE_MUST_CHECK int store_run_load(store *s, const char *id, run_row *r);
 void run_row_free(run_row *r);
-int store_run_set_status(store *s, const char *id, const char *status, const char *error);
+STORE_MUST_CHECK int store_run_set_status(store *s, const char *id, const char *status, const char *error);
 /* Marks the run as driven by this process (pid, host) and running. */
-int store_run_claim(store *s, const char *id);
+STORE_MUST_CHECK int store_run_claim(store *s, const char *id);
 
 /* Stage rows and the DAG edges (input_name "" for needs:). */
-int store_stage_create(store *s, const char *run, const char *name, const char *kind, int kind_version, int ord,
+STORE_MUST_CHECK int store_stage_create(store *s, const char *run, const char *name, const char *kind, int kind_version, int ord,
                        int ranks, int retries);
-int store_edge_add(store *s, const char *run, const char *stage, const char *dep, const char *input_name,
+STORE_MUST_CHECK int store_edge_add(store *s, const char *run, const char *stage, const char *dep, const char *input_name,
                    const char *output_name);
-int store_stage_load(store *s, const char *run, const char *name, stage_row *r);
+STORE_MUST_CHECK int store_stage_load(store *s, const char *run, const char *name, stage_row *r);
 void stage_row_free(stage_row *r);
 /* Records the cache key, its canonical JSON, the resolved parameters and the input artifacts. */
-int store_stage_prepare(store *s, const char *run, const char *name, const char *key, const char *key_json,
+STORE_MUST_CHECK int store_stage_prepare(store *s, const char *run, const char *name, const char *key, const char *key_json,
                         const char *params_json, const input_row *inputs, int n_inputs);
-int store_stage_inputs(store *s, const char *run, const char *name, input_row **rows, int *n);
-int store_stage_outputs(store *s, const char *run, const char *name, output_row **rows, int *n);
+STORE_MUST_CHECK int store_stage_inputs(store *s, const char *run, const char *name, input_row **rows, int *n);
+STORE_MUST_CHECK int store_stage_outputs(store *s, const char *run, const char *name, output_row **rows, int *n);
 /* Status changes. `error` may be NULL. */
-int store_stage_set_status(store *s, const char *run, const char *name, const char *status, const char *error);
+STORE_MUST_CHECK int store_stage_set_status(store *s, const char *run, const char *name, const char *status, const char *error);
 /* A new attempt: attempts+1, status running, started_at, pid, host, log path. Returns the attempt number. */
-int store_stage_start(store *s, const char *run, const char *name, const char *log_path, int64_t pid, int *attempt);
-int store_attempt_finish(store *s, const char *run, const char *name, int attempt, int exit_code);
+STORE_MUST_CHECK int store_stage_start(store *s, const char *run, const char *name, const char *log_path, int64_t pid, int *attempt);
+STORE_MUST_CHECK int store_attempt_finish(store *s, const char *run, const char *name, int attempt, int exit_code);
 
 /* Looks for a completed stage with this cache key whose output objects are all present.
  * Returns 1 (found, fills from_run/from_stage), 0 (none) or -1. */
-int store_completion_find(store *s, const char *key, char from_run[RUN_ID_MAX], char from_stage[STAGE_NAME_MAX]);
+STORE_MUST_CHECK int store_completion_find(store *s, const char *key, char from_run[RUN_ID_MAX], char from_stage[STAGE_NAME_MAX]);
 /* Links the outputs and metrics of (from_run, from_stage) into (run, name); status cached. */
-int store_stage_link_cached(store *s, const char *run, const char *name, const char *from_run, const char *from_stage);
+STORE_MUST_CHECK int store_stage_link_cached(store *s, const char *run, const char *name, const char *from_run, const char *from_stage);
 /* Commits a finished stage: registers the objects, records outputs, the completion of its
  * key and status ok, in one transaction. Objects must already be in objects/. */
-int store_stage_commit(store *s, const char *run, const char *name, const output_row *outputs, int n_outputs);
+STORE_MUST_CHECK int store_stage_commit(store *s, const char *run, const char *name, const output_row *outputs, int n_outputs);
 
 /* Metrics: points are upserted by (run, stage, key, step); metric_latest follows. */
 typedef struct {
@@ -102,13 +102,13 @@ typedef struct {
     int64_t step;
     double value;
 } metric_point;
-int store_metrics_put(store *s, const char *run, const char *stage, const metric_point *pts, int n);
+STORE_MUST_CHECK int store_metrics_put(store *s, const char *run, const char *stage, const metric_point *pts, int n);
 /* Flattened parameters for the params view (path -> JSON scalar). */
-int store_params_put(store *s, const char *run, const char *stage, const char *params_json);
+STORE_MUST_CHECK int store_params_put(store *s, const char *run, const char *stage, const char *params_json);
 
 
 
 /* Records the process id of a launched stage (for status displays and liveness checks). */
-int store_stage_set_pid(store *s, const char *run, const char *name, int64_t pid);
+STORE_MUST_CHECK int store_stage_set_pid(store *s, const char *run, const char *name, int64_t pid);
 
 #endif

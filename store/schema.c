@@ -94,6 +94,11 @@ const char *const store_migrations[] = {
     "  strftime('%Y-%m-%dT%H:%M:%fZ', submitted_at, 'unixepoch') AS submitted_at, dependency, state,"
     "  strftime('%Y-%m-%dT%H:%M:%fZ', started_at, 'unixepoch') AS started_at,"
     "  strftime('%Y-%m-%dT%H:%M:%fZ', finished_at, 'unixepoch') AS finished_at, node, script_path FROM slurm_job;",
+    /* 2 -> 3: `smelt cancel` marks the run (cancelled_at) before it cancels the jobs, so that a
+     * submitter still running stops before its next sbatch and a job stopped by that cancel says
+     * so; submit and resume clear the mark. A job that ended without running (cancelled while
+     * pending) gets state 'cancelled' from the next cancel or resume that sees it. */
+    "ALTER TABLE slurm_run ADD COLUMN cancelled_at REAL;",
 };
 
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);

@@ -8,21 +8,9 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "store/internal.h"
 
-#define NOW_SQL "(julianday('now') * 86400 - 210866760000)"
 #define NEXT_SUBMISSION_SQL "(SELECT coalesce(max(submission), 0) + 1 FROM slurm_job WHERE run_id = ?1 AND stage = ?2)"
-
-static int bind_exec(store *s, const char *sql, int n, const char *const *args) {
-    sqlite3_stmt *st;
-    if (store_prepare(s, &st, sql)) return -1;
-    for (int i = 0; i < n; i++) {
-        if (args[i]) sqlite3_bind_text(st, i + 1, args[i], -1, SQLITE_TRANSIENT);
-        else sqlite3_bind_null(st, i + 1);
-    }
-    int rc = store_step_done(s, st);
-    sqlite3_finalize(st);
-    return rc;
-}
 
 static void text_col(sqlite3_stmt *st, int i, char *dst, size_t cap) {
     const unsigned char *t = sqlite3_column_text(st, i);
@@ -31,27 +19,29 @@ static void text_col(sqlite3_stmt *st, int i, char *dst, size_t cap) {
 
 int store_slurm_run_put(store *s, const char *run, const char *options_json, const char *query) {
     const char *a[] = {run, options_json, query};
-    return bind_exec(s, "INSERT INTO slurm_run(run_id, options, query, submitted_at) VALUES (?, ?, ?, " NOW_SQL ") "
+    return store_exec_bind(s, "INSERT INTO slurm_run(run_id, options, query, submitted_at) VALUES (?, ?, ?, " STORE_NOW_SQL ") "
                         "ON CONFLICT(run_id) DO UPDATE SET options = excluded.options, query = excluded.query, "
-                        "resumed_at = " NOW_SQL, 3, a);
+                        "cancelled_at = NULL, resumed_at = " STORE_NOW_SQL, 3, a);
 }
 
 int store_slurm_run_get(store *s, const char *run, slurm_run_row *r) {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    if (store_prepare(s, &st, "SELECT run_id, options, query, submitted_at, resumed_at FROM slurm_run WHERE run_id = ?"))
+    if (store_prepare(s, &st, "SELECT run_id, options, query, submitted_at, resumed_at, cancelled_at FROM slurm_run "
+                              "WHERE run_id = ?"))
         return -1;
     sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(st), found = 0;
-    if (rc == SQLITE_ROW) {
+    int rc = store_step_row(s, st, "reading the Slurm record of a run"), found = 0;
+    if (rc == 1) {
         text_col(st, 0, r->run_id, sizeof r->run_id);
         r->options = xstrdup((const char *)sqlite3_column_text(st, 1));
         text_col(st, 2, r->query, sizeof r->query);
         r->submitted_at = sqlite3_column_double(st, 3);
         r->resumed_at = sqlite3_column_double(st, 4);
+        r->cancelled_at = sqlite3_column_double(st, 5);
         found = r->options ? 1 : -1;
-    } else if (rc != SQLITE_DONE) {
-        found = store_err(s, "reading the Slurm record of a run");
+    } else if (rc < 0) {
+        found = -1;
     }
     sqlite3_finalize(st);
     return found;
@@ -62,34 +52,74 @@ void slurm_run_row_free(slurm_run_row *r) {
     r->options = NULL;
 }
 
+int store_slurm_run_cancel(store *s, const char *run, const char *why) {
+    const char *a[] = {run}, *b[] = {why, run};
+    if (store_begin(s)) return -1;
+    if (store_exec_bind(s, "UPDATE slurm_run SET cancelled_at = " STORE_NOW_SQL " WHERE run_id = ?", 1, a) ||
+        store_exec_bind(s, "UPDATE run SET status = 'interrupted', error = ?, finished_at = " STORE_NOW_SQL
+                           " WHERE id = ? AND status = 'running'", 2, b)) {
+        store_rollback(s);
+        return -1;
+    }
+    return store_commit(s);
+}
+
+int store_slurm_run_cancelled(store *s, const char *run, int *cancelled) {
+    sqlite3_stmt *st;
+    *cancelled = 0;
+    if (store_prepare(s, &st, "SELECT cancelled_at IS NOT NULL FROM slurm_run WHERE run_id = ?")) return -1;
+    sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
+    int rc = store_step_row(s, st, "reading whether the run was cancelled");
+    if (rc == 1) *cancelled = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc < 0 ? -1 : 0;
+}
+
 int store_slurm_job_add(store *s, const char *run, const char *stage, const char *job_id, const char *dependency,
                         const char *script_path) {
     const char *a[] = {run, stage, job_id, dependency ? dependency : "", script_path};
     /* The job may have registered itself already (it can start before this row is written). */
-    return bind_exec(s, "INSERT INTO slurm_job(run_id, stage, job_id, submission, submitted_at, dependency, "
-                        "script_path) VALUES (?1, ?2, ?3, " NEXT_SUBMISSION_SQL ", " NOW_SQL ", ?4, ?5) "
+    return store_exec_bind(s, "INSERT INTO slurm_job(run_id, stage, job_id, submission, submitted_at, dependency, "
+                        "script_path) VALUES (?1, ?2, ?3, " NEXT_SUBMISSION_SQL ", " STORE_NOW_SQL ", ?4, ?5) "
                         "ON CONFLICT(run_id, stage, job_id) DO UPDATE SET dependency = excluded.dependency, "
                         "script_path = excluded.script_path", 5, a);
 }
 
 int store_slurm_job_started(store *s, const char *run, const char *stage, const char *job_id, const char *node) {
     const char *a[] = {run, stage, job_id, node};
-    return bind_exec(s, "INSERT INTO slurm_job(run_id, stage, job_id, submission, submitted_at, state, started_at, "
-                        "node) VALUES (?1, ?2, ?3, " NEXT_SUBMISSION_SQL ", " NOW_SQL ", 'started', " NOW_SQL ", ?4) "
-                        "ON CONFLICT(run_id, stage, job_id) DO UPDATE SET state = 'started', started_at = " NOW_SQL
+    return store_exec_bind(s, "INSERT INTO slurm_job(run_id, stage, job_id, submission, submitted_at, state, started_at, "
+                        "node) VALUES (?1, ?2, ?3, " NEXT_SUBMISSION_SQL ", " STORE_NOW_SQL ", 'started', " STORE_NOW_SQL ", ?4) "
+                        "ON CONFLICT(run_id, stage, job_id) DO UPDATE SET state = 'started', started_at = " STORE_NOW_SQL
                         ", finished_at = NULL, node = excluded.node", 4, a);
 }
 
 int store_slurm_job_finish(store *s, const char *run, const char *stage, const char *job_id, const char *state) {
     const char *a[] = {state, run, stage, job_id};
-    return bind_exec(s, "UPDATE slurm_job SET state = ?, finished_at = " NOW_SQL " WHERE run_id = ? AND stage = ? AND "
+    return store_exec_bind(s, "UPDATE slurm_job SET state = ?, finished_at = " STORE_NOW_SQL " WHERE run_id = ? AND stage = ? AND "
                         "job_id = ?", 4, a);
+}
+
+int store_slurm_job_ended(store *s, const char *run, const char *job_id, const char *never_ran, int *changed) {
+    const char *a[] = {never_ran, run, job_id};
+    *changed = 0;
+    if (store_exec_bind(s, "UPDATE slurm_job SET state = CASE state WHEN 'submitted' THEN ?1 ELSE 'lost' END, "
+                           "finished_at = " STORE_NOW_SQL " WHERE run_id = ?2 AND job_id = ?3 AND (state = 'submitted' "
+                           "OR (state = 'started' AND finished_at IS NULL))", 3, a))
+        return -1;
+    *changed = sqlite3_changes(store_db(s)) > 0;
+    return 0;
+}
+
+int store_slurm_jobs_cancelled(store *s, const char *run) {
+    const char *a[] = {run};
+    return store_exec_bind(s, "UPDATE slurm_job SET state = 'cancelled', finished_at = " STORE_NOW_SQL
+                              " WHERE run_id = ? AND state = 'submitted'", 1, a);
 }
 
 int store_run_complete_if_done(store *s, const char *run, int *completed) {
     const char *a[] = {run};
     *completed = 0;
-    if (bind_exec(s, "UPDATE run SET status = 'ok', error = NULL, finished_at = " NOW_SQL " WHERE id = ?1 AND "
+    if (store_exec_bind(s, "UPDATE run SET status = 'ok', error = NULL, finished_at = " STORE_NOW_SQL " WHERE id = ?1 AND "
                      "status != 'ok' AND NOT EXISTS (SELECT 1 FROM stage WHERE run_id = ?1 AND status NOT IN ('ok', "
                      "'cached'))", 1, a))
         return -1;
@@ -99,7 +129,7 @@ int store_run_complete_if_done(store *s, const char *run, int *completed) {
 
 int store_run_set_status_if(store *s, const char *run, const char *from, const char *status, const char *error) {
     const char *a[] = {status, error, run, from};
-    return bind_exec(s, "UPDATE run SET status = ?, error = ?, finished_at = " NOW_SQL " WHERE id = ? AND status = ?",
+    return store_exec_bind(s, "UPDATE run SET status = ?, error = ?, finished_at = " STORE_NOW_SQL " WHERE id = ? AND status = ?",
                      4, a);
 }
 
@@ -115,7 +145,7 @@ int store_slurm_jobs_current(store *s, const char *run, slurm_job_row **rows, in
         return -1;
     sqlite3_bind_text(st, 1, run, -1, SQLITE_TRANSIENT);
     int rc, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while ((rc = store_step_row(s, st, "reading the Slurm jobs of a run")) == 1) {
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             slurm_job_row *nr = xrealloc(*rows, (size_t)cap * sizeof *nr);
@@ -150,11 +180,11 @@ int store_slurm_jobs_current(store *s, const char *run, slurm_job_row **rows, in
         }
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    if (rc < 0) {
         slurm_job_rows_free(*rows, *n);
         *rows = NULL;
         *n = 0;
-        return store_err(s, "reading the Slurm jobs of a run");
+        return -1;
     }
     return 0;
 }

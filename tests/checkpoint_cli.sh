@@ -3,6 +3,7 @@
 # stories260K when ../shared is there): outputs, dtypes, determinism, exit codes and messages.
 set -u
 BIN=${SMELT_BIN:?} SRC=${SMELT_SOURCE_DIR:?}
+source "$SRC/tests/lib_shared.sh"
 mkdir -p "${SMELT_TEST_TMP:-/tmp}"
 TMP=$(mktemp -d "${SMELT_TEST_TMP:-/tmp}/ckcli.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
@@ -52,15 +53,12 @@ expect 2 "truncated" "$BIN" convert "$TMP/damaged" "$TMP/out"
 printf '{"model_type": "llama", "hidden_size": -1}' > "$TMP/damaged/config.json"
 expect 2 '"hidden_size" is -1' "$BIN" convert "$TMP/damaged" "$TMP/out"
 
-S=${SMELT_SHARED_DIR:-$SRC/../shared}/models/stories260K/stories260K.bin
-if [ -f "$S" ]; then
+if shared_file S models/stories260K/stories260K.bin "the stories260K convert and inspect cases"; then
   expect 0 "tokenizer" "$BIN" convert "$S" "$TMP/stories"
   expect 0 '"F32": {"tensors": 47' "$BIN" inspect "$TMP/stories" --json
   expect 0 "llama2.c checkpoint" "$BIN" inspect "$S"
   head -c 100000 "$S" > "$TMP/cut.bin"
   expect 2 "truncated" "$BIN" convert "$TMP/cut.bin" "$TMP/out"
-else
-  echo "note: $S absent; the stories260K part was skipped"
 fi
 [ $status = 0 ] && echo "checkpoint_cli: all checks passed"
 exit $status

@@ -3,14 +3,12 @@
 # greedy decoding from BOS must reproduce, exactly, the beginning of the text that
 # ../shared/README.md quotes (an independent decoder's output); plus the CLI's error paths.
 set -u
-shared="${SMELT_SHARED_DIR:-../shared}"
+source "${SMELT_SOURCE_DIR:?}/tests/lib_shared.sh"
 smelt="${SMELT_BIN:?SMELT_BIN is not set}"
-model="$shared/models/stories260K/stories260K.bin"
-tok="$shared/models/stories260K/tok512.bin"
-if [ ! -f "$model" ] || [ ! -f "$tok" ] || [ ! -f "$shared/README.md" ]; then
-    echo "skip: $model, $tok or $shared/README.md is absent (set SMELT_SHARED_DIR to the shared folder)"
-    exit 77
-fi
+what="every smelt generate check here"
+shared_file model models/stories260K/stories260K.bin "$what" && shared_file tok models/stories260K/tok512.bin "$what" &&
+  shared_file readme README.md "$what" || exit 77
+shared=$SHARED_DIR
 fail=0
 # The quoted text: the backticked line after "Greedy (temperature 0) decoding from BOS".
 want=$(grep -A1 'Greedy (temperature 0) decoding from BOS' "$shared/README.md" | tail -n 1 | sed -n 's/^[^`]*`\([^`]*\)`.*$/\1/p')

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "tests/check.h"
 #include "tests/data_testutil.h"
+#include "tests/shared_dir.h"
 
 static char tmp[256];
 
@@ -375,14 +376,11 @@ static void test_malformed(void) {
 
 /* A tokenizer given as a path is copied into the artifact and used for every example. */
 static void test_tokenizer_path(void) {
-    const char *shared = getenv("SMELT_SHARED_DIR");
-    char *qwen = shared ? xasprintf("%s/tokenizers/qwen2/vocab.json", shared) : NULL;
-    char *tok512 = shared ? xasprintf("%s/models/stories260K/tok512.bin", shared) : NULL;
-    if (!qwen || !fs_exists(qwen) || !fs_exists(tok512)) {
-        printf("note: ../shared absent: the tokenizer-path cases are not run\n");
-        free(qwen), free(tok512);
+    char qwen_path[4096], tok512_path[4096];
+    if (!shared_file(qwen_path, sizeof qwen_path, "tokenizers/qwen2/vocab.json", "the tokenizer-path cases") ||
+        !shared_file(tok512_path, sizeof tok512_path, "models/stories260K/tok512.bin", "the tokenizer-path cases"))
         return;
-    }
+    char *qwen = xstrdup(qwen_path), *tok512 = xstrdup(tok512_path);
     char *body = xasprintf("    source: synthetic\n    members: 6\n    items: 20\n    tokenizer: %s\n", qwen);
     CHECK_OK(dt_build(tmp, body, 1, NULL));
     dataset ds;
@@ -422,6 +420,7 @@ static void test_tokenizer_path(void) {
 }
 
 int main(void) {
+    shared_dir(); /* fails at once when the folder is required and absent */
     log_set_level(LOG_WARN);
     snprintf(tmp, sizeof tmp, "/tmp/smelt-test-data-sources-%d", (int)getpid());
     CHECK_OK(fs_mkdir_p(tmp, 0755));

@@ -12,6 +12,7 @@
 #include "common/fsutil.h"
 #include "stages/data/dataset.h"
 #include "tests/check.h"
+#include "tests/shared_dir.h"
 
 static char tmpdir[256];
 
@@ -280,6 +281,7 @@ static void test_meta(const char *tok_spec, const char *expect_format) {
 }
 
 int main(void) {
+    shared_dir(); /* fails at once when the folder is required and absent */
     snprintf(tmpdir, sizeof tmpdir, "/tmp/smelt-test-dataset-%d", (int)getpid());
     CHECK_OK(fs_mkdir_p(tmpdir, 0755));
     test_round_trip();
@@ -287,11 +289,9 @@ int main(void) {
     test_corruption();
     test_empty_split();
     test_meta("builtin:bytes", "builtin-bytes");
-    const char *shared = getenv("SMELT_SHARED_DIR");
-    char *tok512 = shared ? fs_join(shared, "models/stories260K/tok512.bin") : NULL;
-    if (tok512 && fs_exists(tok512)) test_meta(tok512, "llama2c");
-    else printf("note: ../shared absent, the copied-tokenizer case (tok512.bin) is not run\n");
-    free(tok512);
+    char tok512[4096];
+    if (shared_file(tok512, sizeof tok512, "models/stories260K/tok512.bin", "the copied-tokenizer case"))
+        test_meta(tok512, "llama2c");
     fs_rm_rf(tmpdir);
     return check_report("test_dataset");
 }

@@ -26,6 +26,7 @@
 #include "model/checkpoint.h"
 #include "model/model.h"
 #include "model/optim.h"
+#include "tests/shared_dir.h"
 
 static const char *src_dir;
 
@@ -222,13 +223,10 @@ static void check_fixture(const char *name) {
 }
 
 /* stories260K: the real llama2.c checkpoint from ../shared, converted to the HF layout. */
-static int check_stories(const char *shared) {
-    char *bin = xasprintf("%s/models/stories260K/stories260K.bin", shared);
-    if (!fs_exists(bin)) {
-        printf("skip: %s is absent (set SMELT_SHARED_DIR to the shared folder)\n", bin);
-        free(bin);
-        return 0;
-    }
+static int check_stories(void) {
+    char path[4096];
+    if (!shared_file(path, sizeof path, "models/stories260K/stories260K.bin", "the stories260K logits")) return 0;
+    char *bin = xstrdup(path);
     model_config cfg;
     model_weights w;
     model m;
@@ -263,13 +261,13 @@ static int check_stories(const char *shared) {
 int main(int argc, char **argv) {
     tu_verbose = argc > 1 && !strcmp(argv[1], "-v");
     src_dir = getenv("SMELT_SOURCE_DIR");
-    const char *shared = getenv("SMELT_SHARED_DIR");
+    shared_dir(); /* fails at once when the folder is required and absent */
     if (!src_dir) src_dir = ".";
     kernels_set_threads(0);
     static const char *fixtures[] = {"llama_gqa", "llama_tied", "llama_rope3", "qwen2_bias"};
     for (int i = 0; i < 4; i++) check_fixture(fixtures[i]);
-    int ran = check_stories(shared ? shared : "../shared");
+    int ran = check_stories();
     int rc = tu_finish("test_engine_fixtures");
-    if (!rc && !ran) return 77; /* the shared folder is absent: say so with ctest's skip code */
+    if (!rc && !ran) return SHARED_SKIPPED_ALL; /* the fixtures ran, stories260K did not: say so to ctest */
     return rc;
 }

@@ -1,7 +1,7 @@
 /* test_stories260k.c: import of the real llama2.c checkpoint ../shared/models/stories260K.
  * Every tensor, after conversion to the HF layout, must have the shape and the sha256 that
  * tools/make_fixtures.py recorded from its own (transformers-verified) conversion; the config
- * must be the header's. Skips (77) when the shared folder is absent. */
+ * must be the header's. Needs ../shared (tests/shared_dir.h: skips with 77 without it). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +12,12 @@
 #include "model/checkpoint.h"
 #include "model/hfconfig.h"
 #include "tests/ckpt_testutil.h"
+#include "tests/shared_dir.h"
 
 int main(void) {
-    const char *shared = getenv("SMELT_SHARED_DIR");
     char bin[4096], ref[4200];
-    snprintf(bin, sizeof bin, "%s/models/stories260K/stories260K.bin", shared ? shared : "../shared");
-    if (!fs_exists(bin)) {
-        printf("SKIP: %s not found (set SMELT_SHARED_DIR to the shared folder)\n", bin);
-        return 77;
-    }
+    if (!shared_file(bin, sizeof bin, "models/stories260K/stories260K.bin", "the stories260K import (every test here)"))
+        return SHARED_SKIPPED_ALL;
     snprintf(ref, sizeof ref, "%s/reference.json", t_fixture("stories260K"));
     char *text = NULL;
     size_t len;

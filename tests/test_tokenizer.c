@@ -3,7 +3,7 @@
  * Hugging Face transformers' encodings of the tokenizer.json files smelt writes
  * (tools/tokenizer_hf_check.py); plus round trips of seeded random text (valid and invalid
  * UTF-8), thread safety and a long-word case that only an O(n log n) merge finishes.
- * Needs ../shared (SMELT_SHARED_DIR); skips (77) without it. */
+ * Needs ../shared (tests/shared_dir.h: skips with 77 without it). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "common/fsutil.h"
 #include "common/sha256.h"
 #include "model/tokenizer.h"
+#include "tests/shared_dir.h"
 
 static int failures;
 #define CHECK(cond, ...)                                              \
@@ -26,7 +27,7 @@ static int failures;
         }                                                             \
     } while (0)
 
-static const char *shared_dir, *source_dir;
+static const char *shared_root, *source_dir;
 
 static char *path2(const char *a, const char *b) {
     char *p = fs_join(a, b);
@@ -263,7 +264,7 @@ static void check_random_roundtrips(const tokenizer *tok, int count) {
 /* ---- tests ---- */
 
 static void test_golden(const tokenizer *llama3, const tokenizer *qwen2) {
-    char *gdir = path2(shared_dir, "tokenizers/golden");
+    char *gdir = path2(shared_root, "tokenizers/golden");
     char *inp = path2(gdir, "vocab-test.inp"), *l3 = path2(gdir, "ggml-vocab-llama-bpe.gguf.out"),
          *q2 = path2(gdir, "ggml-vocab-qwen2.gguf.out");
     strlist s;
@@ -313,7 +314,7 @@ static void test_specials(const tokenizer *llama3, const tokenizer *qwen2, const
 }
 
 static void test_llama2c(void) {
-    char *tpath = path2(shared_dir, "models/stories260K/tok512.bin");
+    char *tpath = path2(shared_root, "models/stories260K/tok512.bin");
     char *dir = path2(source_dir, "tests/data/tokenizer");
     char *inp = path2(dir, "llama2c.inp"), *outp = path2(dir, "llama2c.out");
     tokenizer *tok = load_or_die(tpath);
@@ -344,7 +345,7 @@ static void test_saved_hf(const char *name, const tokenizer *orig, const char *t
     char *dir = path2(source_dir, "tests/data/tokenizer");
     char fixture[64];
     snprintf(fixture, sizeof fixture, "hf_%s.out", name);
-    char *fpath = path2(dir, fixture), *gpath = path2(shared_dir, "tokenizers/golden/vocab-test.inp");
+    char *fpath = path2(dir, fixture), *gpath = path2(shared_root, "tokenizers/golden/vocab-test.inp");
     char *epath = path2(dir, "extra.inp"), *rpath = path2(dir, "random.inp");
     char *out = path2(tmp, name);
     CHECK(tokenizer_save_hf(orig, out) == 0, "%s: save: %s", name, err_msg());
@@ -417,7 +418,7 @@ static void *thread_encode(void *arg) {
 }
 
 static void test_threads(const tokenizer *tok) {
-    char *gpath = path2(shared_dir, "tokenizers/golden/vocab-test.inp");
+    char *gpath = path2(shared_root, "tokenizers/golden/vocab-test.inp");
     strlist s;
     read_strings(gpath, &s);
     thread_job jobs[2];
@@ -460,19 +461,14 @@ static void test_long_word(const tokenizer *tok) {
 }
 
 int main(void) {
-    shared_dir = getenv("SMELT_SHARED_DIR");
+    shared_root = shared_dir();
     source_dir = getenv("SMELT_SOURCE_DIR");
     if (!source_dir) source_dir = ".";
-    char *probe = shared_dir ? path2(shared_dir, "tokenizers/golden/vocab-test.inp") : NULL;
-    if (!probe || !fs_exists(probe)) {
-        printf("SKIP: the shared folder (SMELT_SHARED_DIR=%s) is absent: no tokenizer files to test\n",
-               shared_dir ? shared_dir : "(unset)");
-        free(probe);
-        return 77;
-    }
-    free(probe);
-    char *l3p = path2(shared_dir, "tokenizers/llama3/tokenizer.model");
-    char *q2p = path2(shared_dir, "tokenizers/qwen2/vocab.json");
+    char probe[4096];
+    if (!shared_file(probe, sizeof probe, "tokenizers/golden/vocab-test.inp", "every tokenizer test here (golden strings)"))
+        return SHARED_SKIPPED_ALL;
+    char *l3p = path2(shared_root, "tokenizers/llama3/tokenizer.model");
+    char *q2p = path2(shared_root, "tokenizers/qwen2/vocab.json");
     tokenizer *llama3 = load_or_die(l3p), *qwen2 = load_or_die(q2p), *bytes = load_or_die("builtin:bytes");
     free(l3p), free(q2p);
     CHECK(tokenizer_format(llama3) == TOKENIZER_TIKTOKEN && tokenizer_format(qwen2) == TOKENIZER_HF_VOCAB, "formats");

@@ -13,6 +13,7 @@
 #include "common/fsutil.h"
 #include "common/strbuf.h"
 #include "model/tokenizer.h"
+#include "tests/shared_dir.h"
 
 static int failures;
 #define CHECK(cond, ...)                                          \
@@ -319,7 +320,7 @@ static void llama2c_file(strbuf *sb) {
     }
 }
 
-static void test_bad_llama2c(const char *shared) {
+static void test_bad_llama2c(void) {
     strbuf sb = STRBUF_INIT;
     llama2c_file(&sb);
     char *p = write_file("l/tok.bin", sb.buf, sb.len);
@@ -358,11 +359,11 @@ static void test_bad_llama2c(const char *shared) {
     llama2c_file(&sb);
     p = write_file("l/two.bin", sb.buf, 4 + 8 + 5 + 8 + 5);
     expect_fail(p, "at least", "two tokens"), free(p);
-    if (shared) {
-        char *real = fs_join(shared, "models/stories260K/tok512.bin");
+    char real[4096];
+    if (shared_file(real, sizeof real, "models/stories260K/tok512.bin", "the truncated tok512.bin cases")) {
         char *data;
         size_t len;
-        if (fs_exists(real) && !fs_read_file(real, 0, &data, &len)) {
+        if (!fs_read_file(real, 0, &data, &len)) {
             static const size_t cuts_at[] = {1, 4, 5, 11, 12, 13, 101, 3000, 6226};
             for (size_t i = 0; i < sizeof cuts_at / sizeof *cuts_at; i++) {
                 char *q = write_file("l/tok512cut.bin", data, cuts_at[i]);
@@ -371,8 +372,10 @@ static void test_bad_llama2c(const char *shared) {
                 free(q);
             }
             free(data);
+        } else {
+            fprintf(stderr, "FAIL: cannot read %s: %s\n", real, err_msg());
+            failures++;
         }
-        free(real);
     }
     sb_free(&sb);
 }
@@ -398,11 +401,11 @@ int main(void) {
         perror("mkdtemp");
         return 1;
     }
-    const char *shared = getenv("SMELT_SHARED_DIR");
+    shared_dir(); /* fails at once when the folder is required and absent */
     test_features();
     test_bad_json();
     test_bad_tiktoken();
-    test_bad_llama2c(shared);
+    test_bad_llama2c();
     test_bad_specs();
     fs_rm_rf(tmpdir);
     if (failures) {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tokenizer_cli.sh: `smelt tokenize` end to end: encode, decode, --json, stdin, --info,
 # --save-hf (and loading what it wrote), and the exit status and message of bad usage/input.
-# Llama 3 cases need ../shared (SMELT_SHARED_DIR); without it only builtin:bytes cases run.
+# Llama 3 cases need ../shared (tests/lib_shared.sh); without it only builtin:bytes cases run.
 set -u
 SMELT=${SMELT_BIN:?SMELT_BIN is not set}
+source "${SMELT_SOURCE_DIR:?}/tests/lib_shared.sh"
 TMP=${SMELT_TEST_TMP:-/tmp}/tokenizer_cli.$$
 mkdir -p "$TMP"
 trap 'rm -rf "$TMP"' EXIT
@@ -44,20 +45,16 @@ grep -q "not valid JSON" "$TMP/err" || { echo "FAIL bad-json message: $(cat "$TM
 check "save bytes" "0" "$(status "$SMELT" tokenize -t builtin:bytes --save-hf "$TMP/bytes")"
 check "saved bytes" "72 105 259 256" "$("$SMELT" tokenize -t "$TMP/bytes" 'Hi yes<|begin_of_text|>')"
 
-SHARED=${SMELT_SHARED_DIR:-}
-L3="$SHARED/tokenizers/llama3/tokenizer.model"
-if [ -n "$SHARED" ] && [ -f "$L3" ]; then
+if shared_file L3 tokenizers/llama3/tokenizer.model "the Llama 3 and llama2.c CLI cases" &&
+   shared_file T512 models/stories260K/tok512.bin "the Llama 3 and llama2.c CLI cases"; then
     check "meta check" "2028 374 264 1296 11914 13" "$("$SMELT" tokenize -t "$L3" 'This is a test sentence.')"
     check "llama3 decode" "This is a test sentence." "$("$SMELT" tokenize -t "$L3" -d 2028 374 264 1296 11914 13)"
     check "llama3 special" "128000 9906 128009" "$("$SMELT" tokenize -t "$L3" '<|begin_of_text|>Hello<|eot_id|>')"
     check "save llama3" "0" "$(status "$SMELT" tokenize -t "$L3" --save-hf "$TMP/l3")"
     check "saved llama3" "2028 374 264 1296 11914 13" "$("$SMELT" tokenize -t "$TMP/l3" 'This is a test sentence.')"
-    T512="$SHARED/models/stories260K/tok512.bin"
     check "llama2c save" "2" "$(status "$SMELT" tokenize -t "$T512" --save-hf "$TMP/l2c")"
     check "llama2c round trip" "Once upon a time" \
         "$("$SMELT" tokenize -t "$T512" -d $("$SMELT" tokenize -t "$T512" 'Once upon a time'))"
-else
-    echo "note: the shared folder is absent; Llama 3 and llama2.c CLI cases skipped"
 fi
 if [ "$fails" -ne 0 ]; then
     echo "$fails check(s) failed" >&2

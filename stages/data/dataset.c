@@ -284,8 +284,8 @@ static void fix_prefixes(ds_writer *w) {
     }
 }
 
-static int write_all(FILE *f, const void *p, size_t n, const char *path) {
-    if (n && fwrite(p, 1, n, f) != n) return err_errno("cannot write %s", path);
+static int write_all(int fd, const void *p, size_t n, const char *path) {
+    if (fs_write_all(fd, p, n)) return err_errno("cannot write %s", path);
     return 0;
 }
 
@@ -303,23 +303,16 @@ int ds_writer_finish(ds_writer *w, const char *path) {
     h.n_tasks = (uint32_t)w->n_tasks;
     h.tokens_offset = sizeof h + h.n_examples * sizeof(ds_example);
     h.mask_offset = h.tokens_offset + 4 * h.n_tokens;
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-    if (!tmp) return -1;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        err_errno("cannot create %s", tmp);
-        free(tmp);
+    fs_atomic f;
+    if (fs_atomic_open(&f, path)) return -1;
+    int rc = write_all(f.fd, &h, sizeof h, f.tmp) || write_all(f.fd, w->ex, (size_t)w->n_ex * sizeof *w->ex, f.tmp) ||
+             write_all(f.fd, w->tokens, (size_t)w->n_tok * sizeof *w->tokens, f.tmp) ||
+             write_all(f.fd, w->mask, (size_t)w->n_tok, f.tmp);
+    if (rc) {
+        fs_atomic_abort(&f);
         return -1;
     }
-    int rc = write_all(f, &h, sizeof h, tmp) || write_all(f, w->ex, (size_t)w->n_ex * sizeof *w->ex, tmp) ||
-             write_all(f, w->tokens, (size_t)w->n_tok * sizeof *w->tokens, tmp) ||
-             write_all(f, w->mask, (size_t)w->n_tok, tmp);
-    if (!rc && (fflush(f) || fsync(fileno(f)))) rc = err_errno("cannot write %s", tmp);
-    if (fclose(f) && !rc) rc = err_errno("cannot close %s", tmp);
-    if (!rc && rename(tmp, path)) rc = err_errno("cannot rename %s to %s", tmp, path);
-    if (rc) unlink(tmp);
-    free(tmp);
-    return rc ? -1 : 0;
+    return fs_atomic_commit(&f);
 }
 
 void ds_writer_free(ds_writer *w) {

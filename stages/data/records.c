@@ -172,18 +172,13 @@ static int text_cb(void *vctx, const cJSON *o, const char *where) {
     return add_record(x->out, xstrdup(t), NULL, xstrdup(where), 0);
 }
 
-static int ends_with(const char *s, const char *suf) {
-    size_t n = strlen(s), k = strlen(suf);
-    return n >= k && !strcmp(s + n - k, suf);
-}
-
 static int text_file(rs_records *out, const char *path, const char *format, const char *field) {
     char *data;
     size_t len;
     if (rs_read_file(path, REC_MAX_BYTES, &data, &len)) return -1;
     int rc;
     int json = !strcmp(format, "jsonl") || !strcmp(format, "json") ||
-               (!strcmp(format, "auto") && (ends_with(path, ".jsonl") || ends_with(path, ".json")));
+               (!strcmp(format, "auto") && (str_ends_with(path, ".jsonl") || str_ends_with(path, ".json")));
     if (json) {
         rec_ctx x = {.out = out, .text_field = field};
         rc = each_json(path, data, len, format, text_cb, &x);
@@ -215,7 +210,7 @@ int text_load(rs_records *out, const cJSON *p) {
         struct dirent *e;
         int rc = 0;
         while ((e = readdir(d))) {
-            if (!ends_with(e->d_name, ".txt") && !ends_with(e->d_name, ".jsonl")) continue;
+            if (!str_ends_with(e->d_name, ".txt") && !str_ends_with(e->d_name, ".jsonl")) continue;
             if (n == cap) {
                 cap = cap ? 2 * cap : 64;
                 char **x = xrealloc(names, cap * sizeof *x);

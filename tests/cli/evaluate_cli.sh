@@ -4,6 +4,7 @@
 # pairs file with Yes./No. outputs gets AUC and response loss; a one-class task is reported as
 # undefined, never 0.5; malformed data and mismatched models fail with nothing registered.
 source "$(dirname "$0")/lib.sh"
+source "$SMELT_SOURCE_DIR/tests/lib_shared.sh"
 export OMP_NUM_THREADS=1
 # OpenMPI's plugins keep allocations until exit (see mpi.sh): no leak checking under ASan here.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
@@ -176,8 +177,8 @@ pass "malformed data and a mismatched model fail cleanly and register nothing"
 
 # A real model on text: stories260K (llama2.c file) with its own tokenizer copied into a text data
 # set predicts TinyStories-like sentences far better than the same words shuffled.
-S=${SMELT_SHARED_DIR:-}/models/stories260K
-if [ -f "$S/stories260K.bin" ]; then
+if shared_file S models/stories260K "the stories260K perplexity check" &&
+   shared_file S_BIN models/stories260K/stories260K.bin "the stories260K perplexity check"; then
   cat > stories.jsonl <<'JSONL'
 {"text": "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."}
 {"text": "Tom had a small dog. The dog liked to run and jump. One day, Tom and his dog went to the park to play with a ball."}
@@ -226,6 +227,4 @@ PY
   "$SMELT" checkout "$RUN" stories -o stories-art > /dev/null
   [ -f stories-art/tokenizer/tokenizer.bin ] || fail "the llama2.c tokenizer is copied into the artifact"
   pass "stories260K: low perplexity on stories, high on scrambled words (llama2.c model and tokenizer)"
-else
-  echo "note: ../shared absent: the stories260K perplexity check is not run"
 fi

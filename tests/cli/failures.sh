@@ -72,5 +72,26 @@ for c in run plan resume status runs why query report export import gc checkout 
   OUT=$("$SMELT" $c --help) || fail "$c --help failed"
   expect_contains "$OUT" "usage: smelt $c" "$c --help"
 done
-expect_contains "$("$SMELT" --help)" "Exit status: 0 ok, 1" "top-level help"
-pass "retries, failure isolation, resume after a fix, exit statuses, help"
+# `smelt --help` names only what exists: every command it lists answers --help, and every stage
+# kind it lists is a kind a recipe may use (not "unknown kind").
+"$SMELT" --help > help.txt || fail "smelt --help failed"
+expect_contains "$(cat help.txt)" "Exit status: 0 ok, 1" "top-level help"
+LISTED=$(sed -n '/^commands:/,/^$/p' help.txt | awk 'NF >= 2 && /^  / {print $1}')
+[ "$(echo "$LISTED" | wc -l)" -ge 15 ] || fail "smelt --help lists too few commands: $LISTED"
+for c in $LISTED; do
+  OUT=$("$SMELT" "$c" --help) || fail "smelt --help lists '$c', but 'smelt $c --help' fails"
+  expect_contains "$OUT" "usage: smelt $c" "$c --help"
+done
+KINDS=$(sed -n 's/^stage kinds of a recipe: //p' help.txt | tr -d ',')
+[ -n "$KINDS" ] || fail "smelt --help does not list the stage kinds: $(cat help.txt)"
+for k in $KINDS; do
+  printf 'smelt: 1\nstages:\n  a:\n    kind: %s\n' "$k" > kind.yaml
+  "$SMELT" plan kind.yaml > /dev/null 2> kind.err || true
+  if grep -q "unknown kind" kind.err; then fail "smelt --help lists the stage kind '$k', which does not exist"; fi
+done
+for word in distill prune quantize benchmark; do
+  if grep -qw "$word" help.txt && ! grep -qw "$word" <<<"$KINDS $LISTED"; then
+    fail "smelt --help names '$word', which is neither a command nor a stage kind: $(cat help.txt)"
+  fi
+done
+pass "retries, failure isolation, resume after a fix, exit statuses, help (only commands and kinds that exist)"

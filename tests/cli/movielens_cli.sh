@@ -3,8 +3,8 @@
 # held-out (valid or test) interaction appears in any training prompt's history (checked here by
 # decoding every training prompt and matching its history lines to the member's ratings).
 source "$(dirname "$0")/lib.sh"
-ZIP=${SMELT_SHARED_DIR:-}/data/ml-latest-small.zip
-if [ ! -f "$ZIP" ]; then echo "SKIP: $ZIP is absent (the shared data folder ../shared is needed)"; exit 77; fi
+source "$SMELT_SOURCE_DIR/tests/lib_shared.sh"
+shared_file ZIP data/ml-latest-small.zip "every MovieLens check here" || exit 77
 cat > ml.yaml <<YAML
 smelt: 1
 stages:

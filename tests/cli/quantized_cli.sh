@@ -3,6 +3,7 @@
 # were made from, and `smelt generate` runs the real stories260K model quantized to W8A8: greedy
 # decoding from BOS keeps the first sentences of the text ../shared/README.md quotes for fp32.
 source "$(dirname "$0")/lib.sh"
+source "$SMELT_SOURCE_DIR/tests/lib_shared.sh"
 export OMP_NUM_THREADS=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" # OpenMPI's plugins (see evaluate_cli.sh)
 H=${SMELT_DATA_HELPER:?SMELT_DATA_HELPER must point to the data_helper binary}
@@ -75,14 +76,10 @@ d1=$(q "SELECT value FROM latest_metrics WHERE run_id = '$RUN' AND stage = 'w4a1
 d2=$(q "SELECT value FROM latest_metrics WHERE run_id = '$RUN' AND stage = 'gptq' AND key = 'log_loss'")
 pass "evaluate runs W8A8, W4A16, GPTQ and FP8 checkpoints directly (W4A16 log loss $d1, GPTQ $d2)"
 
-shared="${SMELT_SHARED_DIR:-../shared}"
-model="$shared/models/stories260K/stories260K.bin"
-tok="$shared/models/stories260K/tok512.bin"
-if [ ! -f "$model" ] || [ ! -f "$tok" ] || [ ! -f "$shared/README.md" ]; then
-  [ "${SMELT_REQUIRE_SHARED:-0}" = 1 ] && fail "$model is absent and SMELT_REQUIRE_SHARED=1"
-  echo "skip: stories260K generation ($model, $tok or $shared/README.md absent)"
-  exit 0
-fi
+what="the W8A8 stories260K generation"
+shared_file model models/stories260K/stories260K.bin "$what" && shared_file tok models/stories260K/tok512.bin "$what" &&
+  shared_file readme README.md "$what" || exit 0
+shared=$SHARED_DIR
 want=$(grep -A1 'Greedy (temperature 0) decoding from BOS' "$shared/README.md" | tail -n 1 | sed -n 's/^[^`]*`\([^`]*\)`.*$/\1/p')
 "$SMELT" convert "$model" st-hf > /dev/null 2>&1 || fail "convert stories260K"
 "$QH" quantize st-hf st-w8a8 ct_w8a8 || fail "quantize stories260K"

@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # scancel of stage 3's job while it runs: status shows it CANCELLED and its descendants never
 # run (Slurm cancels them: their dependency can never be satisfied); `smelt resume` submits
 # stage 3 and its descendants only (4 sbatch calls, one state query), stage 3 continues from its
@@ -97,6 +98,11 @@ done
 for s in s1 s2; do
   expect_eq "$(q "SELECT max(submission) FROM slurm_jobs WHERE run_id = '$RUN' AND stage = '$s'")" 1 "submissions of $s"
 done
+# The first jobs of s4..s6 never ran (Slurm cancelled them while pending): resume recorded that,
+# instead of leaving them 'submitted' forever.
+expect_eq "$(q "SELECT group_concat(state, ' ') FROM (SELECT state FROM slurm_jobs WHERE run_id = '$RUN' AND \
+  submission = 1 AND stage IN ('s4', 's5', 's6') ORDER BY stage)")" "cancelled cancelled cancelled" \
+  "records of the jobs cancelled while pending"
 wait_run "$RUN" ok 90
 expect_eq "$(grep -c '^s1$\|^s2$' "$L" || true)" 0 "s1 and s2 ran again"
 START=$(sed -n 's/^s3 start \([0-9]*\) .*/\1/p' "$L")

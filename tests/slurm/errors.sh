@@ -1,9 +1,15 @@
+#!/usr/bin/env bash
 # Slurm submission without a cluster: bad usage and bad values are refused with the cause and the
 # fix (exit 2); a missing or failing sbatch is reported with its message; with a fake Slurm whose
 # jobs never run and which forgets them, status shows the store's records (and says it could not
 # ask Slurm), resume resubmits every forgotten job, and the job body refuses to start before its
 # upstream stages are done.
 source "$(dirname "$0")/../cli/lib.sh"
+# The scripts of tests/slurm/ run as they are (docs/slurm.md: tests/slurm/cluster.sh start DIR);
+# lib.sh is only sourced.
+for f in "$SMELT_SOURCE_DIR"/tests/slurm/*.sh; do
+  [ "$(basename "$f")" = lib.sh ] || [ -x "$f" ] || fail "$f has no run bit (git update-index --chmod=+x)"
+done
 cat > two.yaml <<'YAML'
 smelt: 1
 name: two
@@ -56,6 +62,13 @@ chmod +x fake/*
 export PATH=$WORK/fake:$PATH
 expect_fail 2 "invalid partition specified: nope" "$SMELT" submit two.yaml --slurm --partition nope
 expect_contains "$(cat err.out)" "/slurm/a.1.sbatch" "the refused script is named"
+# An unreachable controller is an operation that failed (exit 1), not bad input (the message is
+# real sbatch's when slurmctld is down).
+mkdir -p down
+printf '#!/bin/sh\necho "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)" >&2\nexit 1\n' > down/sbatch
+chmod +x down/sbatch
+expect_fail 1 "could not reach the Slurm controller" env PATH="$WORK/down:$PATH" "$SMELT" submit two.yaml --slurm
+expect_contains "$(cat err.out)" "Unable to contact slurm controller" "sbatch's own words"
 
 "$SMELT" submit two.yaml --slurm > submit.out 2>&1 || fail "submit with the fake sbatch failed: $(cat submit.out)"
 RUN=$(q "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")

@@ -1,7 +1,10 @@
+#!/usr/bin/env bash
 # Killing the submitting smelt (kill -9 of its process group) does not stop the run: the jobs
 # run on, a later `smelt status` reads their states with one call, and `smelt resume` submits
 # nothing that is pending, running or done (it adopts the jobs). Killed in the middle of the
-# submission, resume submits exactly the stages that never got a job. Every stage runs once.
+# submission, resume submits exactly the stages that never got a job. Killed while sbatch had
+# accepted a job but before smelt recorded it, resume finds that job in the queue (its name and
+# comment), records and adopts it: no stage gets a second job. Every stage runs once.
 source "$(dirname "$0")/lib.sh"
 L=$WORK/launches
 recipe() { # recipe NAME TAG: a 6-stage recipe whose first stage takes a few seconds
@@ -57,7 +60,7 @@ kill_when_jobs() {
 recipe a A
 kill_when_jobs a 6
 RUN=$KILLED_RUN
-trap 'cleanup_jobs $RUN; cleanup_jobs ${RUN_B:-none}' EXIT
+trap 'touch $WORK/gate-c; cleanup_jobs $RUN; cleanup_jobs ${RUN_B:-none}; cleanup_jobs ${RUN_C:-none}' EXIT
 expect_eq "$(n_jobs "$RUN")" 6 "job ids recorded before the kill"
 reset_calls
 "$SMELT" status "$RUN" > status-a.out 2>&1 || fail "status failed: $(cat status-a.out)"
@@ -97,5 +100,41 @@ expect_eq "$(n_jobs "$RUN_B")" 6 "jobs after resume"
 expect_eq "$(q "SELECT count(*) FROM slurm_jobs WHERE run_id = '$RUN_B' AND submission > 1")" 0 "no stage got a second job"
 wait_run "$RUN_B" ok 90
 for s in k1 k2 k3 k4 k5 k6; do expect_eq "$(grep -c "^B $s\$" "$L")" 1 "launches of $s (B)"; done
+
+# ---- C: killed after Slurm accepted the 3rd job, before smelt recorded it ----
+# k1 waits for a gate, so that the unrecorded job (k3, after k1) stays pending and cannot record
+# itself by starting.
+recipe c C
+GATE=$WORK/gate-c
+sed -i "s#sleep 3;#while [ ! -f $GATE ]; do sleep 0.2; done;#" c.yaml
+: > "$CALLS.accepted"
+export SMELT_TEST_SBATCH_LATE=1.5
+setsid "$SMELT" submit c.yaml --slurm > submit-c.out 2>&1 &
+PID_C=$!
+for _ in $(seq 1 300); do
+  [ "$(count_lines "$CALLS.accepted")" -ge 3 ] && break
+  sleep 0.05
+done
+kill -9 -- "-$PID_C" 2>/dev/null || true
+wait "$PID_C" 2>/dev/null || true
+unset SMELT_TEST_SBATCH_LATE
+[ "$(count_lines "$CALLS.accepted")" -ge 3 ] || fail "sbatch never accepted 3 jobs of c: $(cat submit-c.out)"
+RUN_C=$(run_named c)
+UNRECORDED=$(sed -n 3p "$CALLS.accepted")
+expect_eq "$(n_jobs "$RUN_C")" 2 "jobs recorded before the kill"
+[ -n "$(real_squeue -h -j "$UNRECORDED" -o %i 2>/dev/null)" ] || fail "the unrecorded job $UNRECORDED is not queued"
+reset_calls
+"$SMELT" resume "$RUN_C" > resume-c.out 2>&1 || fail "resume failed: $(cat resume-c.out)"
+expect_eq "$(calls sbatch)" 3 "sbatch calls: the 3 stages that never got a job, not the one Slurm had"
+expect_eq "$(calls squeue)" 1 "state queries of resume"
+expect_contains "$(cat resume-c.out)" "adopted job $UNRECORDED" "the unrecorded job is adopted"
+expect_eq "$(n_jobs "$RUN_C")" 6 "jobs after resume"
+expect_eq "$(q "SELECT count(*) FROM slurm_jobs WHERE run_id = '$RUN_C' AND submission > 1")" 0 "no stage got a second job"
+expect_eq "$(q "SELECT count(*) FROM slurm_jobs WHERE run_id = '$RUN_C' AND job_id = '$UNRECORDED'")" 1 \
+  "the adopted job is recorded"
+touch "$GATE"
+wait_run "$RUN_C" ok 90
+for s in k1 k2 k3 k4 k5 k6; do expect_eq "$(grep -c "^C $s\$" "$L")" 1 "launches of $s (C)"; done
+expect_eq "$(real_squeue -h --name="smelt-$RUN_C" | wc -l)" 0 "jobs of c left in the queue"
 check_store "$WORK/store"
-pass "a killed submitter loses nothing: resume adopted $ADOPTED jobs and submitted none; killed mid-way, it submitted the 4 missing"
+pass "a killed submitter loses nothing: resume adopted $ADOPTED jobs and submitted none; killed mid-way, it submitted the 4 missing; killed before recording an accepted job, it adopted that job"

@@ -14,11 +14,20 @@ REAL_SQUEUE=$(command -v squeue) || fail "squeue is not installed"
 REAL_SCANCEL=$(command -v scancel) || fail "scancel is not installed"
 for c in sbatch squeue sacct scancel srun scontrol sinfo; do
   real=$(command -v "$c") || fail "$c is not installed"
-  # SMELT_TEST_SBATCH_DELAY makes sbatch slow, to kill a submitter between two submissions.
+  # SMELT_TEST_SBATCH_DELAY makes sbatch slow, to kill a submitter between two submissions;
+  # SMELT_TEST_SBATCH_LATE makes it answer late, after Slurm accepted the job (whose id it then
+  # appends to $CALLS.accepted), to kill a submitter before it records a job Slurm has.
   cat > "$SHIM/$c" <<EOF
 #!/bin/sh
 echo "$c \$*" >> "$CALLS"
 [ "$c" = sbatch ] && [ -n "\${SMELT_TEST_SBATCH_DELAY:-}" ] && sleep "\$SMELT_TEST_SBATCH_DELAY"
+if [ "$c" = sbatch ] && [ -n "\${SMELT_TEST_SBATCH_LATE:-}" ]; then
+  out=\$("$real" "\$@"); rc=\$?
+  echo "\$out" >> "$CALLS.accepted"
+  sleep "\$SMELT_TEST_SBATCH_LATE"
+  echo "\$out"
+  exit \$rc
+fi
 exec "$real" "\$@"
 EOF
   chmod +x "$SHIM/$c"

@@ -1,7 +1,9 @@
+#!/usr/bin/env bash
 # Status of a 50-stage run makes one Slurm call (squeue for all 50 jobs), never one per job;
 # with SMELT_SLURM_QUERY=sacct on a cluster without accounting it makes two (sacct fails, squeue
 # answers). `smelt cancel` stops all 50 jobs with one scancel, and status then shows them all
-# cancelled, still with one call.
+# cancelled, still with one call, recorded as cancelled (pending ones) and stopped by the user's
+# cancel (the running one), never as "stopped by signal 15".
 source "$(dirname "$0")/lib.sh"
 GATE=$WORK/gate
 {
@@ -52,4 +54,17 @@ reset_calls
 expect_eq "$(all_calls)" 1 "Slurm calls of status after cancel"
 expect_eq "$(grep -c ' CANCELLED ' status2.out)" 50 "cancelled jobs shown"
 expect_eq "$(real_squeue -h --name="smelt-$RUN" -t pending,running | wc -l)" 0 "jobs left in the queue"
+# What happened, in words: the 49 jobs cancelled while pending never ran and are recorded so (not
+# left 'submitted' forever); the running one was cancelled by the user, not "stopped by signal 15".
+expect_eq "$(q "SELECT count(*) FROM slurm_jobs WHERE run_id = '$RUN' AND state = 'cancelled'")" 49 \
+  "jobs recorded as cancelled while pending"
+for _ in $(seq 1 100); do
+  [ "$(q "SELECT state FROM slurm_jobs WHERE run_id = '$RUN' AND stage = 's00'")" = stopped ] && break
+  sleep 0.2
+done
+expect_eq "$(q "SELECT state FROM slurm_jobs WHERE run_id = '$RUN' AND stage = 's00'")" stopped "the running job's record"
+"$SMELT" status "$RUN" > status3.out 2>&1 || fail "status failed: $(cat status3.out)"
+if grep -q "signal 15" status3.out; then fail "the user's own cancel is reported as a signal: $(cat status3.out)"; fi
+expect_contains "$(grep '^s00 ' status3.out)" "was cancelled with 'smelt cancel'" "s00's detail after the cancel"
+expect_contains "$(cat status3.out)" "interrupted: cancelled with 'smelt cancel'" "the run's line after the cancel"
 pass "50-stage run: status makes 1 Slurm call (2 with the sacct fallback), cancel 1 scancel"

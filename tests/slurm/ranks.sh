@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # A stage with ranks: 2 is one Slurm job with 2 tasks whose 2 MPI processes start inside that
 # allocation: with the default launcher (mpirun, which reads the allocation from Slurm) and with
 # srun --mpi=pmix. Both ranks log their rank and the job id of the allocation, and the built-in

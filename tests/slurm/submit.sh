@@ -1,3 +1,4 @@
+#!/usr/bin/env bash
 # A 6-stage command recipe (a diamond with parallel branches) submitted with --slurm completes on
 # the real test cluster, its artifacts equal a local run's, every stage ran once as its own job
 # with afterok edges mirroring the DAG, per-stage resources override the defaults, plan --slurm
@@ -113,6 +114,10 @@ reset_calls
   > submit2.out 2>&1 || fail "second submit failed: $(cat submit2.out)"
 expect_eq "$(calls sbatch)" 0 "sbatch calls of a fully cached submit"
 expect_contains "$(cat submit2.out)" "0 submitted, 0 adopted, 0 done, 6 cached" "second submit summary"
+# Nothing runs, so there is nothing to follow or stop: the submit says that the run is complete.
+expect_contains "$(cat submit2.out)" "is complete: every stage was already computed, nothing was submitted" \
+  "what a fully cached submit says"
+if grep -q "smelt cancel" submit2.out; then fail "a fully cached submit tells how to stop it: $(cat submit2.out)"; fi
 RUN2=$(q "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
 expect_eq "$(run_status "$RUN2")" ok "a fully cached submitted run is ok at once"
 check_store "$WORK/store"
