@@ -52,10 +52,10 @@ int main(int argc, char **argv) {
     const char *dir = argv[1];
     const int in = argc > 2 ? atoi(argv[2]) : 8192, out = argc > 3 ? atoi(argv[3]) : 2048;
     const int remove = argc > 4 ? atoi(argv[4]) : 3072, upd = argc > 5 ? atoi(argv[5]) : 64;
-    const int tokens = argc > 6 ? atoi(argv[6]) : 2 * in, latent = in / 4;
+    const int tokens = argc > 6 ? atoi(argv[6]) : in, latent = in / 16 > 0 ? in / 16 : 1;
     kernels_set_threads(argc > 7 ? atoi(argv[7]) : 0);
     if (fs_mkdir_p(dir, 0755)) die("mkdir");
-    /* correlated inputs: X = Z A + 0.1 E (latent in/4 factors), rows of silu-like scale; H = XᵀX */
+    /* correlated inputs: X = Z A + 0.1 E (in/16 latent factors); H = XᵀX */
     float *z = malloc(sizeof(float) * (size_t)tokens * latent), *a = malloc(sizeof(float) * (size_t)latent * in);
     float *x = malloc(sizeof(float) * (size_t)tokens * in), *w = malloc(sizeof(float) * (size_t)out * in);
     double *h = calloc((size_t)in * in, sizeof(double));
@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
     uint64_t s = 88172645463325252ull;
 #define RND() (s ^= s << 13, s ^= s >> 7, s ^= s << 17, ((double)(s >> 11) * 0x1p-53 - 0.5) * 3.4641016)
     for (size_t i = 0; i < (size_t)tokens * latent; i++) z[i] = (float)RND();
-    for (size_t i = 0; i < (size_t)latent * in; i++) a[i] = (float)(RND() / 16.0);
+    for (size_t i = 0; i < (size_t)latent * in; i++) a[i] = (float)(RND() / 4.0);
     for (size_t i = 0; i < (size_t)out * in; i++) w[i] = (float)(RND() / 90.0);
     double t0 = time_monotonic();
     matmul(x, in, z, latent, 0, a, in, 0, tokens, in, latent, 1.0f, 0.0f);

@@ -12,7 +12,7 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/smelt-osscar-XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $THREADS threads, load $(cut -d' ' -f1-3 /proc/loadavg)," \
   "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
-S=$("$B" "$DIR" "$IN" "$OUT" "$RM" "$UPD" $((2 * IN)) "$THREADS")
+S=$("$B" "$DIR" "$IN" "$OUT" "$RM" "$UPD" "$IN" "$THREADS")
 grep -v -e '^seconds ' -e '^objective ' <<<"$S"
 if python3 -c "import numpy" 2> /dev/null; then
   N=$(python3 "$(dirname "$0")/osscar_numpy.py" "$DIR" "$RM" "$UPD")
