@@ -1,9 +1,8 @@
 # ranks: 2 shards the calibration set over two MPI processes; rank 0 adds the Gram matrices in rank
 # order and prunes (both orders: together, and attention_first, where rank 0 sends the pruned
 # attention to every rank before the MLP pass). Against one rank: the same kept neurons and KV
-# groups in every layer, the same
-# per-layer relative errors and the same weights, within what the different float64 summation
-# order allows. Tolerance: a Gram entry summed in another order moves by at most n eps64 relative
+# groups in every layer, the same per-layer relative errors and the same weights, within what the
+# different float64 summation order allows. Tolerance: a Gram entry summed in another order moves by at most n eps64 relative
 # (n = calibration tokens, ~3,000: 7e-13); the solver amplifies that by at most cond(H + λI) (about
 # 1e4 with damp 0.01 on these layers), so the solutions move by ~1e-8 relative: the relative errors
 # are compared to 1e-6, and the fp32 weights, rounded to 2^-24, to 2^-20 of each tensor's scale.
