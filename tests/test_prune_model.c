@@ -14,6 +14,7 @@
  *     last bit differently on another BLAS);
  *   - the two orders (together, attention_first) and the baselines run; each layer reports what
  *     it removed;
+ *   - inputs: dense prunes every layer on the unpruned model's inputs;
  *   - a layer checkpoint restores the layer bitwise; another fingerprint or a damaged file is refused;
  *   - docs/prune.md's parameter table lists the stage's schema.
  * Usage: test_prune_model [--write-fixtures DIR]
@@ -196,6 +197,39 @@ static void run_case(const pcase *pc, const char *write_dir) {
     free(dir), free(refp), free(tok), free(lens);
 }
 
+/* inputs: dense: the stream passes the unpruned layers, so layer 1 is pruned on the dense model's
+ * inputs: bitwise what pruning layer 1 alone (layer 0 untouched) gives with the default inputs. */
+static void check_dense_inputs(const char *fixture) {
+    char *dir = xasprintf("%s/tests/fixtures/%s", src_dir, fixture);
+    model_config cfg;
+    model_weights w;
+    model a, b;
+    if (checkpoint_load(dir, &cfg, &w) || model_init(&a, &cfg, &w) || checkpoint_load(dir, &cfg, &w) ||
+        model_init(&b, &cfg, &w))
+        printf("FAIL %s\n", err_msg()), exit(1);
+    int tok[48], lens[3] = {16, 16, 16};
+    tu_seed(11);
+    for (int i = 0; i < 48; i++) tok[i] = (int)(tu_next() % cfg.vocab);
+    prune_opts oa = {.solver = {.method = PRUNE_OSSCAR, .damp = 0.01, .update_every = 1, .want_error = 1},
+                     .dense_inputs = 1, .chunk_tokens = 48, .plan = {{10, 1}, {8, 1}}};
+    prune_opts ob = oa;
+    ob.dense_inputs = 0;
+    ob.plan[0] = (prune_plan_layer){0, 0};
+    prune_masks ma, mb;
+    prune_layer_stats sa[2], sb[2];
+    if (prune_masks_init(&ma, &cfg) || prune_masks_init(&mb, &cfg) || prune_model(&a, tok, lens, 3, &ma, sa, &oa) ||
+        prune_model(&b, tok, lens, 3, &mb, sb, &ob))
+        printf("FAIL %s\n", err_msg()), exit(1);
+    size_t n;
+    const float *la = prune_layer_span(&a, 1, &n), *lb = prune_layer_span(&b, 1, &n);
+    tu_expect(!memcmp(la, lb, n * sizeof(float)) && sa[1].rel_error_mlp == sb[1].rel_error_mlp &&
+                  sa[1].rel_error_attn == sb[1].rel_error_attn && sa[0].removed_mlp == 10,
+              "%s, inputs dense: layer 1 pruned on the unpruned model's inputs (bitwise as pruning it alone)", fixture);
+    prune_masks_free(&ma), prune_masks_free(&mb);
+    model_free(&a), model_free(&b);
+    free(dir);
+}
+
 /* The layer checkpoint: saved, counted, restored bitwise into a fresh copy of the unpruned model;
  * another fingerprint does not count; a damaged file is refused naming the fault. */
 static void check_ckpt(const char *fixture) {
@@ -266,6 +300,7 @@ int main(int argc, char **argv) {
         if (!write_dir || cases[i].hf) run_case(&cases[i], write_dir);
     if (!write_dir) {
         check_ckpt("qwen2_bias");
+        check_dense_inputs("llama_gqa");
         tu_checks++;
         if (doc_params_check("prune", "docs/prune.md")) tu_failures++;
     }

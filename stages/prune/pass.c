@@ -128,6 +128,13 @@ int prune_layer(model *m, layerwise *lw, prune_masks *mk, prune_layer_stats *st,
     dims[MODEL_SITE_DOWN] = lc->intermediate;
     gram_tap g = {{0}};
     int rc = 0;
+    /* inputs: dense keeps the layer's unpruned weights for moving the stream on */
+    size_t n_span;
+    float *span = prune_layer_span(m, l, &n_span), *dense = NULL;
+    if (o->dense_inputs && (attn || mlp)) {
+        if (!(dense = xmalloc(sizeof(float) * n_span))) rc = -1;
+        else memcpy(dense, span, sizeof(float) * n_span);
+    }
     if (attn && !(g.h[MODEL_SITE_O] = xcalloc((size_t)dims[MODEL_SITE_O] * dims[MODEL_SITE_O], sizeof(double)))) rc = -1;
     if (mlp && !(g.h[MODEL_SITE_DOWN] = xcalloc((size_t)dims[MODEL_SITE_DOWN] * dims[MODEL_SITE_DOWN], sizeof(double))))
         rc = -1;
@@ -147,7 +154,17 @@ int prune_layer(model *m, layerwise *lw, prune_masks *mk, prune_layer_stats *st,
     }
     free(g.h[MODEL_SITE_O]), free(g.h[MODEL_SITE_DOWN]);
     if (!rc && (attn || mlp)) rc = bcast_layer(m, mk, l, world);
-    if (!rc) rc = prune_agree(layerwise_advance(lw), world);
+    if (!rc && dense) { /* swap: the stream passes the unpruned layer, the model keeps the pruned one */
+        for (size_t i = 0; i < n_span; i++) {
+            const float t = span[i];
+            span[i] = dense[i], dense[i] = t;
+        }
+        rc = prune_agree(layerwise_advance(lw), world);
+        memcpy(span, dense, sizeof(float) * n_span);
+    } else if (!rc) {
+        rc = prune_agree(layerwise_advance(lw), world);
+    }
+    free(dense);
     st->seconds = time_monotonic() - t0;
     return rc;
 }

@@ -22,6 +22,7 @@
 
 static const char *const method_choices[] = {"osscar", "magnitude", "activation", NULL};
 static const char *const order_choices[] = {"together", "attention_first", NULL};
+static const char *const inputs_choices[] = {"pruned", "dense", NULL};
 static const char *const dtype_choices[] = {"float32", "bfloat16", "float16", NULL};
 
 static const param_spec model_alts[] = {
@@ -69,6 +70,9 @@ static const param_spec prune_params[] = {
     {.name = "order", .type = P_STRING, .def = "together", .choices = order_choices,
      .help = "together: down_proj's H with the layer's attention unpruned (FMCHISEL); attention_first: through the "
              "pruned attention"},
+    {.name = "inputs", .type = P_STRING, .def = "pruned", .choices = inputs_choices,
+     .help = "pruned: each layer's calibration inputs pass through the layers already pruned; dense: through the "
+             "unpruned ones (every method then solves the same per-layer problems)"},
     {.name = "refit", .type = P_BOOL, .def = "true", .help = "baselines: re-fit the kept weights (OSSCAR always does)"},
     {.name = "chunk_tokens", .type = P_INT, .def = "4096", .has_min = 1, .min = 1,
      .help = "calibration tokens per forward chunk"},
@@ -156,10 +160,10 @@ static int parse_plan(pruner *p) {
 
 static int parse_opts(pruner *p) {
     const cJSON *prm = p->ctx->params;
-    const char *method, *order, *dt;
+    const char *method, *order, *dt, *inputs;
     int64_t upd, ls, chunk;
     int refit;
-    if (param_string(prm, "method", &method) || param_string(prm, "order", &order) ||
+    if (param_string(prm, "method", &method) || param_string(prm, "order", &order) || param_string(prm, "inputs", &inputs) ||
         param_string(prm, "save_dtype", &dt) || param_float(prm, "damp", &p->o.solver.damp) ||
         param_int(prm, "update_every", &upd) || param_int(prm, "local_search.iterations", &ls) ||
         param_int(prm, "chunk_tokens", &chunk) || param_bool(prm, "refit", &refit))
@@ -171,6 +175,7 @@ static int parse_opts(pruner *p) {
     p->o.solver.refit = refit;
     p->o.solver.want_error = 1;
     p->o.order = !strcmp(order, "attention_first") ? PRUNE_ORDER_ATTENTION_FIRST : PRUNE_ORDER_TOGETHER;
+    p->o.dense_inputs = !strcmp(inputs, "dense");
     p->o.chunk_tokens = (int)chunk;
     p->save_dtype = !strcmp(dt, "bfloat16") ? ST_BF16 : !strcmp(dt, "float16") ? ST_F16 : ST_F32;
     if (ls > 0 && p->o.solver.method != PRUNE_OSSCAR)
@@ -292,13 +297,17 @@ static int pruner_setup(pruner *p, int *first_layer) {
     if (prune_agree(done < 0, ctx->world)) return -1;
     if (ctx->world > 1 && MPI_Bcast(&done, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
         return err_set(ERR_IO, "MPI_Bcast of the resume layer failed");
-    for (int l = 0; l < done; l++)
-        if (prune_ckpt_load_layer(ctx->checkpoint_dir, p->fingerprint, &p->m, &p->mk, &p->stats[l], l)) return -1;
     int s = done > 0 ? prune_ckpt_load_stream(ctx->checkpoint_dir, p->fingerprint, p->lw, &p->m, ctx->rank, ctx->world,
                                               done)
                      : 0;
     if (s < 0) return -1;
-    for (int l = s; l < done; l++)
+    /* the stream is recomputed through the layers the pass moved it through: the pruned ones, or with
+     * inputs: dense the unpruned ones (before the checkpointed weights replace them) */
+    for (int l = s; l < done && p->o.dense_inputs; l++)
+        if (layerwise_advance(p->lw)) return -1;
+    for (int l = 0; l < done; l++)
+        if (prune_ckpt_load_layer(ctx->checkpoint_dir, p->fingerprint, &p->m, &p->mk, &p->stats[l], l)) return -1;
+    for (int l = s; l < done && !p->o.dense_inputs; l++)
         if (layerwise_advance(p->lw)) return -1;
     if (done > 0 && ctx->rank == 0)
         log_info("resuming at layer %d of %d: layers 0..%d from the in-stage checkpoint (stream restored at layer %d)",

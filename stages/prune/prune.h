@@ -31,6 +31,7 @@ typedef struct {
 typedef struct {
     osscar_opts solver;
     prune_order order;
+    int dense_inputs;                      /* the stream passes through the unpruned layers (inputs: dense) */
     int chunk_tokens;                      /* tokens of one calibration forward chunk */
     prune_plan_layer plan[MODEL_MAX_LAYERS];
     /* called on every rank once a layer's Gram matrices are gathered, before its weights change
