@@ -26,10 +26,14 @@ cp "$ROOT/recipes/prune_methods_$KIND.yaml" "$OUT/"
 export SMELT_STORE=$OUT/store
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$SMELT" run "$OUT/prune_methods_$KIND.yaml"
 RUN=$("$SMELT" query --csv "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1" | tail -1)
-for setting in mlp25:rel_error_mlp mlp50:rel_error_mlp kv1:rel_error_attn; do
+for setting in mlp25-dense:rel_error_mlp mlp50-dense:rel_error_mlp kv1-dense:rel_error_attn mlp25:rel_error_mlp \
+  mlp50:rel_error_mlp kv1:rel_error_attn; do
   s=${setting%%:*} k=${setting#*:}
   echo
-  echo "$s: per-layer $k (osscar below both baselines?)"
+  case $s in
+    *-dense) echo "$s: per-layer $k, every method on the unpruned model's inputs (osscar below both baselines?)" ;;
+    *) echo "$s: per-layer $k, each method on the inputs through its own pruned layers (osscar below both baselines?)" ;;
+  esac
   "$SMELT" query "SELECT o.step AS layer, printf('%.4g', o.value) AS osscar, printf('%.4g', m.value) AS magnitude,
       printf('%.4g', a.value) AS activation, CASE WHEN o.value < m.value AND o.value < a.value THEN 'yes' ELSE 'NO' END AS below
     FROM metrics o JOIN metrics m ON m.run_id = o.run_id AND m.stage = '$s[magnitude]' AND m.key = o.key AND m.step = o.step
