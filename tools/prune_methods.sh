@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # prune_methods.sh stories|smollm2 [OUT]: the prune stage's acceptance experiment on a real model:
 # OSSCAR against the magnitude and activation baselines (recipes/prune_methods_<kind>.yaml).
-#   stories: stories260K with stories sampled from itself (tools/stories_corpus.sh);
+#   stories: stories260K with STORIES (default 160) stories sampled from itself (tools/stories_corpus.sh);
 #   smollm2: SmolLM2-135M-Instruct (../shared, GGUF) with MovieLens prompts.
-# (stories: STORIES=N stories, default 160.) Runs the recipe into OUT/store (default /tmp/prune-methods-KIND) and prints: per layer, the
+# Runs the recipe into OUT/store (default /tmp/prune-methods-KIND) and prints: per layer, the
 # relative error ‖X(Ŵ − W)ᵀ‖² / ‖XWᵀ‖² of each method for 25% and 50% of the MLP neurons and one
-# KV group, and whether OSSCAR is below both baselines; then the models' test-split figures
-# (loss, AUC where the data is a ranking set), pruned and after the short re-distillation.
+# KV group, and whether OSSCAR is below both baselines ('tie': equal to one, the same groups
+# removed), on the unpruned model's inputs (the methods solve the same problems) and on each
+# method's own pruned stream; then the models' test-split figures (loss, AUC where the data is a
+# ranking set), pruned and after the short re-distillation.
 # Long: run it under nice -n 19 on a shared machine.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,7 +37,8 @@ for setting in mlp25-dense:rel_error_mlp mlp50-dense:rel_error_mlp kv1-dense:rel
     *) echo "$s: per-layer $k, each method on the inputs through its own pruned layers (osscar below both baselines?)" ;;
   esac
   "$SMELT" query "SELECT o.step AS layer, printf('%.4g', o.value) AS osscar, printf('%.4g', m.value) AS magnitude,
-      printf('%.4g', a.value) AS activation, CASE WHEN o.value < m.value AND o.value < a.value THEN 'yes' ELSE 'NO' END AS below
+      printf('%.4g', a.value) AS activation, CASE WHEN o.value < m.value AND o.value < a.value THEN 'yes'
+      WHEN o.value <= m.value AND o.value <= a.value THEN 'tie' ELSE 'NO' END AS below
     FROM metrics o JOIN metrics m ON m.run_id = o.run_id AND m.stage = '$s[magnitude]' AND m.key = o.key AND m.step = o.step
     JOIN metrics a ON a.run_id = o.run_id AND a.stage = '$s[activation]' AND a.key = o.key AND a.step = o.step
     WHERE o.run_id = '$RUN' AND o.stage = '$s[osscar]' AND o.key = '$k' ORDER BY o.step"
