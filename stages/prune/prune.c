@@ -420,9 +420,11 @@ static int prune_run(stage_ctx *ctx) {
         if (rc) break;
         if (ctx->rank == 0) {
             const prune_layer_stats *st = &p.stats[l];
-            char extra[160];
-            snprintf(extra, sizeof extra, "layer %d: MLP -%d (err %.3g), KV groups -%d (err %.3g)", l,
-                     (int)st->removed_mlp, st->rel_error_mlp, (int)st->removed_attn, st->rel_error_attn);
+            char extra[160], mlp[64] = "", attn[64] = ""; /* only the parts pruned (an unpruned one's error is NaN) */
+            if (st->removed_mlp) snprintf(mlp, sizeof mlp, ", MLP -%d (err %.3g)", (int)st->removed_mlp, st->rel_error_mlp);
+            if (st->removed_attn)
+                snprintf(attn, sizeof attn, ", KV groups -%d (err %.3g)", (int)st->removed_attn, st->rel_error_attn);
+            snprintf(extra, sizeof extra, "layer %d%s%s", l, mlp, attn);
             progress_update(&pg, l + 1, extra);
             rc = layer_metrics(&p, l);
             if (!rc) rc = prune_ckpt_save_layer(ctx->checkpoint_dir, p.fingerprint, &p.m, &p.mk, st, l);
