@@ -28,7 +28,8 @@ esac
 cp "$ROOT/recipes/prune_methods_$KIND.yaml" "$OUT/"
 export SMELT_STORE=$OUT/store
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$SMELT" run --jobs "${JOBS:-1}" "$OUT/prune_methods_$KIND.yaml"
-RUN=$("$SMELT" query --csv "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1" | tail -1)
+# the run to report: RUN from the environment, else the newest in the store
+RUN=${RUN:-$("$SMELT" query --csv "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1" | tail -1)}
 for setting in mlp25-dense:rel_error_mlp mlp50-dense:rel_error_mlp kv1-dense:rel_error_attn mlp25:rel_error_mlp \
   mlp50:rel_error_mlp kv1:rel_error_attn; do
   s=${setting%%:*} k=${setting#*:}
