@@ -10,12 +10,15 @@
 #include <string.h>
 
 #include "cmd/commands.h"
+#include "cmd/compare_models.h"
 #include "cmd/report_html.h"
 #include "cmd/report_tables.h"
 #include "cmd/svg.h"
 #include "cmd/util.h"
 #include "common/error.h"
 #include "pipeline/key.h"
+
+#define COMPARE_MAX_RUNS 26 /* --models names the runs A to Z */
 
 typedef struct {
     const rrun *a, *b;
@@ -179,7 +182,8 @@ static void print_divergence(const cmp *c, FILE *f) {
 }
 
 /* The HTML page: header, divergence, the tables, and AUC of the models of B against A. */
-static int compare_html(const char *path, const cmp *c, const rsection *sec, int n_sec, store *s) {
+static int compare_html(const char *path, const cmp *c, const rsection *sec, int n_sec, const rmodel *ma, int na,
+                        const rmodel *mb, int nb) {
     doc d = {STRBUF_INIT, 0};
     char title[256], la[512], lb[512];
     snprintf(title, sizeof title, "smelt compare: %s and %s", c->a->name, c->b->name);
@@ -207,11 +211,9 @@ static int compare_html(const char *path, const cmp *c, const rsection *sec, int
     doc_printf(&d, "</p>\n");
     for (int i = 0; i < n_sec; i++) html_section(&d, &sec[i]);
     /* AUC of each model in B against its AUC in A */
-    rmodel *ma = NULL, *mb = NULL;
-    int na = 0, nb = 0, rc = report_models(&ma, &na, c->a, s) || report_models(&mb, &nb, c->b, s) ? -1 : 0;
-    double *x = rc ? NULL : xcalloc((size_t)nb + 1, sizeof *x), *y = rc ? NULL : xcalloc((size_t)nb + 1, sizeof *y);
-    const char **lab = rc ? NULL : xcalloc((size_t)nb + 1, sizeof *lab);
-    if (!rc && (!x || !y || !lab)) rc = -1;
+    double *x = xcalloc((size_t)nb + 1, sizeof *x), *y = xcalloc((size_t)nb + 1, sizeof *y);
+    const char **lab = xcalloc((size_t)nb + 1, sizeof *lab);
+    int rc = !x || !y || !lab ? -1 : 0;
     int pts = 0;
     for (int i = 0; !rc && i < nb; i++) {
         const rmodel *o = NULL;
@@ -239,16 +241,66 @@ static int compare_html(const char *path, const cmp *c, const rsection *sec, int
         doc_printf(&d, "<figcaption>Each model measured in both runs; above the dashed diagonal it scores higher in "
                        "run B.</figcaption></figure></div>\n");
     }
-    free(x), free(y), free(lab), free(ma), free(mb);
+    free(x), free(y), free(lab);
     if (!rc) rc = html_end_write(&d, path);
     sb_free(&d.sb);
     return rc;
 }
 
+/* `smelt compare --models [RUN]...`: the models of the runs in one table. */
+static int compare_models_cmd(const char *store_flag, char **specs, int n_specs, const char *sort, const char *kind) {
+    store *s = NULL;
+    if (cli_open_store(&s, store_flag, STORE_NOWRITE)) return cli_fail("compare");
+    int n = n_specs ? n_specs : 1, status = 0;
+    rrun *runs = xcalloc((size_t)n, sizeof *runs);
+    rmodel **ms = xcalloc((size_t)n, sizeof *ms);
+    int *nm = xcalloc((size_t)n, sizeof *nm), loaded = 0;
+    if (!runs || !ms || !nm) status = cli_fail("compare");
+    for (; !status && loaded < n; loaded++) {
+        char id[RUN_ID_MAX];
+        if (store_run_resolve(s, n_specs ? specs[loaded] : "latest", id) || rrun_load(&runs[loaded], s, id)) {
+            status = cli_fail("compare");
+            break;
+        }
+        if (report_models(&ms[loaded], &nm[loaded], &runs[loaded], s)) {
+            loaded++;
+            status = cli_fail("compare");
+        }
+    }
+    if (!status && compare_models_print(stdout, runs, ms, nm, n, sort, kind)) status = cli_fail("compare");
+    for (int i = 0; i < loaded; i++) {
+        free(ms[i]);
+        rrun_free(&runs[i]);
+    }
+    free(runs), free(ms), free(nm);
+    store_close(s);
+    return status;
+}
+
 int cmd_compare(int argc, char **argv) {
-    const char *store_flag, *html = NULL;
-    const cli_opt opts[] = {{"html", 1, 'H', &html, NULL}, {0}};
-    if (cli_args("compare", argc, argv, opts, 2, 2, "expected two run ids (RUN_A RUN_B)", &store_flag)) return EXIT_USAGE;
+    const char *store_flag, *html = NULL, *sort = NULL, *kind = NULL;
+    int models = 0;
+    const cli_opt opts[] = {{"html", 1, 'H', &html, NULL},
+                            {"models", 0, 'M', NULL, &models},
+                            {"sort", 1, 'S', &sort, NULL},
+                            {"kind", 1, 'K', &kind, NULL},
+                            {0}};
+    if (cli_args("compare", argc, argv, opts, 0, COMPARE_MAX_RUNS, "expected two run ids (RUN_A RUN_B)", &store_flag))
+        return EXIT_USAGE;
+    int n_pos = argc - optind;
+    if (models && html)
+        return cli_usage_error("compare", "--html compares two runs; --models prints a table (leave out one of them)");
+    if (!models && (sort || kind))
+        return cli_usage_error("compare", "--%s goes with --models (smelt compare --models [RUN]... --%s %s)",
+                               sort ? "sort" : "kind", sort ? "sort" : "kind", sort ? sort : kind);
+    if (!models && n_pos != 2)
+        return cli_usage_error("compare", "expected two run ids (RUN_A RUN_B), or --models [RUN]... for the models of "
+                                          "one or more runs side by side");
+    if (sort && !compare_sort_valid(sort))
+        return cli_usage_error("compare", "unknown --sort key '%s': use auc, auc-per-ms, params, bytes, ttft or tpot",
+                               sort);
+    if (kind && !*kind) return cli_usage_error("compare", "--kind needs a stage kind: train, prune, quantize, command");
+    if (models) return compare_models_cmd(store_flag, argv + optind, n_pos, sort, kind);
     if (html && cli_check_out_path("--html", html)) return cli_fail("compare");
     store *s = NULL;
     char ida[RUN_ID_MAX], idb[RUN_ID_MAX];
@@ -258,23 +310,26 @@ int cmd_compare(int argc, char **argv) {
     memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
     cmp c = {.a = &a, .b = &b, .roots = STRBUF_INIT};
     rsection *sec = NULL;
-    int ns = 0;
+    rmodel *ma = NULL, *mb = NULL;
+    int ns = 0, na = 0, nb = 0;
     if (store_run_resolve(s, argv[optind + 1], idb) || rrun_load(&a, s, ida) || rrun_load(&b, s, idb) ||
         find_divergence(&c) || stages_section(&sec, &ns, &c) || params_section(&sec, &ns, &c) ||
-        metrics_section(&sec, &ns, &c)) {
+        metrics_section(&sec, &ns, &c) || report_models(&ma, &na, &a, s) || report_models(&mb, &nb, &b, s) ||
+        compare_models_section(&sec, &ns, ma, na, mb, nb)) {
         status = cli_fail("compare");
         goto out;
     }
     print_header(&c, stdout);
     print_divergence(&c, stdout);
     report_sections_print(sec, ns, stdout);
-    if (ns < 2) printf("\nno parameter or metric differs\n");
+    if (ns == 1 + (na + nb > 0)) printf("\nno parameter or metric differs\n");
     if (html) {
-        if (compare_html(html, &c, sec, ns, s)) status = cli_fail("compare");
+        if (compare_html(html, &c, sec, ns, ma, na, mb, nb)) status = cli_fail("compare");
         else printf("\nwrote %s\n", html);
     }
 out:
     report_sections_free(sec, ns);
+    free(ma), free(mb);
     free(c.why);
     sb_free(&c.roots);
     rrun_free(&a);

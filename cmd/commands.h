@@ -83,12 +83,20 @@ int cmd_slurm_stage(int argc, char **argv);
      "                against parameters and TTFT with the Pareto front, per-layer pruning and\n"                    \
      "                quantization errors, loss curves, latency distributions\n"                                      \
      "  --raw         one row per stage with the latest value of each of its metrics\n", 0},                       \
-    {"compare", cmd_compare, "compare two runs: parameters, reuse, metrics, where they diverge",                     \
-     "usage: smelt compare RUN_A RUN_B [--store DIR] [--html FILE]\n\n"                                             \
-     "Stage by stage: whether each ran or was reused and whether its cache key is the same in both runs,\n"       \
-     "the parameters that differ, the latest metrics that differ (with the delta), and the first stage\n"         \
-     "where the lineage diverges with the key fields that make it differ.\n\n" STORE_HELP                            \
-     "  --html FILE   also write the comparison as a self-contained HTML page\n", 0},                                \
+    {"compare", cmd_compare, "compare two runs, or the models of runs side by side",                                \
+     "usage: smelt compare RUN_A RUN_B [--store DIR] [--html FILE]\n"                                               \
+     "       smelt compare --models [RUN]... [--store DIR] [--kind KIND] [--sort KEY]\n\n"                          \
+     "Two runs, stage by stage: whether each ran or was reused and whether its cache key is the same in\n"        \
+     "both runs, the parameters that differ, the latest metrics that differ (with the delta), the first\n"        \
+     "stage where the lineage diverges with the key fields that make it differ, and each model's AUC,\n"          \
+     "TTFT and bytes in both runs.\n"                                                                                \
+     "--models: every model of the runs (default: the latest) in one table: kind, parameters, bytes,\n"           \
+     "AUC, TTFT and TPOT p50, AUC per millisecond of TTFT.\n\n" STORE_HELP                                          \
+     "  --html FILE   also write the comparison of two runs as a self-contained HTML page\n"                        \
+     "  --models      the models of the runs side by side (runs are lettered A, B, ...)\n"                          \
+     "  --kind KIND   only models made by stages of this kind (train, prune, quantize, command), or by\n"           \
+     "                a kind and method ('quantize gptq')\n"                                                        \
+     "  --sort KEY    auc or auc-per-ms (largest first), params, bytes, ttft or tpot (smallest first)\n", 0},      \
     {"export", cmd_export, "write a run with its artifacts to an archive",                                            \
      "usage: smelt export RUN -o FILE.tar.zst [--store DIR]\n\n"                                                      \
      "Writes the run's recipe, stages, lineage, metrics and every artifact object to a zstd-compressed tar.\n\n"     \

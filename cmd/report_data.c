@@ -91,7 +91,11 @@ static int fill_metric(rstage *x, sqlite3_stmt *st) {
 static int fill_param(rstage *x, sqlite3_stmt *st) {
     rparam *p = push((void **)&x->p, &x->n_p, sizeof *p);
     if (!p || !(p->key = col_text(st, 1))) return -1;
-    p->value = col_text(st, 2);
+    double v = sqlite3_column_double(st, 2);
+    /* the params view holds numbers as REAL: a whole number reads "32", as the recipe wrote it */
+    if (sqlite3_column_type(st, 2) == SQLITE_FLOAT && v == floor(v) && fabs(v) < 9007199254740992.0)
+        p->value = xasprintf("%.0f", v);
+    else p->value = col_text(st, 2);
     if (!p->value && !(p->value = xstrdup("null"))) return -1;
     return 0;
 }

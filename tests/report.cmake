@@ -5,3 +5,4 @@ target_link_libraries(report_helper PRIVATE smelt_pipeline smelt_stages smelt_mo
 smelt_sh_test(cli_report cli/report.sh)
 set_property(TEST cli_report APPEND PROPERTY ENVIRONMENT "SMELT_REPORT_HELPER=$<TARGET_FILE:report_helper>")
 smelt_sh_test(cli_compare cli/compare.sh)
+set_property(TEST cli_compare APPEND PROPERTY ENVIRONMENT "SMELT_REPORT_HELPER=$<TARGET_FILE:report_helper>")
