@@ -5,7 +5,8 @@
 # (tests/cli/report_check.py), "-" where a value is absent; the Pareto fronts are the non-dominated
 # models; --raw keeps the metric view; the HTML page is self-contained, has every figure with
 # labelled axes, and renders in headless Chromium (a screenshot of the expected size, not blank,
-# with the plots' colours); bad arguments fail before anything is written.
+# with the plots' colours); the same checks on a real run of the data, train, quantize and evaluate
+# stages; bad arguments fail before anything is written.
 source "$(dirname "$0")/lib.sh"
 H=${SMELT_REPORT_HELPER:?SMELT_REPORT_HELPER must point to the report_helper binary}
 CHECK="python3 $SMELT_SOURCE_DIR/tests/cli/report_check.py"
@@ -53,6 +54,42 @@ elif [ "${SMELT_REQUIRE_CHROMIUM:-}" = 1 ]; then
 else
   echo "skip: the Chromium rendering check: no chromium on PATH (scripts/install-deps.sh installs it)"
 fi
+
+# A real run of the stages on main (data, train SFT and distillation, quantize, evaluate with a
+# reference) on a tiny model, about 2 s: the same checks against the store, 6 figures (AUC against
+# parameters and bytes, quantization error per layer and per linear, two loss curves).
+cat > real.yaml <<'YAML'
+smelt: 1
+name: real-report
+seed: 7
+defaults:
+  train: {data: data, steps: 12, batch_tokens: 2048, seq_len: 256, valid_examples: 16, valid_every: 6}
+stages:
+  data: {kind: data, source: synthetic, members: 24, items: 40, tasks: [like, save], history: 6,
+         calibration: {samples: 8, from: train}}
+  teacher:
+    kind: train
+    init: {arch: llama, hidden: 32, layers: 2, heads: 2, kv_heads: 1, intermediate: 64}
+    loss: {ce: 1.0}
+  student:
+    kind: train
+    init: {arch: llama, hidden: 16, layers: 1, heads: 2, kv_heads: 1, intermediate: 32}
+    teacher: teacher
+    loss: {fkl: 0.9, ce: 0.1}
+  w4: {kind: quantize, model: student, calibration: data.calibration, method: rtn, bits: 4, group_size: 16}
+  eval-teacher: {kind: evaluate, model: teacher, data: data}
+  eval-student: {kind: evaluate, model: student, data: data, reference: eval-teacher}
+  eval-w4: {kind: evaluate, model: w4, data: data, reference: eval-teacher}
+YAML
+OMP_NUM_THREADS=1 "$SMELT" run real.yaml > real.out 2>&1 || fail "the real run: $(tail -20 real.out)"
+REAL=$(q "SELECT run_id FROM runs WHERE name = 'real-report'")
+"$SMELT" report "$REAL" --html real.html > real.txt || fail "report of the real run: $(cat real.txt)"
+$CHECK text real.txt "$REAL" || fail "the real run's tables"
+$CHECK html real.html "$REAL" 6 || fail "the real run's page"
+row=$(grep -E '^  w4 ' real.txt | head -1)
+expect_contains "$row" "quantize rtn w4 g16" "the quantized model's kind"
+expect_contains "$(grep -E '^  student ' real.txt | sed -n 2p)" "distill" "the student's training row"
+pass "report: a real run of data, train, quantize and evaluate stages"
 
 # bad input: exit 2 with the cause, nothing written
 set +e
