@@ -136,13 +136,47 @@ static int serving_sections(rsection **sec, int *n, const rrun *r) {
     return 0;
 }
 
-/* "auc_like 0.612 auc_save 0.598" for the per-task AUCs of an evaluation. */
+/* The task of a per-task AUC metric ("auc_like" -> "like"), NULL for other keys. */
+static const char *auc_task(const char *key) {
+    if (strncmp(key, "auc_", 4) || !strncmp(key, "auc_delta", 9) || !strcmp(key, "auc_ref")) return NULL;
+    return key + 4;
+}
+
+/* "like 0.612 save 0.598" for the per-task AUCs of an evaluation. */
 static int task_aucs(strbuf *sb, const rstage *e) {
     for (int k = 0; k < e->n_m; k++) {
-        const char *key = e->m[k].key;
-        if (strncmp(key, "auc_", 4) || !strncmp(key, "auc_delta", 9) || !strcmp(key, "auc_ref")) continue;
-        if (sb_printf(sb, "%s%s %.3f", sb->len ? " " : "", key + 4, e->m[k].value)) return -1;
+        const char *task = auc_task(e->m[k].key);
+        if (task && sb_printf(sb, "%s%s %.3f", sb->len ? " " : "", task, e->m[k].value)) return -1;
     }
+    return 0;
+}
+
+/* One row per evaluation and task: the task's AUC and its delta against the reference's
+ * (auc_delta_<task>); the reference's AUC is AUC − delta. */
+static int task_section(rsection **sec, int *n, const rrun *r) {
+    static const char *const hdr[] = {"EVALUATION", "MODEL", "TASK", "AUC", "REF AUC", "ΔAUC", "ΔAUC %"};
+    rsection *x = NULL;
+    for (int i = 0; i < r->n_st; i++) {
+        const rstage *e = &r->st[i];
+        if (strcmp(e->kind, "evaluate")) continue;
+        for (int k = 0; k < e->n_m; k++) {
+            const char *task = auc_task(e->m[k].key);
+            if (!task) continue;
+            if (!x && !(x = report_section_add(sec, n, "tasks", "AUC per task", "LLLrrrr", hdr))) return -1;
+            char dkey[STAGE_NAME_MAX + 16], model[STAGE_NAME_MAX], v[4][32];
+            snprintf(dkey, sizeof dkey, "auc_delta_%s", task);
+            double auc = e->m[k].value, d = rstage_metric(e, dkey);
+            if (table_cell(&x->t, 0, "%s", e->name) ||
+                table_cell(&x->t, 1, "%s", report_measured_label(r, e, model, sizeof model)) ||
+                table_cell(&x->t, 2, "%s", task) || table_cell(&x->t, 3, "%s", NUM(v[0], auc, "%.4f")) ||
+                table_cell(&x->t, 4, "%s", NUM(v[1], auc - d, "%.4f")) || table_cell(&x->t, 5, "%s", NUM(v[2], d, "%+.4f")) ||
+                table_cell(&x->t, 6, "%s", NUM(v[3], 100 * d / (auc - d), "%+.2f%%")))
+                return -1;
+        }
+    }
+    if (x && !(x->note = xstrdup("AUC of each task of each evaluation; REF AUC: the task's AUC in the evaluation's "
+                                 "reference; ΔAUC % = 100·(AUC − REF AUC)/REF AUC.")))
+        return -1;
     return 0;
 }
 
@@ -271,7 +305,7 @@ static int quantization_section(rsection **sec, int *n, const rrun *r, store *s)
 int report_sections(rsection **out, int *n, const rrun *r, const rmodel *ms, int n_models, store *s) {
     *out = NULL, *n = 0;
     int rc = (n_models && models_section(out, n, ms, n_models)) || serving_sections(out, n, r) ||
-             evaluation_section(out, n, r) || training_section(out, n, r) || pruning_section(out, n, r, s) ||
+             evaluation_section(out, n, r) || task_section(out, n, r) || training_section(out, n, r) || pruning_section(out, n, r, s) ||
              quantization_section(out, n, r, s);
     if (rc) {
         report_sections_free(*out, *n);

@@ -205,6 +205,8 @@ static void stage_metrics(points *m, const fx_stage *st, const char *model) {
             put(m, "auc_ref", 0, ref);
             put(m, "auc_delta", 0, auc - ref);
             put(m, "auc_delta_pct", 0, 100 * (auc - ref) / ref);
+            put(m, "auc_delta_like", 0, auc - ref); /* the teacher's like and save are its auc ± 0.01 */
+            put(m, "auc_delta_save", 0, auc - ref);
         }
     } else if (!strcmp(st->kind, "benchmark")) {
         double base = ttft_of(model);

@@ -15,7 +15,7 @@ RUN=$("$H" "$SMELT_STORE") || fail "report_helper"
 
 "$SMELT" report "$RUN" > report.txt || fail "report: $(cat report.txt)"
 $CHECK text report.txt "$RUN" || fail "the report's tables"
-for t in Models Serving "Prefill and time per part" Evaluations Training Pruning Quantization; do
+for t in Models Serving "Prefill and time per part" Evaluations "AUC per task" Training Pruning Quantization; do
   grep -qx "$t" report.txt || fail "section $t missing"
 done
 # a value that was never measured is "-", never 0: the command stage's model has no parameter

@@ -3,7 +3,8 @@
 with `smelt query --json` (SMELT and SMELT_STORE from the environment):
 
   report_check.py text REPORT.txt RUN     every line within 100 columns; the Models, Serving,
-                                          Pruning and Quantization rows equal the values the
+                                          Pruning, Quantization and AUC per task rows equal the
+                                          values the
                                           store holds (formatted as the report documents, "-"
                                           where a value is absent); the Pareto fronts named in the
                                           Models note are the non-dominated models
@@ -224,8 +225,26 @@ def check_text(path, run_id):
                     fail(f"Quantization: {q} {col} is '{row[header.index(col)]}', the store says {run.m(q, key)}")
             if row[header.index("BYTES")] != size(run.m(q, "bytes")):
                 fail(f"Quantization: {q} BYTES is '{row[header.index('BYTES')]}'")
-    print(f"ok: {len(want)} models, {len(benches)} benchmarks, {len(prunes)} prune and {len(quants)} quantize stages "
-          f"match the store; every line within {WIDTH} columns")
+    # AUC per task: one row per (evaluation, task) with a per-task AUC metric
+    tasks = [(s, k[4:]) for s in run.stages if run.kind[s] == "evaluate" for (st, k) in run.metrics
+             if st == s and k.startswith("auc_") and not k.startswith("auc_delta") and k != "auc_ref"]
+    if tasks:
+        header, rows, _ = section(lines, "AUC per task")
+        got = [(r[0], r[header.index("TASK")]) for r in rows]
+        if len(got) != len(tasks) or not all(same_name(g[0], t[0]) and g[1] == t[1] for g, t in
+                                             zip(sorted(got), sorted(tasks))):
+            fail(f"AUC per task rows {got} are not {tasks}")
+        for row in rows:
+            ev = [s for s, t in tasks if same_name(row[0], s) and t == row[header.index("TASK")]][0]
+            task = row[header.index("TASK")]
+            auc, d = run.m(ev, f"auc_{task}"), run.m(ev, f"auc_delta_{task}")
+            expect = {"AUC": fmt(auc, "%.4f"), "REF AUC": fmt(auc - d, "%.4f"), "ΔAUC": fmt(d, "%+.4f"),
+                      "ΔAUC %": fmt(100 * d / (auc - d), "%+.2f%%")}
+            for col, v in expect.items():
+                if row[header.index(col)] != v:
+                    fail(f"AUC per task: {ev} {task} {col} is '{row[header.index(col)]}', the store says '{v}'")
+    print(f"ok: {len(want)} models, {len(benches)} benchmarks, {len(prunes)} prune and {len(quants)} quantize stages, "
+          f"{len(tasks)} task AUCs match the store; every line within {WIDTH} columns")
 
 
 def check_html(path, run_id, n_figures):
