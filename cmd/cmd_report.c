@@ -151,8 +151,10 @@ static int report_run(store *s, const char *run, const run_row *rr, const char *
         goto out;
     }
     printf("%s\n", line);
+    int failed = 0;
     for (int i = 0; i < r.n_st; i++)
-        if (!strcmp(r.st[i].status, "failed")) printf("  failed: %s\n", r.st[i].name);
+        if (!strcmp(r.st[i].status, "failed")) printf("  failed: %s\n", r.st[i].name), failed++;
+    if (failed) printf("  ('smelt status %s' shows each failed stage's error and log)\n", r.id);
     report_sections_print(sec, ns, stdout);
     if (html) {
         if (report_html_write(html, &r, ms, nm, sec, ns, s)) status = cli_fail("report");

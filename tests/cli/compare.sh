@@ -56,6 +56,18 @@ expect_contains "$(cat same.txt)" "lineage: identical" "a run against itself"
 expect_contains "$(cat same.txt)" "no parameter or metric differs" "nothing differs"
 pass "compare: a run against itself is identical"
 
+# a stage added: every other stage reused, the new one "only in B" and where the lineage diverges
+sed 's/^stages:$/stages:\n  s4:\n    kind: command\n    inputs: {up: s3}\n    run: cat $SMELT_INPUT_UP\/v.txt > $SMELT_OUTPUT_DIR\/w.txt/' d.yaml > d4.yaml
+"$SMELT" run d4.yaml --set stages.s2.params.factor=4 > run3.out || fail "run 3: $(cat run3.out)"
+R3=$(q "SELECT run_id FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1")
+"$SMELT" compare "$R2" "$R3" > c4.txt || fail "compare with an added stage: $(cat c4.txt)"
+expect_contains "$(cat c4.txt)" "lineage diverges first at stage s4:" "the added stage is where the lineage diverges"
+expect_contains "$(cat c4.txt)" "the stage is not in run A" "why it diverges"
+expect_eq "$(grep -E '^  s4 ' c4.txt | tr -s ' ')" " s4 command - ran only in B" "the added stage's row"
+expect_eq "$(grep -E '^  s2 ' c4.txt | head -1 | tr -s ' ')" " s2 command ran reused from A same" "s2 reused from run A"
+expect_contains "$(cat c4.txt)" "3 of 4 stages have the same cache key" "shared keys with an added stage"
+pass "compare: an added stage is only in B, the others reused"
+
 "$SMELT" compare "$R1" "$R2" --html c.html > html.out || fail "compare --html: $(cat html.out)"
 expect_contains "$(cat html.out)" "wrote c.html" "compare --html says where"
 expect_contains "$(cat c.html)" "Diverges first at stage <b>s2</b>" "the page names the divergence"
