@@ -77,7 +77,7 @@ int cmd_slurm_stage(int argc, char **argv);
      "usage: smelt report [RUN] [--store DIR] [--html FILE] [--raw]\n\n"                                             \
      "For every model an evaluate or benchmark stage measured: kind, parameters, bytes, AUC and its delta\n"       \
      "against the evaluation's reference; per benchmark: p50/p99 TTFT and TPOT, throughput, prefix hits,\n"        \
-     "cold and hot prefill; evaluations, training, pruning and quantization stages. Fits 100 columns.\n"            \
+     "cold and hot prefill; evaluations and AUC per task, training, pruning, quantization. Fits 100 columns.\n"            \
      "A value that was not measured is '-'. RUN defaults to the latest run.\n\n" STORE_HELP                         \
      "  --html FILE   also write a self-contained HTML page (inline SVG, no script): the tables, AUC\n"              \
      "                against parameters and TTFT with the Pareto front, per-layer pruning and\n"                    \
