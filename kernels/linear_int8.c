@@ -108,12 +108,12 @@ __attribute__((target("avx2,fma"))) void qint8_rows_avx2(float *out, int ldo, co
 
 /* s[t] += the dot products of one group: q4 quads of 16 rows (w) against nt tokens' codes (x0,
  * rows k4 apart), the codes made unsigned by flipping their top bit (x + 128). */
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static inline void
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) static inline __attribute__((always_inline)) void
 dp_group(__m512i *s, const int8_t *w, const int8_t *x0, int k4, int q4, int nt) {
     const __m512i flip = _mm512_set1_epi32((int)0x80808080u);
     for (int k = 0; k < q4; k++) {
         const __m512i wv = _mm512_loadu_si512(w + (size_t)k * 64);
-        for (int t = 0; t < nt; t++) {
+        _Pragma("GCC unroll 4") for (int t = 0; t < nt; t++) {
             int32_t x4;
             memcpy(&x4, x0 + (size_t)t * k4 + (size_t)k * 4, 4);
             s[t] = _mm512_dpbusd_epi32(s[t], _mm512_xor_si512(_mm512_set1_epi32(x4), flip), wv);
@@ -137,8 +137,12 @@ qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, const 
                 for (int t = 0; t < QI8_TOK; t++) s[t] = _mm512_setzero_si512();
                 const int8_t *w = q->w8 + ((size_t)rb * k4q + (size_t)g * q4) * 64;
                 const int8_t *x0 = xq + (size_t)t0 * q->k4 + (size_t)g * q->g4;
-                if (nt == QI8_TOK) dp_group(s, w, x0, q->k4, q4, QI8_TOK); /* constant count: unrolled */
-                else dp_group(s, w, x0, q->k4, q4, nt);
+                switch (nt) { /* constant counts: the sums stay in registers */
+                case 1: dp_group(s, w, x0, q->k4, q4, 1); break;
+                case 2: dp_group(s, w, x0, q->k4, q4, 2); break;
+                case 3: dp_group(s, w, x0, q->k4, q4, 3); break;
+                default: dp_group(s, w, x0, q->k4, q4, QI8_TOK); break;
+                }
                 const size_t gi = ((size_t)rb * ng + g) * 16;
                 const __m512i rs = _mm512_mullo_epi32(_mm512_loadu_si512(q->rowsum + gi), c128);
                 const __m512 sc = _mm512_loadu_ps(q->scales + gi);
@@ -174,7 +178,8 @@ void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, c
 static void quantize_acts(int8_t *xq, float *xs, int32_t *xsum, const float *x, int ldx, const struct qlinear *q,
                           int n) {
     const int G = q->group_size, ng = q->n_groups;
-#pragma omp parallel for schedule(static) if ((size_t)n * q->n_in > 65536)
+    const int nt = omp_in_parallel() || (size_t)n * q->n_in <= 65536 ? 1 : kernels_threads();
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int t = 0; t < n; t++) {
         int8_t *row = xq + (size_t)t * q->k4;
         /* quantize into the row's tail, then move the groups to their padded places front to back:
@@ -195,27 +200,50 @@ static void quantize_acts(int8_t *xq, float *xs, int32_t *xsum, const float *x, 
     }
 }
 
+typedef void (*qint8_rows_fn)(float *out, int ldo, const int8_t *xq, const float *xs, const int32_t *xsum,
+                              const struct qlinear *q, const float *b, int n, int rb0, int rb1, int accumulate);
+
+static qint8_rows_fn rows_fn(void) {
+    const qlinear_isa_kind isa = qlinear_isa();
+    return isa == QISA_AVX512 ? qint8_rows_avx512 : isa == QISA_AVX2 ? qint8_rows_avx2 : qint8_rows_portable;
+}
+
+/* The activations of n tokens quantized into the calling thread's scratch. 0 or -1. */
+static int acts(int8_t **xq, float **xs, int32_t **xsum, const float *x, int ldx, const struct qlinear *q, int n) {
+    *xq = qlinear_scratch(0, (size_t)n * q->k4);
+    *xs = qlinear_scratch(1, (size_t)n * sizeof(float));
+    *xsum = q->zc ? qlinear_scratch(2, (size_t)n * q->n_groups * sizeof(int32_t)) : NULL;
+    if (!*xq || !*xs || (q->zc && !*xsum)) return -1;
+    quantize_acts(*xq, *xs, *xsum, x, ldx, q, n);
+    return 0;
+}
+
+int qint8_forward_rows(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                       int o0, int o1, int accumulate) {
+    int8_t *xq;
+    float *xs;
+    int32_t *xsum;
+    if (acts(&xq, &xs, &xsum, x, ldx, q, n)) return -1;
+    rows_fn()(out, ldo, xq, xs, xsum, q, b, n, o0 / 16, (o1 + 15) / 16, accumulate);
+    return 0;
+}
+
 int linear_qint8_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate) {
     const struct qlinear *q = l->q;
     if (n <= 0) return 0;
-    int8_t *xq = qlinear_scratch(0, (size_t)n * q->k4);
-    float *xs = qlinear_scratch(1, (size_t)n * sizeof(float));
-    int32_t *xsum = q->zc ? qlinear_scratch(2, (size_t)n * q->n_groups * sizeof(int32_t)) : NULL;
-    if (!xq || !xs || (q->zc && !xsum)) return -1;
-    quantize_acts(xq, xs, xsum, x, ldx, q, n);
-    const qlinear_isa_kind isa = qlinear_isa();
+    int8_t *xq;
+    float *xs;
+    int32_t *xsum;
+    if (acts(&xq, &xs, &xsum, x, ldx, q, n)) return -1;
+    const qint8_rows_fn rows = rows_fn();
     const int n_rb = q->n_out16 / 16;
-    const int T = omp_in_parallel() ? 1 : kernels_threads();
-    const int nt = (double)n * q->n_out * q->n_in >= 65536.0 ? T : 1;
+    int nt = qlinear_threads(n, q->n_out, q->n_in, (size_t)q->n_out16 * q->k4);
+    if (nt > n_rb) nt = n_rb;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = omp_get_thread_num(), cnt = omp_get_num_threads();
         const int rb0 = (int)((long)n_rb * t / cnt), rb1 = (int)((long)n_rb * (t + 1) / cnt);
-        if (rb1 > rb0) {
-            if (isa == QISA_AVX512) qint8_rows_avx512(out, ldo, xq, xs, xsum, q, l->b, n, rb0, rb1, accumulate);
-            else if (isa == QISA_AVX2) qint8_rows_avx2(out, ldo, xq, xs, xsum, q, l->b, n, rb0, rb1, accumulate);
-            else qint8_rows_portable(out, ldo, xq, xs, xsum, q, l->b, n, rb0, rb1, accumulate);
-        }
+        if (rb1 > rb0) rows(out, ldo, xq, xs, xsum, q, l->b, n, rb0, rb1, accumulate);
     }
     return 0;
 }

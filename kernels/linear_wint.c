@@ -1,13 +1,32 @@
-/* linear_wint.c: integer weights (2..8 bits, groups, zero points) x fp32 activations, "W4A16":
- * the weights are dequantized inside the product, a panel of rows at a time (qlinear.c), never as
- * a fp32 copy of the whole matrix. The panel holds exactly the floats qweight_dequantize gives
- * (scale * (q - zero)), whichever kernel family unpacks them. */
+/* linear_wint.c: integer weights (2..8 bits, groups, zero points) x fp32 activations, "W4A16".
+ * Never a fp32 copy of the whole weight: up to QLINEAR_GEMV_ROWS tokens a fused GEMV reads each
+ * packed byte once and decodes it in registers; more tokens, a panel of rows at a time is
+ * dequantized for sgemm (qlinear.c). Every family decodes a weight to exactly the float
+ * qweight_dequantize gives, scale * (q - zero) (one rounding; q - zero is exact in any integer or
+ * float type), so the families differ only in the order of the sums:
+ *   portable  plain C;
+ *   AVX2      8 columns a vector: bytes widened, low/high nibble by mask/shift, q - zero in int32,
+ *             converted and scaled;
+ *   AVX-512   16 columns a vector; 4-bit and narrower codes through a 16-entry table per group
+ *             (s * (i - zero) for i = 0..15, in one register) indexed by vpermps, which reads the
+ *             low 4 bits of each lane: a byte gives its low nibble as it is and its high nibble
+ *             after one shift. Wider codes as AVX2.
+ * The SIMD families need every vector of 16 columns inside one group (q->simd); the portable one
+ * takes any group. */
+#include <string.h>
+
 #include "kernels/qlinear_internal.h"
 
-void qwint_dequant_rows(float *w, const struct qlinear *q, int o0, int o1) {
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+/* ---- portable ---- */
+
+void qwint_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
     const int G = q->group_size, ng = q->n_groups, c = 1 << (q->bits - 1);
     for (int o = o0; o < o1; o++) {
-        float *wr = w + (size_t)(o - o0) * q->n_in;
+        float *wr = w + (size_t)(o - o0) * ldw;
         const float *s = q->scales + (size_t)o * ng;
         for (int g = 0; g < ng; g++) {
             const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c;
@@ -16,6 +35,218 @@ void qwint_dequant_rows(float *w, const struct qlinear *q, int o0, int o1) {
     }
 }
 
+void qwint_gemv_portable(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                         int o0, int o1, int accumulate) {
+    const int G = q->group_size, ng = q->n_groups, c = 1 << (q->bits - 1);
+    for (int o = o0; o < o1; o++) {
+        float acc[QLINEAR_GEMV_ROWS] = {0};
+        const float *s = q->scales + (size_t)o * ng;
+        for (int g = 0; g < ng; g++) {
+            const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c;
+            for (int j = g * G; j < (g + 1) * G; j++) {
+                const float w = s[g] * (float)(qwint_code(q, o, j) - z);
+                for (int t = 0; t < n; t++) acc[t] += x[(size_t)t * ldx + j] * w;
+            }
+        }
+        for (int t = 0; t < n; t++) qlinear_store(out + (size_t)t * ldo + o, acc[t], b, o, accumulate);
+    }
+}
+
+#if defined(__x86_64__)
+
+/* The scale and zero point of group g of row o. */
+static inline float wint_scale(const struct qlinear *q, int o, int g) { return q->scales[(size_t)o * q->n_groups + g]; }
+static inline int wint_zero(const struct qlinear *q, int o, int g) {
+    return q->zeros ? q->zeros[(size_t)o * q->n_groups + g] : 1 << (q->bits - 1);
+}
+
+/* The column after group g (the padding columns past the last group stay in it: their
+ * activations are zero). Vectors never straddle groups (q->simd). */
+static inline int group_end(const struct qlinear *q, int g) {
+    return g == q->n_groups - 1 ? 1 << 30 : (g + 1) * q->group_size;
+}
+
+/* ---- AVX2: 8 columns a vector ---- */
+
+#define I2 QL_AVX2 static inline __attribute__((always_inline))
+
+typedef struct {
+    __m256 s;
+    __m256i z;
+} wstate2;
+
+I2 void state2(wstate2 *st, const struct qlinear *q, int o, int g) {
+    st->s = _mm256_set1_ps(wint_scale(q, o, g));
+    st->z = _mm256_set1_epi32(wint_zero(q, o, g));
+}
+
+/* The dequantized weights of columns p .. p+7 of a row (p a multiple of 8). */
+I2 __m256 decode2(const uint8_t *row, int p, const wstate2 *st, const int nib) {
+    __m256i c;
+    if (nib) { /* chunk p / 32: bytes (p % 16) .. +7, low nibble for p % 32 < 16, else high */
+        c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + (size_t)(p >> 5) * 16 + (p & 15))));
+        c = p & 16 ? _mm256_srli_epi32(c, 4) : _mm256_and_si256(c, _mm256_set1_epi32(15));
+    } else {
+        c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + p)));
+    }
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(c, st->z)), st->s);
+}
+
+QL_AVX2 void qwint_dequant_avx2(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
+    const int K32 = qlinear_k32(q), nib = q->bits <= 4;
+    for (int o = o0; o < o1; o++) {
+        const uint8_t *row = q->wq + (size_t)o * q->row_bytes;
+        float *wr = w + (size_t)(o - o0) * ldw;
+        wstate2 st;
+        int g = 0, gend = group_end(q, 0);
+        state2(&st, q, o, 0);
+        for (int p = 0; p < K32; p += 8) {
+            if (p >= gend) state2(&st, q, o, ++g), gend = group_end(q, g);
+            _mm256_storeu_ps(wr + p, nib ? decode2(row, p, &st, 1) : decode2(row, p, &st, 0));
+        }
+    }
+}
+
+/* R tokens x J rows o .. o+J-1 (R, J, nib constants after inlining). */
+I2 void rows2(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, const int R, int o,
+              const int J, int accumulate, const int nib) {
+    const int K32 = qlinear_k32(q);
+    __m256 acc[QLINEAR_GEMV_ROWS][4];
+    wstate2 st[4];
+    QL_UNROLL for (int r = 0; r < R; r++)
+        QL_UNROLL for (int j = 0; j < J; j++) acc[r][j] = _mm256_setzero_ps();
+    int g = 0, gend = group_end(q, 0);
+    QL_UNROLL for (int j = 0; j < J; j++) state2(&st[j], q, o + j, 0);
+    for (int p = 0; p < K32; p += 8) {
+        if (p >= gend) {
+            gend = group_end(q, ++g);
+            QL_UNROLL for (int j = 0; j < J; j++) state2(&st[j], q, o + j, g);
+        }
+        QL_UNROLL for (int j = 0; j < J; j++) {
+            const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes;
+            if (!(p & 31)) /* the next rows, a line ahead per chunk */
+                _mm_prefetch((const char *)row + (size_t)(nib ? p / 2 : p) + (size_t)J * q->row_bytes, _MM_HINT_T0);
+            const __m256 w = decode2(row, p, &st[j], nib);
+            QL_UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)r * ldx + p), w, acc[r][j]);
+        }
+    }
+    QL_UNROLL for (int r = 0; r < R; r++)
+        QL_UNROLL for (int j = 0; j < J; j++)
+            qlinear_store(out + (size_t)r * ldo + o + j, ql_hsum8(acc[r][j]), b, o + j, accumulate);
+}
+
+QL_GEMV_ENTRY(qwint_gemv_avx2, QL_AVX2, rows2, QL_J_AVX2, q->bits <= 4)
+
+/* ---- AVX-512: 16 columns a vector ---- */
+
+#define I512 QL_AVX512 static inline __attribute__((always_inline))
+
+typedef struct {
+    __m512 tab; /* nibbles: s * (i - z), i = 0..15 */
+    __m512 s;
+    __m512i z;
+} wstate512;
+
+I512 void state512(wstate512 *st, const struct qlinear *q, int o, int g, const int nib) {
+    const float s = wint_scale(q, o, g);
+    const int z = wint_zero(q, o, g);
+    if (nib) {
+        const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        /* i - z is exact in float: the same single rounding as s * (float)(q - z) */
+        st->tab = _mm512_mul_ps(_mm512_sub_ps(iota, _mm512_set1_ps((float)z)), _mm512_set1_ps(s));
+    } else {
+        st->s = _mm512_set1_ps(s);
+        st->z = _mm512_set1_epi32(z);
+    }
+}
+
+/* The dequantized weights of columns p .. p+15 of a row (p a multiple of 16). */
+I512 __m512 decode512(const uint8_t *row, int p, const wstate512 *st, const int nib) {
+    if (nib) {
+        __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + (size_t)(p >> 5) * 16)));
+        if (p & 16) c = _mm512_srli_epi32(c, 4);
+        return _mm512_permutexvar_ps(c, st->tab);
+    }
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + p)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c, st->z)), st->s);
+}
+
+I512 void dequant_row512(float *wr, const uint8_t *row, const struct qlinear *q, int o, const int nib) {
+    const int K32 = qlinear_k32(q);
+    wstate512 st;
+    int g = 0, gend = group_end(q, 0);
+    state512(&st, q, o, 0, nib);
+    for (int p = 0; p < K32; p += 16) {
+        if (p >= gend) state512(&st, q, o, ++g, nib), gend = group_end(q, g);
+        _mm512_storeu_ps(wr + p, decode512(row, p, &st, nib));
+    }
+}
+
+QL_AVX512 void qwint_dequant_avx512(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
+    for (int o = o0; o < o1; o++) {
+        const uint8_t *row = q->wq + (size_t)o * q->row_bytes;
+        if (q->bits <= 4) dequant_row512(w + (size_t)(o - o0) * ldw, row, q, o, 1);
+        else dequant_row512(w + (size_t)(o - o0) * ldw, row, q, o, 0);
+    }
+}
+
+I512 void rows512(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, const int R,
+                  int o, const int J, int accumulate, const int nib) {
+    const int K32 = qlinear_k32(q);
+    __m512 acc[QLINEAR_GEMV_ROWS][4];
+    wstate512 st[4];
+    QL_UNROLL for (int r = 0; r < R; r++)
+        QL_UNROLL for (int j = 0; j < J; j++) acc[r][j] = _mm512_setzero_ps();
+    int g = 0, gend = group_end(q, 0);
+    QL_UNROLL for (int j = 0; j < J; j++) state512(&st[j], q, o + j, 0, nib);
+    if (nib) /* a chunk of 32 columns per step, its 16 bytes loaded once for both halves */
+        for (int p = 0; p < K32; p += 32) {
+            __m512i c[4];
+            if (p >= gend) {
+                gend = group_end(q, ++g);
+                QL_UNROLL for (int j = 0; j < J; j++) state512(&st[j], q, o + j, g, 1);
+            }
+            QL_UNROLL for (int j = 0; j < J; j++) {
+                const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes + (size_t)p / 2;
+                _mm_prefetch((const char *)row + (size_t)J * q->row_bytes, _MM_HINT_T0); /* the next rows */
+                c[j] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)row));
+                const __m512 w = _mm512_permutexvar_ps(c[j], st[j].tab);
+                QL_UNROLL for (int r = 0; r < R; r++)
+                    acc[r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)r * ldx + p), w, acc[r][j]);
+            }
+            if (p + 16 >= gend) {
+                gend = group_end(q, ++g);
+                QL_UNROLL for (int j = 0; j < J; j++) state512(&st[j], q, o + j, g, 1);
+            }
+            QL_UNROLL for (int j = 0; j < J; j++) {
+                const __m512 w = _mm512_permutexvar_ps(_mm512_srli_epi32(c[j], 4), st[j].tab);
+                QL_UNROLL for (int r = 0; r < R; r++)
+                    acc[r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)r * ldx + p + 16), w, acc[r][j]);
+            }
+        }
+    else
+        for (int p = 0; p < K32; p += 16) {
+            if (p >= gend) {
+                gend = group_end(q, ++g);
+                QL_UNROLL for (int j = 0; j < J; j++) state512(&st[j], q, o + j, g, 0);
+            }
+            QL_UNROLL for (int j = 0; j < J; j++) {
+                const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes;
+                _mm_prefetch((const char *)row + p + (size_t)J * q->row_bytes, _MM_HINT_T0);
+                const __m512 w = decode512(row, p, &st[j], 0);
+                QL_UNROLL for (int r = 0; r < R; r++)
+                    acc[r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)r * ldx + p), w, acc[r][j]);
+            }
+        }
+    QL_UNROLL for (int r = 0; r < R; r++)
+        QL_UNROLL for (int j = 0; j < J; j++)
+            qlinear_store(out + (size_t)r * ldo + o + j, _mm512_reduce_add_ps(acc[r][j]), b, o + j, accumulate);
+}
+
+QL_GEMV_ENTRY(qwint_gemv_avx512, QL_AVX512, rows512, QL_J_AVX512, q->bits <= 4)
+
+#endif
+
 int linear_qwint_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate) {
-    return qlinear_panel_forward(out, ldo, x, ldx, l->q, l->b, n, accumulate, qwint_dequant_rows);
+    return qlinear_float_forward(out, ldo, x, ldx, l->q, l->b, n, accumulate);
 }

@@ -12,6 +12,10 @@
 #include "kernels/qlinear_internal.h"
 #include "kernels/threads.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 /* ---- kernel family ---- */
 
 static int isa_cap = -1; /* the cap (SMELT_QKERNEL or qlinear_set_isa); -1 until first use */
@@ -22,7 +26,11 @@ static qlinear_isa_kind isa_cpu(void) {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
         return QISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    /* F16C (FP8 decoding through half precision) is not a __builtin_cpu_supports name in every
+     * compiler: CPUID leaf 1, ECX bit 29 */
+    unsigned a, b, c, d;
+    const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
         return QISA_AVX2;
 #endif
     return QISA_PORTABLE;
@@ -55,7 +63,7 @@ qlinear_isa_kind qlinear_isa(void) {
 
 /* ---- scratch ---- */
 
-#define QL_SCRATCH_SLOTS 4
+#define QL_SCRATCH_SLOTS 5
 static _Thread_local void *scratch_buf[QL_SCRATCH_SLOTS];
 static _Thread_local size_t scratch_cap[QL_SCRATCH_SLOTS];
 
@@ -92,12 +100,20 @@ void qlinear_quant_int8(signed char *q, float *scale, const float *x, int n_in) 
     }
 }
 
+void qlinear_quant_fp8_with(unsigned char *q, float s, const float *x, int n_in) {
+    for (int j = 0; j < n_in; j++) q[j] = fp8_e4m3_from_float_fast(x[j] / s);
+}
+
 void qlinear_quant_fp8(unsigned char *q, float *scale, const float *x, int n_in) {
+    *scale = qlinear_fp8_tensor_scale(x, n_in, 1, n_in);
+    qlinear_quant_fp8_with(q, *scale, x, n_in);
+}
+
+float qlinear_fp8_tensor_scale(const float *x, int ldx, int n, int n_in) {
     float amax = 0;
-    for (int j = 0; j < n_in; j++) amax = fmaxf(amax, fabsf(x[j]));
-    const float s = fmaxf(amax / 448.0f, 1.0f / (448.0f * 512.0f));
-    *scale = s;
-    for (int j = 0; j < n_in; j++) q[j] = fp8_e4m3_from_float(x[j] / s);
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < n_in; j++) amax = fmaxf(amax, fabsf(x[(size_t)t * ldx + j]));
+    return fmaxf(amax / 448.0f, 1.0f / (448.0f * 512.0f));
 }
 
 /* ---- building ---- */
@@ -126,11 +142,18 @@ static int check_parts(const qweight *const *parts, int n_parts, linear_format *
     }
     if (a->type == QW_INT && a->act == QA_INT8) *kind = LINEAR_QINT8;
     else if (a->type == QW_INT && a->act == QA_NONE) *kind = LINEAR_QWINT;
-    else if (a->type == QW_FP8 && (a->act == QA_NONE || a->act == QA_FP8)) *kind = LINEAR_QFP8;
+    else if (a->type == QW_FP8 && (a->act == QA_NONE || a->act == QA_FP8 || a->act == QA_FP8_TENSOR)) *kind = LINEAR_QFP8;
     else
         return err_set(ERR_INPUT, "%s weights with %s activations are not supported; use int8 or no activation "
                        "quantization with integer weights, fp8 or none with FP8 weights",
                        a->type == QW_FP8 ? "FP8" : "integer", a->act == QA_INT8 ? "int8" : "fp8");
+    if (a->type == QW_FP8)
+        for (int i = 0; i < n_parts; i++)
+            for (size_t j = 0; j < (size_t)parts[i]->n_out * a->n_in; j++)
+                if ((parts[i]->codes[j] & 0x7F) == 0x7F)
+                    return err_set(ERR_INPUT, "FP8 weight %d of the stack holds a NaN code at row %zu, column %zu; a "
+                                   "weight that is not a number cannot run (re-quantize the model)", i,
+                                   j / (size_t)a->n_in, j % (size_t)a->n_in);
     if (a->type == QW_INT && (a->bits < 2 || a->bits > 8))
         return err_set(ERR_INPUT, "integer weights of %d bits; 2 to 8 are supported", a->bits);
     return 0;
@@ -168,34 +191,28 @@ static int build_int8(struct qlinear *q, const qweight *const *parts, int n_part
 }
 
 static int build_float(struct qlinear *q, const qweight *const *parts, int n_parts) {
-    const int ng = q->n_groups, n_in = q->n_in;
+    const int ng = q->n_groups, n_in = q->n_in, G = q->group_size;
+    const int nib = q->kind == LINEAR_QWINT && q->bits <= 4;
     q->scales = malloc((size_t)q->n_out * ng * sizeof(float));
-    if (!q->scales) return err_set(ERR_NOMEM, "cannot allocate the scales of a quantized linear");
-    if (q->kind == LINEAR_QFP8) {
-        q->codes = malloc((size_t)q->n_out * n_in);
-        if (!q->codes) return err_set(ERR_NOMEM, "cannot allocate an FP8 linear");
-    } else {
-        const size_t chunks = (size_t)(n_in + 31) / 32;
-        q->row_bytes = chunks * (q->bits <= 4 ? 16 : 32);
-        q->wq = calloc((size_t)q->n_out * q->row_bytes, 1);
-        q->zeros = q->asym ? malloc((size_t)q->n_out * ng) : NULL;
-        if (!q->wq || (q->asym && !q->zeros)) return err_set(ERR_NOMEM, "cannot allocate an integer linear");
-    }
+    q->row_bytes = (size_t)qlinear_k32(q) / (nib ? 2 : 1);
+    q->wq = calloc((size_t)q->n_out * q->row_bytes, 1);
+    q->zeros = q->asym ? malloc((size_t)q->n_out * ng) : NULL;
+    if (!q->scales || !q->wq || (q->asym && !q->zeros)) return err_set(ERR_NOMEM, "cannot allocate a quantized linear");
+    q->simd = G % 16 == 0 || ng == 1;
     for (int i = 0, o = 0; i < n_parts; i++)
         for (int r = 0; r < parts[i]->n_out; r++, o++) {
             const qweight *p = parts[i];
             const uint8_t *src = p->codes + (size_t)r * n_in;
             for (int g = 0; g < ng; g++) {
-                q->scales[(size_t)o * ng + g] = part_scale(p, r, g);
+                const float sc = part_scale(p, r, g);
+                q->scales[(size_t)o * ng + g] = sc;
+                /* FP8 SIMD decoding gives value / 256 (half precision) and multiplies by scale * 256 */
+                if (q->kind == LINEAR_QFP8 && !isfinite(sc * 256.0f)) q->simd = 0;
                 if (q->zeros) q->zeros[(size_t)o * ng + g] = (uint8_t)qweight_zero(p, r, g);
-            }
-            if (q->codes) {
-                memcpy(q->codes + (size_t)o * n_in, src, (size_t)n_in);
-                continue;
             }
             uint8_t *row = q->wq + (size_t)o * q->row_bytes;
             for (int j = 0; j < n_in; j++) {
-                if (q->bits > 4) row[j] = src[j];
+                if (!nib) row[j] = src[j];
                 else row[(size_t)(j >> 5) * 16 + (j & 15)] |= (uint8_t)(src[j] << ((j & 16) ? 4 : 0));
             }
         }
@@ -227,7 +244,7 @@ int qlinear_build(qlinear **out, const qweight *const *parts, int n_parts) {
 
 void qlinear_free(qlinear *q) {
     if (!q) return;
-    free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->codes), free(q->scales);
+    free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales);
     free(q);
 }
 
@@ -243,39 +260,129 @@ size_t qlinear_bytes(const qlinear *q) {
         b += (size_t)q->n_out16 * q->k4 + ng * (sizeof(int32_t) + sizeof(float)) + (q->zc ? ng * sizeof(int32_t) : 0);
     } else {
         const size_t ng = (size_t)q->n_out * q->n_groups;
-        b += ng * sizeof(float) + (q->zeros ? ng : 0);
-        b += q->codes ? (size_t)q->n_out * q->n_in : (size_t)q->n_out * q->row_bytes;
+        b += ng * sizeof(float) + (q->zeros ? ng : 0) + (size_t)q->n_out * q->row_bytes;
     }
     return b;
 }
 
-/* ---- float kinds: products over panels of dequantized rows ---- */
-
-int qlinear_panel_forward(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
-                          int accumulate, qlinear_dequant_fn dequant) {
-    if (n <= 0) return 0;
-    /* A few tokens (decode): panels of 16 rows, whose dequantized floats stay in L1/L2 while every
-     * token reads them; more tokens: 64 rows, so each sgemm call has work enough. */
-    const int P = n < 8 ? 16 : 64, n_panels = (q->n_out + P - 1) / P;
+int qlinear_threads(int n, int n_out, int n_in, size_t bytes) {
     const int T = omp_in_parallel() ? 1 : kernels_threads();
-    const int nt = (double)n * q->n_out * q->n_in >= 65536.0 && n_panels > 1 ? (T < n_panels ? T : n_panels) : 1;
+    /* a second thread pays from ~0.5M multiply-adds, or ~128 KB of weights streamed per thread */
+    const double macs = (double)n * n_out * n_in / 262144.0, streamed = (double)bytes / 131072.0;
+    const double w = macs > streamed ? macs : streamed;
+    return T <= 1 ? 1 : w >= T ? T : w >= 2 ? (int)w : 1;
+}
+
+/* ---- float kinds: the fused GEMV (few tokens) or panels of dequantized rows times sgemm ---- */
+
+/* Rows per dequantized panel: each sgemm call has work enough, and the panel (64 x n_in floats)
+ * stays in L2 while the tokens read it. */
+#define QL_PANEL 64
+
+/* The kernels of a float kind: the family in use where q->simd allows it, else portable. */
+static void float_kernels(const struct qlinear *q, qlinear_dequant_fn *dequant, qlinear_gemv_fn *gemv) {
+    const int fp8 = q->kind == LINEAR_QFP8;
+    *dequant = fp8 ? qfp8_dequant_portable : qwint_dequant_portable;
+    *gemv = fp8 ? qfp8_gemv_portable : qwint_gemv_portable;
+#if defined(__x86_64__)
+    const qlinear_isa_kind isa = q->simd ? qlinear_isa() : QISA_PORTABLE;
+    if (isa == QISA_AVX512) {
+        *dequant = fp8 ? qfp8_dequant_avx512 : qwint_dequant_avx512;
+        *gemv = fp8 ? qfp8_gemv_avx512 : qwint_gemv_avx512;
+    } else if (isa == QISA_AVX2) {
+        *dequant = fp8 ? qfp8_dequant_avx2 : qwint_dequant_avx2;
+        *gemv = fp8 ? qfp8_gemv_avx2 : qwint_gemv_avx2;
+    }
+#endif
+}
+
+const float *qlinear_pad_x(const float *x, int ldx, const struct qlinear *q, int n, int *ldp) {
+    const int K = q->n_in, K32 = qlinear_k32(q);
+    *ldp = ldx;
+    if (K32 == K) return x;
+    float *p = qlinear_scratch(QL_SLOT_XPAD, (size_t)n * K32 * sizeof(float));
+    if (!p) return NULL;
+    for (int t = 0; t < n; t++) {
+        memcpy(p + (size_t)t * K32, x + (size_t)t * ldx, sizeof(float) * K);
+        memset(p + (size_t)t * K32 + K, 0, sizeof(float) * (K32 - K));
+    }
+    *ldp = K32;
+    return p;
+}
+
+/* Rows [o0, o1) in panels of QL_PANEL dequantized rows (thread-local) times sgemm. */
+static int panel_rows(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                      int o0, int o1, int accumulate) {
+    const int K32 = qlinear_k32(q);
+    float *w = qlinear_scratch(QL_SLOT_PANEL, (size_t)QL_PANEL * K32 * sizeof(float));
+    if (!w) return -1;
+    qlinear_dequant_fn dequant;
+    qlinear_gemv_fn gemv;
+    float_kernels(q, &dequant, &gemv);
+    for (int p0 = o0; p0 < o1; p0 += QL_PANEL) {
+        const int p1 = p0 + QL_PANEL < o1 ? p0 + QL_PANEL : o1;
+        dequant(w, K32, q, p0, p1);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p1 - p0, q->n_in, 1.0f, x, ldx, w, K32,
+                    accumulate ? 1.0f : 0.0f, out + p0, ldo);
+        for (int i = 0; b && i < n; i++)
+            for (int o = p0; o < p1; o++) out[(size_t)i * ldo + o] += b[o];
+    }
+    return 0;
+}
+
+int qlinear_float_rows(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                       int o0, int o1, int accumulate) {
+    if (n > QLINEAR_GEMV_ROWS) return panel_rows(out, ldo, x, ldx, q, b, n, o0, o1, accumulate);
+    qlinear_dequant_fn dequant;
+    qlinear_gemv_fn gemv;
+    float_kernels(q, &dequant, &gemv);
+    gemv(out, ldo, x, ldx, q, b, n, o0, o1, accumulate);
+    return 0;
+}
+
+int qlinear_float_forward(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                          int accumulate) {
+    if (n <= 0) return 0;
+    const int gemv = n <= QLINEAR_GEMV_ROWS;
+    if (gemv && !(x = qlinear_pad_x(x, ldx, q, n, &ldx))) return -1;
+    /* threads take whole units: 16 rows streamed, or whole panels */
+    const int unit = gemv ? 16 : QL_PANEL, n_units = (q->n_out + unit - 1) / unit;
+    int nt = qlinear_threads(n, q->n_out, q->n_in, qlinear_bytes(q));
+    if (nt > n_units) nt = n_units;
     int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : failed)
     {
         const int t = omp_get_thread_num(), cnt = omp_get_num_threads();
-        const int p0 = (int)((long)n_panels * t / cnt), p1 = (int)((long)n_panels * (t + 1) / cnt);
-        float *w = p1 > p0 ? qlinear_scratch(3, (size_t)P * q->n_in * sizeof(float)) : NULL;
-        if (p1 > p0 && !w) failed = 1;
-        for (int p = p0; w && p < p1; p++) {
-            const int o0 = p * P, o1 = o0 + P < q->n_out ? o0 + P : q->n_out;
-            dequant(w, q, o0, o1);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, o1 - o0, q->n_in, 1.0f, x, ldx, w, q->n_in,
-                        accumulate ? 1.0f : 0.0f, out + o0, ldo);
-            for (int i = 0; b && i < n; i++)
-                for (int o = o0; o < o1; o++) out[(size_t)i * ldo + o] += b[o];
-        }
+        const int u0 = (int)((long)n_units * t / cnt), u1 = (int)((long)n_units * (t + 1) / cnt);
+        const int o0 = u0 * unit, o1 = u1 * unit < q->n_out ? u1 * unit : q->n_out;
+        if (o1 > o0 && qlinear_float_rows(out, ldo, x, ldx, q, b, n, o0, o1, accumulate)) failed = 1;
     }
-    return failed ? err_set(ERR_NOMEM, "cannot allocate the dequantization panels of a quantized linear") : 0;
+    return failed ? err_set(ERR_NOMEM, "cannot allocate the scratch of a quantized linear") : 0;
+}
+
+int qlinear_col_align(const linear *l) {
+    (void)l;
+    return 16;
+}
+
+int qlinear_forward_cols(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int j0, int j1,
+                         int accumulate) {
+    const struct qlinear *q = l->q;
+    if (n > QLINEAR_GEMV_ROWS || j0 % 16 || (j1 % 16 && j1 != q->n_out) || j0 < 0 || j1 > q->n_out)
+        return err_set(ERR_INTERNAL, "qlinear_forward_cols: %d tokens, rows [%d, %d) of %d", n, j0, j1, q->n_out);
+    if (n <= 0 || j1 <= j0) return 0;
+    switch (q->kind) {
+    case LINEAR_QINT8: return qint8_forward_rows(out, ldo, x, ldx, q, l->b, n, j0, j1, accumulate);
+    case LINEAR_QFP8:
+        if (q->act != QA_NONE) {
+            const float *xd = qfp8_acts(x, ldx, q, n);
+            return xd ? qlinear_float_rows(out, ldo, xd, qlinear_k32(q), q, l->b, n, j0, j1, accumulate) : -1;
+        }
+        /* fall through */
+    default:
+        if (!(x = qlinear_pad_x(x, ldx, q, n, &ldx))) return -1;
+        return qlinear_float_rows(out, ldo, x, ldx, q, l->b, n, j0, j1, accumulate);
+    }
 }
 
 /* ---- reference ---- */
@@ -288,11 +395,13 @@ void qlinear_forward_ref(float *out, int ldo, const float *x, int ldx, const qwe
     unsigned char *xf = malloc((size_t)n_in);
     float *w = NULL;
     size_t wcap = 0;
+    const float s_all = a->act == QA_FP8_TENSOR ? qlinear_fp8_tensor_scale(x, ldx, n, n_in) : 1;
     for (int t = 0; t < n; t++) {
         const float *xt = x + (size_t)t * ldx;
         float st = 1;
         if (a->act == QA_INT8) qlinear_quant_int8(xq, &st, xt, n_in);
         else if (a->act == QA_FP8) qlinear_quant_fp8(xf, &st, xt, n_in);
+        else if (a->act == QA_FP8_TENSOR) qlinear_quant_fp8_with(xf, st = s_all, xt, n_in);
         for (int i = 0, o = 0; i < n_parts; i++) {
             const qweight *p = parts[i];
             if (a->act != QA_INT8 && wcap < (size_t)p->n_out * n_in) {
@@ -319,7 +428,7 @@ void qlinear_forward_ref(float *out, int ldo, const float *x, int ldx, const qwe
                 } else {
                     double s = 0;
                     for (int j = 0; j < n_in; j++) {
-                        const double xv = a->act == QA_FP8 ? (double)st * fp8_e4m3_to_float(xf[j]) : xt[j];
+                        const double xv = a->act == QA_NONE ? xt[j] : (double)st * fp8_e4m3_to_float(xf[j]);
                         s += xv * w[(size_t)r * n_in + j];
                     }
                     y = (float)s;

@@ -28,18 +28,24 @@ struct qlinear {
 
     /* LINEAR_QWINT: codes of each row in chunks of 32 columns; with bits <= 4 a chunk is 16 bytes,
      * byte i holding column i (low nibble) and column i + 16 (high nibble), else 32 bytes, one code
-     * each; row_bytes per row. zeros [n_out][n_groups] or NULL (symmetric). */
+     * each. LINEAR_QFP8: the E4M3 codes, one byte each. Rows are row_bytes apart (whole chunks: the
+     * padding codes are 0). zeros [n_out][n_groups] or NULL (symmetric). */
     uint8_t *wq;
     size_t row_bytes;
     uint8_t *zeros;
 
-    /* LINEAR_QFP8: the E4M3 codes [n_out][n_in] as they are. */
-    uint8_t *codes;
-
     /* LINEAR_QWINT and LINEAR_QFP8: scales [n_out][n_groups] (a per-tensor scale repeated per row);
      * LINEAR_QINT8: the blocked layout above. */
     float *scales;
+    /* LINEAR_QWINT and LINEAR_QFP8: the SIMD kernels apply (every vector of 16 columns lies in one
+     * group: group_size a multiple of 16 or one group per row; FP8: every scale times 256 finite). */
+    int simd;
 };
+
+/* Columns of x the float kinds' SIMD kernels read per row: n_in rounded up to whole chunks (the
+ * padding columns of x are zeros, those of the weights finite). */
+#define QL_CHUNK 32
+static inline int qlinear_k32(const struct qlinear *q) { return (q->n_in + QL_CHUNK - 1) / QL_CHUNK * QL_CHUNK; }
 
 /* The integer code of row o, column j of a QWINT payload. */
 static inline int qwint_code(const struct qlinear *q, int o, int j) {
@@ -52,8 +58,15 @@ static inline int qwint_code(const struct qlinear *q, int o, int j) {
 }
 
 /* Thread-local scratch of at least `bytes` bytes (grown, contents not kept; owned by the calling
- * thread and reused by its next calls). NULL with ERR_NOMEM. */
+ * thread and reused by its next calls). NULL with ERR_NOMEM. Slots: 0-2 activations (codes,
+ * scales, sums), 3 dequantized panels, 4 padded activations. */
+#define QL_SLOT_PANEL 3
+#define QL_SLOT_XPAD 4
 void *qlinear_scratch(int slot, size_t bytes);
+
+/* Threads of a quantized product of n tokens against an [n_out, n_in] weight of `bytes` bytes:
+ * the multiply-adds or, for a few tokens, the weight bytes streamed, whichever asks for more. */
+int qlinear_threads(int n, int n_out, int n_in, size_t bytes);
 
 /* Shared tail of every kernel: out = y (+ b), or out += y (+ b). */
 static inline void qlinear_store(float *o, float y, const float *b, int j, int accumulate) {
@@ -69,14 +82,111 @@ void qint8_rows_avx2(float *out, int ldo, const int8_t *xq, const float *xs, con
 void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, const int32_t *xsum,
                        const struct qlinear *q, const float *b, int n, int rb0, int rb1, int accumulate);
 
-/* Float kinds (QWINT, QFP8): w [o1 - o0][n_in] = the dequantized rows o0 .. o1-1 (scale * value,
- * the same floats qweight_dequantize gives). One function per kind and CPU family. */
-typedef void (*qlinear_dequant_fn)(float *w, const struct qlinear *q, int o0, int o1);
-void qwint_dequant_rows(float *w, const struct qlinear *q, int o0, int o1);
-void qfp8_dequant_rows(float *w, const struct qlinear *q, int o0, int o1);
-/* The float product over panels of dequantized rows (qlinear.c): x [n, ldx] (already the
- * dequantized FP8 activations when the kind quantizes them) times the rows of q. 0 or -1. */
-int qlinear_panel_forward(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
-                          int accumulate, qlinear_dequant_fn dequant);
+/* Defines NAME(out, ldo, x, ldx, q, b, n, o0, o1, accumulate), the GEMV entry of a SIMD family
+ * (qlinear_gemv_fn): the token count made a constant R, the rows in blocks of J = JOF(R), then one
+ * at a time, each block computed by ROWS(out, ldo, x, ldx, q, b, R, o, J, accumulate, V) with V
+ * the constant 1 where VARIANT holds, else 0 (always_inline: every (R, J, V) its own code). */
+#define QL_GEMV_ENTRY(NAME, TARGET, ROWS, JOF, VARIANT)                                                   \
+    TARGET static inline __attribute__((always_inline)) void NAME##_span(                                  \
+        float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, const int R, \
+        int o0, int o1, int accumulate, const int v) {                                                   \
+        const int J = JOF(R);                                                                           \
+        int o = o0;                                                                                     \
+        for (; o + J <= o1; o += J) ROWS(out, ldo, x, ldx, q, b, R, o, J, accumulate, v);                \
+        for (; o < o1; o++) ROWS(out, ldo, x, ldx, q, b, R, o, 1, accumulate, v);                        \
+    }                                                                                                   \
+    TARGET void NAME(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, \
+                     int n, int o0, int o1, int accumulate) {                                            \
+        const int variant = VARIANT;                                                                    \
+        switch (n) {                                                                                    \
+            QL_GEMV_CASE_(NAME, 1) QL_GEMV_CASE_(NAME, 2) QL_GEMV_CASE_(NAME, 3) QL_GEMV_CASE_(NAME, 4)   \
+            QL_GEMV_CASE_(NAME, 5) QL_GEMV_CASE_(NAME, 6) QL_GEMV_CASE_(NAME, 7)                         \
+            default: QL_GEMV_CALL_(NAME, 8); break;                                                     \
+        }                                                                                               \
+    }
+#define QL_GEMV_CALL_(NAME, R)                                                                            \
+    (variant ? NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 1)                              \
+             : NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 0))
+#define QL_GEMV_CASE_(NAME, R)                                                                            \
+    case R: QL_GEMV_CALL_(NAME, R); break;
+/* Rows per block: the accumulators of R tokens x J rows fit the registers (AVX2: 16 of 8 lanes,
+ * AVX-512: 32 of 16 lanes). */
+#define QL_J_AVX2(R) ((R) == 1 ? 4 : (R) == 2 ? 2 : 1)
+#define QL_J_AVX512(R) ((R) <= 2 ? 4 : (R) <= 4 ? 2 : 1)
+
+/* Targets of the SIMD families (functions compiled for them, chosen at run time). */
+#define QL_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define QL_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* The sum of the 8 lanes of v, in a fixed tree. */
+QL_AVX2 static inline float ql_hsum8(__m256 v) {
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 h2 = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h2, _mm_movehdup_ps(h2)));
+}
+#endif
+
+/* Loops over the tokens and rows of a GEMV kernel, unrolled whole so that the accumulators are
+ * registers (GCC does not unroll at -O2 by itself). */
+#define QL_UNROLL _Pragma("GCC unroll 8")
+
+
+/* The int8 product of output rows [o0, o1) (o0 a multiple of 16; o1 too, or n_out) for n tokens on
+ * the calling thread, the activations quantized into its scratch (linear_int8.c). 0 or -1. */
+int qint8_forward_rows(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                       int o0, int o1, int accumulate);
+/* The FP8 activations of n tokens (q->act QA_FP8: a scale per token; QA_FP8_TENSOR: one for all),
+ * dequantized (s * e4m3 value, one float each): [n][qlinear_k32(q)] in the calling thread's scratch
+ * slot 0, the padding columns zero (linear_fp8.c). NULL with ERR_NOMEM. */
+const float *qfp8_acts(const float *x, int ldx, const struct qlinear *q, int n);
+
+/* Float kinds (QWINT, QFP8), one function per kind and CPU family (the caller picked one the CPU
+ * has; the SIMD ones only where q->simd):
+ *   dequant: w [o1 - o0][ldw] = the dequantized rows o0 .. o1-1, columns 0 .. n_in-1 bitwise the
+ *            floats qweight_dequantize gives (scale * value); SIMD ones may write up to
+ *            qlinear_k32(q) columns, so ldw >= qlinear_k32(q).
+ *   gemv:    out[t, o] (=, or += with accumulate) = x_t . w_o (+ b[o]) for the n <= QLINEAR_GEMV_ROWS
+ *            tokens x [n, ldx] and the rows o in [o0, o1), each packed weight byte read once and
+ *            decoded in registers to exactly the dequantized float; x has qlinear_k32(q) columns, the
+ *            padding ones zero. Each output is a sum whose order depends on the family only (not on
+ *            o0, o1 or n), so a split of the rows among threads changes no value. */
+typedef void (*qlinear_dequant_fn)(float *w, int ldw, const struct qlinear *q, int o0, int o1);
+typedef void (*qlinear_gemv_fn)(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b,
+                                int n, int o0, int o1, int accumulate);
+void qwint_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1);
+void qfp8_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1);
+void qwint_gemv_portable(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                         int o0, int o1, int accumulate);
+void qfp8_gemv_portable(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                        int o0, int o1, int accumulate);
+#if defined(__x86_64__) /* the SIMD families exist on x86-64 only */
+void qwint_dequant_avx2(float *w, int ldw, const struct qlinear *q, int o0, int o1);
+void qwint_dequant_avx512(float *w, int ldw, const struct qlinear *q, int o0, int o1);
+void qwint_gemv_avx2(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                     int o0, int o1, int accumulate);
+void qwint_gemv_avx512(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                       int o0, int o1, int accumulate);
+void qfp8_dequant_avx2(float *w, int ldw, const struct qlinear *q, int o0, int o1);
+void qfp8_dequant_avx512(float *w, int ldw, const struct qlinear *q, int o0, int o1);
+void qfp8_gemv_avx2(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                    int o0, int o1, int accumulate);
+void qfp8_gemv_avx512(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                      int o0, int o1, int accumulate);
+#endif
+
+/* The float product of n tokens x [n, ldx] (already the dequantized FP8 activations when the kind
+ * quantizes them) and output rows [o0, o1) of q on the calling thread: the fused GEMV for up to
+ * QLINEAR_GEMV_ROWS tokens where q->simd or the family is portable, else panels of dequantized rows
+ * times sgemm (qlinear.c). 0 or -1 (ERR_NOMEM). */
+int qlinear_float_rows(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                       int o0, int o1, int accumulate);
+/* The same over all rows, split among threads by work size. */
+int qlinear_float_forward(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                          int accumulate);
+/* x [n, ldx] -> x padded to qlinear_k32(q) columns by zeros (x itself when no padding is needed),
+ * *ldp its leading dimension. NULL with ERR_NOMEM. */
+const float *qlinear_pad_x(const float *x, int ldx, const struct qlinear *q, int n, int *ldp);
 
 #endif

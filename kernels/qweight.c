@@ -92,3 +92,21 @@ uint8_t fp8_e4m3_from_float(float x) {
     const int m = (int)(v / ldexpf(1.0f, ve - 1 - 3)) - 8;
     return sign | (uint8_t)(be << 3) | (uint8_t)m;
 }
+
+uint8_t fp8_e4m3_from_float_fast(float x) {
+    uint32_t a;
+    memcpy(&a, &x, 4);
+    const uint8_t sign = (uint8_t)((a >> 24) & 0x80);
+    a &= 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return sign | 0x7F; /* NaN */
+    if (a >= 0x43E00000u) return sign | 0x7E; /* |x| >= 448 and infinities saturate */
+    if (a < 0x3C800000u) {                    /* |x| < 2^-6: multiples of 2^-9; x * 2^9 is exact */
+        float f;
+        memcpy(&f, &a, 4);
+        return sign | (uint8_t)nearbyintf(f * 512.0f); /* 0..8 (8: the smallest normal, code 0x08) */
+    }
+    /* normal: round the 23-bit mantissa to 3 bits, half to even (a carry moves to the exponent),
+     * then rebias the exponent from 127 to 7; below 448 the result is at most 0x7E */
+    a += 0x7FFFFu + ((a >> 20) & 1);
+    return sign | (uint8_t)((a >> 20) - (120u << 3));
+}

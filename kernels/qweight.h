@@ -18,7 +18,8 @@
  *
  * Activations: `act` says how the input x of the layer is quantized at run time, dynamically per
  * token (one scale per row of x): none (fp32 input, "W4A16"-style), int8 symmetric
- * (s_t = max|x_t| / 127), or fp8 e4m3 (s_t = max(max|x_t| / 448, 1 / (448 * 512))).
+ * (s_t = max|x_t| / 127), or fp8 e4m3 (s_t = max(max|x_t| / 448, 1 / (448 * 512))); or fp8 e4m3
+ * with one scale for all the tokens of a call (QA_FP8_TENSOR, FP8 weights only).
  *
  * Ownership: a qweight owns its three arrays (qweight_free). The model keeps its quantized linears
  * in a model_quant (model/ side) and points its `linear` descriptors at them. */
@@ -37,6 +38,8 @@ typedef enum {
     QA_NONE = 0, /* activations stay fp32 */
     QA_INT8 = 1, /* dynamic per-token int8, symmetric */
     QA_FP8 = 2,  /* dynamic per-token fp8 e4m3 */
+    QA_FP8_TENSOR = 3, /* dynamic fp8 e4m3 with one scale per call (the whole batch of tokens), as vLLM's
+                        * online FP8 runs it: s = max(max|x| / 448, 1 / (448 * 512)) over every row */
 } qa_type;
 
 typedef struct {
@@ -73,5 +76,9 @@ size_t qweight_packed_bytes(const qweight *q);
  * 464 up: quantizers clamp to +-448 first (ALGORITHMS.md), so the two agree on every input they meet. */
 float fp8_e4m3_to_float(uint8_t code);
 uint8_t fp8_e4m3_from_float(float x);
+/* The same encoding by bit manipulation (the mantissa rounded to 3 bits in the float's own bits,
+ * subnormals by one exact scaling and nearbyintf), several times faster: what the kernels quantize
+ * activations with. Equal to fp8_e4m3_from_float on every float (tests/test_qweight.c). */
+uint8_t fp8_e4m3_from_float_fast(float x);
 
 #endif

@@ -1,7 +1,9 @@
 /* test_qlinear.c: the quantized linear kernels (kernels/qlinear.h) against qlinear_forward_ref, for
  * every kernel family this CPU has (portable, AVX2, AVX-512 VNNI), on stacks of parts (fused
- * projections), odd sizes, groups that are not multiples of 4 or 32, zero points, padded leading
- * dimensions, bias and accumulation, and 1 to 19 tokens.
+ * projections), odd sizes, groups that are not multiples of 4, 16 or 32, zero points, padded leading
+ * dimensions, bias and accumulation, and 1 to 19 tokens: up to QLINEAR_GEMV_ROWS tokens the float
+ * kinds run the fused GEMV, beyond it dequantized panels and sgemm. Row ranges
+ * (qlinear_forward_cols, what a decode team runs) must give the whole call's bits.
  *
  * Integer kinds (int8 activations) must equal the reference BIT FOR BIT: the int32 group sums are
  * exact and every kernel combines them with the same float operations in the same order.
@@ -11,7 +13,8 @@
  * K products in any order is within gamma_K * sum|x||w| of the exact sum (Higham), and the bias and
  * the accumulated output add two roundings; the reference rounds once from double. So element-wise
  * |got - ref| <= (K + 4) * FLT_EPSILON * (sum_j |x_j||w_j| + |b| + |out_before|), FLT_EPSILON being
- * twice the unit roundoff (a factor 2 of margin, no more). */
+ * twice the unit roundoff (a factor 2 of margin, no more). The GEMV's sums run in 8 or 16 lanes
+ * then a tree (at most K roundings on any path), within the same bound. */
 #include "engine_testutil.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
@@ -47,6 +50,16 @@ static const qcase cases[] = {
     {"fp8 w8a8 per channel", QW_FP8, 8, QA_FP8, 96, 0, 0, 0, 2, {33, 33}},
     {"fp8 w8a8 per tensor", QW_FP8, 8, QA_FP8, 50, 0, 0, 1, 1, {70}},
     {"fp8 groups of 16", QW_FP8, 8, QA_FP8, 64, 16, 0, 0, 1, {20}},
+    /* the SIMD layouts' corners: groups of 16 (a 32-column chunk in two groups) and padding past
+     * the last group, 4-bit asymmetric groups of 32, 5..8-bit codes with groups, FP8 groups not a
+     * multiple of 16 (the portable kernels), per-tensor FP8 activations */
+    {"w4a16 groups of 16, padded", QW_INT, 4, QA_NONE, 48, 16, 1, 0, 2, {21, 11}},
+    {"w4a16 asymmetric groups of 32", QW_INT, 4, QA_NONE, 160, 32, 1, 0, 1, {37}},
+    {"w5a16 groups of 16", QW_INT, 5, QA_NONE, 80, 16, 1, 0, 1, {26}},
+    {"w8a16 per channel, padded", QW_INT, 8, QA_NONE, 40, 0, 0, 0, 1, {18}},
+    {"fp8 groups of 8", QW_FP8, 8, QA_NONE, 40, 8, 0, 0, 1, {19}},
+    {"fp8 per-tensor activations", QW_FP8, 8, QA_FP8_TENSOR, 72, 0, 0, 0, 2, {20, 21}},
+    {"fp8 per-tensor weights and activations", QW_FP8, 8, QA_FP8_TENSOR, 64, 0, 0, 1, 1, {33}},
 };
 
 static void make_part(qweight *p, const qcase *c, int part, int rows) {
@@ -86,11 +99,13 @@ static void float_bound(float *bound, const float *x, int ldx, const qweight *co
         for (int r = 0; r < parts[i]->n_out; r++, o++)
             for (int t = 0; t < n; t++) {
                 double s = 0, amax = 0;
-                for (int j = 0; j < K; j++) amax = fmax(amax, fabs(x[(size_t)t * ldx + j]));
+                /* the activations' scale: this token's maximum, or every token's (per tensor) */
+                for (int u = c->act == QA_FP8_TENSOR ? 0 : t; u < (c->act == QA_FP8_TENSOR ? n : t + 1); u++)
+                    for (int j = 0; j < K; j++) amax = fmax(amax, fabs(x[(size_t)u * ldx + j]));
                 for (int j = 0; j < K; j++) {
                     /* FP8 activations are at most max|x_t| * (1 + 2^-4) after quantization */
-                    double xv = c->act == QA_FP8 ? fmin(fabs(x[(size_t)t * ldx + j]) * 1.0625 + amax / 448.0 / 64, amax * 1.0625)
-                                                 : fabs(x[(size_t)t * ldx + j]);
+                    double xv = c->act != QA_NONE ? fmin(fabs(x[(size_t)t * ldx + j]) * 1.0625 + amax / 448.0 / 64, amax * 1.0625)
+                                                  : fabs(x[(size_t)t * ldx + j]);
                     s += xv * fabs(w[(size_t)r * K + j]);
                 }
                 s += (b ? fabs(b[o]) : 0) + (out0 ? fabs(out0[(size_t)t * ldo + o]) : 0);
@@ -98,6 +113,29 @@ static void float_bound(float *bound, const float *x, int ldx, const qweight *co
             }
         free(w);
     }
+}
+
+/* Row ranges: the outputs split at random multiples of qlinear_col_align (what a decode team does)
+ * must be the whole call's bits; a misaligned range is refused. */
+static void check_cols(const linear *l, const float *whole, const float *out0, int ldo, const float *x, int ldx, int n,
+                       int accumulate, const char *name) {
+    float *got = tu_copy(out0, (size_t)n * ldo);
+    const int A = qlinear_col_align(l);
+    for (int j0 = 0, rc = 0; j0 < l->n_out && !rc; ) {
+        int j1 = j0 + A * (1 + (int)(tu_next() % 3));
+        if (j1 > l->n_out) j1 = l->n_out;
+        rc = qlinear_forward_cols(got, ldo, x, ldx, l, n, j0, j1, accumulate);
+        tu_expect(rc == 0, "%s: rows [%d, %d): %s", name, j0, j1, err_msg());
+        j0 = j1;
+    }
+    tu_expect(!memcmp(got, whole, sizeof(float) * (size_t)n * ldo), "%s n=%d: row ranges give the whole call's bits",
+              name, n);
+    if (l->n_out > A)
+        tu_expect(qlinear_forward_cols(got, ldo, x, ldx, l, n, 1, l->n_out, accumulate) == -1 &&
+                  err_kind_get() == ERR_INTERNAL, "%s: a misaligned row range is refused", name);
+    tu_expect(qlinear_forward_cols(got, ldo, x, ldx, l, n + QLINEAR_GEMV_ROWS, 0, l->n_out, accumulate) == -1,
+              "%s: too many tokens for a row range are refused", name);
+    free(got);
 }
 
 static void run_case(const qcase *c, int n, int accumulate, int with_bias, qlinear_isa_kind isa) {
@@ -129,6 +167,7 @@ static void run_case(const qcase *c, int n, int accumulate, int with_bias, qline
     tu_expect(l.n_out == n_out && l.n_in == c->n_in, "%s: descriptor shape", c->name);
     int rc = linear_forward(got, ldo, x, ldx, &l, n, accumulate);
     tu_expect(rc == 0, "%s: forward: %s", c->name, err_msg());
+    if (n <= QLINEAR_GEMV_ROWS) check_cols(&l, got, out0, ldo, x, ldx, n, accumulate, c->name);
     qlinear_forward_ref(ref, ldo, x, ldx, pp, c->n_parts, b, n, accumulate);
     char what[160];
     snprintf(what, sizeof what, "%s [%s] n=%d%s%s", c->name, qlinear_isa_name(isa), n, accumulate ? " acc" : "",
@@ -180,12 +219,43 @@ static void test_build_errors(void) {
               err_msg());
     qweight_free(&a), qweight_free(&b);
     tu_expect(qlinear_build(&q, pp, 0) == -1, "an empty stack is refused");
+    /* an FP8 NaN code cannot run: refused, with its place named */
+    qweight f = {.type = QW_FP8, .bits = 8, .act = QA_NONE, .n_out = 4, .n_in = 16, .group_size = 16};
+    if (qweight_alloc(&f, 0, 0)) exit(1);
+    f.scales[0] = f.scales[1] = f.scales[2] = f.scales[3] = 1;
+    f.codes[2 * 16 + 5] = 0xFF;
+    const qweight *fp = &f;
+    tu_expect(qlinear_build(&q, &fp, 1) == -1 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "row 2, column 5"),
+              "an FP8 NaN code is refused: %s", err_msg());
+    qweight_free(&f);
+}
+
+/* FP8 scales too large for the SIMD decoding's scale * 256 (finite weights all the same): the
+ * portable kernels run, and the result still matches the reference. */
+static void test_fp8_huge_scale(void) {
+    qweight f = {.type = QW_FP8, .bits = 8, .act = QA_NONE, .n_out = 3, .n_in = 32, .group_size = 32};
+    if (qweight_alloc(&f, 0, 0)) exit(1);
+    for (int i = 0; i < 96; i++) f.codes[i] = (uint8_t)(i % 2 ? 0x01 : 0x81); /* +-2^-9 */
+    f.scales[0] = f.scales[1] = f.scales[2] = 1e37f;                         /* weights +-1.95e34 */
+    const qweight *fp = &f;
+    qlinear *q;
+    float x[32], got[3], ref[3];
+    for (int j = 0; j < 32; j++) x[j] = (float)(j % 3) * 1e-30f;
+    if (qlinear_build(&q, &fp, 1)) exit(1);
+    linear l = linear_qlinear(q, NULL);
+    tu_expect(linear_forward(got, 3, x, 32, &l, 1, 0) == 0, "huge FP8 scales: forward");
+    qlinear_forward_ref(ref, 3, x, 32, &fp, 1, NULL, 1, 0);
+    tu_expect(isfinite(got[0]) && fabs(got[0] - ref[0]) <= 1e-6 * fabs(ref[0]) + 1e-30,
+              "huge FP8 scales stay finite and right: %g vs %g", got[0], ref[0]);
+    qlinear_free(q);
+    qweight_free(&f);
 }
 
 int main(void) {
     test_build_errors();
+    test_fp8_huge_scale();
     const qlinear_isa_kind best = qlinear_isa();
-    static const int tokens[] = {1, 3, 5, 19};
+    static const int tokens[] = {1, 2, 3, 5, QLINEAR_GEMV_ROWS, QLINEAR_GEMV_ROWS + 1, 19};
     for (int isa = QISA_PORTABLE; isa <= (int)best; isa++) {
         tu_expect(qlinear_set_isa((qlinear_isa_kind)isa) == (qlinear_isa_kind)isa, "family %d available", isa);
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
