@@ -42,7 +42,7 @@ int qcheckpoint_check_scheme(qckpt_format f, qw_type type, int bits, qa_type act
                        "one group per output channel", group_size, n_in);
     if (type == QW_FP8 && asym) return err_set(ERR_INPUT, "FP8 weights are symmetric (no zero point)");
     if (per_tensor && type != QW_FP8) return err_set(ERR_INPUT, "one scale per tensor is an FP8 layout");
-    if ((type == QW_INT && act == QA_FP8) || (type == QW_FP8 && act == QA_INT8))
+    if ((type == QW_INT && (act == QA_FP8 || act == QA_FP8_TENSOR)) || (type == QW_FP8 && act == QA_INT8))
         return err_set(ERR_INPUT, "%s weights with %s activations: smelt runs integer weights with int8 or fp32 "
                        "activations and FP8 weights with FP8 or fp32 activations", type == QW_FP8 ? "FP8" : "integer",
                        act == QA_INT8 ? "int8" : "FP8");

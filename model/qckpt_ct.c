@@ -42,9 +42,10 @@ static const char *format_of(const ct_scheme *s) {
 static int put_scheme(strbuf *sb, const ct_scheme *s) {
     int rc = sb_printf(sb, "\"format\": \"%s\", \"input_activations\": ", format_of(s));
     if (s->act == QA_NONE) rc |= sb_puts(sb, "null");
-    else
-        rc |= sb_printf(sb, "{\"dynamic\": true, \"group_size\": null, \"num_bits\": 8, \"strategy\": \"token\", "
-                        "\"symmetric\": true, \"type\": \"%s\"}", s->act == QA_FP8 ? "float" : "int");
+    else /* dynamic: per token, or one scale per forward call (FP8 "tensor", vLLM's online FP8) */
+        rc |= sb_printf(sb, "{\"dynamic\": true, \"group_size\": null, \"num_bits\": 8, \"strategy\": \"%s\", "
+                        "\"symmetric\": true, \"type\": \"%s\"}", s->act == QA_FP8_TENSOR ? "tensor" : "token",
+                        s->act == QA_INT8 ? "int" : "float");
     rc |= sb_puts(sb, ", \"output_activations\": null, ");
     return rc;
 }
@@ -218,11 +219,13 @@ static int parse_group(ct_group *g, const cJSON *v, const char *top_format) {
         const cJSON *at = cJSON_GetObjectItemCaseSensitive(a, "type"), *an = cJSON_GetObjectItemCaseSensitive(a, "num_bits");
         const cJSON *as = cJSON_GetObjectItemCaseSensitive(a, "strategy"), *ad = cJSON_GetObjectItemCaseSensitive(a, "dynamic");
         if (!cJSON_IsNumber(an) || an->valueint != 8 || !cJSON_IsString(at) || !cJSON_IsTrue(ad) || !cJSON_IsString(as) ||
-            strcmp(as->valuestring, "token"))
-            return bad_field(g->name, "activations other than 8-bit, dynamic, per token (static input scales?)",
-                             "int8 or FP8 dynamic per-token activations");
-        if (!strcmp(at->valuestring, "int")) g->s.act = QA_INT8;
-        else if (!strcmp(at->valuestring, "float")) g->s.act = QA_FP8;
+            (strcmp(as->valuestring, "token") && strcmp(as->valuestring, "tensor")))
+            return bad_field(g->name, "activations other than 8-bit, dynamic, per token or per tensor (static input "
+                             "scales?)", "int8 or FP8 dynamic per-token activations, or FP8 dynamic per-tensor ones");
+        const int tensor = !strcmp(as->valuestring, "tensor");
+        if (!strcmp(at->valuestring, "int") && !tensor) g->s.act = QA_INT8;
+        else if (!strcmp(at->valuestring, "float")) g->s.act = tensor ? QA_FP8_TENSOR : QA_FP8;
+        else if (tensor) return bad_field(g->name, "int8 activations with one dynamic scale per tensor", "per-token int8 activations");
         else return bad_field(g->name, "an activation type other than int or float", "int8 or FP8 activations");
     }
     if (!g->format || (strcmp(g->format, "pack-quantized") && strcmp(g->format, "int-quantized") &&

@@ -32,6 +32,7 @@ static const qt_scheme schemes[] = {
     {"w4a8 g16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_INT8, 16, 0, 0, 0},
     {"fp8 per channel, fp8 act", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8, -1, 0, 0, 0},
     {"fp8 per tensor", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 1, 1},
+    {"fp8 per tensor, fp8 act per tensor", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8_TENSOR, -1, 0, 1, 0},
     {"gptq w4 g8", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0},
     {"gptq w4 g8 asym + head", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 1, 0, 1},
     {"gptq w8 per channel", QCKPT_GPTQ, QW_INT, 8, QA_NONE, -1, 0, 0, 0},

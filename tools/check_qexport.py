@@ -16,7 +16,8 @@ compressed-tensors cases: transformers loads the folder (AutoModelForCausalLM; i
   scheme quantizes activations, `logits_actq` are the logits with smelt's dynamic per-token
   activation quantization emulated in PyTorch on every quantized linear's input (int8:
   s = max|x|/127, q = round_half_even(x * 127/max|x|) clamped to +-127; FP8: s = max(max|x|/448,
-  1/(448*512)), q = e4m3(x / s)), then x_hat = s * q; and `logits_transformers` the logits of
+  1/(448*512)), q = e4m3(x / s); QA_FP8_TENSOR: the same with one max over all the tokens of the
+  call), then x_hat = s * q; and `logits_transformers` the logits of
   the folder as transformers runs it, activations fake-quantized by compressed-tensors' own rule
   (int8: s = max|x|/127.5, codes clamped to [-128, 127], as its calculate_qparams does; vLLM's
   kernels use max|x|/127 like smelt). Where transformers cannot load a folder (compressed-tensors
@@ -70,7 +71,8 @@ def read_cases():
 def act_quant_hook(kind):
     def hook(module, args):
         x = args[0]
-        amax = x.abs().amax(dim=-1, keepdim=True)
+        # per token, or one scale over every token of the forward call (QA_FP8_TENSOR)
+        amax = x.abs().amax() if kind == "QA_FP8_TENSOR" else x.abs().amax(dim=-1, keepdim=True)
         if kind == "QA_INT8":
             inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
             q = torch.clamp(torch.round(x * inv), -127, 127)
