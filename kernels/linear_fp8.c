@@ -180,6 +180,7 @@ QL_GEMV_ENTRY(qfp8_gemv_avx512, QL_AVX512, rows512, QL_J_AVX512, 0)
 const float *qfp8_acts(const float *x, int ldx, const struct qlinear *q, int n) {
     pthread_once(&fp8_once, fp8_table_init);
     const int K = q->n_in, K32 = qlinear_k32(q);
+    if (!(x = qlinear_input(x, ldx, q, n, 0, &ldx))) return NULL; /* act order: the payload's column order */
     float *xd = qlinear_scratch(0, (size_t)n * K32 * sizeof(float));
     uint8_t *codes = qlinear_scratch(1, (size_t)n * K);
     if (!xd || !codes) return NULL;
@@ -200,9 +201,7 @@ const float *qfp8_acts(const float *x, int ldx, const struct qlinear *q, int n) 
 int linear_qfp8_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate) {
     const struct qlinear *q = l->q;
     if (n <= 0) return 0;
-    if (q->act != QA_NONE) {
-        if (!(x = qfp8_acts(x, ldx, q, n))) return -1;
-        ldx = qlinear_k32(q);
-    }
-    return qlinear_float_forward(out, ldo, x, ldx, q, l->b, n, accumulate);
+    if (q->act == QA_NONE) return qlinear_float_forward(out, ldo, x, ldx, q, l->b, n, accumulate, 0);
+    if (!(x = qfp8_acts(x, ldx, q, n))) return -1;
+    return qlinear_float_forward(out, ldo, x, qlinear_k32(q), q, l->b, n, accumulate, 1);
 }

@@ -208,8 +208,10 @@ static qint8_rows_fn rows_fn(void) {
     return isa == QISA_AVX512 ? qint8_rows_avx512 : isa == QISA_AVX2 ? qint8_rows_avx2 : qint8_rows_portable;
 }
 
-/* The activations of n tokens quantized into the calling thread's scratch. 0 or -1. */
+/* The activations of n tokens quantized into the calling thread's scratch (the per-token scale is
+ * the same in any column order). 0 or -1. */
 static int acts(int8_t **xq, float **xs, int32_t **xsum, const float *x, int ldx, const struct qlinear *q, int n) {
+    if (!(x = qlinear_input(x, ldx, q, n, 0, &ldx))) return -1; /* act order: the payload's column order */
     *xq = qlinear_scratch(0, (size_t)n * q->k4);
     *xs = qlinear_scratch(1, (size_t)n * sizeof(float));
     *xsum = q->zc ? qlinear_scratch(2, (size_t)n * q->n_groups * sizeof(int32_t)) : NULL;

@@ -248,5 +248,5 @@ QL_GEMV_ENTRY(qwint_gemv_avx512, QL_AVX512, rows512, QL_J_AVX512, q->bits <= 4)
 #endif
 
 int linear_qwint_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate) {
-    return qlinear_float_forward(out, ldo, x, ldx, l->q, l->b, n, accumulate);
+    return qlinear_float_forward(out, ldo, x, ldx, l->q, l->b, n, accumulate, 0);
 }

@@ -138,6 +138,10 @@ static int check_parts(const qweight *const *parts, int n_parts, linear_format *
                            "fused projections (q/k/v, gate/up) must be quantized alike", i, (int)p->type, p->bits,
                            (int)p->act, p->n_in, p->group_size, (int)a->type, a->bits, (int)a->act, a->n_in,
                            a->group_size);
+        if (!p->g_idx != !a->g_idx || (p->g_idx && memcmp(p->g_idx, a->g_idx, sizeof(int32_t) * (size_t)a->n_in)))
+            return err_set(ERR_INPUT, "the stacked quantized weights group their columns differently (weight %d: act "
+                           "order %s, weight 0: %s); fused projections (q/k/v, gate/up) read the same input and must "
+                           "share one column order", i, p->g_idx ? "g_idx" : "none", a->g_idx ? "g_idx" : "none");
         *n_out += p->n_out;
     }
     if (a->type == QW_INT && a->act == QA_INT8) *kind = LINEAR_QINT8;
@@ -156,6 +160,31 @@ static int check_parts(const qweight *const *parts, int n_parts, linear_format *
                                    j / (size_t)a->n_in, j % (size_t)a->n_in);
     if (a->type == QW_INT && (a->bits < 2 || a->bits > 8))
         return err_set(ERR_INPUT, "integer weights of %d bits; 2 to 8 are supported", a->bits);
+    return 0;
+}
+
+/* The input column of payload column k. */
+static inline int col(const struct qlinear *q, int k) { return q->perm ? q->perm[k] : k; }
+
+/* Act order: the payload's columns sorted by group (stable), every group group_size columns
+ * (qweight_set_g_idx checked it). 0 or -1. */
+static int build_perm(struct qlinear *q, const int32_t *g_idx) {
+    const int G = q->group_size;
+    int *fill = calloc((size_t)q->n_groups, sizeof(int));
+    q->perm = malloc(sizeof(int32_t) * (size_t)q->n_in);
+    if (!fill || !q->perm) {
+        free(fill);
+        return err_set(ERR_NOMEM, "cannot allocate the column order of a quantized linear");
+    }
+    for (int j = 0; j < q->n_in; j++) {
+        const int g = g_idx[j];
+        if (g < 0 || g >= q->n_groups || fill[g] >= G) {
+            free(fill);
+            return err_set(ERR_INPUT, "g_idx[%d] = %d: not %d groups of %d columns", j, g, q->n_groups, G);
+        }
+        q->perm[g * G + fill[g]++] = j;
+    }
+    free(fill);
     return 0;
 }
 
@@ -178,7 +207,7 @@ static int build_int8(struct qlinear *q, const qweight *const *parts, int n_part
                 const size_t gi = (blk * ng + g) * 16 + lane;
                 int32_t sum = 0;
                 for (int j = 0; j < G; j++) {
-                    const int k = g * q->g4 + j, v = (int)p->codes[(size_t)r * q->n_in + g * G + j] - c;
+                    const int k = g * q->g4 + j, v = (int)p->codes[(size_t)r * q->n_in + col(q, g * G + j)] - c;
                     q->w8[(blk * (q->k4 / 4) + k / 4) * 64 + lane * 4 + k % 4] = (int8_t)v;
                     sum += v;
                 }
@@ -212,8 +241,9 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
             }
             uint8_t *row = q->wq + (size_t)o * q->row_bytes;
             for (int j = 0; j < n_in; j++) {
-                if (!nib) row[j] = src[j];
-                else row[(size_t)(j >> 5) * 16 + (j & 15)] |= (uint8_t)(src[j] << ((j & 16) ? 4 : 0));
+                const uint8_t v = src[col(q, j)];
+                if (!nib) row[j] = v;
+                else row[(size_t)(j >> 5) * 16 + (j & 15)] |= (uint8_t)(v << ((j & 16) ? 4 : 0));
             }
         }
     return 0;
@@ -233,7 +263,8 @@ int qlinear_build(qlinear **out, const qweight *const *parts, int n_parts) {
         for (int r = 0; a->type == QW_INT && !q->asym && parts[i]->zeros && r < parts[i]->n_out; r++)
             for (int g = 0; g < q->n_groups; g++)
                 if (qweight_zero(parts[i], r, g) != 1 << (a->bits - 1)) q->asym = 1;
-    int rc = kind == LINEAR_QINT8 ? build_int8(q, parts, n_parts) : build_float(q, parts, n_parts);
+    int rc = a->g_idx ? build_perm(q, a->g_idx) : 0;
+    if (!rc) rc = kind == LINEAR_QINT8 ? build_int8(q, parts, n_parts) : build_float(q, parts, n_parts);
     if (rc) {
         qlinear_free(q);
         return -1;
@@ -244,7 +275,7 @@ int qlinear_build(qlinear **out, const qweight *const *parts, int n_parts) {
 
 void qlinear_free(qlinear *q) {
     if (!q) return;
-    free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales);
+    free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales), free(q->perm);
     free(q);
 }
 
@@ -254,7 +285,7 @@ linear linear_qlinear(const qlinear *q, const float *b) {
 }
 
 size_t qlinear_bytes(const qlinear *q) {
-    size_t b = sizeof *q;
+    size_t b = sizeof *q + (q->perm ? sizeof(int32_t) * (size_t)q->n_in : 0);
     if (q->kind == LINEAR_QINT8) {
         const size_t ng = (size_t)q->n_out16 * q->n_groups;
         b += (size_t)q->n_out16 * q->k4 + ng * (sizeof(int32_t) + sizeof(float)) + (q->zc ? ng * sizeof(int32_t) : 0);
@@ -296,17 +327,22 @@ static void float_kernels(const struct qlinear *q, qlinear_dequant_fn *dequant, 
 #endif
 }
 
-const float *qlinear_pad_x(const float *x, int ldx, const struct qlinear *q, int n, int *ldp) {
-    const int K = q->n_in, K32 = qlinear_k32(q);
+const float *qlinear_input(const float *x, int ldx, const struct qlinear *q, int n, int pad, int *ldp) {
+    const int K = q->n_in, W = pad ? qlinear_k32(q) : K;
     *ldp = ldx;
-    if (K32 == K) return x;
-    float *p = qlinear_scratch(QL_SLOT_XPAD, (size_t)n * K32 * sizeof(float));
+    if (W == K && !q->perm) return x;
+    float *p = qlinear_scratch(QL_SLOT_XPAD, (size_t)n * W * sizeof(float));
     if (!p) return NULL;
     for (int t = 0; t < n; t++) {
-        memcpy(p + (size_t)t * K32, x + (size_t)t * ldx, sizeof(float) * K);
-        memset(p + (size_t)t * K32 + K, 0, sizeof(float) * (K32 - K));
+        const float *xt = x + (size_t)t * ldx;
+        float *pt = p + (size_t)t * W;
+        if (q->perm)
+            for (int k = 0; k < K; k++) pt[k] = xt[q->perm[k]];
+        else
+            memcpy(pt, xt, sizeof(float) * K);
+        memset(pt + K, 0, sizeof(float) * (W - K));
     }
-    *ldp = K32;
+    *ldp = W;
     return p;
 }
 
@@ -341,10 +377,10 @@ int qlinear_float_rows(float *out, int ldo, const float *x, int ldx, const struc
 }
 
 int qlinear_float_forward(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
-                          int accumulate) {
+                          int accumulate, int x_ready) {
     if (n <= 0) return 0;
     const int gemv = n <= QLINEAR_GEMV_ROWS;
-    if (gemv && !(x = qlinear_pad_x(x, ldx, q, n, &ldx))) return -1;
+    if (!x_ready && !(x = qlinear_input(x, ldx, q, n, gemv, &ldx))) return -1;
     /* threads take whole units: 16 rows streamed, or whole panels */
     const int unit = gemv ? 16 : QL_PANEL, n_units = (q->n_out + unit - 1) / unit;
     int nt = qlinear_threads(n, q->n_out, q->n_in, qlinear_bytes(q));
@@ -380,7 +416,7 @@ int qlinear_forward_cols(float *out, int ldo, const float *x, int ldx, const lin
         }
         /* fall through */
     default:
-        if (!(x = qlinear_pad_x(x, ldx, q, n, &ldx))) return -1;
+        if (!(x = qlinear_input(x, ldx, q, n, 1, &ldx))) return -1;
         return qlinear_float_rows(out, ldo, x, ldx, q, l->b, n, j0, j1, accumulate);
     }
 }
@@ -417,10 +453,11 @@ void qlinear_forward_ref(float *out, int ldo, const float *x, int ldx, const qwe
                     float acc = 0;
                     for (int g = 0; g < ng; g++) {
                         int32_t isum = 0, xs = 0;
-                        for (int j = g * G; j < (g + 1) * G; j++) {
-                            isum += (int32_t)xq[j] * ((int)p->codes[(size_t)r * n_in + j] - c);
-                            xs += xq[j];
-                        }
+                        for (int j = 0; j < n_in; j++) /* the group's columns (in order without act order) */
+                            if (qweight_group(p, j) == g) {
+                                isum += (int32_t)xq[j] * ((int)p->codes[(size_t)r * n_in + j] - c);
+                                xs += xq[j];
+                            }
                         isum -= (qweight_zero(p, r, g) - c) * xs;
                         acc = fmaf(part_scale(p, r, g), (float)isum, acc);
                     }

@@ -15,6 +15,8 @@ struct qlinear {
     qa_type act;
     int n_out, n_in, group_size, n_groups;
     int asym;           /* some group has a zero point other than 2^(bits-1) */
+    int32_t *perm;      /* [n_in] act order: payload column k holds input column perm[k] (the columns
+                         * sorted by group, so that groups are contiguous below), or NULL */
 
     /* LINEAR_QINT8: rows in blocks of 16 (n_out16 rows, the padding rows all zero), the reduction in
      * quads: each group is padded to g4 (a multiple of 4) columns of zeros, k4 = n_groups * g4.
@@ -138,8 +140,9 @@ QL_AVX2 static inline float ql_hsum8(__m256 v) {
 int qint8_forward_rows(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
                        int o0, int o1, int accumulate);
 /* The FP8 activations of n tokens (q->act QA_FP8: a scale per token; QA_FP8_TENSOR: one for all),
- * dequantized (s * e4m3 value, one float each): [n][qlinear_k32(q)] in the calling thread's scratch
- * slot 0, the padding columns zero (linear_fp8.c). NULL with ERR_NOMEM. */
+ * dequantized (s * e4m3 value, one float each), in the payload's column order: [n][qlinear_k32(q)]
+ * in the calling thread's scratch slot 0, the padding columns zero (linear_fp8.c). NULL with
+ * ERR_NOMEM. */
 const float *qfp8_acts(const float *x, int ldx, const struct qlinear *q, int n);
 
 /* Float kinds (QWINT, QFP8), one function per kind and CPU family (the caller picked one the CPU
@@ -182,11 +185,14 @@ void qfp8_gemv_avx512(float *out, int ldo, const float *x, int ldx, const struct
  * times sgemm (qlinear.c). 0 or -1 (ERR_NOMEM). */
 int qlinear_float_rows(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
                        int o0, int o1, int accumulate);
-/* The same over all rows, split among threads by work size. */
+/* The same over all rows, split among threads by work size. x_ready: x is already the payload's
+ * input (qlinear_input with padding, or qfp8_acts); else it is made so here. */
 int qlinear_float_forward(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
-                          int accumulate);
-/* x [n, ldx] -> x padded to qlinear_k32(q) columns by zeros (x itself when no padding is needed),
- * *ldp its leading dimension. NULL with ERR_NOMEM. */
-const float *qlinear_pad_x(const float *x, int ldx, const struct qlinear *q, int n, int *ldp);
+                          int accumulate, int x_ready);
+/* The input of the payload: x [n, ldx] with its columns in the payload's order (q->perm) and, with
+ * pad (the fused GEMV), padded to qlinear_k32(q) columns by zeros; x itself when neither is needed.
+ * *ldp its leading dimension. In the calling thread's scratch slot QL_SLOT_XPAD. NULL with
+ * ERR_NOMEM. */
+const float *qlinear_input(const float *x, int ldx, const struct qlinear *q, int n, int pad, int *ldp);
 
 #endif

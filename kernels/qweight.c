@@ -9,7 +9,7 @@
 #include "common/error.h"
 
 int qweight_alloc(qweight *q, int asym, int per_tensor) {
-    q->codes = NULL, q->scales = NULL, q->zeros = NULL;
+    q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL;
     if (q->n_out < 1 || q->n_in < 1)
         return err_set(ERR_INPUT, "quantized weight of shape [%d, %d]: both sizes must be positive", q->n_out, q->n_in);
     if (q->group_size < 1 || q->n_in % q->group_size)
@@ -37,8 +37,30 @@ int qweight_alloc(qweight *q, int asym, int per_tensor) {
 }
 
 void qweight_free(qweight *q) {
-    free(q->codes), free(q->scales), free(q->zeros);
-    q->codes = NULL, q->scales = NULL, q->zeros = NULL;
+    free(q->codes), free(q->scales), free(q->zeros), free(q->g_idx);
+    q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL;
+}
+
+int qweight_set_g_idx(qweight *q, const int32_t *g) {
+    const int G = q->group_size, ng = q->n_in / G;
+    int *count = calloc((size_t)ng, sizeof(int)), identity = 1;
+    if (!count) return err_set(ERR_NOMEM, "cannot allocate the column groups of a quantized weight");
+    for (int j = 0; j < q->n_in; j++) {
+        if (g[j] < 0 || g[j] >= ng || ++count[g[j]] > G) {
+            free(count);
+            return err_set(ERR_INPUT, "g_idx[%d] = %d: the column groups must be %d groups of %d columns each "
+                           "(act order permutes whole groups)", j, (int)g[j], ng, G);
+        }
+        identity &= g[j] == j / G;
+    }
+    free(count);
+    free(q->g_idx);
+    q->g_idx = NULL;
+    if (identity) return 0;
+    q->g_idx = malloc(sizeof(int32_t) * (size_t)q->n_in);
+    if (!q->g_idx) return err_set(ERR_NOMEM, "cannot allocate the column groups of a quantized weight");
+    memcpy(q->g_idx, g, sizeof(int32_t) * (size_t)q->n_in);
+    return 0;
 }
 
 void qweight_dequantize(float *w, const qweight *q) {
@@ -46,7 +68,7 @@ void qweight_dequantize(float *w, const qweight *q) {
     for (int r = 0; r < q->n_out; r++)
         for (int j = 0; j < q->n_in; j++) {
             const size_t i = (size_t)r * q->n_in + j;
-            const int g = j / G;
+            const int g = qweight_group(q, j);
             const float s = q->n_scales == 1 ? q->scales[0] : q->scales[(size_t)r * ng + g];
             if (q->type == QW_FP8) w[i] = s * fp8_e4m3_to_float(q->codes[i]);
             else w[i] = s * (float)((int)q->codes[i] - qweight_zero(q, r, g));

@@ -21,7 +21,10 @@
  * (s_t = max|x_t| / 127), or fp8 e4m3 (s_t = max(max|x_t| / 448, 1 / (448 * 512))); or fp8 e4m3
  * with one scale for all the tokens of a call (QA_FP8_TENSOR, FP8 weights only).
  *
- * Ownership: a qweight owns its three arrays (qweight_free). The model keeps its quantized linears
+ * Act order (GPTQ desc_act): g_idx maps each input column to its group, every group still of
+ * group_size columns; the kernels permute the input once per call to make the groups contiguous.
+ *
+ * Ownership: a qweight owns its arrays (qweight_free). The model keeps its quantized linears
  * in a model_quant (model/ side) and points its `linear` descriptors at them. */
 #ifndef SMELT_KERNELS_QWEIGHT_H
 #define SMELT_KERNELS_QWEIGHT_H
@@ -52,12 +55,22 @@ typedef struct {
     uint8_t *codes;    /* [n_out, n_in] one code per weight (see above) */
     float *scales;     /* [n_out, n_in / group_size], or [1] */
     uint8_t *zeros;    /* [n_out, n_in / group_size] zero points (QW_INT asymmetric), or NULL (symmetric) */
+    int32_t *g_idx;    /* [n_in] the group of each input column (GPTQ act order: groups of group_size
+                        * columns taken in another order), or NULL: column j is in group j / group_size */
 } qweight;
 
 /* The zero point of group g of row r (2^(bits-1) when symmetric). */
 static inline int qweight_zero(const qweight *q, int r, int g) {
     return q->zeros ? q->zeros[(size_t)r * (q->n_in / q->group_size) + g] : 1 << (q->bits - 1);
 }
+
+/* The group of input column j. */
+static inline int qweight_group(const qweight *q, int j) { return q->g_idx ? q->g_idx[j] : j / q->group_size; }
+
+/* Sets the column groups of q from g [n_in] (copied; q->g_idx stays NULL when g is the identity
+ * grouping j / group_size). Every group must hold exactly group_size columns, as act order gives.
+ * 0 or -1 (ERR_INPUT naming the first bad entry, ERR_NOMEM). */
+int qweight_set_g_idx(qweight *q, const int32_t *g);
 
 /* Allocates the arrays of q for the shape and layout already set in *q (type, bits, n_out, n_in,
  * group_size; zeros when asym is set, n_scales == 1 when per_tensor). Codes and scales are zeroed.

@@ -233,6 +233,9 @@ static int check_linear(const model_config *cfg, const qweight *w, int l, int k,
                                  w->zeros != NULL, w->n_scales == 1 && w->type == QW_FP8, w->n_in) ||
         qckpt_check_codes(w, mod, "the weights to save", ERR_INPUT))
         return err_prefix("%s: ", mod);
+    if (w->g_idx && f != QCKPT_GPTQ)
+        return err_set(ERR_INPUT, "%s: act-order column groups (g_idx) are a GPTQ layout (compressed-tensors 0.20 "
+                       "dropped its \"actorder\": \"group\"); use format gptq, or quantize with static groups", mod);
     if (f == QCKPT_GPTQ && (n_out % (32 / w->bits) || n_in % (32 / w->bits)))
         return err_set(ERR_INPUT, "%s: format gptq packs %d codes per 32-bit word along both dimensions, which must "
                        "divide [%d, %d]; use format compressed-tensors", mod, 32 / w->bits, n_out, n_in);

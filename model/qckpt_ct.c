@@ -204,6 +204,10 @@ static int parse_group(ct_group *g, const cJSON *v, const char *top_format) {
     else return bad_field(g->name, "weights of another type or width (FP4?)", "int weights of 2 to 8 bits and FP8 E4M3");
     if (g->s.type == QW_INT && (g->s.bits < 2 || g->s.bits > 8)) return bad_field(g->name, "int weights of that width", "2 to 8 bits");
     if (cJSON_IsTrue(dy)) return bad_field(g->name, "dynamic weight quantization", "static weights");
+    const cJSON *ao = cJSON_GetObjectItemCaseSensitive(w, "actorder");
+    if (cJSON_IsString(ao) && !strcmp(ao->valuestring, "group"))
+        return bad_field(g->name, "actorder \"group\" (columns regrouped by weight_g_idx)",
+                         "static groups (actorder null or \"weight\")");
     g->s.sym = !cJSON_IsFalse(sy);
     int i = 0;
     while (i < 3 && strcmp(st->valuestring, strategy_names[i])) i++;
@@ -274,6 +278,13 @@ static int read_linear(qweight *w, const ct_group *g, const st_set *s, const cha
     float *sv = NULL;
     int rc = -1;
     const int pack = !strcmp(g->format, "pack-quantized");
+    char gname[160];
+    snprintf(gname, sizeof gname, "%s.weight_g_idx", mod);
+    if (st_set_find(s, gname, NULL)) {
+        err_set(ERR_INPUT, "%s: weight_g_idx (act-order column groups) in a compressed-tensors checkpoint is not "
+                "supported; quantize with static groups", mod);
+        goto done;
+    }
     const st_tensor *ts = per_tensor ? qckpt_tensor(s, mod, "weight_scale", 1, 1, 0, 0) : NULL;
     if (per_tensor && !ts) ts = qckpt_tensor(s, mod, "weight_scale", 2, 1, 1, 1);
     if (!per_tensor) ts = qckpt_tensor(s, mod, "weight_scale", 2, n_out, ng, 1);

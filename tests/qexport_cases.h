@@ -18,14 +18,15 @@ typedef struct {
 } qexport_case;
 
 static const qexport_case qexport_cases[] = {
-    {"ct_w4a16_g8", "llama_gqa", {"W4A16 group 8", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 0, 0, 0}},
-    {"ct_w4a16_asym_head", "llama_gqa", {"W4A16 asymmetric group 8, lm_head too", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 1, 0, 1}},
-    {"ct_w8a8", "llama_gqa", {"W8A8 per channel, int8 per token", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0}},
-    {"ct_fp8_dynamic", "llama_gqa", {"FP8 per channel, FP8 per token", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8, -1, 0, 0, 0}},
-    {"ct_fp8_tensor_act", "llama_gqa", {"FP8 per tensor, FP8 per tensor (vLLM's online FP8)", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8_TENSOR, -1, 0, 1, 0}},
-    {"ct_fp8_tensor", "qwen2_bias", {"FP8 per tensor, fp32 activations", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 1, 0}},
-    {"gptq_w4_g8", "llama_gqa", {"GPTQ W4 group 8", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0}},
-    {"gptq_w4_asym_head", "qwen2_bias", {"GPTQ W4 asymmetric group 8, lm_head too", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 1, 0, 1}},
+    {"ct_w4a16_g8", "llama_gqa", {"W4A16 group 8", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 0, 0, 0, 0}},
+    {"ct_w4a16_asym_head", "llama_gqa", {"W4A16 asymmetric group 8, lm_head too", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 1, 0, 1, 0}},
+    {"ct_w8a8", "llama_gqa", {"W8A8 per channel, int8 per token", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0, 0}},
+    {"ct_fp8_dynamic", "llama_gqa", {"FP8 per channel, FP8 per token", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8, -1, 0, 0, 0, 0}},
+    {"ct_fp8_tensor_act", "llama_gqa", {"FP8 per tensor, FP8 per tensor (vLLM's online FP8)", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8_TENSOR, -1, 0, 1, 0, 0}},
+    {"ct_fp8_tensor", "qwen2_bias", {"FP8 per tensor, fp32 activations", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 1, 0, 0}},
+    {"gptq_w4_g8", "llama_gqa", {"GPTQ W4 group 8", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0, 0}},
+    {"gptq_w4_actorder", "llama_gqa", {"GPTQ W4 group 8, act order (g_idx)", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0, 1}},
+    {"gptq_w4_asym_head", "qwen2_bias", {"GPTQ W4 asymmetric group 8, lm_head too", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 1, 0, 1, 0}},
 };
 #define QEXPORT_N_CASES ((int)(sizeof qexport_cases / sizeof qexport_cases[0]))
 

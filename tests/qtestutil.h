@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/qweight.h"
@@ -22,7 +23,19 @@ typedef struct {
     int asym;
     int per_tensor; /* FP8 */
     int head;       /* quantize lm_head too (untied models) */
+    int act_order;  /* integer groups taken in a permuted column order (GPTQ act order: g_idx) */
 } qt_scheme;
+
+/* The act-order column groups of the tests: column (i * 5) % n_in is the i-th column taken, groups of
+ * G consecutive taken columns (5 is coprime with every input size of the fixture models). */
+static inline int qt_act_order(qweight *q) {
+    int32_t *g = malloc(sizeof(int32_t) * (size_t)q->n_in);
+    if (!g) return -1;
+    for (int i = 0; i < q->n_in; i++) g[(size_t)i * 5 % q->n_in] = i / q->group_size;
+    const int rc = qweight_set_g_idx(q, g);
+    free(g);
+    return rc;
+}
 
 /* RTN of w [n_out, n_in] into q (allocated here). Integer grids: symmetric s = 2 max|w| / (2^b - 1),
  * z = 2^(b-1); asymmetric s = (max(0, max w) - min(0, min w)) / (2^b - 1), z = round(-min / s);
@@ -33,14 +46,22 @@ static inline int qt_rtn(qweight *q, const float *w, int n_out, int n_in, const 
     *q = (qweight){.type = s->type, .bits = s->type == QW_FP8 ? 8 : s->bits, .act = s->act, .n_out = n_out,
                    .n_in = n_in, .group_size = s->group < 0 ? n_in : s->group};
     if (qweight_alloc(q, s->asym, s->per_tensor)) return -1;
+    if (s->act_order && q->group_size < n_in && qt_act_order(q)) return -1;
     const int G = q->group_size, ng = n_in / G, top = (1 << q->bits) - 1;
+    int *cols = malloc(sizeof(int) * (size_t)n_in); /* the columns of each group, groups in order */
+    if (!cols) return -1;
+    for (int g = 0, k = 0; g < ng; g++)
+        for (int j = 0; j < n_in; j++)
+            if (qweight_group(q, j) == g) cols[k++] = j;
     float tmax = 0;
     for (size_t i = 0; i < (size_t)n_out * n_in; i++) tmax = fmaxf(tmax, fabsf(w[i]));
     for (int r = 0; r < n_out; r++)
         for (int g = 0; g < ng; g++) {
-            const float *x = w + (size_t)r * n_in + (size_t)g * G;
+            const float *wr = w + (size_t)r * n_in;
+            const int *gc = cols + (size_t)g * G; /* x[j] = wr[gc[j]]: the group's weights */
+#define x(j) wr[gc[j]]
             float mx = 0, mn = 0, am = 0;
-            for (int j = 0; j < G; j++) mx = fmaxf(mx, x[j]), mn = fminf(mn, x[j]), am = fmaxf(am, fabsf(x[j]));
+            for (int j = 0; j < G; j++) mx = fmaxf(mx, x(j)), mn = fminf(mn, x(j)), am = fmaxf(am, fabsf(x(j)));
             const size_t si = s->per_tensor ? 0 : (size_t)r * ng + g;
             float sc;
             if (q->type == QW_FP8) sc = (s->per_tensor ? tmax : am) / 448.0f;
@@ -55,15 +76,17 @@ static inline int qt_rtn(qweight *q, const float *w, int n_out, int n_in, const 
                 q->zeros[(size_t)r * ng + g] = (uint8_t)z;
             }
             for (int j = 0; j < G; j++) {
-                uint8_t *c = &q->codes[(size_t)r * n_in + (size_t)g * G + j];
+                uint8_t *c = &q->codes[(size_t)r * n_in + gc[j]];
                 if (q->type == QW_FP8) {
-                    *c = fp8_e4m3_from_float(fminf(fmaxf(x[j] / sc, -448.0f), 448.0f));
+                    *c = fp8_e4m3_from_float(fminf(fmaxf(x(j) / sc, -448.0f), 448.0f));
                 } else {
-                    int v = (int)nearbyintf(x[j] / sc) + z;
+                    int v = (int)nearbyintf(x(j) / sc) + z;
                     *c = (uint8_t)(v < 0 ? 0 : v > top ? top : v);
                 }
             }
+#undef x
         }
+    free(cols);
     return 0;
 }
 
@@ -114,6 +137,8 @@ static inline int qt_qweight_equal(const qweight *a, const qweight *b, char *why
     if (memcmp(a->codes, b->codes, nc)) return snprintf(why, n, "codes differ"), 0;
     if (memcmp(a->scales, b->scales, (size_t)a->n_scales * sizeof(float))) return snprintf(why, n, "scales differ"), 0;
     if (a->zeros && memcmp(a->zeros, b->zeros, ng)) return snprintf(why, n, "zero points differ"), 0;
+    if (!a->g_idx != !b->g_idx || (a->g_idx && memcmp(a->g_idx, b->g_idx, sizeof(int32_t) * (size_t)a->n_in)))
+        return snprintf(why, n, "column groups (g_idx) differ"), 0;
     return 1;
 }
 

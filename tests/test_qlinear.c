@@ -29,37 +29,42 @@ typedef struct {
     int asym;        /* 1: zero points; 2: only the second part has them */
     int per_tensor;  /* FP8: one scale per part */
     int n_parts, rows[3];
+    int act_order;   /* groups of columns taken in a permuted order (GPTQ act order, g_idx) */
 } qcase;
 
 static const qcase cases[] = {
-    {"w8a8 per channel", QW_INT, 8, QA_INT8, 64, 0, 0, 0, 1, {48}},
-    {"w8a8 odd sizes", QW_INT, 8, QA_INT8, 37, 0, 0, 0, 1, {23}},
-    {"w8a8 qkv stack", QW_INT, 8, QA_INT8, 96, 0, 0, 0, 3, {32, 16, 16}},
-    {"w8a8 groups of 6 (padded to 8)", QW_INT, 8, QA_INT8, 30, 6, 0, 0, 2, {20, 13}},
-    {"w8a8 asymmetric groups", QW_INT, 8, QA_INT8, 64, 16, 1, 0, 1, {33}},
-    {"w8a8 zero points in one part", QW_INT, 8, QA_INT8, 48, 0, 2, 0, 2, {17, 18}},
-    {"w4a8 groups of 32", QW_INT, 4, QA_INT8, 128, 32, 0, 0, 2, {40, 40}},
-    {"w4a16 group 32", QW_INT, 4, QA_NONE, 128, 32, 0, 0, 1, {50}},
-    {"w4a16 asymmetric per channel", QW_INT, 4, QA_NONE, 72, 0, 1, 0, 2, {30, 31}},
-    {"w4a16 odd group of 9", QW_INT, 4, QA_NONE, 45, 9, 1, 0, 1, {70}},
-    {"w3a16 group 16", QW_INT, 3, QA_NONE, 64, 16, 0, 0, 1, {19}},
-    {"w2a16 asymmetric", QW_INT, 2, QA_NONE, 64, 64, 1, 0, 1, {17}},
-    {"w8a16 group 64", QW_INT, 8, QA_NONE, 192, 64, 1, 0, 3, {16, 8, 8}},
-    {"fp8 per channel", QW_FP8, 8, QA_NONE, 80, 0, 0, 0, 1, {40}},
-    {"fp8 per tensor stack", QW_FP8, 8, QA_NONE, 64, 0, 0, 1, 3, {24, 8, 8}},
-    {"fp8 w8a8 per channel", QW_FP8, 8, QA_FP8, 96, 0, 0, 0, 2, {33, 33}},
-    {"fp8 w8a8 per tensor", QW_FP8, 8, QA_FP8, 50, 0, 0, 1, 1, {70}},
-    {"fp8 groups of 16", QW_FP8, 8, QA_FP8, 64, 16, 0, 0, 1, {20}},
+    {"w8a8 per channel", QW_INT, 8, QA_INT8, 64, 0, 0, 0, 1, {48}, 0},
+    {"w8a8 odd sizes", QW_INT, 8, QA_INT8, 37, 0, 0, 0, 1, {23}, 0},
+    {"w8a8 qkv stack", QW_INT, 8, QA_INT8, 96, 0, 0, 0, 3, {32, 16, 16}, 0},
+    {"w8a8 groups of 6 (padded to 8)", QW_INT, 8, QA_INT8, 30, 6, 0, 0, 2, {20, 13}, 0},
+    {"w8a8 asymmetric groups", QW_INT, 8, QA_INT8, 64, 16, 1, 0, 1, {33}, 0},
+    {"w8a8 zero points in one part", QW_INT, 8, QA_INT8, 48, 0, 2, 0, 2, {17, 18}, 0},
+    {"w4a8 groups of 32", QW_INT, 4, QA_INT8, 128, 32, 0, 0, 2, {40, 40}, 0},
+    {"w4a16 group 32", QW_INT, 4, QA_NONE, 128, 32, 0, 0, 1, {50}, 0},
+    {"w4a16 asymmetric per channel", QW_INT, 4, QA_NONE, 72, 0, 1, 0, 2, {30, 31}, 0},
+    {"w4a16 odd group of 9", QW_INT, 4, QA_NONE, 45, 9, 1, 0, 1, {70}, 0},
+    {"w3a16 group 16", QW_INT, 3, QA_NONE, 64, 16, 0, 0, 1, {19}, 0},
+    {"w2a16 asymmetric", QW_INT, 2, QA_NONE, 64, 64, 1, 0, 1, {17}, 0},
+    {"w8a16 group 64", QW_INT, 8, QA_NONE, 192, 64, 1, 0, 3, {16, 8, 8}, 0},
+    {"fp8 per channel", QW_FP8, 8, QA_NONE, 80, 0, 0, 0, 1, {40}, 0},
+    {"fp8 per tensor stack", QW_FP8, 8, QA_NONE, 64, 0, 0, 1, 3, {24, 8, 8}, 0},
+    {"fp8 w8a8 per channel", QW_FP8, 8, QA_FP8, 96, 0, 0, 0, 2, {33, 33}, 0},
+    {"fp8 w8a8 per tensor", QW_FP8, 8, QA_FP8, 50, 0, 0, 1, 1, {70}, 0},
+    {"fp8 groups of 16", QW_FP8, 8, QA_FP8, 64, 16, 0, 0, 1, {20}, 0},
     /* the SIMD layouts' corners: groups of 16 (a 32-column chunk in two groups) and padding past
      * the last group, 4-bit asymmetric groups of 32, 5..8-bit codes with groups, FP8 groups not a
      * multiple of 16 (the portable kernels), per-tensor FP8 activations */
-    {"w4a16 groups of 16, padded", QW_INT, 4, QA_NONE, 48, 16, 1, 0, 2, {21, 11}},
-    {"w4a16 asymmetric groups of 32", QW_INT, 4, QA_NONE, 160, 32, 1, 0, 1, {37}},
-    {"w5a16 groups of 16", QW_INT, 5, QA_NONE, 80, 16, 1, 0, 1, {26}},
-    {"w8a16 per channel, padded", QW_INT, 8, QA_NONE, 40, 0, 0, 0, 1, {18}},
-    {"fp8 groups of 8", QW_FP8, 8, QA_NONE, 40, 8, 0, 0, 1, {19}},
-    {"fp8 per-tensor activations", QW_FP8, 8, QA_FP8_TENSOR, 72, 0, 0, 0, 2, {20, 21}},
-    {"fp8 per-tensor weights and activations", QW_FP8, 8, QA_FP8_TENSOR, 64, 0, 0, 1, 1, {33}},
+    {"w4a16 groups of 16, padded", QW_INT, 4, QA_NONE, 48, 16, 1, 0, 2, {21, 11}, 0},
+    {"w4a16 asymmetric groups of 32", QW_INT, 4, QA_NONE, 160, 32, 1, 0, 1, {37}, 0},
+    {"w5a16 groups of 16", QW_INT, 5, QA_NONE, 80, 16, 1, 0, 1, {26}, 0},
+    {"w8a16 per channel, padded", QW_INT, 8, QA_NONE, 40, 0, 0, 0, 1, {18}, 0},
+    {"fp8 groups of 8", QW_FP8, 8, QA_NONE, 40, 8, 0, 0, 1, {19}, 0},
+    {"fp8 per-tensor activations", QW_FP8, 8, QA_FP8_TENSOR, 72, 0, 0, 0, 2, {20, 21}, 0},
+    {"fp8 per-tensor weights and activations", QW_FP8, 8, QA_FP8_TENSOR, 64, 0, 0, 1, 1, {33}, 0},
+    /* act order: the kernels permute the input to the payload's column order */
+    {"w4a16 act order, groups of 32", QW_INT, 4, QA_NONE, 128, 32, 1, 0, 2, {24, 17}, 1},
+    {"w8a8 act order, groups of 16", QW_INT, 8, QA_INT8, 64, 16, 2, 0, 2, {20, 13}, 1},
+    {"w3a16 act order, odd groups of 9", QW_INT, 3, QA_NONE, 45, 9, 0, 0, 1, {22}, 1},
 };
 
 static void make_part(qweight *p, const qcase *c, int part, int rows) {
@@ -85,6 +90,16 @@ static void make_part(qweight *p, const qcase *c, int part, int rows) {
     p->codes[0] = 0;
     p->codes[n - 1] = c->type == QW_FP8 ? 0x7E : (uint8_t)((1 << c->bits) - 1);
     for (int i = 0; i < p->n_scales; i++) p->scales[i] = (float)(0.002 + 0.02 * tu_uniform());
+    if (c->act_order) { /* column perm[i] in group i / G, perm a stride permutation (the same for every part) */
+        const int G = p->group_size, stride = 7; /* coprime with every n_in of the table */
+        int32_t *g = malloc(sizeof(int32_t) * (size_t)c->n_in);
+        for (int i = 0; i < c->n_in; i++) g[(size_t)i * stride % c->n_in] = i / G;
+        if (qweight_set_g_idx(p, g) || !p->g_idx) {
+            printf("g_idx: %s\n", err_msg());
+            exit(1);
+        }
+        free(g);
+    }
     if (p->zeros)
         for (int i = 0; i < rows * (c->n_in / p->group_size); i++) p->zeros[i] = (uint8_t)(tu_next() % (1u << c->bits));
 }
@@ -219,6 +234,15 @@ static void test_build_errors(void) {
               err_msg());
     qweight_free(&a), qweight_free(&b);
     tu_expect(qlinear_build(&q, pp, 0) == -1, "an empty stack is refused");
+    /* act order: fused parts must share their column order */
+    qweight c0 = {.type = QW_INT, .bits = 4, .act = QA_NONE, .n_out = 4, .n_in = 8, .group_size = 4}, c1 = c0;
+    if (qweight_alloc(&c0, 0, 0) || qweight_alloc(&c1, 0, 0)) exit(1);
+    static const int32_t ga[8] = {1, 1, 1, 1, 0, 0, 0, 0}, gb[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+    if (qweight_set_g_idx(&c0, ga) || qweight_set_g_idx(&c1, gb)) exit(1);
+    const qweight *cp[2] = {&c0, &c1};
+    tu_expect(qlinear_build(&q, cp, 2) == -1 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "one column order"),
+              "parts with different act orders are refused: %s", err_msg());
+    qweight_free(&c0), qweight_free(&c1);
     /* an FP8 NaN code cannot run: refused, with its place named */
     qweight f = {.type = QW_FP8, .bits = 8, .act = QA_NONE, .n_out = 4, .n_in = 16, .group_size = 16};
     if (qweight_alloc(&f, 0, 0)) exit(1);

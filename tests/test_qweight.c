@@ -183,6 +183,19 @@ static void test_dequantize(void) {
     tu_expect(!memcmp(w, want, sizeof w), "asymmetric int4 dequantization");
     /* symmetric: zero 8; sizes: 8 codes of 4 bits + 4 fp16 scales (+ 4 zeros of 4 bits) */
     tu_expect(qweight_packed_bytes(&q) == 4 + 8 + 2, "packed bytes with zeros: %zu", qweight_packed_bytes(&q));
+    /* act order: columns 0 and 3 in group 1, 1 and 2 in group 0 */
+    static const int32_t gi[4] = {1, 0, 0, 1}, ident[4] = {0, 0, 1, 1}, bad[4] = {1, 1, 1, 0}, out[4] = {0, 2, 1, 1};
+    tu_expect(qweight_set_g_idx(&q, gi) == 0 && q.g_idx, "act-order groups set");
+    qweight_dequantize(w, &q);
+    /* row 0: groups (s 0.5 z 8) and (s 2 z 9); row 1: (s 1 z 0) and (s -1 z 7) */
+    const float want_ao[8] = {2.0f * (0 - 9), 0.5f * (15 - 8), 0.5f * (8 - 8), 2.0f * (9 - 9),
+                              -1.0f * (3 - 7), 1.0f * (4 - 0), 1.0f * (7 - 0), -1.0f * (7 - 7)};
+    tu_expect(!memcmp(w, want_ao, sizeof w), "act-order dequantization");
+    tu_expect(qweight_set_g_idx(&q, ident) == 0 && !q.g_idx, "the identity grouping is kept as NULL");
+    tu_expect(qweight_set_g_idx(&q, bad) == -1 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "g_idx[2]"),
+              "a group of three columns is refused: %s", err_msg());
+    tu_expect(qweight_set_g_idx(&q, out) == -1 && strstr(err_msg(), "g_idx[1] = 2"), "a group out of range is refused: %s",
+              err_msg());
     qweight_free(&q);
     qweight f = {.type = QW_FP8, .n_out = 2, .n_in = 4, .group_size = 4};
     tu_expect(qweight_alloc(&f, 0, 1) == 0 && f.bits == 8 && f.n_scales == 1, "fp8 per tensor alloc");
