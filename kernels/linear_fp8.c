@@ -32,33 +32,30 @@ static void fp8_table_init(void) {
 
 /* ---- portable ---- */
 
-void qfp8_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
+void qfp8_chunk(float *w, const struct qlinear *q, int o, int c) {
     pthread_once(&fp8_once, fp8_table_init);
-    const int G = q->group_size, ng = q->n_groups;
-    for (int o = o0; o < o1; o++) {
-        float *wr = w + (size_t)(o - o0) * ldw;
-        const uint8_t *cr = q->wq + (size_t)o * q->row_bytes;
-        const float *s = q->scales + (size_t)o * ng;
-        for (int g = 0; g < ng; g++)
-            for (int j = g * G; j < (g + 1) * G; j++) wr[j] = s[g] * fp8_table[cr[j]];
+    const uint8_t *ch = ql_chunk(q, o, c);
+    const int G = q->group_size, ng = q->n_groups, j0 = c * QL_CHUNK;
+    const float *s = q->scales + (size_t)o * ng;
+    int g = ng == 1 ? 0 : j0 / G, gend = ng == 1 ? 1 << 30 : (g + 1) * G;
+    if (j0 + QL_CHUNK <= gend && j0 + QL_CHUNK <= q->n_in) { /* the chunk in one group */
+        for (int i = 0; i < QL_CHUNK; i++) w[i] = s[g] * fp8_table[ch[i]];
+        return;
     }
+    for (int i = 0; i < QL_CHUNK; i++) {
+        const int j = j0 + i;
+        if (j >= gend) g++, gend += G;
+        w[i] = j < q->n_in ? s[g] * fp8_table[ch[i]] : 0;
+    }
+}
+
+void qfp8_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
+    qlinear_dequant_chunks(w, ldw, q, o0, o1, qfp8_chunk);
 }
 
 void qfp8_gemv_portable(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
                         int o0, int o1, int accumulate) {
-    pthread_once(&fp8_once, fp8_table_init);
-    const int G = q->group_size, ng = q->n_groups;
-    for (int o = o0; o < o1; o++) {
-        float acc[QLINEAR_GEMV_ROWS] = {0};
-        const uint8_t *cr = q->wq + (size_t)o * q->row_bytes;
-        const float *s = q->scales + (size_t)o * ng;
-        for (int g = 0; g < ng; g++)
-            for (int j = g * G; j < (g + 1) * G; j++) {
-                const float w = s[g] * fp8_table[cr[j]];
-                for (int t = 0; t < n; t++) acc[t] += x[(size_t)t * ldx + j] * w;
-            }
-        for (int t = 0; t < n; t++) qlinear_store(out + (size_t)t * ldo + o, acc[t], b, o, accumulate);
-    }
+    qlinear_gemv_chunks(out, ldo, x, ldx, q, b, n, o0, o1, accumulate, qfp8_chunk);
 }
 
 #if defined(__x86_64__)
@@ -71,6 +68,8 @@ static inline float fp8_s256(const struct qlinear *q, int o, int g) {
 static inline int group_end(const struct qlinear *q, int g) {
     return g == q->n_groups - 1 ? 1 << 30 : (g + 1) * q->group_size;
 }
+/* The offset of column p's code from the row's chunk 0 (chunks QL_RB * 32 bytes apart). */
+static inline size_t fp8_at(int p) { return (size_t)(p >> 5) * QL_RB * 32 + (p & 31); }
 
 /* ---- AVX2: 8 columns a vector ---- */
 
@@ -86,12 +85,12 @@ I2 __m256 decode2(const uint8_t *p) {
 QL_AVX2 void qfp8_dequant_avx2(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
     const int K32 = qlinear_k32(q);
     for (int o = o0; o < o1; o++) {
-        const uint8_t *row = q->wq + (size_t)o * q->row_bytes;
+        const uint8_t *row = ql_chunk(q, o, 0);
         float *wr = w + (size_t)(o - o0) * ldw, s256 = fp8_s256(q, o, 0);
         int g = 0, gend = group_end(q, 0);
         for (int p = 0; p < K32; p += 8) {
             if (p >= gend) s256 = fp8_s256(q, o, ++g), gend = group_end(q, g);
-            _mm256_storeu_ps(wr + p, _mm256_mul_ps(decode2(row + p), _mm256_set1_ps(s256)));
+            _mm256_storeu_ps(wr + p, _mm256_mul_ps(decode2(row + fp8_at(p)), _mm256_set1_ps(s256)));
         }
     }
 }
@@ -111,9 +110,7 @@ I2 void rows2(float *out, int ldo, const float *x, int ldx, const struct qlinear
             QL_UNROLL for (int j = 0; j < J; j++) sv[j] = _mm256_set1_ps(fp8_s256(q, o + j, g));
         }
         QL_UNROLL for (int j = 0; j < J; j++) {
-            const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes + p;
-            _mm_prefetch((const char *)row + (size_t)J * q->row_bytes, _MM_HINT_T0); /* the next rows */
-            const __m256 w = _mm256_mul_ps(decode2(row), sv[j]);
+            const __m256 w = _mm256_mul_ps(decode2(ql_chunk(q, o + j, 0) + fp8_at(p)), sv[j]);
             QL_UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)r * ldx + p), w, acc[r][j]);
         }
     }
@@ -137,12 +134,12 @@ I512 __m512 decode512(const uint8_t *p) {
 QL_AVX512 void qfp8_dequant_avx512(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
     const int K32 = qlinear_k32(q);
     for (int o = o0; o < o1; o++) {
-        const uint8_t *row = q->wq + (size_t)o * q->row_bytes;
+        const uint8_t *row = ql_chunk(q, o, 0);
         float *wr = w + (size_t)(o - o0) * ldw, s256 = fp8_s256(q, o, 0);
         int g = 0, gend = group_end(q, 0);
         for (int p = 0; p < K32; p += 16) {
             if (p >= gend) s256 = fp8_s256(q, o, ++g), gend = group_end(q, g);
-            _mm512_storeu_ps(wr + p, _mm512_mul_ps(decode512(row + p), _mm512_set1_ps(s256)));
+            _mm512_storeu_ps(wr + p, _mm512_mul_ps(decode512(row + fp8_at(p)), _mm512_set1_ps(s256)));
         }
     }
 }
@@ -162,9 +159,7 @@ I512 void rows512(float *out, int ldo, const float *x, int ldx, const struct qli
             QL_UNROLL for (int j = 0; j < J; j++) sv[j] = _mm512_set1_ps(fp8_s256(q, o + j, g));
         }
         QL_UNROLL for (int j = 0; j < J; j++) {
-            const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes + p;
-            _mm_prefetch((const char *)row + (size_t)J * q->row_bytes, _MM_HINT_T0); /* the next rows */
-            const __m512 w = _mm512_mul_ps(decode512(row), sv[j]);
+            const __m512 w = _mm512_mul_ps(decode512(ql_chunk(q, o + j, 0) + fp8_at(p)), sv[j]);
             QL_UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)r * ldx + p), w, acc[r][j]);
         }
     }

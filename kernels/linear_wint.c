@@ -23,33 +23,40 @@
 
 /* ---- portable ---- */
 
-void qwint_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
-    const int G = q->group_size, ng = q->n_groups, c = 1 << (q->bits - 1);
-    for (int o = o0; o < o1; o++) {
-        float *wr = w + (size_t)(o - o0) * ldw;
-        const float *s = q->scales + (size_t)o * ng;
-        for (int g = 0; g < ng; g++) {
-            const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c;
-            for (int j = g * G; j < (g + 1) * G; j++) wr[j] = s[g] * (float)(qwint_code(q, o, j) - z);
-        }
+void qwint_chunk(float *w, const struct qlinear *q, int o, int c) {
+    const uint8_t *ch = ql_chunk(q, o, c);
+    const int G = q->group_size, ng = q->n_groups, c0 = 1 << (q->bits - 1), j0 = c * QL_CHUNK;
+    const float *s = q->scales + (size_t)o * ng;
+    int g = ng == 1 ? 0 : j0 / G, gend = ng == 1 ? 1 << 30 : (g + 1) * G;
+    if (j0 + QL_CHUNK <= gend && j0 + QL_CHUNK <= q->n_in) { /* the chunk in one group: straight loops */
+        const float sg = s[g];
+        const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c0;
+        if (q->chunk_bytes == 16)
+            for (int i = 0; i < 16; i++) w[i] = sg * (float)((ch[i] & 15) - z), w[i + 16] = sg * (float)((ch[i] >> 4) - z);
+        else
+            for (int i = 0; i < QL_CHUNK; i++) w[i] = sg * (float)(ch[i] - z);
+        return;
     }
+    for (int i = 0; i < QL_CHUNK; i++) {
+        const int j = j0 + i;
+        if (j >= q->n_in) {
+            w[i] = 0;
+            continue;
+        }
+        if (j >= gend) g++, gend += G;
+        const int code = q->chunk_bytes == 16 ? (i < 16 ? ch[i] & 15 : ch[i - 16] >> 4) : ch[i];
+        const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c0;
+        w[i] = s[g] * (float)(code - z);
+    }
+}
+
+void qwint_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
+    qlinear_dequant_chunks(w, ldw, q, o0, o1, qwint_chunk);
 }
 
 void qwint_gemv_portable(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
                          int o0, int o1, int accumulate) {
-    const int G = q->group_size, ng = q->n_groups, c = 1 << (q->bits - 1);
-    for (int o = o0; o < o1; o++) {
-        float acc[QLINEAR_GEMV_ROWS] = {0};
-        const float *s = q->scales + (size_t)o * ng;
-        for (int g = 0; g < ng; g++) {
-            const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c;
-            for (int j = g * G; j < (g + 1) * G; j++) {
-                const float w = s[g] * (float)(qwint_code(q, o, j) - z);
-                for (int t = 0; t < n; t++) acc[t] += x[(size_t)t * ldx + j] * w;
-            }
-        }
-        for (int t = 0; t < n; t++) qlinear_store(out + (size_t)t * ldo + o, acc[t], b, o, accumulate);
-    }
+    qlinear_gemv_chunks(out, ldo, x, ldx, q, b, n, o0, o1, accumulate, qwint_chunk);
 }
 
 #if defined(__x86_64__)
@@ -80,14 +87,15 @@ I2 void state2(wstate2 *st, const struct qlinear *q, int o, int g) {
     st->z = _mm256_set1_epi32(wint_zero(q, o, g));
 }
 
-/* The dequantized weights of columns p .. p+7 of a row (p a multiple of 8). */
+/* The dequantized weights of columns p .. p+7 (p a multiple of 8) of the row whose chunk 0 is at
+ * row (chunks QL_RB * chunk_bytes apart). */
 I2 __m256 decode2(const uint8_t *row, int p, const wstate2 *st, const int nib) {
     __m256i c;
-    if (nib) { /* chunk p / 32: bytes (p % 16) .. +7, low nibble for p % 32 < 16, else high */
-        c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + (size_t)(p >> 5) * 16 + (p & 15))));
+    if (nib) { /* bytes p % 16 .. +7 of the chunk, low nibble for p % 32 < 16, else high */
+        c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + (size_t)(p >> 5) * QL_RB * 16 + (p & 15))));
         c = p & 16 ? _mm256_srli_epi32(c, 4) : _mm256_and_si256(c, _mm256_set1_epi32(15));
     } else {
-        c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + p)));
+        c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + (size_t)(p >> 5) * QL_RB * 32 + (p & 31))));
     }
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(c, st->z)), st->s);
 }
@@ -95,7 +103,7 @@ I2 __m256 decode2(const uint8_t *row, int p, const wstate2 *st, const int nib) {
 QL_AVX2 void qwint_dequant_avx2(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
     const int K32 = qlinear_k32(q), nib = q->bits <= 4;
     for (int o = o0; o < o1; o++) {
-        const uint8_t *row = q->wq + (size_t)o * q->row_bytes;
+        const uint8_t *row = ql_chunk(q, o, 0);
         float *wr = w + (size_t)(o - o0) * ldw;
         wstate2 st;
         int g = 0, gend = group_end(q, 0);
@@ -123,10 +131,7 @@ I2 void rows2(float *out, int ldo, const float *x, int ldx, const struct qlinear
             QL_UNROLL for (int j = 0; j < J; j++) state2(&st[j], q, o + j, g);
         }
         QL_UNROLL for (int j = 0; j < J; j++) {
-            const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes;
-            if (!(p & 31)) /* the next rows, a line ahead per chunk */
-                _mm_prefetch((const char *)row + (size_t)(nib ? p / 2 : p) + (size_t)J * q->row_bytes, _MM_HINT_T0);
-            const __m256 w = decode2(row, p, &st[j], nib);
+            const __m256 w = decode2(ql_chunk(q, o + j, 0), p, &st[j], nib);
             QL_UNROLL for (int r = 0; r < R; r++) acc[r][j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (size_t)r * ldx + p), w, acc[r][j]);
         }
     }
@@ -160,14 +165,15 @@ I512 void state512(wstate512 *st, const struct qlinear *q, int o, int g, const i
     }
 }
 
-/* The dequantized weights of columns p .. p+15 of a row (p a multiple of 16). */
+/* The dequantized weights of columns p .. p+15 (p a multiple of 16) of the row whose chunk 0 is
+ * at row (chunks QL_RB * chunk_bytes apart). */
 I512 __m512 decode512(const uint8_t *row, int p, const wstate512 *st, const int nib) {
     if (nib) {
-        __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + (size_t)(p >> 5) * 16)));
+        __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + (size_t)(p >> 5) * QL_RB * 16)));
         if (p & 16) c = _mm512_srli_epi32(c, 4);
         return _mm512_permutexvar_ps(c, st->tab);
     }
-    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + p)));
+    const __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + (size_t)(p >> 5) * QL_RB * 32 + (p & 31))));
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c, st->z)), st->s);
 }
 
@@ -184,7 +190,7 @@ I512 void dequant_row512(float *wr, const uint8_t *row, const struct qlinear *q,
 
 QL_AVX512 void qwint_dequant_avx512(float *w, int ldw, const struct qlinear *q, int o0, int o1) {
     for (int o = o0; o < o1; o++) {
-        const uint8_t *row = q->wq + (size_t)o * q->row_bytes;
+        const uint8_t *row = ql_chunk(q, o, 0);
         if (q->bits <= 4) dequant_row512(w + (size_t)(o - o0) * ldw, row, q, o, 1);
         else dequant_row512(w + (size_t)(o - o0) * ldw, row, q, o, 0);
     }
@@ -207,8 +213,7 @@ I512 void rows512(float *out, int ldo, const float *x, int ldx, const struct qli
                 QL_UNROLL for (int j = 0; j < J; j++) state512(&st[j], q, o + j, g, 1);
             }
             QL_UNROLL for (int j = 0; j < J; j++) {
-                const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes + (size_t)p / 2;
-                _mm_prefetch((const char *)row + (size_t)J * q->row_bytes, _MM_HINT_T0); /* the next rows */
+                const uint8_t *row = ql_chunk(q, o + j, p >> 5);
                 c[j] = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)row));
                 const __m512 w = _mm512_permutexvar_ps(c[j], st[j].tab);
                 QL_UNROLL for (int r = 0; r < R; r++)
@@ -231,9 +236,7 @@ I512 void rows512(float *out, int ldo, const float *x, int ldx, const struct qli
                 QL_UNROLL for (int j = 0; j < J; j++) state512(&st[j], q, o + j, g, 0);
             }
             QL_UNROLL for (int j = 0; j < J; j++) {
-                const uint8_t *row = q->wq + (size_t)(o + j) * q->row_bytes;
-                _mm_prefetch((const char *)row + p + (size_t)J * q->row_bytes, _MM_HINT_T0);
-                const __m512 w = decode512(row, p, &st[j], 0);
+                const __m512 w = decode512(ql_chunk(q, o + j, 0), p, &st[j], 0);
                 QL_UNROLL for (int r = 0; r < R; r++)
                     acc[r][j] = _mm512_fmadd_ps(_mm512_loadu_ps(x + (size_t)r * ldx + p), w, acc[r][j]);
             }

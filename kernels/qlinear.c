@@ -223,8 +223,10 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
     const int ng = q->n_groups, n_in = q->n_in, G = q->group_size;
     const int nib = q->kind == LINEAR_QWINT && q->bits <= 4;
     q->scales = malloc((size_t)q->n_out * ng * sizeof(float));
-    q->row_bytes = (size_t)qlinear_k32(q) / (nib ? 2 : 1);
-    q->wq = calloc((size_t)q->n_out * q->row_bytes, 1);
+    q->n_chunks = qlinear_k32(q) / QL_CHUNK;
+    q->chunk_bytes = nib ? 16 : 32;
+    const size_t n_rb = (size_t)(q->n_out + QL_RB - 1) / QL_RB;
+    q->wq = calloc(n_rb * QL_RB * q->n_chunks * q->chunk_bytes, 1);
     q->zeros = q->asym ? malloc((size_t)q->n_out * ng) : NULL;
     if (!q->scales || !q->wq || (q->asym && !q->zeros)) return err_set(ERR_NOMEM, "cannot allocate a quantized linear");
     q->simd = G % 16 == 0 || ng == 1;
@@ -239,11 +241,11 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
                 if (q->kind == LINEAR_QFP8 && !isfinite(sc * 256.0f)) q->simd = 0;
                 if (q->zeros) q->zeros[(size_t)o * ng + g] = (uint8_t)qweight_zero(p, r, g);
             }
-            uint8_t *row = q->wq + (size_t)o * q->row_bytes;
             for (int j = 0; j < n_in; j++) {
                 const uint8_t v = src[col(q, j)];
-                if (!nib) row[j] = v;
-                else row[(size_t)(j >> 5) * 16 + (j & 15)] |= (uint8_t)(v << ((j & 16) ? 4 : 0));
+                uint8_t *ch = (uint8_t *)ql_chunk(q, o, j >> 5);
+                if (!nib) ch[j & 31] = v;
+                else ch[j & 15] |= (uint8_t)(v << ((j & 16) ? 4 : 0));
             }
         }
     return 0;
@@ -291,7 +293,8 @@ size_t qlinear_bytes(const qlinear *q) {
         b += (size_t)q->n_out16 * q->k4 + ng * (sizeof(int32_t) + sizeof(float)) + (q->zc ? ng * sizeof(int32_t) : 0);
     } else {
         const size_t ng = (size_t)q->n_out * q->n_groups;
-        b += ng * sizeof(float) + (q->zeros ? ng : 0) + (size_t)q->n_out * q->row_bytes;
+        b += ng * sizeof(float) + (q->zeros ? ng : 0) +
+             (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_chunks * q->chunk_bytes;
     }
     return b;
 }
@@ -344,6 +347,31 @@ const float *qlinear_input(const float *x, int ldx, const struct qlinear *q, int
     }
     *ldp = W;
     return p;
+}
+
+void qlinear_dequant_chunks(float *w, int ldw, const struct qlinear *q, int o0, int o1, ql_chunk_fn chunk) {
+    for (int o = o0; o < o1; o++)
+        for (int c = 0; c < q->n_chunks; c++) chunk(w + (size_t)(o - o0) * ldw + (size_t)c * QL_CHUNK, q, o, c);
+}
+
+void qlinear_gemv_chunks(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                         int o0, int o1, int accumulate, ql_chunk_fn chunk) {
+    float w[QL_CHUNK], acc[QLINEAR_GEMV_ROWS][QL_CHUNK]; /* lanes summed at the end */
+    for (int o = o0; o < o1; o++) {
+        memset(acc, 0, sizeof acc);
+        for (int c = 0; c < q->n_chunks; c++) {
+            chunk(w, q, o, c);
+            for (int t = 0; t < n; t++) {
+                const float *xt = x + (size_t)t * ldx + (size_t)c * QL_CHUNK;
+                for (int i = 0; i < QL_CHUNK; i++) acc[t][i] += xt[i] * w[i];
+            }
+        }
+        for (int t = 0; t < n; t++) {
+            float y = 0;
+            for (int i = 0; i < QL_CHUNK; i++) y += acc[t][i];
+            qlinear_store(out + (size_t)t * ldo + o, y, b, o, accumulate);
+        }
+    }
 }
 
 /* Rows [o0, o1) in panels of QL_PANEL dequantized rows (thread-local) times sgemm. */

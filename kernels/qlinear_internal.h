@@ -28,12 +28,15 @@ struct qlinear {
     int8_t *w8;
     int32_t *rowsum, *zc;
 
-    /* LINEAR_QWINT: codes of each row in chunks of 32 columns; with bits <= 4 a chunk is 16 bytes,
-     * byte i holding column i (low nibble) and column i + 16 (high nibble), else 32 bytes, one code
-     * each. LINEAR_QFP8: the E4M3 codes, one byte each. Rows are row_bytes apart (whole chunks: the
-     * padding codes are 0). zeros [n_out][n_groups] or NULL (symmetric). */
+    /* LINEAR_QWINT and LINEAR_QFP8: the codes in chunks of 32 columns: with integer codes of <= 4
+     * bits a chunk is 16 bytes, byte i holding column i (low nibble) and column i + 16 (high
+     * nibble), else 32 bytes, one code each (FP8: the E4M3 codes). Rows are interleaved in blocks of
+     * QL_RB: block b holds, chunk by chunk, the chunk of each of its rows (ql_chunk), so that the
+     * GEMV, which takes QL_RB rows at a time, reads the weights as one sequential stream (the
+     * hardware prefetcher follows one stream, not four). The padding (columns past n_in, rows past
+     * n_out in the last block) holds code 0. n_chunks chunks of chunk_bytes per row. */
     uint8_t *wq;
-    size_t row_bytes;
+    int n_chunks, chunk_bytes;
     uint8_t *zeros;
 
     /* LINEAR_QWINT and LINEAR_QFP8: scales [n_out][n_groups] (a per-tensor scale repeated per row);
@@ -49,14 +52,22 @@ struct qlinear {
 #define QL_CHUNK 32
 static inline int qlinear_k32(const struct qlinear *q) { return (q->n_in + QL_CHUNK - 1) / QL_CHUNK * QL_CHUNK; }
 
-/* The integer code of row o, column j of a QWINT payload. */
-static inline int qwint_code(const struct qlinear *q, int o, int j) {
-    const uint8_t *row = q->wq + (size_t)o * q->row_bytes;
-    if (q->bits <= 4) {
-        const uint8_t b = row[(size_t)(j >> 5) * 16 + (j & 15)];
+/* Rows interleaved per block of the float kinds' payload (above). */
+#define QL_RB 4
+
+/* The chunk_bytes bytes of chunk c (columns 32c .. 32c+31) of row o of a QWINT / QFP8 payload. */
+static inline const uint8_t *ql_chunk(const struct qlinear *q, int o, int c) {
+    return q->wq + (((size_t)(o / QL_RB) * q->n_chunks + c) * QL_RB + o % QL_RB) * q->chunk_bytes;
+}
+
+/* The code of row o, column j of a QWINT / QFP8 payload. */
+static inline int ql_code(const struct qlinear *q, int o, int j) {
+    const uint8_t *ch = ql_chunk(q, o, j >> 5);
+    if (q->chunk_bytes == 16) {
+        const uint8_t b = ch[j & 15];
         return (j & 16) ? b >> 4 : b & 15;
     }
-    return row[j];
+    return ch[j & 31];
 }
 
 /* Thread-local scratch of at least `bytes` bytes (grown, contents not kept; owned by the calling
@@ -158,6 +169,14 @@ const float *qfp8_acts(const float *x, int ldx, const struct qlinear *q, int n);
 typedef void (*qlinear_dequant_fn)(float *w, int ldw, const struct qlinear *q, int o0, int o1);
 typedef void (*qlinear_gemv_fn)(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b,
                                 int n, int o0, int o1, int accumulate);
+/* The portable family works a chunk at a time: w[0..QL_CHUNK) = the dequantized weights of chunk c
+ * of row o (0 past n_in), any group size; the loops over chunks are shared (qlinear.c). */
+typedef void (*ql_chunk_fn)(float *w, const struct qlinear *q, int o, int c);
+void qwint_chunk(float *w, const struct qlinear *q, int o, int c);
+void qfp8_chunk(float *w, const struct qlinear *q, int o, int c);
+void qlinear_dequant_chunks(float *w, int ldw, const struct qlinear *q, int o0, int o1, ql_chunk_fn chunk);
+void qlinear_gemv_chunks(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                         int o0, int o1, int accumulate, ql_chunk_fn chunk);
 void qwint_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1);
 void qfp8_dequant_portable(float *w, int ldw, const struct qlinear *q, int o0, int o1);
 void qwint_gemv_portable(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
