@@ -18,7 +18,8 @@
  *                 (QA_FP8_TENSOR): codes decode exactly (SIMD: through IEEE half precision), the
  *                 same two paths as QWINT, products and sums in fp32.
  * Float kinds multiply exactly the weights qweight_dequantize gives and match the reference within
- * a bound derived from fp32 rounding (tests/test_qlinear.c).
+ * a bound derived from fp32 rounding (tests/test_qlinear.c). Act order (qweight g_idx): the payload
+ * keeps its columns sorted by group and each call permutes its input to match.
  *
  * Kernels are chosen at run time: the best the CPU has (AVX-512 VNNI, AVX2, portable C), capped by
  * the environment variable SMELT_QKERNEL=portable|avx2|avx512 or by qlinear_set_isa (tests). */

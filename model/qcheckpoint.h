@@ -10,15 +10,16 @@
  *                       int-quantized (integer weights x int8 per-token activations: weight int8
  *                         = q - 2^(bits-1), weight_scale, asymmetric: weight_zero_point int8);
  *                       float-quantized (FP8 E4M3 weight, weight_scale [out, 1] per channel or [1]
- *                         per tensor; activations none or FP8 dynamic per token).
+ *                         per tensor; activations none, or FP8 dynamic per token or per tensor).
  *                       Scales are written F32 (exactly what smelt evaluated); the dense tensors
  *                       in the dtype asked for. Unquantized linears are listed in "ignore".
  *   gptq                (AutoGPTQ / GPTQModel "v1" layout, W4A16 and such) per linear qweight int32
  *                       [in / (32 / bits), out] (codes along the input dimension, lowest bits
  *                       first), qzeros int32 [n_groups, out / (32 / bits)] holding (zero - 1) mod
  *                       2^bits along the output dimension, scales F16 [n_groups, out], g_idx int32
- *                       [in] = column / group_size; quantization_config {quant_method gptq, bits,
- *                       group_size (-1: per channel), desc_act false, sym}. Bits 2, 4 or 8.
+ *                       [in] = column / group_size, or each column's group (act order: qweight's
+ *                       g_idx); quantization_config {quant_method gptq, bits, group_size (-1: per
+ *                       channel), desc_act (true when a linear regroups), sym}. Bits 2, 4 or 8.
  *   gguf                llama.cpp (Q8_0 / Q4_0 / Q4_1): not yet (needs the GGUF writer).
  *
  * Loading reads every one of them back into qweights, bit for bit. */
