@@ -1,6 +1,7 @@
-/* cmd_generate.c: `smelt generate MODEL [--tokenizer FILE] [--prompt TEXT] [--max-tokens N]
- * [--temperature T] [--top-p P] [--seed S] [--threads N]`: text generation with the CPU engine
- * and a KV cache, printed on stdout as it is produced; statistics on stderr. */
+/* cmd_generate.c: `smelt generate MODEL [--tokenizer FILE] [--prompt TEXT | --chat MESSAGE
+ * [--system TEXT]] [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--threads N]`: text
+ * generation with the CPU engine and a KV cache, printed on stdout as it is produced; statistics
+ * on stderr. --chat renders the message with the model's chat template (model/chat.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "kernels/threads.h"
+#include "model/chat.h"
 #include "model/checkpoint.h"
 #include "model/model_load.h"
 #include "model/qmodel.h"
@@ -20,7 +22,7 @@
 #include "model/tokenizer.h"
 
 typedef struct {
-    const char *model, *tokenizer, *prompt;
+    const char *model, *tokenizer, *prompt, *chat, *system;
     long max_tokens;
     double temperature, top_p;
     unsigned long long seed;
@@ -51,12 +53,15 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         long l;
-        if (!strcmp(a, "--tokenizer") || !strcmp(a, "--prompt") || !strcmp(a, "--max-tokens") ||
+        if (!strcmp(a, "--tokenizer") || !strcmp(a, "--prompt") || !strcmp(a, "--chat") || !strcmp(a, "--system") ||
+            !strcmp(a, "--max-tokens") ||
             !strcmp(a, "--temperature") || !strcmp(a, "--top-p") || !strcmp(a, "--seed") || !strcmp(a, "--threads")) {
             if (!v) return cli_usage_error("generate", "%s needs a value", a);
             i++;
             if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
             else if (!strcmp(a, "--prompt")) o->prompt = v;
+            else if (!strcmp(a, "--chat")) o->chat = v;
+            else if (!strcmp(a, "--system")) o->system = v;
             else if (!strcmp(a, "--max-tokens")) {
                 if (parse_long(v, 1, 1L << 30, &o->max_tokens))
                     return cli_usage_error("generate", "--max-tokens '%s': expected a positive integer", v);
@@ -83,7 +88,10 @@ static int parse_args(int argc, char **argv, gen_opts *o) {
             return cli_usage_error("generate", "unexpected argument '%s' (quote a prompt and pass it with --prompt)", a);
         }
     }
-    if (!o->model) return cli_usage_error("generate", "which model? give a Hugging Face folder or a llama2.c .bin");
+    if (!o->model)
+        return cli_usage_error("generate", "which model? give a Hugging Face folder, a .gguf file or a llama2.c .bin");
+    if (o->prompt && o->chat) return cli_usage_error("generate", "give --prompt or --chat, not both");
+    if (o->system && !o->chat) return cli_usage_error("generate", "--system goes with --chat");
     return 0;
 }
 
@@ -102,12 +110,33 @@ static int print_new_text(const tokenizer *tok, const int32_t *ids, size_t n, si
     return 0;
 }
 
-static int is_stop(const model_config *c, const tokenizer *tok, int id, int llama2c) {
+static int is_stop(const model_config *c, const tokenizer *tok, int id, int llama2c, int chat) {
     if (id == c->eos_id || id == tokenizer_eos_id(tok)) return 1;
+    /* a chat turn ends with the template's end-of-turn token */
+    if (chat && (id == tokenizer_token_id(tok, "<|im_end|>") || id == tokenizer_token_id(tok, "<|eot_id|>"))) return 1;
     for (int i = 0; i < c->n_eos; i++)
         if (id == c->eos_ids[i]) return 1;
     /* llama2.c models mark the start of the next document with BOS (run.c stops there too) */
     return llama2c && id == c->bos_id;
+}
+
+/* The chat message (after the optional system message) rendered with the model's template. */
+static int encode_chat(const tokenizer *tok, const gen_opts *o, int32_t **ids, size_t *n) {
+    chat_template t;
+    if (chat_template_parse(&t, tokenizer_chat_template(tok))) return err_prefix("--chat: ");
+    chat_message m[2];
+    int k = 0;
+    if (o->system) m[k++] = (chat_message){"system", o->system};
+    m[k++] = (chat_message){"user", o->chat};
+    strbuf sb = STRBUF_INIT;
+    size_t bl = 0;
+    const char *bos = tokenizer_bos_id(tok) >= 0 ? tokenizer_piece(tok, tokenizer_bos_id(tok), &bl) : NULL;
+    char *bos_text = bos ? strndup(bos, bl) : NULL;
+    int rc = chat_render(&sb, &t, m, k, 1, bos_text) || tokenizer_encode(tok, sb_str(&sb), sb.len, ids, n) ? -1 : 0;
+    free(bos_text);
+    sb_free(&sb);
+    chat_template_free(&t);
+    return rc;
 }
 
 static int generate(const gen_opts *o) {
@@ -126,10 +155,11 @@ static int generate(const gen_opts *o) {
     err_clear();
     const char *tok_spec = o->tokenizer;
     if (!tok_spec) {
-        if (!fs_is_dir(o->model))
-            return err_set(ERR_INPUT, "%s is not a folder, so no tokenizer sits beside it; pass --tokenizer FILE",
+        if (!fs_is_dir(o->model) && checkpoint_detect(o->model) != CKPT_GGUF)
+            return err_set(ERR_INPUT, "%s is not a folder or a GGUF file, so it carries no tokenizer; pass --tokenizer FILE",
                            o->model);
-        tok_spec = o->model;
+        err_clear();
+        tok_spec = o->model; /* a folder's tokenizer files, or the GGUF file's own metadata */
     }
     if (model_load(&m, o->model)) return -1;
     const model_config cfg = m.cfg;
@@ -140,8 +170,12 @@ static int generate(const gen_opts *o) {
                 tokenizer_vocab_size(tok), cfg.vocab);
         goto done;
     }
-    if (o->prompt && tokenizer_encode(tok, o->prompt, strlen(o->prompt), &prompt, &n_prompt)) goto done;
-    int bos = tokenizer_bos_id(tok) >= 0 ? tokenizer_bos_id(tok) : cfg.bos_id;
+    if (o->chat ? encode_chat(tok, o, &prompt, &n_prompt)
+                : o->prompt && tokenizer_encode(tok, o->prompt, strlen(o->prompt), &prompt, &n_prompt))
+        goto done;
+    /* BOS when the tokenizer says the model expects it (a chat template writes its own) */
+    int bos = -1;
+    if (!o->chat) bos = tokenizer_bos_id(tok) < 0 ? cfg.bos_id : tokenizer_add_bos(tok) ? tokenizer_bos_id(tok) : -1;
     long n_ctx = (long)n_prompt + (bos >= 0) + o->max_tokens;
     if (cfg.max_pos > 0 && n_ctx > cfg.max_pos) {
         if ((long)n_prompt + (bos >= 0) >= cfg.max_pos) {
@@ -172,7 +206,7 @@ static int generate(const gen_opts *o) {
     size_t n_new = 0;
     while ((long)n < n_ctx) {
         int next = sampler_sample(&smp, logits);
-        if (is_stop(&cfg, tok, next, llama2c)) break;
+        if (is_stop(&cfg, tok, next, llama2c, o->chat != NULL)) break;
         ids[n++] = next;
         n_new++;
         if (print_new_text(tok, ids, n, &printed)) goto done;

@@ -1,8 +1,8 @@
 /* cmd_inspect.c: `smelt inspect MODEL [--json]`: architecture, per-layer sizes, parameter
- * count, dtypes and files on disk of an HF folder/safetensors or a llama2.c .bin, and whether
- * the tensors match the config (shapes only: nothing is loaded into memory). A quantized HF
- * checkpoint (compressed-tensors, GPTQ) is read whole by the loader that runs it (qcheckpoint.h):
- * its check is that read, and its quantized linears are summarized. */
+ * count, dtypes and files on disk of an HF folder/safetensors, a GGUF file or a llama2.c .bin,
+ * and whether the tensors match the config (shapes only: nothing is loaded into memory). A
+ * quantized HF checkpoint (compressed-tensors, GPTQ) is read whole by the loader that runs it
+ * (qcheckpoint.h): its check is that read, and its quantized linears are summarized. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 #include "common/fsutil.h"
 #include "common/strbuf.h"
 #include "model/checkpoint.h"
+#include "model/gguf_model.h"
 #include "model/hfconfig.h"
 #include "model/qcheckpoint.h"
 #include "model/qmodel.h"
@@ -27,6 +28,7 @@ typedef struct {
     char **file_names;
     uint64_t *file_bytes;
     uint64_t dtype_tensors[ST_N_DTYPES], dtype_bytes[ST_N_DTYPES];
+    uint64_t ggml_tensors[GGML_N_TYPES], ggml_bytes[GGML_N_TYPES]; /* GGUF: by ggml type */
     char check[512]; /* "ok" or the first problem */
     char qformat[96]; /* quantized checkpoints: "compressed-tensors pack-quantized"; "" when dense */
     char quant[512];  /* quantized checkpoints: model_quant_summary */
@@ -91,6 +93,29 @@ static void check_shapes(inspect_info *in, const st_set *s) {
     free(wt);
 }
 
+static int gather_gguf(inspect_info *in) {
+    gguf_file f;
+    if (gguf_open(&f, in->path)) return -1;
+    int rc = -1;
+    if (gguf_model_config(&f, &in->cfg)) goto out;
+    in->n_params = weights_count(&in->cfg);
+    for (int64_t i = 0; i < f.n_tensors; i++) {
+        in->ggml_tensors[f.tensors[i].type]++;
+        in->ggml_bytes[f.tensors[i].type] += f.tensors[i].n_bytes;
+    }
+    if (gguf_model_check(&f, &in->cfg)) {
+        snprintf(in->check, sizeof in->check, "%s", err_msg());
+        err_clear();
+    } else {
+        snprintf(in->check, sizeof in->check, "ok");
+    }
+    const char *base = strrchr(in->path, '/') ? strrchr(in->path, '/') + 1 : in->path;
+    rc = add_file(in, base, f.size);
+out:
+    gguf_close(&f);
+    return rc;
+}
+
 /* A quantized checkpoint: read it as model_load does; the check is whether that succeeds. */
 static void check_quantized(inspect_info *in) {
     model_config cfg;
@@ -112,6 +137,7 @@ static void check_quantized(inspect_info *in) {
 static int gather(inspect_info *in) {
     in->fmt = checkpoint_detect(in->path);
     if (in->fmt == CKPT_UNKNOWN) return -1;
+    if (in->fmt == CKPT_GGUF) return gather_gguf(in);
     if (in->fmt == CKPT_LLAMA2C) {
         uint64_t bytes = 0;
         if (llama2c_read_config(in->path, &in->cfg) || file_size(in->path, &bytes)) return -1;
@@ -164,7 +190,8 @@ done:
 static void print_text(const inspect_info *in) {
     const model_config *c = &in->cfg;
     uint64_t total = 0;
-    printf("model:        %s (%s)\n", in->path, in->fmt == CKPT_LLAMA2C ? "llama2.c checkpoint" : "Hugging Face safetensors");
+    printf("model:        %s (%s)\n", in->path,
+           in->fmt == CKPT_LLAMA2C ? "llama2.c checkpoint" : in->fmt == CKPT_GGUF ? "GGUF" : "Hugging Face safetensors");
     printf("architecture: %s (%s)\n", c->model_type, strcmp(c->model_type, "qwen2") ? "LlamaForCausalLM" : "Qwen2ForCausalLM");
     printf("hidden %d, layers %d, heads %d, kv heads %d, head_dim %d, intermediate %d, vocab %d\n", c->hidden,
            c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim, c->intermediate, c->vocab);
@@ -186,6 +213,10 @@ static void print_text(const inspect_info *in) {
         if (in->dtype_tensors[d])
             printf("  %-8s %6llu tensors  %14llu bytes\n", st_dtype_name((st_dtype)d),
                    (unsigned long long)in->dtype_tensors[d], (unsigned long long)in->dtype_bytes[d]);
+    for (int t = 0; t < GGML_N_TYPES; t++)
+        if (in->ggml_tensors[t])
+            printf("  %-8s %6llu tensors  %14llu bytes\n", ggml_type_name((ggml_type)t),
+                   (unsigned long long)in->ggml_tensors[t], (unsigned long long)in->ggml_bytes[t]);
     printf("files:\n");
     for (int i = 0; i < in->n_files; i++) {
         printf("  %-40s %14llu bytes\n", in->file_names[i], (unsigned long long)in->file_bytes[i]);
@@ -211,7 +242,7 @@ static int print_json(const inspect_info *in) {
     int rc = sb_puts(&sb, "{\"path\": ");
     rc |= sb_json_string(&sb, in->path);
     rc |= sb_printf(&sb, ", \"format\": \"%s\", \"model_type\": \"%s\", \"architecture\": \"%s\"",
-                    in->fmt == CKPT_LLAMA2C ? "llama2c" : "hf", c->model_type,
+                    in->fmt == CKPT_LLAMA2C ? "llama2c" : in->fmt == CKPT_GGUF ? "gguf" : "hf", c->model_type,
                     strcmp(c->model_type, "qwen2") ? "LlamaForCausalLM" : "Qwen2ForCausalLM");
     rc |= sb_printf(&sb, ", \"hidden_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
                     "\"num_key_value_heads\": %d, \"head_dim\": %d, \"intermediate_size\": %d, \"vocab_size\": %d",
@@ -238,6 +269,13 @@ static int print_json(const inspect_info *in) {
             rc |= sb_printf(&sb, "%s\"%s\": {\"tensors\": %llu, \"bytes\": %llu}", first ? "" : ", ",
                             st_dtype_name((st_dtype)d), (unsigned long long)in->dtype_tensors[d],
                             (unsigned long long)in->dtype_bytes[d]);
+            first = 0;
+        }
+    for (int t = 0; t < GGML_N_TYPES; t++)
+        if (in->ggml_tensors[t]) {
+            rc |= sb_printf(&sb, "%s\"%s\": {\"tensors\": %llu, \"bytes\": %llu}", first ? "" : ", ",
+                            ggml_type_name((ggml_type)t), (unsigned long long)in->ggml_tensors[t],
+                            (unsigned long long)in->ggml_bytes[t]);
             first = 0;
         }
     rc |= sb_puts(&sb, "}, \"files\": [");
@@ -276,7 +314,8 @@ int cmd_inspect(int argc, char **argv) {
         else if (!in.path) in.path = argv[i];
         else return cli_usage_error("inspect", "unexpected argument '%s'", argv[i]);
     }
-    if (!in.path) return cli_usage_error("inspect", "expected MODEL (a folder, .safetensors, index .json or llama2.c .bin)");
+    if (!in.path)
+        return cli_usage_error("inspect", "expected MODEL (a folder, .safetensors, index .json, .gguf or llama2.c .bin)");
     int rc = gather(&in);
     if (!rc) {
         if (json) rc = print_json(&in);

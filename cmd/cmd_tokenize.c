@@ -27,6 +27,7 @@ static const char *format_name(tokenizer_format_t f) {
     case TOKENIZER_TIKTOKEN: return "tiktoken";
     case TOKENIZER_LLAMA2C: return "llama2.c";
     case TOKENIZER_BUILTIN_BYTES: return "builtin:bytes";
+    case TOKENIZER_GGUF: return "gguf";
     }
     return "?";
 }

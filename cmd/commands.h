@@ -91,40 +91,48 @@ int cmd_slurm_stage(int argc, char **argv);
      "usage: smelt checkout RUN STAGE[.OUTPUT] -o DIR [--store DIR]\n\n"                                            \
      "Writes the files of the stage's output artifact (its main output unless .OUTPUT names another)\n"             \
      "into DIR, verifying every digest.\n\n" STORE_HELP "  -o DIR        the directory to write\n", 0},                \
-    {"convert", cmd_convert, "convert a checkpoint (llama2.c .bin, HF safetensors) to a Hugging Face folder", \
-     "usage: smelt convert IN OUT [--dtype bf16|fp32|fp16]\n\n" \
+    {"convert", cmd_convert, "convert a checkpoint (llama2.c, HF safetensors, GGUF) to a Hugging Face folder or GGUF", \
+     "usage: smelt convert IN OUT [--dtype D] [--tokenizer SPEC]\n\n" \
      "Loads IN (a Hugging Face folder, a .safetensors file or model.safetensors.index.json with\n" \
-     "config.json beside it, or a llama2.c .bin) and writes OUT/config.json,\n" \
-     "OUT/generation_config.json and OUT/model.safetensors, which transformers, vLLM and SGLang\n" \
-     "load. llama2.c q/k weights are permuted to Hugging Face's RoPE layout. Tokenizer files of an\n" \
-     "HF folder are copied as they are; a llama2.c tokenizer.bin is not converted.\n\n" \
-     "  --dtype D   bf16 (round to nearest even), fp32 or fp16; default: the source's float dtype\n" \
-     "              (fp32 for llama2.c and mixed sources)\n\n" \
+     "config.json beside it, a GGUF file, or a llama2.c .bin). When OUT ends in .gguf, writes a\n" \
+     "GGUF file llama.cpp loads (metadata, tokenizer, llama.cpp's tensor names and q/k layout);\n" \
+     "otherwise OUT/config.json, OUT/generation_config.json and OUT/model.safetensors, which\n" \
+     "transformers, vLLM and SGLang load. llama2.c and GGUF q/k weights are permuted to Hugging\n" \
+     "Face's RoPE layout. Tokenizer files of an HF folder are copied as they are; a GGUF's\n" \
+     "tokenizer is written as tokenizer.json + tokenizer_config.json (with its chat template).\n\n" \
+     "  --dtype D        folder: bf16 (round to nearest even), fp32 or fp16; GGUF: f32, f16, bf16,\n" \
+     "                   q8_0, q4_0 or q4_1 (norms stay f32). Default: the source's float dtype (fp32\n" \
+     "                   for llama2.c, GGUF and mixed sources)\n" \
+     "  --tokenizer SPEC the tokenizer to write with the model (default: IN's own, if any)\n\n" \
      "Exit status: 0 ok, 1 I/O failure, 2 bad usage or a bad/damaged checkpoint.\n", 0}, \
     {"generate", cmd_generate, "generate text with a model (CPU engine, KV cache)", \
-     "usage: smelt generate MODEL [--tokenizer FILE] [--prompt TEXT] [--max-tokens N]\n" \
-     "                      [--temperature T] [--top-p P] [--seed S] [--threads N]\n\n" \
-     "Loads MODEL (a Hugging Face folder, a .safetensors file with config.json beside it, or a\n" \
-     "llama2.c .bin), encodes the prompt after BOS (without --prompt it starts from BOS alone) and\n" \
-     "prints the prompt and the generated text on stdout as it is produced; it stops at EOS (for\n" \
-     "llama2.c models also at BOS, which starts the next document) or after N new tokens.\n" \
-     "Statistics (prompt time, tokens/s) go to stderr.\n\n" \
-     "  --tokenizer FILE  tokenizer.json, vocab.json, tiktoken .model, llama2.c tokenizer.bin, or a\n" \
-     "                    folder holding one; default: MODEL when it is a folder\n" \
+     "usage: smelt generate MODEL [--tokenizer FILE] [--prompt TEXT | --chat MESSAGE [--system TEXT]]\n" \
+     "                      [--max-tokens N] [--temperature T] [--top-p P] [--seed S] [--threads N]\n\n" \
+     "Loads MODEL (a Hugging Face folder, a .safetensors file with config.json beside it, a .gguf\n" \
+     "file or a llama2.c .bin), encodes the prompt after BOS when the tokenizer adds one (without\n" \
+     "--prompt it starts from BOS alone) and prints the prompt and the generated text on stdout as\n" \
+     "it is produced; it stops at EOS (for llama2.c models also at BOS, which starts the next\n" \
+     "document) or after N new tokens. Statistics (prompt time, tokens/s) go to stderr.\n\n" \
+     "  --tokenizer FILE  tokenizer.json, vocab.json, tiktoken .model, llama2.c tokenizer.bin, a GGUF\n" \
+     "                    file, or a folder holding one; default: MODEL when it is a folder or a GGUF\n" \
      "  --prompt TEXT     text to continue\n" \
+     "  --chat MESSAGE    a user message rendered with the model's chat template (ChatML or Llama 3)\n" \
+     "                    and the assistant's turn; generation stops at the end of the turn\n" \
+     "  --system TEXT     the system message of --chat (default: the template's own, if any)\n" \
      "  --max-tokens N    new tokens at most (default 256; capped by max_position_embeddings)\n" \
      "  --temperature T   0 is greedy (argmax); default 1.0\n" \
      "  --top-p P         nucleus sampling in (0, 1]; default 1.0 (the whole distribution)\n" \
      "  --seed S          RNG seed of the sampler (default 1234: runs are reproducible)\n" \
      "  --threads N       CPU threads (default: the cores this process may use)\n\n" \
-     "Example:\n" \
+     "Examples:\n" \
      "  smelt generate ../shared/models/stories260K/stories260K.bin \\\n" \
-     "      --tokenizer ../shared/models/stories260K/tok512.bin --temperature 0\n\n" \
+     "      --tokenizer ../shared/models/stories260K/tok512.bin --temperature 0\n" \
+     "  smelt generate SmolLM2-135M-Instruct.Q4_1.gguf --chat 'What is the capital of France?' --temperature 0\n\n" \
      "Exit status: 0 ok, 1 failure, 2 bad usage, a bad model or tokenizer.\n", 0}, \
     {"inspect", cmd_inspect, "show a checkpoint's architecture, sizes, dtypes and files", \
      "usage: smelt inspect MODEL [--json]\n\n" \
      "MODEL: a Hugging Face folder, a .safetensors file or model.safetensors.index.json (with\n" \
-     "config.json beside it), or a llama2.c .bin. Prints the architecture, per-layer sizes, the\n" \
+     "config.json beside it), a GGUF file or a llama2.c .bin. Prints the architecture, per-layer sizes, the\n" \
      "parameter count, the dtypes and files on disk, and whether every tensor has the shape the\n" \
      "config implies (\"check\"; nothing is loaded into memory).\n\n" \
      "  --json      one JSON object on stdout\n\n" \

@@ -8,21 +8,57 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
 #include "common/strbuf.h"
 
-int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len) {
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_errno("cannot open %s", path);
-    struct stat st;
-    if (fstat(fd, &st)) {
-        close(fd);
+/* Opens path read-only and stats it; 0, or -1 with nothing left open. */
+static int open_stat(const char *path, int *fd, struct stat *st) {
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0) return err_errno("cannot open %s", path);
+    if (fstat(*fd, st)) {
+        close(*fd);
         return err_errno("cannot stat %s", path);
     }
+    return 0;
+}
+
+int fs_map_file(const char *path, const char *kind, void **map, size_t *len) {
+    *map = NULL;
+    *len = 0;
+    int fd;
+    struct stat st;
+    if (open_stat(path, &fd, &st)) return -1;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(ERR_INPUT, "%s is not a regular file; expected %s", path, kind);
+    }
+    size_t n = (size_t)st.st_size;
+    if (n > 0) {
+        void *m = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) {
+            close(fd);
+            return err_errno("cannot mmap %s (%zu bytes)", path, n);
+        }
+        *map = m;
+    }
+    close(fd);
+    *len = n;
+    return 0;
+}
+
+void fs_unmap(void *map, size_t len) {
+    if (map) munmap(map, len);
+}
+
+int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len) {
+    *out = NULL;
+    int fd;
+    struct stat st;
+    if (open_stat(path, &fd, &st)) return -1;
     if (S_ISDIR(st.st_mode)) {
         close(fd);
         return err_set(ERR_INPUT, "%s is a directory, expected a file", path);

@@ -10,6 +10,11 @@
  * when the file is larger than max_bytes (0: no limit). */
 int fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
 
+/* Maps a regular file read-only (private mapping): *map is NULL for an empty file. `kind` says
+ * what was expected ("a .gguf file") when path is not a regular file. Unmap with fs_unmap. */
+int fs_map_file(const char *path, const char *kind, void **map, size_t *len);
+void fs_unmap(void *map, size_t len); /* NULL is a no-op */
+
 /* write(2) until all n bytes are written (retrying on EINTR); 0 or -1 with errno set. */
 int fs_write_all(int fd, const void *data, size_t n);
 

@@ -14,6 +14,8 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/strbuf.h"
+#include "model/gguf.h"
+#include "model/gguf_model.h"
 #include "model/hfconfig.h"
 #include "model/qcheckpoint.h"
 
@@ -31,6 +33,11 @@ ckpt_format checkpoint_detect(const char *path) {
         return CKPT_UNKNOWN;
     }
     if (str_ends_with(path, ".safetensors") || str_ends_with(path, ".json")) return CKPT_HF;
+    if (gguf_sniff(path)) return CKPT_GGUF;
+    if (str_ends_with(path, ".gguf")) {
+        err_set(ERR_INPUT, "%s does not start with the GGUF magic: it is not a GGUF file (truncated download?)", path);
+        return CKPT_UNKNOWN;
+    }
     /* a safetensors file under another name: 8-byte length then '{' */
     unsigned char head[9];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -202,8 +209,23 @@ int checkpoint_load(const char *path, model_config *cfg, model_weights *w) {
         return load_hf(path, cfg, w, NULL, NULL);
     }
     case CKPT_LLAMA2C: return llama2c_load(path, cfg, w);
+    case CKPT_GGUF: return gguf_model_load(path, cfg, w);
     default: return -1;
     }
+}
+
+int checkpoint_read_config(const char *path, model_config *cfg) {
+    ckpt_format f = checkpoint_detect(path);
+    if (f == CKPT_LLAMA2C) return llama2c_read_config(path, cfg);
+    if (f == CKPT_GGUF) return gguf_model_read_config(path, cfg);
+    if (f != CKPT_HF) return -1;
+    /* a folder, or a .safetensors / index / config.json file: config.json sits in its folder */
+    char *dir = fs_is_dir(path) ? xstrdup(path) : fs_dir_of(path);
+    char *cp = dir ? fs_join(dir, "config.json") : NULL;
+    int rc = cp ? hfconfig_load(cfg, cp) : -1;
+    free(cp);
+    free(dir);
+    return rc;
 }
 
 static const char *torch_dtype_name(st_dtype d) {

@@ -1,6 +1,7 @@
 /* checkpoint.h: loading and saving whole models. Hugging Face folders (config.json +
- * model.safetensors or shards) in F32/F16/BF16, and llama2.c .bin checkpoints (converted to the
- * Hugging Face layout, q/k rows permuted for HF's rotate_half RoPE). Weights are fp32 in memory. */
+ * model.safetensors or shards) in F32/F16/BF16, llama2.c .bin checkpoints (converted to the
+ * Hugging Face layout, q/k rows permuted for HF's rotate_half RoPE), and GGUF files (llama.cpp:
+ * llama and qwen2 architectures, any format of model/gguf_quants.h). Weights are fp32 in memory. */
 #ifndef SMELT_MODEL_CHECKPOINT_H
 #define SMELT_MODEL_CHECKPOINT_H
 
@@ -12,6 +13,7 @@ typedef enum {
     CKPT_UNKNOWN = 0,
     CKPT_HF,      /* a folder with config.json, or a .safetensors / index .json beside one */
     CKPT_LLAMA2C, /* a llama2.c legacy (version 0) .bin file */
+    CKPT_GGUF,    /* a GGUF file (starts with "GGUF") */
 } ckpt_format;
 
 /* Which loader a path needs (by what exists there and the first bytes); CKPT_UNKNOWN with
@@ -19,13 +21,16 @@ typedef enum {
 ckpt_format checkpoint_detect(const char *path);
 
 /* Loads a model: path is an HF folder, a .safetensors file or model.safetensors.index.json
- * (config.json is read from the same folder), or a llama2.c .bin. Fills cfg and allocates w
+ * (config.json is read from the same folder), a llama2.c .bin or a .gguf file. Fills cfg and allocates w
  * (weights_alloc: one allocation; the caller frees it with weights_free). Every expected
  * tensor must be present with the shape the config implies (the message names the tensor and
  * both shapes); unexpected tensors are an error (listed); a tied lm_head may be absent or equal
  * to the embedding. A quantized HF checkpoint (qcheckpoint.h) is refused with a message saying
  * where it runs (model_load). On failure w is left empty. 0 or -1. */
 int checkpoint_load(const char *path, model_config *cfg, model_weights *w);
+
+/* The config of a checkpoint of any format, without loading its weights. 0 or -1. */
+int checkpoint_read_config(const char *path, model_config *cfg);
 
 /* For quantized checkpoints (qcheckpoint.c): loads the fp32 tensors of an HF checkpoint as
  * checkpoint_load does, except the tensors for which skip(ctx, name) returns nonzero: an expected

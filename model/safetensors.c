@@ -342,30 +342,12 @@ fail:
 
 int st_open(st_file *f, const char *path) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_errno("cannot open %s", path);
-    struct stat st;
-    if (fstat(fd, &st)) {
-        close(fd);
-        return err_errno("cannot stat %s", path);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(ERR_INPUT, "%s is not a regular file; expected a .safetensors file", path);
-    }
-    size_t len = (size_t)st.st_size;
-    void *map = NULL;
-    if (len > 0) {
-        map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            close(fd);
-            return err_errno("cannot mmap %s (%zu bytes)", path, len);
-        }
-    }
-    close(fd);
+    void *map;
+    size_t len;
+    if (fs_map_file(path, "a .safetensors file", &map, &len)) return -1;
     static const uint8_t empty[1];
     if (st_parse(f, map ? map : empty, len, path)) {
-        if (map) munmap(map, len);
+        fs_unmap(map, len);
         return -1;
     }
     f->map = map;
@@ -380,7 +362,7 @@ void st_close(st_file *f) {
     if (f->meta)
         for (int i = 0; i < 2 * f->n_meta; i++) free(f->meta[i]);
     free(f->meta);
-    if (f->map) munmap(f->map, f->map_len);
+    fs_unmap(f->map, f->map_len);
     free(f->path);
     memset(f, 0, sizeof *f);
 }

@@ -3,7 +3,8 @@
  * llama2.c tokenizer.bin (score-merged pieces) and a built-in byte tokenizer (builtin:bytes).
  *
  * A loaded tokenizer is read-only: encode/decode may run from several threads at once.
- * Encoding does not add BOS/EOS: callers prepend tokenizer_bos_id() themselves.
+ * Encoding does not add BOS/EOS: callers prepend tokenizer_bos_id() themselves when
+ * tokenizer_add_bos() says the model expects it.
  * Added and special tokens written in the text ("<|eot_id|>") are recognized and never split.
  * Invalid UTF-8 is not an error: byte-level tokenizers encode the offending bytes as byte
  * tokens and llama2.c tokenizers use their <0xXX> byte-fallback pieces, so that
@@ -23,7 +24,8 @@ typedef enum {
     TOKENIZER_HF_VOCAB,     /* vocab.json + merges.txt (+ tokenizer_config.json) */
     TOKENIZER_TIKTOKEN,     /* tiktoken .model: "base64 rank" lines */
     TOKENIZER_LLAMA2C,      /* llama2.c tokenizer.bin */
-    TOKENIZER_BUILTIN_BYTES /* builtin:bytes */
+    TOKENIZER_BUILTIN_BYTES, /* builtin:bytes */
+    TOKENIZER_GGUF          /* the tokenizer.ggml.* metadata of a GGUF file (gpt2 byte-level BPE or llama SPM) */
 } tokenizer_format_t;
 
 /* Ids of builtin:bytes: bytes 0..255 are ids 0..255, then these. */
@@ -37,8 +39,9 @@ enum {
 };
 
 /* Loads a tokenizer. spec: a path to a tokenizer.json, a vocab.json (merges.txt beside it;
- * tokenizer_config.json beside it when present), a tiktoken .model, a llama2.c .bin, a
- * directory holding one of these (tried in that order), or "builtin:bytes".
+ * tokenizer_config.json beside it when present), a tiktoken .model, a llama2.c .bin, a GGUF
+ * file (its tokenizer.ggml.* metadata), a directory holding one of these (tokenizer.gguf,
+ * tokenizer.json, vocab.json, tokenizer.model, tokenizer.bin: the first found), or "builtin:bytes".
  * On failure *out is NULL and the error slot names the file and the fault. */
 int tokenizer_load(tokenizer **out, const char *spec);
 void tokenizer_free(tokenizer *tok);
@@ -60,6 +63,11 @@ int32_t tokenizer_vocab_size(const tokenizer *tok); /* max id + 1, added tokens 
  * for example " yes" or "<|eot_id|>"; -1 when absent. */
 int32_t tokenizer_token_id(const tokenizer *tok, const char *piece);
 int32_t tokenizer_bos_id(const tokenizer *tok); /* -1 when the tokenizer has none */
+/* 1 when text for the model starts with BOS (it has one, and its files do not say otherwise:
+ * GGUF tokenizer.ggml.add_bos_token, a tokenizer.json post-processor that adds no BOS). */
+int tokenizer_add_bos(const tokenizer *tok);
+/* The model's chat template (Jinja text from GGUF or tokenizer_config.json), or NULL. */
+const char *tokenizer_chat_template(const tokenizer *tok);
 int32_t tokenizer_eos_id(const tokenizer *tok);
 int tokenizer_is_special(const tokenizer *tok, int32_t id); /* 1 for special tokens */
 tokenizer_format_t tokenizer_format(const tokenizer *tok);
@@ -70,5 +78,17 @@ const char *tokenizer_source(const tokenizer *tok); /* the path (or spec) it was
  * like this tokenizer. Supported for every byte-level format; llama2.c tokenizers fail with
  * ERR_INPUT. The output is deterministic (same tokenizer, same bytes). */
 int tokenizer_save_hf(const tokenizer *tok, const char *dir);
+
+/* GGUF: the tokenizer.ggml.* keys (model gpt2 with its pre-tokenizer name, or llama for
+ * SentencePiece; tokens, token types, merges or scores, BOS/EOS, add_bos_token, chat template)
+ * into a writer (model/gguf_write.h), or a vocabulary-only .gguf file that tokenizer_load reads
+ * back to the same tokenizer. ERR_INPUT for a byte-level tokenizer whose pre-tokenizer GGUF
+ * cannot name. */
+struct gguf_writer;
+int tokenizer_to_gguf(const tokenizer *tok, struct gguf_writer *w);
+/* The tokenizer of a GGUF file already open (model/gguf.h); tokenizer_load does this for paths. */
+struct gguf_file_s;
+int tokenizer_load_gguf_file(tokenizer **out, const struct gguf_file_s *f);
+int tokenizer_save_gguf(const tokenizer *tok, const char *path);
 
 #endif

@@ -45,7 +45,7 @@ static int parse_json(const char *path, const char *text, size_t len, cJSON **ou
 
 /* Converts a vocabulary string to the bytes it stands for; flags gets TOKF_RAW when it is not
  * a byte-level string. The result stays in sb (reset by the caller). */
-static int vocab_bytes(const char *s, strbuf *sb, unsigned *flags) {
+int tok_vocab_bytes(const char *s, strbuf *sb, unsigned *flags) {
     sb_reset(sb);
     int rc = tok_bytelevel_decode(s, strlen(s), sb);
     if (rc < 0) return -1;
@@ -66,7 +66,7 @@ static int define_vocab(tokenizer *tok, const cJSON *vocab, const char *what) {
                            TOK_MAX_VOCAB - 1);
         }
         unsigned flags = 0;
-        if (!it->string || vocab_bytes(it->string, &sb, &flags) ||
+        if (!it->string || tok_vocab_bytes(it->string, &sb, &flags) ||
             tok_define(tok, id, sb.buf ? sb.buf : "", sb.len, flags)) {
             sb_free(&sb);
             return err_prefix("%s: %s entry '%.64s': ", tok->source, what, it->string ? it->string : "");
@@ -77,11 +77,11 @@ static int define_vocab(tokenizer *tok, const cJSON *vocab, const char *what) {
 }
 
 /* One merge given as its two halves (vocabulary strings). */
-static int add_merge_strings(tokenizer *tok, const char *a, const char *b, int32_t rank, const char *where, strbuf *sb) {
+int tok_add_merge_strings(tokenizer *tok, const char *a, const char *b, int32_t rank, const char *where, strbuf *sb) {
     unsigned fa = 0, fb = 0;
-    if (vocab_bytes(a, sb, &fa)) return -1;
+    if (tok_vocab_bytes(a, sb, &fa)) return -1;
     int32_t ia = tok_lookup(tok, sb->buf ? sb->buf : "", sb->len);
-    if (vocab_bytes(b, sb, &fb)) return -1;
+    if (tok_vocab_bytes(b, sb, &fb)) return -1;
     int32_t ib = tok_lookup(tok, sb->buf ? sb->buf : "", sb->len);
     if (ia < 0 || ib < 0)
         return err_set(ERR_CORRUPT, "%s: merge %ld (%s) refers to the token '%.64s', which is not in the vocabulary; "
@@ -93,7 +93,7 @@ static int add_merge_strings(tokenizer *tok, const char *a, const char *b, int32
 }
 
 /* Splits "a b" at its one space (HF requires exactly two parts). */
-static int split_merge_line(char *line, char **a, char **b) {
+int tok_split_merge_line(char *line, char **a, char **b) {
     char *sp = strchr(line, ' ');
     if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' ')) return -1;
     *sp = 0;
@@ -159,6 +159,20 @@ static int read_config(const char *path, cJSON **cfg, char **cfg_path) {
     return 0;
 }
 
+/* chat_template: a string, or a list of {name, template} (the one named "default"). */
+static int config_chat_template(tokenizer *tok, const cJSON *cfg) {
+    const cJSON *ct = jget(cfg, "chat_template");
+    const char *text = cJSON_IsString(ct) ? ct->valuestring : NULL;
+    for (const cJSON *it = cJSON_IsArray(ct) ? ct->child : NULL; it && !text; it = it->next) {
+        const char *name = jstr(it, "name");
+        if (name && !strcmp(name, "default")) text = jstr(it, "template");
+    }
+    if (!text) return 0;
+    free(tok->chat_template);
+    tok->chat_template = xstrdup(text);
+    return tok->chat_template ? 0 : -1;
+}
+
 static int apply_config(tokenizer *tok, const cJSON *cfg, const char *cfg_path, int add_tokens) {
     if (add_tokens) {
         const cJSON *dec = jget(cfg, "added_tokens_decoder");
@@ -173,7 +187,11 @@ static int apply_config(tokenizer *tok, const cJSON *cfg, const char *cfg_path, 
         if (tok_build_index(tok)) return -1;
     }
     if (config_token(tok, cfg, "bos_token", cfg_path, &tok->bos)) return -1;
-    return config_token(tok, cfg, "eos_token", cfg_path, &tok->eos);
+    if (config_token(tok, cfg, "eos_token", cfg_path, &tok->eos)) return -1;
+    /* padding and unknown tokens are only carried to GGUF: one the vocabulary lacks is ignored */
+    if (config_token(tok, cfg, "pad_token", cfg_path, &tok->pad) || config_token(tok, cfg, "unk_token", cfg_path, &tok->unk))
+        err_clear();
+    return config_chat_template(tok, cfg);
 }
 
 /* ---- tokenizer.json ---- */
@@ -241,22 +259,33 @@ static int parse_normalizer(tokenizer *tok, const cJSON *n) {
                    type ? type : "?");
 }
 
-/* BOS from a TemplateProcessing post-processor whose single template starts with a special token. */
-static void post_processor_bos(tokenizer *tok, const cJSON *pp) {
+/* BOS from a TemplateProcessing post-processor whose single template starts with a special
+ * token; returns 1 when one does. */
+static int post_processor_bos(tokenizer *tok, const cJSON *pp) {
     const char *type = jstr(pp, "type");
-    if (!type) return;
+    if (!type) return 0;
     if (!strcmp(type, "Sequence")) {
+        int found = 0;
         for (const cJSON *it = jget(pp, "processors") ? jget(pp, "processors")->child : NULL; it; it = it->next)
-            post_processor_bos(tok, it);
-        return;
+            found |= post_processor_bos(tok, it);
+        return found;
     }
-    if (strcmp(type, "TemplateProcessing")) return;
+    if (strcmp(type, "TemplateProcessing")) return 0;
     const cJSON *single = jget(pp, "single");
     const cJSON *first = cJSON_IsArray(single) ? single->child : NULL;
     const char *name = jstr(jget(first, "SpecialToken"), "id");
-    if (!name) return;
+    if (!name) return 0;
     int32_t id = jid(cJSON_GetArrayItem(jget(jget(jget(pp, "special_tokens"), name), "ids"), 0));
-    if (id >= 0 && id < tok->n_vocab) tok->bos = id;
+    if (id < 0 || id >= tok->n_vocab) return 0;
+    tok->bos = id;
+    return 1;
+}
+
+/* BOS is added when the post-processor adds it; a post-processor that adds none (ByteLevel:
+ * GPT-2, Qwen2, SmolLM2) means no BOS. Files without one (older smelt saves) keep adding BOS. */
+static void apply_post_processor(tokenizer *tok, const cJSON *pp) {
+    if (!pp || cJSON_IsNull(pp)) return;
+    tok->add_bos = post_processor_bos(tok, pp);
 }
 
 int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t len) {
@@ -299,14 +328,14 @@ int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t
         if (cJSON_IsString(it)) {
             char *line = xstrdup(it->valuestring);
             if (!line) goto fail;
-            int bad = split_merge_line(line, &a, &b);
+            int bad = tok_split_merge_line(line, &a, &b);
             if (bad) err_set(ERR_CORRUPT, "%s: merge %ld '%.64s' is not two tokens separated by one space", path,
                              (long)rank, it->valuestring);
-            int rc = bad ? -1 : add_merge_strings(tok, a, b, rank, "model.merges", &sb);
+            int rc = bad ? -1 : tok_add_merge_strings(tok, a, b, rank, "model.merges", &sb);
             free(line);
             if (rc) goto fail;
         } else if (cJSON_GetArraySize(it) == 2 && cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
-            if (add_merge_strings(tok, it->child->valuestring, it->child->next->valuestring, rank, "model.merges", &sb))
+            if (tok_add_merge_strings(tok, it->child->valuestring, it->child->next->valuestring, rank, "model.merges", &sb))
                 goto fail;
         } else {
             err_set(ERR_CORRUPT, "%s: merge %ld is neither \"a b\" nor a list of two strings", path, (long)rank);
@@ -322,7 +351,7 @@ int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t
                            "of tokenizer.json smelt reads", path);
         goto fail;
     }
-    post_processor_bos(tok, jget(root, "post_processor"));
+    apply_post_processor(tok, jget(root, "post_processor"));
     if (tok_finish(tok, 1)) goto fail;
     if (read_config(path, &cfg, &cfg_path)) goto fail;
     if (cfg && apply_config(tok, cfg, cfg_path, 0)) goto fail;
@@ -360,12 +389,12 @@ static int read_merges_txt(tokenizer *tok, const char *path) {
         char *a, *b;
         if ((line_no == 1 && !strncmp(p, "#version", 8)) || !*p) {
             /* header or blank line */
-        } else if (split_merge_line(p, &a, &b)) {
+        } else if (tok_split_merge_line(p, &a, &b)) {
             rc = err_set(ERR_CORRUPT, "%s:%ld: '%.64s' is not two tokens separated by one space", path, line_no, p);
         } else {
             char where[64];
             snprintf(where, sizeof where, "merges.txt line %ld", line_no);
-            rc = add_merge_strings(tok, a, b, rank++, where, &sb);
+            rc = tok_add_merge_strings(tok, a, b, rank++, where, &sb);
         }
         p = end + 1;
     }

@@ -17,6 +17,7 @@
 #define TOK_MAX_PIECE 65536          /* bytes in one token */
 #define TOK_MAX_FILE (1u << 30)      /* bytes in one tokenizer file */
 #define TOK_MAX_STEPS 8              /* pre-tokenizer steps */
+#define TOK_MAX_MISSING_BYTES 32     /* byte tokens a byte-level vocabulary may lack */
 
 /* The regex patterns smelt knows by name (tiktoken and vocab.json files carry none). */
 #define TOK_PATTERN_LLAMA3                                                                          \
@@ -99,7 +100,11 @@ struct tokenizer {
     int spm;             /* llama2.c semantics: codepoint symbols, score merges, dummy prefix */
     int spm_space_id;    /* the " " piece of the dummy prefix (-1: none) */
     int32_t bos, eos;
+    int32_t unk, pad;    /* GGUF's unknown and padding ids (-1: none), written back to GGUF */
+    int add_bos;         /* callers prepend BOS (when there is one); GGUF and tokenizer.json can say no */
     char normalizer[16]; /* "" or "NFC" (recorded for saving; text is assumed already NFC) */
+    char pre[32];        /* the GGUF pre-tokenizer name it was loaded with ("smollm"), or "" */
+    char *chat_template; /* the Jinja chat template of the model (GGUF, tokenizer_config.json), or NULL */
 };
 
 /* Vocabulary building (tokenizer.c). */
@@ -117,7 +122,8 @@ int32_t tok_merge_find(const tokenizer *tok, int32_t left, int32_t right); /* in
 /* Merges for every vocabulary entry that is the concatenation of two entries (tiktoken,
  * llama2.c): ordered by result rank (prio = result for tiktoken) like transformers does. */
 int tok_derive_merges(tokenizer *tok, int by_score);
-/* Byte ids, added-token index, BOS/EOS fallbacks by name; checks the byte alphabet. */
+/* Byte ids, added-token index, BOS/EOS fallbacks by name; with need_all_bytes, checks that at most
+ * TOK_MAX_MISSING_BYTES byte tokens are missing (a byte-level vocabulary). */
 int tok_finish(tokenizer *tok, int need_all_bytes);
 int tok_add_step_split(tokenizer *tok, const char *pattern, int literal, int behavior, int invert);
 int tok_add_step_bytelevel(tokenizer *tok, int add_prefix_space, int trim_offsets, int use_regex);
@@ -128,7 +134,16 @@ uint32_t tok_byte_to_cp(uint8_t b);
 int tok_bytelevel_decode(const char *s, size_t n, strbuf *out);
 int tok_bytelevel_encode(strbuf *out, const void *bytes, size_t n);
 
-/* Loaders (tokenizer_hf.c, tokenizer_formats.c). */
+/* Helpers of tokenizer_hf.c shared with the GGUF loader. */
+/* A vocabulary string (byte-level, NUL-terminated) to its bytes in sb; TOKF_RAW when it is not byte-level. */
+int tok_vocab_bytes(const char *s, strbuf *sb, unsigned *flags);
+/* Merge `rank` given as its two halves (vocabulary strings); `where` names it in messages. */
+int tok_add_merge_strings(tokenizer *tok, const char *a, const char *b, int32_t rank, const char *where, strbuf *sb);
+/* Splits "a b" at its one space in place; -1 unless exactly two non-empty parts. */
+int tok_split_merge_line(char *line, char **a, char **b);
+
+/* Loaders (tokenizer_hf.c, tokenizer_formats.c, tokenizer_gguf.c). */
+int tok_load_gguf(tokenizer **out, const char *path);
 int tok_load_hf_json(tokenizer **out, const char *path, const char *text, size_t len);
 int tok_load_hf_vocab(tokenizer **out, const char *path, const char *text, size_t len);
 int tok_load_tiktoken(tokenizer **out, const char *path, const char *text, size_t len);

@@ -72,8 +72,11 @@ static int build_tokenizer_json(strbuf *j, const tokenizer *tok) {
     if (sb_printf(j, "\n  ],\n  \"normalizer\": %s,\n  \"pre_tokenizer\": ",
                   tok->normalizer[0] ? "{\"type\": \"NFC\"}" : "null") ||
         put_pretokenizer(j, tok) ||
-        sb_puts(j, ",\n  \"post_processor\": null,\n"
-                   "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
+        sb_puts(j, tokenizer_add_bos(tok) ? ",\n  \"post_processor\": null,\n"
+                                          /* a post-processor that adds no BOS says so to smelt's loader too */
+                                          : ",\n  \"post_processor\": {\"type\": \"ByteLevel\", \"add_prefix_space\": "
+                                            "false, \"trim_offsets\": false, \"use_regex\": false},\n") ||
+        sb_puts(j, "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
                    "\"use_regex\": true},\n") ||
         sb_printf(j, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
                      "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
@@ -111,13 +114,17 @@ static int put_config_token(strbuf *j, const tokenizer *tok, const char *key, in
 static int build_config_json(strbuf *j, const tokenizer *tok) {
     strbuf tmp = STRBUF_INIT;
     int rc = -1;
-    int32_t pad = tok_lookup(tok, "<|pad|>", 7);
-    if (pad >= 0 && !(tok->entries[pad].flags & TOKF_SPECIAL)) pad = -1;
+    int32_t pad = tok->pad >= 0 ? tok->pad : tok_lookup(tok, "<|pad|>", 7);
+    if (pad >= 0 && tok->pad < 0 && !(tok->entries[pad].flags & TOKF_SPECIAL)) pad = -1;
     if (sb_puts(j, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n"
                    "  \"clean_up_tokenization_spaces\": false,\n  \"add_bos_token\": false,\n"
                    "  \"add_eos_token\": false,\n") ||
         put_config_token(j, tok, "bos_token", tok->bos, &tmp) || put_config_token(j, tok, "eos_token", tok->eos, &tmp) ||
-        put_config_token(j, tok, "pad_token", pad, &tmp) || sb_puts(j, "  \"added_tokens_decoder\": {"))
+        put_config_token(j, tok, "pad_token", pad, &tmp) ||
+        (tok->unk >= 0 && put_config_token(j, tok, "unk_token", tok->unk, &tmp)) ||
+        (tok->chat_template &&
+         (sb_puts(j, "  \"chat_template\": ") || sb_json_string(j, tok->chat_template) || sb_puts(j, ",\n"))) ||
+        sb_puts(j, "  \"added_tokens_decoder\": {"))
         goto out;
     int first = 1;
     for (int32_t id = 0; id < tok->n_vocab; id++) {

@@ -35,5 +35,5 @@ fi
 if [ "$bench" = 1 ]; then
   # Reference implementations for bench/ and tools/: PyTorch (CPU) and transformers.
   python3 -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu || python3 -m pip install --quiet torch
-  python3 -m pip install --quiet transformers safetensors numpy tokenizers scikit-learn
+  python3 -m pip install --quiet transformers safetensors numpy tokenizers scikit-learn gguf accelerate jinja2
 fi

@@ -2,21 +2,8 @@
 # checkpoint_cli.sh: `smelt convert` and `smelt inspect` end to end on the committed fixtures (and
 # stories260K when ../shared is there): outputs, dtypes, determinism, exit codes and messages.
 set -u
-BIN=${SMELT_BIN:?} SRC=${SMELT_SOURCE_DIR:?}
+. "$(dirname "$0")/expect_lib.sh"
 source "$SRC/tests/lib_shared.sh"
-mkdir -p "${SMELT_TEST_TMP:-/tmp}"
-TMP=$(mktemp -d "${SMELT_TEST_TMP:-/tmp}/ckcli.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
-status=0
-fail() { echo "FAIL: $*"; status=1; }
-# expect STATUS PATTERN CMD...: the exit status and a pattern of stdout+stderr
-expect() {
-  local want=$1 pat=$2; shift 2
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want: $out"
-  printf '%s' "$out" | grep -q -- "$pat" || fail "'$*' output lacks '$pat': $out"
-}
 FX=$SRC/tests/fixtures
 
 expect 0 "F32, " "$BIN" convert "$FX/llama_gqa" "$TMP/f32"

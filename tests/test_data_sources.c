@@ -2,8 +2,10 @@
  * interactions (CSV with item and member tables; JSONL with action and task columns), pairs
  * (Alpaca JSON list with Yes./No. answers -> a ranking set; chat messages; prompt/response), text
  * documents (a folder, chunking), the MovieLens ml-100k layout (Latin-1 u.item, u.user) as a folder
- * and as a zip, malformed inputs (each error names the file and the line), and a tokenizer given as
- * a path (Qwen2's, copied into the artifact; needs ../shared). */
+ * and as a zip, malformed inputs (each error names the file and the line), a tokenizer given as
+ * a path (Qwen2's, copied into the artifact; needs ../shared), and a GGUF model file as the
+ * tokenizer with `template: chat` (SmolLM2: ChatML records, a vocabulary-only tokenizer.gguf in the
+ * artifact, no BOS since the model adds none; needs ../shared). */
 #include <archive.h>
 #include <archive_entry.h>
 #include <stdio.h>
@@ -419,6 +421,71 @@ static void test_tokenizer_path(void) {
     free(body), free(qwen), free(tok512);
 }
 
+/* The first n tokens of example i decoded with the data set's own tokenizer. */
+static char *ds_text(const dataset *ds, const ds_split *s, int64_t i, uint32_t n) {
+    tokenizer *tok = NULL;
+    char *txt = NULL;
+    size_t len;
+    if (dataset_tokenizer_load(ds, &tok) || tokenizer_decode(tok, ds_example_tokens(s, i), n, &txt, &len)) txt = NULL;
+    tokenizer_free(tok);
+    return txt;
+}
+
+static void test_gguf_chat(void) {
+    char gp[4096];
+    if (!shared_file(gp, sizeof gp, "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+                     "the GGUF tokenizer and chat template cases"))
+        return;
+    const char *g = gp;
+    put("chat.jsonl", "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": "
+                      "\"Recommend a film.\"}, {\"role\": \"assistant\", \"content\": \"Alien (1979).\"}]}\n"
+                      "{\"prompt\": \"2+2?\", \"response\": \"4\"}\n");
+    char *body = xasprintf("    source: pairs\n    path: chat.jsonl\n    template: chat\n    tokenizer: %s\n"
+                           "    split: {valid: 0, test: 0}\n", g);
+    CHECK_OK(dt_build(tmp, body, 1, NULL));
+    free(body);
+    dataset ds;
+    ds_split s;
+    CHECK(open_out("train", &ds, &s) == 2);
+    CHECK_STR(ds.tokenizer_format, "gguf");
+    CHECK_INT(ds.vocab, 49152);
+    char *tg = fs_join(tmp, "out/tokenizer/tokenizer.gguf");
+    uint64_t bytes = 0;
+    CHECK(fs_tree_bytes(tg, &bytes) == 0 && bytes > 0 && bytes < (8u << 20)); /* the vocabulary, not the 98 MB model */
+    free(tg);
+    char *t0 = ds_text(&ds, &s, 0, s.ex[0].n_tokens), *t1 = ds_text(&ds, &s, 1, s.ex[1].n_tokens);
+    CHECK_STR(t0, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nRecommend a film.<|im_end|>\n"
+                  "<|im_start|>assistant\nAlien (1979).<|im_end|>\n");
+    CHECK_STR(t1, "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                  "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n");
+    char *resp = ds_text(&ds, &s, 0, s.ex[0].answer_pos);
+    CHECK(resp && strlen(resp) > 10 && !strcmp(resp + strlen(resp) - 10, "assistant\n")); /* the answer is the target */
+    const uint8_t *m = ds_example_mask(&s, 0);
+    CHECK_INT(m[0], DS_TOK_PROMPT);
+    CHECK_INT(m[s.ex[0].n_tokens - 1], DS_TOK_RESPONSE); /* "<|im_end|>" "\n" end the turn, as targets */
+    CHECK_INT(ds_example_tokens(&s, 0)[0], 1); /* <|im_start|> from the template, no BOS before it */
+    free(t0), free(t1), free(resp);
+    ds_split_close(&s);
+    dataset_close(&ds);
+    /* a ranking source with the GGUF tokenizer: single-token labels, no BOS (add_bos_token false) */
+    body = xasprintf("    source: synthetic\n    members: 6\n    items: 20\n    tokenizer: %s\n", g);
+    CHECK_OK(dt_build(tmp, body, 1, NULL));
+    free(body);
+    CHECK(open_out("test", &ds, &s) > 0);
+    char *p0 = ds_text(&ds, &s, 0, 20);
+    CHECK(p0 && !strncmp(p0, "Will the member", 15));
+    CHECK_INT(ds.yes_id, 9805);
+    free(p0);
+    ds_split_close(&s);
+    dataset_close(&ds);
+    /* refusals before any work */
+    CHECK(dt_build(tmp, "    source: pairs\n    path: chat.jsonl\n    template: chat\n", 1, NULL) == -1 &&
+          strstr(err_msg(), "no chat template"));
+    CHECK(dt_build(tmp, "    source: synthetic\n    template: chat\n", 1, NULL) == -1 &&
+          strstr(err_msg(), "applies to source pairs"));
+    err_clear();
+}
+
 int main(void) {
     shared_dir(); /* fails at once when the folder is required and absent */
     log_set_level(LOG_WARN);
@@ -431,6 +498,7 @@ int main(void) {
     test_ml100k();
     test_malformed();
     test_tokenizer_path();
+    test_gguf_chat();
     fs_rm_rf(tmp);
     return check_report("test_data_sources");
 }

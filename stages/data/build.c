@@ -34,6 +34,7 @@ typedef struct {
     int64_t *test_event;
     uint16_t *test_task;
     int8_t *test_label;
+    float *test_hist;         /* mean rating (rs_event.value) of the history shown in its prompt, or NAN */
 } builder;
 
 static int item_in_task(const rs_corpus *c, const rs_event *e, int t) {
@@ -89,7 +90,7 @@ static int append_ids(int32_t **buf, size_t *n, size_t *cap, const int32_t *ids,
     return 0;
 }
 
-static int remember_test(builder *b, int64_t ev, int t, int8_t label) {
+static int remember_test(builder *b, int64_t ev, int t, int8_t label, float hist_mean) {
     if (b->n_test == b->cap_test) {
         int64_t cap = b->cap_test ? 2 * b->cap_test : 1024;
         int64_t *e = xrealloc(b->test_event, (size_t)cap * sizeof *e);
@@ -101,13 +102,26 @@ static int remember_test(builder *b, int64_t ev, int t, int8_t label) {
         int8_t *l = xrealloc(b->test_label, (size_t)cap);
         if (!l) return -1;
         b->test_label = l;
+        float *hm = xrealloc(b->test_hist, (size_t)cap * sizeof *hm);
+        if (!hm) return -1;
+        b->test_hist = hm;
         b->cap_test = cap;
     }
     b->test_event[b->n_test] = ev;
     b->test_task[b->n_test] = (uint16_t)t;
     b->test_label[b->n_test] = label;
+    b->test_hist[b->n_test] = hist_mean;
     b->n_test++;
     return 0;
+}
+
+/* The mean rating of the events [h0, first) (a prompt's history), NAN when none has one. */
+static float shown_mean(const rs_corpus *c, int64_t h0, int64_t first) {
+    double sum = 0;
+    int64_t n = 0;
+    for (int64_t h = h0; h < first; h++)
+        if (isfinite(c->events[h].value)) sum += c->events[h].value, n++;
+    return n ? (float)(sum / (double)n) : NAN;
 }
 
 /* One group: candidates cand[0..k) (event indices) of task t of member m, history from the
@@ -187,7 +201,7 @@ static int emit_group(builder *b, int split, int m, int t, int64_t m0, const int
                             .label = (int8_t)(e->yes >> t & 1)};
         if (ds_writer_add(b->w[split], &in, ex, mask, n_ex)) goto out;
         new_group = 0;
-        if (split == 2 && remember_test(b, cand[i], t, in.label)) goto out;
+        if (split == 2 && remember_test(b, cand[i], t, in.label, shown_mean(c, h0, first))) goto out;
     }
     rc = 0;
 out:
@@ -248,17 +262,31 @@ static int build_member(builder *b, int m, int64_t s, int64_t e, int64_t *buf) {
     return 0;
 }
 
-/* Baselines on the test split, reported as metrics: the generator's own P(yes) (synthetic) and
- * per-item popularity from the train split's events (smoothed toward the task's yes rate). */
+/* AUC (mean over tasks) of score[] on the test examples, reported as `key` when finite. */
+static int report_auc(builder *b, const double *score, const char *key) {
+    double auc[RS_MAX_TASKS];
+    int nt = b->c->n_tasks;
+    if (auc_per_task(auc, NULL, NULL, score, b->test_label, b->test_task, (size_t)b->n_test, nt)) return -1;
+    double mean = auc_mean(auc, nt, NULL);
+    if (isfinite(mean) && b->o->metric(b->o->metric_ctx, key, mean)) return -1;
+    if (isfinite(mean)) log_info("baseline %s = %.4f", key, mean);
+    return 0;
+}
+
+/* Baselines on the test split, reported as metrics: the generator's own P(yes) (synthetic),
+ * per-item popularity from the train split's events (smoothed toward the task's yes rate) and,
+ * when labels come from ratings, the mean rating of the history shown in the candidate's own
+ * prompt, and the two combined: logit(popularity) + (shown mean - 3.5). A model must beat these
+ * to have learned more than the prompt's obvious signals. */
 static int report_baselines(builder *b) {
     const rs_corpus *c = b->c;
     if (!b->n_test || !b->o->metric) return 0;
     int nt = c->n_tasks, rc = -1;
     double *pos = xcalloc((size_t)c->n_items * (size_t)nt, sizeof *pos), *cnt = xcalloc((size_t)c->n_items * (size_t)nt, sizeof *cnt);
     double *score = xmalloc((size_t)b->n_test * sizeof *score), tpos[RS_MAX_TASKS] = {0}, tcnt[RS_MAX_TASKS] = {0};
-    double auc[RS_MAX_TASKS];
+    double *pop = xmalloc((size_t)b->n_test * sizeof *pop);
     char *is_train = xcalloc((size_t)c->n_events, 1);
-    if (!pos || !cnt || !score || !is_train) goto out;
+    if (!pos || !cnt || !score || !pop || !is_train) goto out;
     /* train events: each member's events before its valid/test boundary */
     for (int64_t s = 0, e; s < c->n_events; s = e) {
         for (e = s; e < c->n_events && c->events[e].member == c->events[s].member; e++) {}
@@ -266,9 +294,11 @@ static int report_baselines(builder *b) {
         split_sizes(b->o, e - s, &n_valid, &n_test);
         for (int64_t i = s; i < e - n_test - n_valid; i++) is_train[i] = 1;
     }
+    double vsum = 0, vn = 0;
     for (int64_t i = 0; i < c->n_events; i++) {
         if (!is_train[i]) continue;
         const rs_event *ev = &c->events[i];
+        if (isfinite(ev->value)) vsum += ev->value, vn++;
         for (int t = 0; t < nt; t++) {
             if (!item_in_task(c, ev, t)) continue;
             int y = ev->yes >> t & 1;
@@ -282,19 +312,24 @@ static int report_baselines(builder *b) {
         int t = b->test_task[i];
         size_t k = (size_t)c->events[b->test_event[i]].item * nt + t;
         double prior = tcnt[t] > 0 ? tpos[t] / tcnt[t] : 0.5;
-        score[i] = (pos[k] + 2 * prior) / (cnt[k] + 2);
+        pop[i] = (pos[k] + 2 * prior) / (cnt[k] + 2);
     }
-    if (auc_per_task(auc, NULL, NULL, score, b->test_label, b->test_task, (size_t)b->n_test, nt)) goto out;
-    double mean = auc_mean(auc, nt, NULL);
-    if (isfinite(mean) && b->o->metric(b->o->metric_ctx, "baseline_popularity_auc_test", mean)) goto out;
+    if (report_auc(b, pop, "baseline_popularity_auc_test")) goto out;
+    if (vn > 0) {
+        /* a prompt without rated history gets the train split's mean rating */
+        double global = vsum / vn;
+        for (int64_t i = 0; i < b->n_test; i++) score[i] = isfinite(b->test_hist[i]) ? b->test_hist[i] : global;
+        if (report_auc(b, score, "baseline_history_mean_auc_test")) goto out;
+        for (int64_t i = 0; i < b->n_test; i++) score[i] = log(pop[i] / (1 - pop[i])) + (score[i] - 3.5);
+        if (report_auc(b, score, "baseline_combined_auc_test")) goto out;
+    }
     if (c->truth) {
         for (int64_t i = 0; i < b->n_test; i++) score[i] = c->truth[b->test_event[i] * nt + b->test_task[i]];
-        if (auc_per_task(auc, NULL, NULL, score, b->test_label, b->test_task, (size_t)b->n_test, nt)) goto out;
-        mean = auc_mean(auc, nt, NULL);
-        if (isfinite(mean) && b->o->metric(b->o->metric_ctx, "truth_auc_test", mean)) goto out;
+        if (report_auc(b, score, "truth_auc_test")) goto out;
     }
     rc = 0;
 out:
+    free(pop);
     free(pos);
     free(cnt);
     free(score);
@@ -364,5 +399,6 @@ out:
     free(b.test_event);
     free(b.test_task);
     free(b.test_label);
+    free(b.test_hist);
     return rc;
 }

@@ -3,8 +3,9 @@
  * order records are processed). A pair is [BOS] prompt response [EOS] with the response masked
  * RESPONSE; when `answers: auto` and every response is a yes/no answer ("Yes.", "no", ...), the
  * answer word becomes the label token (ACTION) followed by the rest of the response, and the set is
- * also a ranking set. A document is cut into pieces of max_tokens ([BOS] + tokens), every token
- * after the first a RESPONSE target. */
+ * also a ranking set. Chat records (template: chat) carry their own BOS and end-of-turn text (the
+ * suffix, a RESPONSE target) instead of [BOS] and [EOS]. A document is cut into pieces of
+ * max_tokens ([BOS] + tokens), every token after the first a RESPONSE target. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,7 +88,7 @@ int build_records(const rs_records *r, int is_text, int answers_auto, const char
         const rs_record *rec = &r->r[i];
         int split = split_of(o, i);
         s.n = 0;
-        if (o->bos >= 0 && seq_push(&s, &o->bos, 1, DS_TOK_PROMPT)) goto out;
+        if (o->bos >= 0 && !r->chat && seq_push(&s, &o->bos, 1, DS_TOK_PROMPT)) goto out;
         if (is_text) {
             /* the document in pieces of max_tokens, each starting with BOS (when there is one) */
             seq d = {0};
@@ -132,7 +133,9 @@ int build_records(const rs_records *r, int is_text, int answers_auto, const char
             }
             if (push_text(&s, o->tok, rec->response, DS_TOK_RESPONSE)) goto out;
         }
-        if (o->eos >= 0 && seq_push(&s, &o->eos, 1, DS_TOK_RESPONSE)) goto out;
+        if (rec->suffix ? push_text(&s, o->tok, rec->suffix, DS_TOK_RESPONSE)
+                        : o->eos >= 0 && seq_push(&s, &o->eos, 1, DS_TOK_RESPONSE))
+            goto out;
         if ((int64_t)s.n > o->max_tokens) {
             dropped++;
             continue;

@@ -143,6 +143,7 @@ void rs_records_free(rs_records *r) {
         free(r->r[i].prompt);
         free(r->r[i].response);
         free(r->r[i].where);
+        free(r->r[i].suffix);
     }
     free(r->r);
     memset(r, 0, sizeof *r);

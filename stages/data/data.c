@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "model/chat.h"
 #include "stages/data/build.h"
 #include "stages/data/data.h"
 #include "stages/data/rng.h"
@@ -18,6 +19,7 @@ static const char *const source_choices[] = {"synthetic", "movielens", "interact
 static const char *const builtin_choices[] = {"builtin:bytes", NULL};
 static const char *const format_choices[] = {"auto", "csv", "tsv", "jsonl", "json", "txt", NULL};
 static const char *const answer_choices[] = {"auto", "text", NULL};
+static const char *const template_choices[] = {"plain", "chat", NULL};
 static const char *const from_choices[] = {"train", "valid", "test", NULL};
 
 static const param_spec tokenizer_alts[] = {
@@ -130,6 +132,8 @@ static const param_spec data_params[] = {
     {.name = "fields", .type = P_MAP, .def = "{}", .fields = field_fields, .help = "pairs/text: record field names"},
     {.name = "answers", .type = P_STRING, .def = "auto", .choices = answer_choices,
      .help = "pairs: auto turns yes/no responses into label tokens (a ranking set)"},
+    {.name = "template", .type = P_STRING, .def = "plain", .choices = template_choices,
+     .help = "pairs: chat renders every record with the tokenizer's chat template (ChatML, Llama 3)"},
     {.name = "calibration", .type = P_MAP, .def = "{}", .fields = calib_fields, .help = "{samples, from, seed}"},
     {.name = NULL},
 };
@@ -259,11 +263,16 @@ static int report_splits(const dataset *ds, data_metric_fn metric, void *mctx) {
 
 int data_build(const cJSON *params, int64_t seed, const char *out_dir, const char *calib_dir, data_metric_fn metric,
                void *mctx) {
-    const char *source, *tok_spec, *yes, *no, *answers;
+    const char *source, *tok_spec, *yes, *no, *answers, *tmpl = "plain";
     if (param_string(params, "source", &source) || param_string(params, "tokenizer", &tok_spec) ||
         param_string(params, "labels.yes", &yes) || param_string(params, "labels.no", &no) ||
-        param_string(params, "answers", &answers))
+        param_string(params, "answers", &answers) ||
+        (param_get(params, "template") && param_string(params, "template", &tmpl))) /* absent before version 2 */
         return -1;
+    int chat = !strcmp(tmpl, "chat");
+    if (chat && strcmp(source, "pairs"))
+        return err_set(ERR_INPUT, "template: chat renders prompt/response records; it applies to source pairs, not %s",
+                       source);
     build_opts o = {.seed = seed, .metric = metric, .metric_ctx = mctx};
     if (opts_from_params(&o, params)) return -1;
     int is_records = !strcmp(source, "pairs") || !strcmp(source, "text");
@@ -276,6 +285,17 @@ int data_build(const cJSON *params, int64_t seed, const char *out_dir, const cha
         return err_set(ERR_INPUT, "source interactions needs items_path: (the item text table)");
     tokenizer *tok = NULL;
     if (tokenizer_load(&tok, tok_spec)) return err_prefix("data tokenizer: ");
+    chat_template ct = {0};
+    char *bos_text = NULL;
+    if (chat) {
+        size_t bl = 0;
+        const char *b = tokenizer_bos_id(tok) >= 0 ? tokenizer_piece(tok, tokenizer_bos_id(tok), &bl) : NULL;
+        if (chat_template_parse(&ct, tokenizer_chat_template(tok)) || (b && !(bos_text = xstrndup(b, bl)))) {
+            err_prefix("template: chat with tokenizer %s: ", tok_spec);
+            tokenizer_free(tok);
+            return -1;
+        }
+    }
     dataset ds;
     memset(&ds, 0, sizeof ds);
     rs_corpus c;
@@ -283,7 +303,7 @@ int data_build(const cJSON *params, int64_t seed, const char *out_dir, const cha
     rs_records recs = {0};
     int rc = -1;
     o.tok = tok;
-    o.bos = tokenizer_bos_id(tok);
+    o.bos = tokenizer_add_bos(tok) ? tokenizer_bos_id(tok) : -1; /* the model's own convention */
     o.eos = tokenizer_eos_id(tok);
     /* the labels are checked before any work (text documents have none) */
     o.yes_id = o.no_id = -1;
@@ -308,7 +328,7 @@ int data_build(const cJSON *params, int64_t seed, const char *out_dir, const cha
     }
     if (is_records) {
         int is_text = !strcmp(source, "text");
-        if ((is_text ? text_load(&recs, params) : pairs_load(&recs, params)) ||
+        if ((is_text ? text_load(&recs, params) : pairs_load(&recs, params, chat ? &ct : NULL, bos_text)) ||
             build_records(&recs, is_text, !strcmp(answers, "auto"), label_err, &o, out_dir, &ds))
             goto out;
         if (metric && metric(mctx, "records", (double)recs.n)) goto out;
@@ -347,6 +367,8 @@ int data_build(const cJSON *params, int64_t seed, const char *out_dir, const cha
     dataset_close(&rd);
 out:
     free(label_err);
+    free(bos_text);
+    chat_template_free(&ct);
     rs_corpus_free(&c);
     rs_records_free(&recs);
     dataset_close(&ds);
@@ -362,7 +384,7 @@ static int data_run(stage_ctx *ctx) {
 
 const stage_kind stage_kind_data = {
     .name = "data",
-    .version = 1,
+    .version = 2, /* 2: BOS only where the tokenizer adds one (GGUF add_bos_token, post-processors); template */
     .summary = "recommendation data as text: tokenized train/valid/test splits and a calibration set",
     .params = data_params,
     .outputs = data_outputs,

@@ -201,6 +201,7 @@ static const char *format_name(tokenizer_format_t f) {
     case TOKENIZER_TIKTOKEN: return "tiktoken";
     case TOKENIZER_LLAMA2C: return "llama2c";
     case TOKENIZER_BUILTIN_BYTES: return "builtin-bytes";
+    case TOKENIZER_GGUF: return "gguf";
     }
     return "unknown";
 }
@@ -251,6 +252,13 @@ int dataset_copy_tokenizer(dataset *ds, const tokenizer *tok, const char *dir) {
         break;
     case TOKENIZER_TIKTOKEN: rc = copy_beside(src_dir, base, tdir, "tokenizer.model", 1); break;
     case TOKENIZER_LLAMA2C: rc = copy_beside(src_dir, base, tdir, "tokenizer.bin", 1); break;
+    case TOKENIZER_GGUF: {
+        /* a model file is hundreds of MB: keep only its tokenizer, as a vocabulary-only GGUF */
+        char *dst = fs_join(tdir, "tokenizer.gguf");
+        rc = dst ? tokenizer_save_gguf(tok, dst) : -1;
+        free(dst);
+        break;
+    }
     default: rc = err_set(ERR_INTERNAL, "tokenizer format %d cannot be copied", (int)f); break;
     }
     rc = rc ? -1 : 0;

@@ -102,6 +102,7 @@ static int add_event(rs_corpus *c, int64_t *cap, uint32_t member, uint32_t item,
     uint32_t all = c->n_tasks >= 32 ? UINT32_MAX : (1u << c->n_tasks) - 1;
     e->in_task = all; /* genre tasks are restricted by their filter in the builder */
     e->yes = rating >= threshold ? all : 0;
+    e->value = (float)rating;
     return 0;
 }
 

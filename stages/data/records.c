@@ -1,6 +1,8 @@
 /* records.c: the `pairs` and `text` sources. pairs: JSONL or a JSON list of records, each either
  * prompt/response fields, an Alpaca-style instruction/input/output record (rendered with the
  * Alpaca template), or a chat `messages` list (the last assistant message is the response).
+ * With `template: chat` every record is rendered with the model's chat template instead (a
+ * prompt/response or Alpaca record as one user message and the answer).
  * text: plain .txt files (one document each) or JSONL with a text field, from a file or a folder
  * (its .txt/.jsonl files in name order), for generic calibration sets. */
 #include <dirent.h>
@@ -11,6 +13,7 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/strbuf.h"
+#include "model/chat.h"
 #include "stages/data/source.h"
 #include "stages/params.h"
 
@@ -26,7 +29,7 @@ static int add_record(rs_records *r, char *prompt, char *response, char *where, 
         r->r = p;
         r->cap = cap;
     }
-    r->r[r->n++] = (rs_record){prompt, response, where};
+    r->r[r->n++] = (rs_record){prompt, response, where, NULL};
     return 0;
 fail:
     free(prompt);
@@ -37,11 +40,39 @@ fail:
 
 typedef struct {
     const char *prompt, *response, *instruction, *input, *output, *messages;
+    const chat_template *chat; /* NULL: plain text */
+    const char *bos_text;
 } pair_fields;
 
 static const char *str_field(const cJSON *o, const char *k) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A conversation ending with the answer m[n-1], rendered with the chat template: the prompt is
+ * everything up to the assistant's turn (with the generation prompt), the response the answer as
+ * the template writes it (Llama 3 trims it), the suffix what ends the turn. */
+static int chat_record(rs_records *out, const chat_message *m, int n, const pair_fields *f, const char *where) {
+    strbuf p = STRBUF_INIT, full = STRBUF_INIT;
+    int rc = -1;
+    if (chat_render(&p, f->chat, m, n - 1, 1, f->bos_text) || chat_render(&full, f->chat, m, n, 0, f->bos_text)) goto out;
+    const char *ans = m[n - 1].content, *rest = full.len >= p.len ? sb_str(&full) + p.len : "";
+    size_t al = strlen(ans);
+    if (strncmp(rest, ans, al)) { /* the template may trim the answer (Llama 3) */
+        while (al && strchr(" \t\r\n", *ans)) ans++, al--;
+        while (al && strchr(" \t\r\n", ans[al - 1])) al--;
+    }
+    if (full.len < p.len || memcmp(full.buf, sb_str(&p), p.len) || strncmp(rest, ans, al)) {
+        rc = err_set(ERR_INPUT, "%s: the chat template does not render the answer after the prompt; use template: plain",
+                     where);
+        goto out;
+    }
+    rc = add_record(out, sb_detach(&p), xstrndup(ans, al), xstrdup(where), 1);
+    if (!rc && !(out->r[out->n - 1].suffix = xstrdup(rest + al))) rc = -1;
+out:
+    sb_free(&p);
+    sb_free(&full);
+    return rc;
 }
 
 static int pair_record(rs_records *out, const cJSON *o, const pair_fields *f, const char *where) {
@@ -58,6 +89,17 @@ static int pair_record(rs_records *out, const cJSON *o, const pair_fields *f, co
             if (!strcmp(role, "assistant")) last = i;
         }
         if (last < 1) return err_set(ERR_INPUT, "%s: no assistant message after the first; nothing to learn", where);
+        if (f->chat) {
+            chat_message *m = xcalloc((size_t)last + 1, sizeof *m);
+            if (!m) return -1;
+            for (int i = 0; i <= last; i++) {
+                const cJSON *e = cJSON_GetArrayItem(msgs, i);
+                m[i] = (chat_message){str_field(e, "role"), str_field(e, "content")};
+            }
+            int rc = chat_record(out, m, last + 1, f, where);
+            free(m);
+            return rc;
+        }
         strbuf sb = STRBUF_INIT;
         for (int i = 0; i < last; i++) {
             const cJSON *m = cJSON_GetArrayItem(msgs, i);
@@ -79,9 +121,22 @@ static int pair_record(rs_records *out, const cJSON *o, const pair_fields *f, co
                            : xasprintf("Below is an instruction that describes a task. Write a response that "
                                        "appropriately completes the request.\n\n### Instruction:\n%s\n\n### Response:\n",
                                        ins);
+        if (f->chat && prompt) {
+            /* the instruction (and input) as the user's message */
+            char *user = in && in[0] ? xasprintf("%s\n\n%s", ins, in) : xstrdup(ins);
+            chat_message m[2] = {{"user", user}, {"assistant", outp}};
+            int rc = user ? chat_record(out, m, 2, f, where) : -1;
+            free(user);
+            free(prompt);
+            return rc;
+        }
         return add_record(out, prompt, xstrdup(outp), xstrdup(where), 1);
     }
     const char *p = str_field(o, f->prompt), *r = str_field(o, f->response);
+    if (p && r && f->chat) {
+        chat_message m[2] = {{"user", p}, {"assistant", r}};
+        return chat_record(out, m, 2, f, where);
+    }
     if (p && r) return add_record(out, xstrdup(p), xstrdup(r), xstrdup(where), 1);
     return err_set(ERR_INPUT, "%s: the record has neither string fields '%s'/'%s', nor '%s'/'%s' (Alpaca), nor a '%s' "
                    "list; set fields: in the recipe to the names your file uses", where, f->prompt, f->response,
@@ -146,9 +201,10 @@ static int pair_cb(void *vctx, const cJSON *o, const char *where) {
     return pair_record(x->out, o, &x->f, where);
 }
 
-int pairs_load(rs_records *out, const cJSON *p) {
+int pairs_load(rs_records *out, const cJSON *p, const chat_template *chat, const char *bos_text) {
     const char *path, *format;
-    rec_ctx x = {.out = out};
+    rec_ctx x = {.out = out, .f = {.chat = chat, .bos_text = bos_text}};
+    out->chat = chat != NULL;
     if (param_string(p, "path", &path) || param_string(p, "format", &format) ||
         param_string(p, "fields.prompt", &x.f.prompt) || param_string(p, "fields.response", &x.f.response) ||
         param_string(p, "fields.instruction", &x.f.instruction) || param_string(p, "fields.input", &x.f.input) ||

@@ -34,6 +34,7 @@ typedef struct {
     uint32_t action;   /* index into the action strings: what history lines show ("rated 4.5") */
     uint32_t in_task;  /* bit t: the event is an example of task t */
     uint32_t yes;      /* bit t: its label for task t is yes */
+    float value;       /* the rating the label came from (MovieLens, numeric interaction labels), or NAN */
 } rs_event;
 
 typedef struct {
@@ -76,15 +77,21 @@ typedef struct {
     char *prompt;     /* text before the response (pairs), or the whole document (text) */
     char *response;   /* NULL for documents */
     char *where;      /* "file:line" of the record, for messages */
+    char *suffix;     /* chat: the template's text after the response ("<|im_end|>\n"), else NULL */
 } rs_record;
 
 typedef struct {
     int64_t n, cap;
     rs_record *r;
+    int chat;         /* rendered with the model's chat template: it writes BOS and ends each turn itself */
 } rs_records;
 
+struct chat_template;
 void rs_records_free(rs_records *r);
-int pairs_load(rs_records *out, const cJSON *params);
+/* chat (may be NULL: plain text): render every record as a conversation with the model's chat
+ * template (prompt and response records become one user message and the answer); bos_text is
+ * the tokenizer's BOS text for templates that write it. */
+int pairs_load(rs_records *out, const cJSON *params, const struct chat_template *chat, const char *bos_text);
 int text_load(rs_records *out, const cJSON *params);
 
 /* ---- helpers shared by the readers (reader.c) ---- */

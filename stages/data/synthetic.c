@@ -120,6 +120,7 @@ int synthetic_generate(rs_corpus *c, const cJSON *params, int64_t seed) {
             else it = (int)drng_below(&r, (uint64_t)items);
             ev->member = (uint32_t)u;
             ev->item = (uint32_t)it;
+            ev->value = NAN; /* labels are yes/no words, not ratings */
             ev->time = t0 + j * 86400 + (int64_t)drng_below(&r, 3600);
             /* the history shows every task's answer with the answer words: "like yes, save no" */
             char act[512] = "";

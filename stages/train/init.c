@@ -14,25 +14,7 @@
 #include "stages/data/rng.h"
 #include "stages/train/train.h"
 
-int train_read_config(const char *path, model_config *cfg) {
-    ckpt_format f = checkpoint_detect(path);
-    if (f == CKPT_LLAMA2C) return llama2c_read_config(path, cfg);
-    if (f != CKPT_HF) return -1;
-    char *cp = fs_is_dir(path) ? fs_join(path, "config.json") : NULL;
-    if (!cp) {
-        /* a .safetensors or index file: config.json sits beside it */
-        char *dir = xstrdup(path);
-        if (!dir) return -1;
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        cp = fs_join(slash ? dir : ".", "config.json");
-        free(dir);
-        if (!cp) return -1;
-    }
-    int rc = hfconfig_load(cfg, cp);
-    free(cp);
-    return rc;
-}
+int train_read_config(const char *path, model_config *cfg) { return checkpoint_read_config(path, cfg); }
 
 static int get_int(const cJSON *o, const char *k, int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -148,8 +130,9 @@ int train_save_model(const char *out_dir, const model *m, const dataset *ds, st_
         copy_ctx c = {out_dir};
         rc = fs_walk_files(ds->tokenizer_spec, copy_one, &c);
     }
-    /* builtin:bytes and tiktoken have no file transformers reads: write tokenizer.json as well */
-    if (!rc && (tokenizer_format(tok) == TOKENIZER_BUILTIN_BYTES || tokenizer_format(tok) == TOKENIZER_TIKTOKEN))
+    /* builtin:bytes, tiktoken and GGUF have no file transformers reads: write tokenizer.json as well */
+    if (!rc && (tokenizer_format(tok) == TOKENIZER_BUILTIN_BYTES || tokenizer_format(tok) == TOKENIZER_TIKTOKEN ||
+                tokenizer_format(tok) == TOKENIZER_GGUF))
         rc = tokenizer_save_hf(tok, out_dir);
     tokenizer_free(tok);
     if (rc) return err_prefix("writing the tokenizer beside the model: ");

@@ -45,13 +45,13 @@ static const param_spec arch_fields[] = {
 };
 static const param_spec init_alts[] = {
     {.name = "stage", .type = P_REF, .help = "a stage's model output"},
-    {.name = "path", .type = P_PATH, .help = "a Hugging Face folder or a llama2.c .bin"},
+    {.name = "path", .type = P_PATH, .help = "a Hugging Face folder, a GGUF file or a llama2.c .bin"},
     {.name = "arch", .type = P_MAP, .fields = arch_fields, .help = "{arch, hidden, layers, heads, ...}: a seeded random model"},
     {.name = NULL},
 };
 static const param_spec teacher_alts[] = {
     {.name = "stage", .type = P_REF, .help = "a stage's model output"},
-    {.name = "path", .type = P_PATH, .help = "a Hugging Face folder or a llama2.c .bin"},
+    {.name = "path", .type = P_PATH, .help = "a Hugging Face folder, a GGUF file or a llama2.c .bin"},
     {.name = NULL},
 };
 static const param_spec loss_fields[] = {

@@ -1,7 +1,8 @@
 # MovieLens latest-small read straight from ../shared/data/ml-latest-small.zip through the data
-# stage: the counts equal the raw CSV's (counted here with Python's zipfile and csv), and no
+# stage: the counts equal the raw CSV's (counted here with Python's zipfile and csv), no
 # held-out (valid or test) interaction appears in any training prompt's history (checked here by
-# decoding every training prompt and matching its history lines to the member's ratings).
+# decoding every training prompt and matching its history lines to the member's ratings), and the
+# history-mean baseline equals the AUC recomputed here from the test prompts' own history lines.
 source "$(dirname "$0")/lib.sh"
 source "$SMELT_SOURCE_DIR/tests/lib_shared.sh"
 shared_file ZIP data/ml-latest-small.zip "every MovieLens check here" || exit 77
@@ -23,9 +24,9 @@ YAML
 RUN=$(q "SELECT run_id FROM runs")
 m() { q "SELECT value FROM latest_metrics WHERE run_id = '$RUN' AND stage = 'ml' AND key = '$1'"; }
 "$SMELT" checkout "$RUN" ml -o ml > /dev/null || fail "checkout"
-python3 - "$ZIP" ml "$(m events)" "$(m members)" "$(m items)" <<'PY' || fail "counts or leakage"
+python3 - "$ZIP" ml "$(m events)" "$(m members)" "$(m items)" "$(m baseline_history_mean_auc_test)" <<'PY' || fail "counts, leakage or baseline"
 import csv, io, struct, sys, zipfile
-zp, art, events, members, items = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
+zp, art, events, members, items, hist_auc = sys.argv[1], sys.argv[2], *map(float, sys.argv[3:])
 z = zipfile.ZipFile(zp)
 ratings = list(csv.DictReader(io.TextIOWrapper(z.open("ml-latest-small/ratings.csv"), "utf-8")))
 movies = list(csv.DictReader(io.TextIOWrapper(z.open("ml-latest-small/movies.csv"), "utf-8")))
@@ -48,7 +49,7 @@ def split_file(path):
         toks = struct.unpack(f"<{n}i", d[to + 4 * off:to + 4 * off + 4 * n])
         # bytes, with the added tokens " yes"/" no" (which titles may contain: "Shichinin no samurai")
         raw = b"".join(bytes([t]) if t < 256 else {256: b"", 259: b" yes", 260: b" no"}[t] for t in toks).decode("utf-8")
-        out.append(dict(time=time, member=mem, item=item, task=task, text=raw))
+        out.append(dict(time=time, member=mem, item=item, task=task, label=lab, text=raw))
     return out
 
 sp = {k: split_file(f"{art}/{k}.bin") for k in ("train", "valid", "test")}
@@ -86,6 +87,22 @@ for e in sp["train"]:
     assert e["time"] <= min((t for _, t in held_items.get(u, ())), default=e["time"]), "train after test"
 print(f"leakage check: {checked} training prompts, {lines} history lines, none from a valid/test interaction")
 assert checked > 1000 and lines > 10000
+
+def auc(scores, labels):  # Mann-Whitney: P(a positive scores above a negative), ties count 1/2
+    pos = [s for s, l in zip(scores, labels) if l == 1]
+    neg = [s for s, l in zip(scores, labels) if l == 0]
+    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+per_task = {}
+for e in sp["test"]:
+    hist = e["text"].split("History:\n", 1)[1].split("Candidate: ", 1)[0]
+    rates = [float(l.rsplit(": rated ", 1)[1]) for l in hist.splitlines()]
+    assert rates, "a test prompt without history (the baseline would use the train mean)"
+    per_task.setdefault(e["task"], []).append((sum(rates) / len(rates), e["label"]))
+aucs = [auc(*zip(*v)) for v in per_task.values() if {l for _, l in v} == {0, 1}]
+mine = sum(aucs) / len(aucs)
+print(f"history-mean baseline: {hist_auc:.6f} (stage), {mine:.6f} (recomputed from {len(sp['test'])} test prompts)")
+assert abs(mine - hist_auc) < 1e-6
 PY
 # a sample prompt (docs/data.md shows one)
 "$SMELT_DATA_HELPER" dump ml/test.bin 0 1 | sed -e 's/^/    /' | head -30
