@@ -138,6 +138,10 @@ static int check_parts(const qweight *const *parts, int n_parts, linear_format *
                            "fused projections (q/k/v, gate/up) must be quantized alike", i, (int)p->type, p->bits,
                            (int)p->act, p->n_in, p->group_size, (int)a->type, a->bits, (int)a->act, a->n_in,
                            a->group_size);
+        if (!p->mins != !a->mins)
+            return err_set(ERR_INPUT, "the stacked quantized weights differ: weight %d %s float minimums, weight 0 %s; "
+                           "fused projections (q/k/v, gate/up) must be quantized alike", i, p->mins ? "has" : "has no",
+                           a->mins ? "has them" : "has none");
         if (!p->g_idx != !a->g_idx || (p->g_idx && memcmp(p->g_idx, a->g_idx, sizeof(int32_t) * (size_t)a->n_in)))
             return err_set(ERR_INPUT, "the stacked quantized weights group their columns differently (weight %d: act "
                            "order %s, weight 0: %s); fused projections (q/k/v, gate/up) read the same input and must "
@@ -158,6 +162,9 @@ static int check_parts(const qweight *const *parts, int n_parts, linear_format *
                     return err_set(ERR_INPUT, "FP8 weight %d of the stack holds a NaN code at row %zu, column %zu; a "
                                    "weight that is not a number cannot run (re-quantize the model)", i,
                                    j / (size_t)a->n_in, j % (size_t)a->n_in);
+    if (a->mins && (a->type != QW_INT || a->act != QA_NONE))
+        return err_set(ERR_INPUT, "float minimums (GGUF Q4_1) run with fp32 activations only; quantize such weights "
+                       "with activations: none");
     if (a->type == QW_INT && (a->bits < 2 || a->bits > 8))
         return err_set(ERR_INPUT, "integer weights of %d bits; 2 to 8 are supported", a->bits);
     return 0;
@@ -228,7 +235,9 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
     const size_t n_rb = (size_t)(q->n_out + QL_RB - 1) / QL_RB;
     q->wq = calloc(n_rb * QL_RB * q->n_chunks * q->chunk_bytes, 1);
     q->zeros = q->asym ? malloc((size_t)q->n_out * ng) : NULL;
-    if (!q->scales || !q->wq || (q->asym && !q->zeros)) return err_set(ERR_NOMEM, "cannot allocate a quantized linear");
+    q->mins = parts[0]->mins ? malloc((size_t)q->n_out * ng * sizeof(float)) : NULL;
+    if (!q->scales || !q->wq || (q->asym && !q->zeros) || (parts[0]->mins && !q->mins))
+        return err_set(ERR_NOMEM, "cannot allocate a quantized linear");
     q->simd = G % 16 == 0 || ng == 1;
     for (int i = 0, o = 0; i < n_parts; i++)
         for (int r = 0; r < parts[i]->n_out; r++, o++) {
@@ -240,6 +249,7 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
                 /* FP8 SIMD decoding gives value / 256 (half precision) and multiplies by scale * 256 */
                 if (q->kind == LINEAR_QFP8 && !isfinite(sc * 256.0f)) q->simd = 0;
                 if (q->zeros) q->zeros[(size_t)o * ng + g] = (uint8_t)qweight_zero(p, r, g);
+                if (q->mins) q->mins[(size_t)o * ng + g] = p->mins[(size_t)r * ng + g];
             }
             for (int j = 0; j < n_in; j++) {
                 const uint8_t v = src[col(q, j)];
@@ -277,7 +287,7 @@ int qlinear_build(qlinear **out, const qweight *const *parts, int n_parts) {
 
 void qlinear_free(qlinear *q) {
     if (!q) return;
-    free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales), free(q->perm);
+    free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales), free(q->perm), free(q->mins);
     free(q);
 }
 
@@ -293,7 +303,7 @@ size_t qlinear_bytes(const qlinear *q) {
         b += (size_t)q->n_out16 * q->k4 + ng * (sizeof(int32_t) + sizeof(float)) + (q->zc ? ng * sizeof(int32_t) : 0);
     } else {
         const size_t ng = (size_t)q->n_out * q->n_groups;
-        b += ng * sizeof(float) + (q->zeros ? ng : 0) +
+        b += ng * sizeof(float) + (q->zeros ? ng : 0) + (q->mins ? ng * sizeof(float) : 0) +
              (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_chunks * q->chunk_bytes;
     }
     return b;

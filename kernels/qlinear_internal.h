@@ -38,6 +38,7 @@ struct qlinear {
     uint8_t *wq;
     int n_chunks, chunk_bytes;
     uint8_t *zeros;
+    float *mins; /* LINEAR_QWINT with float minimums (w = scale * q + min): [n_out][n_groups], or NULL */
 
     /* LINEAR_QWINT and LINEAR_QFP8: scales [n_out][n_groups] (a per-tensor scale repeated per row);
      * LINEAR_QINT8: the blocked layout above. */
@@ -98,7 +99,7 @@ void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, c
 /* Defines NAME(out, ldo, x, ldx, q, b, n, o0, o1, accumulate), the GEMV entry of a SIMD family
  * (qlinear_gemv_fn): the token count made a constant R, the rows in blocks of J = JOF(R), then one
  * at a time, each block computed by ROWS(out, ldo, x, ldx, q, b, R, o, J, accumulate, V) with V
- * the constant 1 where VARIANT holds, else 0 (always_inline: every (R, J, V) its own code). */
+ * the value of VARIANT (0..3) as a constant (always_inline: every (R, J, V) its own code). */
 #define QL_GEMV_ENTRY(NAME, TARGET, ROWS, JOF, VARIANT)                                                   \
     TARGET static inline __attribute__((always_inline)) void NAME##_span(                                  \
         float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, const int R, \
@@ -118,14 +119,22 @@ void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, c
         }                                                                                               \
     }
 #define QL_GEMV_CALL_(NAME, R)                                                                            \
-    (variant ? NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 1)                              \
-             : NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 0))
+    (variant == 3   ? NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 3)                         \
+     : variant == 2 ? NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 2)                         \
+     : variant == 1 ? NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 1)                         \
+                    : NAME##_span(out, ldo, x, ldx, q, b, R, o0, o1, accumulate, 0))
 #define QL_GEMV_CASE_(NAME, R)                                                                            \
     case R: QL_GEMV_CALL_(NAME, R); break;
 /* Rows per block: the accumulators of R tokens x J rows fit the registers (AVX2: 16 of 8 lanes,
  * AVX-512: 32 of 16 lanes). */
 #define QL_J_AVX2(R) ((R) == 1 ? 4 : (R) == 2 ? 2 : 1)
 #define QL_J_AVX512(R) ((R) <= 2 ? 4 : (R) <= 4 ? 2 : 1)
+/* The QWINT kernels' variants: nibbles (codes of <= 4 bits) and float minimums. */
+#define QL_V_NIB 1
+#define QL_V_MIN 2
+static inline int ql_wint_variant(const struct qlinear *q) {
+    return (q->bits <= 4 ? QL_V_NIB : 0) | (q->mins ? QL_V_MIN : 0);
+}
 
 /* Targets of the SIMD families (functions compiled for them, chosen at run time). */
 #define QL_AVX2 __attribute__((target("avx2,fma,f16c")))

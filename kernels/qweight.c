@@ -9,7 +9,7 @@
 #include "common/error.h"
 
 int qweight_alloc(qweight *q, int asym, int per_tensor) {
-    q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL;
+    q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL, q->mins = NULL;
     if (q->n_out < 1 || q->n_in < 1)
         return err_set(ERR_INPUT, "quantized weight of shape [%d, %d]: both sizes must be positive", q->n_out, q->n_in);
     if (q->group_size < 1 || q->n_in % q->group_size)
@@ -37,8 +37,16 @@ int qweight_alloc(qweight *q, int asym, int per_tensor) {
 }
 
 void qweight_free(qweight *q) {
-    free(q->codes), free(q->scales), free(q->zeros), free(q->g_idx);
-    q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL;
+    free(q->codes), free(q->scales), free(q->zeros), free(q->g_idx), free(q->mins);
+    q->codes = NULL, q->scales = NULL, q->zeros = NULL, q->g_idx = NULL, q->mins = NULL;
+}
+
+int qweight_alloc_mins(qweight *q) {
+    if (q->type != QW_INT || q->zeros || !q->codes)
+        return err_set(ERR_INPUT, "float minimums are for allocated integer weights without zero points");
+    free(q->mins);
+    q->mins = calloc((size_t)q->n_out * (q->n_in / q->group_size), sizeof(float));
+    return q->mins ? 0 : err_set(ERR_NOMEM, "cannot allocate the minimums of a quantized weight");
 }
 
 int qweight_set_g_idx(qweight *q, const int32_t *g) {
@@ -71,6 +79,7 @@ void qweight_dequantize(float *w, const qweight *q) {
             const int g = qweight_group(q, j);
             const float s = q->n_scales == 1 ? q->scales[0] : q->scales[(size_t)r * ng + g];
             if (q->type == QW_FP8) w[i] = s * fp8_e4m3_to_float(q->codes[i]);
+            else if (q->mins) w[i] = s * (float)q->codes[i] + q->mins[(size_t)r * ng + g];
             else w[i] = s * (float)((int)q->codes[i] - qweight_zero(q, r, g));
         }
 }
@@ -79,6 +88,7 @@ size_t qweight_packed_bytes(const qweight *q) {
     const size_t n = (size_t)q->n_out * q->n_in, ng = (size_t)q->n_out * (q->n_in / q->group_size);
     size_t bytes = (n * (size_t)q->bits + 7) / 8 + (size_t)q->n_scales * 2;
     if (q->zeros) bytes += (ng * (size_t)q->bits + 7) / 8;
+    if (q->mins) bytes += ng * 2; /* fp16, as GGUF Q4_1 stores them */
     return bytes;
 }
 

@@ -10,7 +10,8 @@
  *
  *   QW_INT   b-bit integers (2 <= b <= 8). codes are the unsigned grid indices q in [0, 2^b - 1];
  *            w = scale * (q - zero). Symmetric: zero = 2^(b-1) for every group (zeros may be NULL);
- *            asymmetric: zeros [n_out, n_groups]. (W8A8 int8 symmetric per channel: q - 128 is the
+ *            asymmetric: zeros [n_out, n_groups]; or, with float minimums (mins, GGUF Q4_1),
+ *            w = scale * q + min. (W8A8 int8 symmetric per channel: q - 128 is the
  *            signed int8 that the int8 GEMM multiplies.)
  *   QW_FP8   FP8 E4M3 (finite-only "fn" variant: bias 7, max 448, no infinities, NaN = 0x7F/0xFF):
  *            codes are the E4M3 bit patterns; w = scale * fp8_e4m3_to_float(code); scales per
@@ -57,6 +58,9 @@ typedef struct {
     uint8_t *zeros;    /* [n_out, n_in / group_size] zero points (QW_INT asymmetric), or NULL (symmetric) */
     int32_t *g_idx;    /* [n_in] the group of each input column (GPTQ act order: groups of group_size
                         * columns taken in another order), or NULL: column j is in group j / group_size */
+    float *mins;       /* [n_out, n_in / group_size] QW_INT with a float minimum per group instead of a
+                        * zero point (GGUF Q4_1, llama.cpp's asymmetric blocks): w = scale * q + min
+                        * (the product rounded, then the sum); NULL otherwise; never with zeros */
 } qweight;
 
 /* The zero point of group g of row r (2^(bits-1) when symmetric). */
@@ -66,6 +70,9 @@ static inline int qweight_zero(const qweight *q, int r, int g) {
 
 /* The group of input column j. */
 static inline int qweight_group(const qweight *q, int j) { return q->g_idx ? q->g_idx[j] : j / q->group_size; }
+
+/* Allocates q->mins (zeroed) for an integer qweight allocated without zero points. 0 or -1. */
+int qweight_alloc_mins(qweight *q);
 
 /* Sets the column groups of q from g [n_in] (copied; q->g_idx stays NULL when g is the identity
  * grouping j / group_size). Every group must hold exactly group_size columns, as act order gives.

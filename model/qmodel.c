@@ -192,7 +192,7 @@ void qweight_describe(char *buf, size_t n, const qweight *w) {
                                                 : "fp32 activations";
     if (w->type == QW_FP8) snprintf(buf, n, "fp8 e4m3 %s, %s", grp, act);
     else snprintf(buf, n, "int%d %s%s %s, %s", w->bits, grp, w->g_idx ? " act order" : "",
-                  w->zeros ? "asymmetric" : "symmetric", act);
+                  w->mins ? "with minimums" : w->zeros ? "asymmetric" : "symmetric", act);
 }
 
 int model_quant_summary(strbuf *out, const model_quant *q) {

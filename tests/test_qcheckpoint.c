@@ -169,7 +169,8 @@ static void test_errors(void) {
     q->lin[0][QLIN_O].codes[5] = 16; /* off the 4-bit grid */
     EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_COMPRESSED_TENSORS, ST_F32), ERR_INPUT, "o_proj", "outside the 4-bit grid");
     q->lin[0][QLIN_O].codes[5] = 15;
-    EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_GGUF, ST_F32), ERR_INPUT, "gguf");
+    EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_GGUF, ST_F32), ERR_INPUT, "GGUF", "groups of 32");
+    CHECK(!fs_exists(dir), "nothing is written for a refused GGUF save");
     /* act-order column groups are a GPTQ layout */
     CHECK(qt_act_order(&q->lin[0][QLIN_DOWN]) == 0 && q->lin[0][QLIN_DOWN].g_idx, "act order set");
     EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_COMPRESSED_TENSORS, ST_F32), ERR_INPUT, "down_proj", "g_idx",

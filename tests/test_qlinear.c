@@ -26,7 +26,7 @@ typedef struct {
     int bits;
     qa_type act;
     int n_in, group; /* group 0: per output channel */
-    int asym;        /* 1: zero points; 2: only the second part has them */
+    int asym;        /* 1: zero points; 2: only the second part has them; 3: float minimums (GGUF Q4_1) */
     int per_tensor;  /* FP8: one scale per part */
     int n_parts, rows[3];
     int act_order;   /* groups of columns taken in a permuted order (GPTQ act order, g_idx) */
@@ -65,13 +65,17 @@ static const qcase cases[] = {
     {"w4a16 act order, groups of 32", QW_INT, 4, QA_NONE, 128, 32, 1, 0, 2, {24, 17}, 1},
     {"w8a8 act order, groups of 16", QW_INT, 8, QA_INT8, 64, 16, 2, 0, 2, {20, 13}, 1},
     {"w3a16 act order, odd groups of 9", QW_INT, 3, QA_NONE, 45, 9, 0, 0, 1, {22}, 1},
+    /* float minimums: w = scale * q + min */
+    {"w4a16 minimums, groups of 32", QW_INT, 4, QA_NONE, 96, 32, 3, 0, 2, {21, 20}, 0},
+    {"w4a16 minimums, odd groups of 9", QW_INT, 4, QA_NONE, 45, 9, 3, 0, 1, {18}, 0},
+    {"w6a16 minimums, groups of 16", QW_INT, 6, QA_NONE, 80, 16, 3, 0, 1, {19}, 0},
 };
 
 static void make_part(qweight *p, const qcase *c, int part, int rows) {
     *p = (qweight){.type = c->type, .bits = c->bits, .act = c->act, .n_out = rows, .n_in = c->n_in,
                    .group_size = c->group ? c->group : c->n_in};
     const int asym = c->asym == 1 || (c->asym == 2 && part == 1);
-    if (qweight_alloc(p, asym, c->per_tensor)) {
+    if (qweight_alloc(p, asym, c->per_tensor) || (c->asym == 3 && qweight_alloc_mins(p))) {
         printf("alloc: %s\n", err_msg());
         exit(1);
     }
@@ -102,6 +106,8 @@ static void make_part(qweight *p, const qcase *c, int part, int rows) {
     }
     if (p->zeros)
         for (int i = 0; i < rows * (c->n_in / p->group_size); i++) p->zeros[i] = (uint8_t)(tu_next() % (1u << c->bits));
+    if (p->mins)
+        for (int i = 0; i < rows * (c->n_in / p->group_size); i++) p->mins[i] = (float)(-0.1 * tu_uniform());
 }
 
 /* Element-wise float bound (see the top of the file) from the dequantized weights. */
@@ -243,6 +249,20 @@ static void test_build_errors(void) {
     tu_expect(qlinear_build(&q, cp, 2) == -1 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "one column order"),
               "parts with different act orders are refused: %s", err_msg());
     qweight_free(&c0), qweight_free(&c1);
+    /* float minimums: fp32 activations only, and fused parts alike */
+    qweight m0 = {.type = QW_INT, .bits = 4, .act = QA_INT8, .n_out = 4, .n_in = 32, .group_size = 32}, m1 = m0;
+    if (qweight_alloc(&m0, 0, 0) || qweight_alloc_mins(&m0) || qweight_alloc(&m1, 0, 0)) exit(1);
+    const qweight *mp[2] = {&m0, &m1};
+    tu_expect(qlinear_build(&q, mp, 1) == -1 && strstr(err_msg(), "fp32 activations only"),
+              "minimums with int8 activations are refused: %s", err_msg());
+    m0.act = m1.act = QA_NONE;
+    tu_expect(qlinear_build(&q, mp, 2) == -1 && strstr(err_msg(), "float minimums"),
+              "fused parts with and without minimums are refused: %s", err_msg());
+    qweight_free(&m1);
+    if (qweight_alloc(&m1, 1, 0)) exit(1);
+    tu_expect(qweight_alloc_mins(&m1) == -1 && qweight_alloc_mins(&c0) == -1,
+              "minimums need an allocated integer weight without zero points");
+    qweight_free(&m0), qweight_free(&m1);
     /* an FP8 NaN code cannot run: refused, with its place named */
     qweight f = {.type = QW_FP8, .bits = 8, .act = QA_NONE, .n_out = 4, .n_in = 16, .group_size = 16};
     if (qweight_alloc(&f, 0, 0)) exit(1);
