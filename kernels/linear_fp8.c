@@ -36,16 +36,17 @@ void qfp8_chunk(float *w, const struct qlinear *q, int o, int c) {
     pthread_once(&fp8_once, fp8_table_init);
     const uint8_t *ch = ql_chunk(q, o, c);
     const int G = q->group_size, ng = q->n_groups, j0 = c * QL_CHUNK;
-    const float *s = q->scales + (size_t)o * ng;
+    const size_t s0 = (size_t)o * ng; /* the row's first scale */
     int g = ng == 1 ? 0 : j0 / G, gend = ng == 1 ? 1 << 30 : (g + 1) * G;
     if (j0 + QL_CHUNK <= gend && j0 + QL_CHUNK <= q->n_in) { /* the chunk in one group */
-        for (int i = 0; i < QL_CHUNK; i++) w[i] = s[g] * fp8_table[ch[i]];
+        const float sg = ql_scale(q, s0 + g);
+        for (int i = 0; i < QL_CHUNK; i++) w[i] = sg * fp8_table[ch[i]];
         return;
     }
     for (int i = 0; i < QL_CHUNK; i++) {
         const int j = j0 + i;
         if (j >= gend) g++, gend += G;
-        w[i] = j < q->n_in ? s[g] * fp8_table[ch[i]] : 0;
+        w[i] = j < q->n_in ? ql_scale(q, s0 + g) * fp8_table[ch[i]] : 0;
     }
 }
 
@@ -62,8 +63,9 @@ void qfp8_gemv_portable(float *out, int ldo, const float *x, int ldx, const stru
 
 /* scale * 256 of group g of row o (see the top of the file), and the column after the group (the
  * padding columns past the last group stay in it; vectors never straddle groups: q->simd). */
-static inline float fp8_s256(const struct qlinear *q, int o, int g) {
-    return q->scales[(size_t)o * q->n_groups + g] * 256.0f;
+QL_AVX2 static inline float fp8_s256(const struct qlinear *q, int o, int g) {
+    const size_t i = (size_t)o * q->n_groups + g;
+    return (q->scales16 ? _cvtsh_ss(q->scales16[i]) : q->scales[i]) * 256.0f;
 }
 static inline int group_end(const struct qlinear *q, int g) {
     return g == q->n_groups - 1 ? 1 << 30 : (g + 1) * q->group_size;

@@ -26,19 +26,19 @@
 void qwint_chunk(float *w, const struct qlinear *q, int o, int c) {
     const uint8_t *ch = ql_chunk(q, o, c);
     const int G = q->group_size, ng = q->n_groups, c0 = 1 << (q->bits - 1), j0 = c * QL_CHUNK;
-    const float *s = q->scales + (size_t)o * ng;
+    const size_t s0 = (size_t)o * ng; /* the row's first scale */
     int g = ng == 1 ? 0 : j0 / G, gend = ng == 1 ? 1 << 30 : (g + 1) * G;
-    if (q->mins) { /* w = scale * q + min (GGUF Q4_1) */
+    if (ql_has_mins(q)) { /* w = scale * q + min (GGUF Q4_1) */
         for (int i = 0; i < QL_CHUNK; i++) {
             const int j = j0 + i;
             if (j >= gend) g++, gend += G;
             const int code = q->chunk_bytes == 16 ? (i < 16 ? ch[i] & 15 : ch[i - 16] >> 4) : ch[i];
-            w[i] = j < q->n_in ? s[g] * (float)code + q->mins[(size_t)o * ng + g] : 0;
+            w[i] = j < q->n_in ? ql_scale(q, s0 + g) * (float)code + ql_min(q, s0 + g) : 0;
         }
         return;
     }
     if (j0 + QL_CHUNK <= gend && j0 + QL_CHUNK <= q->n_in) { /* the chunk in one group: straight loops */
-        const float sg = s[g];
+        const float sg = ql_scale(q, s0 + g);
         const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c0;
         if (q->chunk_bytes == 16)
             for (int i = 0; i < 16; i++) w[i] = sg * (float)((ch[i] & 15) - z), w[i + 16] = sg * (float)((ch[i] >> 4) - z);
@@ -55,7 +55,7 @@ void qwint_chunk(float *w, const struct qlinear *q, int o, int c) {
         if (j >= gend) g++, gend += G;
         const int code = q->chunk_bytes == 16 ? (i < 16 ? ch[i] & 15 : ch[i - 16] >> 4) : ch[i];
         const int z = q->zeros ? q->zeros[(size_t)o * ng + g] : c0;
-        w[i] = s[g] * (float)(code - z);
+        w[i] = ql_scale(q, s0 + g) * (float)(code - z);
     }
 }
 
@@ -71,12 +71,17 @@ void qwint_gemv_portable(float *out, int ldo, const float *x, int ldx, const str
 #if defined(__x86_64__)
 
 /* The scale, zero point (0 with float minimums) and minimum (or 0) of group g of row o. */
-static inline float wint_scale(const struct qlinear *q, int o, int g) { return q->scales[(size_t)o * q->n_groups + g]; }
-static inline int wint_zero(const struct qlinear *q, int o, int g) {
-    return q->mins ? 0 : q->zeros ? q->zeros[(size_t)o * q->n_groups + g] : 1 << (q->bits - 1);
+/* (F16C's conversion for the fp16 payloads: one instruction; the SIMD targets include f16c) */
+QL_AVX2 static inline float wint_scale(const struct qlinear *q, int o, int g) {
+    const size_t i = (size_t)o * q->n_groups + g;
+    return q->scales16 ? _cvtsh_ss(q->scales16[i]) : q->scales[i];
 }
-static inline float wint_min(const struct qlinear *q, int o, int g) {
-    return q->mins ? q->mins[(size_t)o * q->n_groups + g] : 0.0f;
+QL_AVX2 static inline int wint_zero(const struct qlinear *q, int o, int g) {
+    return ql_has_mins(q) ? 0 : q->zeros ? q->zeros[(size_t)o * q->n_groups + g] : 1 << (q->bits - 1);
+}
+QL_AVX2 static inline float wint_min(const struct qlinear *q, int o, int g) {
+    const size_t i = (size_t)o * q->n_groups + g;
+    return q->mins16 ? _cvtsh_ss(q->mins16[i]) : q->mins ? q->mins[i] : 0.0f;
 }
 
 /* The column after group g (the padding columns past the last group stay in it: their

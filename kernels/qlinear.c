@@ -226,6 +226,27 @@ static int build_int8(struct qlinear *q, const qweight *const *parts, int n_part
     return 0;
 }
 
+/* The fp16 copy of x [n] when every value is an fp16 number (exactly), else NULL (no error). */
+static uint16_t *half_copy(const float *x, size_t n) {
+    uint16_t *h = malloc(n * sizeof(uint16_t));
+    for (size_t i = 0; h && i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], 4);
+        const uint32_t sign = (b >> 16) & 0x8000, e = (b >> 23) & 255, m = b & 0x7FFFFF;
+        uint32_t v;
+        if (!(b & 0x7FFFFFFF)) v = sign;                                       /* zero */
+        else if (e >= 113 && e <= 142 && !(m & 0x1FFF)) v = sign | (e - 112) << 10 | m >> 13; /* normal */
+        else if (e >= 103 && e < 113 && !((m | 0x800000) & ((1u << (126 - e)) - 1)))
+            v = sign | (m | 0x800000) >> (126 - e);                            /* subnormal half */
+        else {
+            free(h);
+            return NULL;
+        }
+        h[i] = (uint16_t)v;
+    }
+    return h;
+}
+
 static int build_float(struct qlinear *q, const qweight *const *parts, int n_parts) {
     const int ng = q->n_groups, n_in = q->n_in, G = q->group_size;
     const int nib = q->kind == LINEAR_QWINT && q->bits <= 4;
@@ -258,6 +279,15 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
                 else ch[j & 15] |= (uint8_t)(v << ((j & 16) ? 4 : 0));
             }
         }
+    /* fp16 scales and minimums when they all are fp16 numbers: half the bytes for the GEMV */
+    const size_t ns = (size_t)q->n_out * ng;
+    uint16_t *s16 = half_copy(q->scales, ns), *m16 = q->mins ? half_copy(q->mins, ns) : NULL;
+    if (s16 && (!q->mins || m16)) {
+        free(q->scales), free(q->mins);
+        q->scales = NULL, q->mins = NULL, q->scales16 = s16, q->mins16 = m16;
+    } else {
+        free(s16), free(m16);
+    }
     return 0;
 }
 
@@ -288,6 +318,7 @@ int qlinear_build(qlinear **out, const qweight *const *parts, int n_parts) {
 void qlinear_free(qlinear *q) {
     if (!q) return;
     free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales), free(q->perm), free(q->mins);
+    free(q->scales16), free(q->mins16);
     free(q);
 }
 
@@ -303,7 +334,8 @@ size_t qlinear_bytes(const qlinear *q) {
         b += (size_t)q->n_out16 * q->k4 + ng * (sizeof(int32_t) + sizeof(float)) + (q->zc ? ng * sizeof(int32_t) : 0);
     } else {
         const size_t ng = (size_t)q->n_out * q->n_groups;
-        b += ng * sizeof(float) + (q->zeros ? ng : 0) + (q->mins ? ng * sizeof(float) : 0) +
+        const size_t sz = q->scales16 ? sizeof(uint16_t) : sizeof(float);
+        b += ng * sz + (q->zeros ? ng : 0) + (ql_has_mins(q) ? ng * sz : 0) +
              (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_chunks * q->chunk_bytes;
     }
     return b;

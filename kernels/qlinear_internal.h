@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/qlinear.h"
 
@@ -39,6 +40,9 @@ struct qlinear {
     int n_chunks, chunk_bytes;
     uint8_t *zeros;
     float *mins; /* LINEAR_QWINT with float minimums (w = scale * q + min): [n_out][n_groups], or NULL */
+    /* LINEAR_QWINT and LINEAR_QFP8: when every scale (and minimum) is an fp16 number (GPTQ, GGUF), they
+     * are kept as fp16 here instead (scales / mins NULL): the GEMV streams half the bytes for them */
+    uint16_t *scales16, *mins16;
 
     /* LINEAR_QWINT and LINEAR_QFP8: scales [n_out][n_groups] (a per-tensor scale repeated per row);
      * LINEAR_QINT8: the blocked layout above. */
@@ -52,6 +56,31 @@ struct qlinear {
  * padding columns of x are zeros, those of the weights finite). */
 #define QL_CHUNK 32
 static inline int qlinear_k32(const struct qlinear *q) { return (q->n_in + QL_CHUNK - 1) / QL_CHUNK * QL_CHUNK; }
+
+/* IEEE half -> float (exact). */
+static inline float ql_half(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 31, m = h & 1023;
+    uint32_t bits;
+    if (e == 31) bits = sign | 0x7F800000u | m << 13;       /* inf, NaN */
+    else if (e) bits = sign | (e + 112) << 23 | m << 13;     /* normal: rebias 15 -> 127 */
+    else if (!m) bits = sign;                                /* zero */
+    else {                                                   /* subnormal: m * 2^-24 */
+        int sh = 0;
+        uint32_t mm = m;
+        while (!(mm & 1024)) mm <<= 1, sh++;
+        bits = sign | (uint32_t)(113 - sh) << 23 | (mm & 1023) << 13;
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* Scale and minimum i ([n_out][n_groups] order) of a float kind's payload. */
+static inline float ql_scale(const struct qlinear *q, size_t i) { return q->scales16 ? ql_half(q->scales16[i]) : q->scales[i]; }
+static inline float ql_min(const struct qlinear *q, size_t i) {
+    return q->mins16 ? ql_half(q->mins16[i]) : q->mins ? q->mins[i] : 0.0f;
+}
+static inline int ql_has_mins(const struct qlinear *q) { return q->mins || q->mins16; }
 
 /* Rows interleaved per block of the float kinds' payload (above). */
 #define QL_RB 4
@@ -133,7 +162,7 @@ void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, c
 #define QL_V_NIB 1
 #define QL_V_MIN 2
 static inline int ql_wint_variant(const struct qlinear *q) {
-    return (q->bits <= 4 ? QL_V_NIB : 0) | (q->mins ? QL_V_MIN : 0);
+    return (q->bits <= 4 ? QL_V_NIB : 0) | (ql_has_mins(q) ? QL_V_MIN : 0);
 }
 
 /* Targets of the SIMD families (functions compiled for them, chosen at run time). */

@@ -20,6 +20,8 @@
 #include "kernels/qlinear.h"
 #include "kernels/qweight.h"
 
+enum { ACT_ORDER = 1, HALF = 2 };
+
 typedef struct {
     const char *name;
     qw_type type;
@@ -29,7 +31,9 @@ typedef struct {
     int asym;        /* 1: zero points; 2: only the second part has them; 3: float minimums (GGUF Q4_1) */
     int per_tensor;  /* FP8: one scale per part */
     int n_parts, rows[3];
-    int act_order;   /* groups of columns taken in a permuted order (GPTQ act order, g_idx) */
+    int flags;       /* ACT_ORDER: groups of columns taken in a permuted order (GPTQ act order, g_idx);
+                      * HALF: scales (and minimums) that are fp16 numbers (GPTQ, GGUF: the payload keeps
+                      * them in fp16) */
 } qcase;
 
 static const qcase cases[] = {
@@ -69,6 +73,11 @@ static const qcase cases[] = {
     {"w4a16 minimums, groups of 32", QW_INT, 4, QA_NONE, 96, 32, 3, 0, 2, {21, 20}, 0},
     {"w4a16 minimums, odd groups of 9", QW_INT, 4, QA_NONE, 45, 9, 3, 0, 1, {18}, 0},
     {"w6a16 minimums, groups of 16", QW_INT, 6, QA_NONE, 80, 16, 3, 0, 1, {19}, 0},
+    /* fp16 scales and minimums (kept as fp16 in the payload) */
+    {"w4a16 fp16 scales, groups of 32", QW_INT, 4, QA_NONE, 128, 32, 0, 0, 2, {18, 19}, HALF},
+    {"w4a16 fp16 minimums, groups of 32 (Q4_1)", QW_INT, 4, QA_NONE, 96, 32, 3, 0, 1, {23}, HALF},
+    {"w8a16 fp16 scales, odd groups of 9", QW_INT, 8, QA_NONE, 45, 9, 1, 0, 1, {17}, HALF},
+    {"fp8 fp16 scales per channel", QW_FP8, 8, QA_NONE, 64, 0, 0, 0, 1, {21}, HALF},
 };
 
 static void make_part(qweight *p, const qcase *c, int part, int rows) {
@@ -94,7 +103,7 @@ static void make_part(qweight *p, const qcase *c, int part, int rows) {
     p->codes[0] = 0;
     p->codes[n - 1] = c->type == QW_FP8 ? 0x7E : (uint8_t)((1 << c->bits) - 1);
     for (int i = 0; i < p->n_scales; i++) p->scales[i] = (float)(0.002 + 0.02 * tu_uniform());
-    if (c->act_order) { /* column perm[i] in group i / G, perm a stride permutation (the same for every part) */
+    if (c->flags & ACT_ORDER) { /* column perm[i] in group i / G, perm a stride permutation (the same for every part) */
         const int G = p->group_size, stride = 7; /* coprime with every n_in of the table */
         int32_t *g = malloc(sizeof(int32_t) * (size_t)c->n_in);
         for (int i = 0; i < c->n_in; i++) g[(size_t)i * stride % c->n_in] = i / G;
@@ -107,7 +116,21 @@ static void make_part(qweight *p, const qcase *c, int part, int rows) {
     if (p->zeros)
         for (int i = 0; i < rows * (c->n_in / p->group_size); i++) p->zeros[i] = (uint8_t)(tu_next() % (1u << c->bits));
     if (p->mins)
-        for (int i = 0; i < rows * (c->n_in / p->group_size); i++) p->mins[i] = (float)(-0.1 * tu_uniform());
+        for (int i = 0; i < rows * (c->n_in / p->group_size); i++) p->mins[i] = (float)(-0.01 - 0.1 * tu_uniform());
+    if (c->flags & HALF) { /* round to fp16 by dropping mantissa bits: exact fp16 numbers of the scales' range */
+        for (int i = 0; i < p->n_scales; i++) {
+            uint32_t b;
+            memcpy(&b, &p->scales[i], 4);
+            b &= ~0x1FFFu;
+            memcpy(&p->scales[i], &b, 4);
+        }
+        for (int i = 0; p->mins && i < rows * (c->n_in / p->group_size); i++) {
+            uint32_t b;
+            memcpy(&b, &p->mins[i], 4);
+            b &= ~0x1FFFu;
+            memcpy(&p->mins[i], &b, 4);
+        }
+    }
 }
 
 /* Element-wise float bound (see the top of the file) from the dequantized weights. */
@@ -186,6 +209,18 @@ static void run_case(const qcase *c, int n, int accumulate, int with_bias, qline
     }
     linear l = linear_qlinear(q, b);
     tu_expect(l.n_out == n_out && l.n_in == c->n_in, "%s: descriptor shape", c->name);
+    if ((c->flags & HALF) && n == 1 && !accumulate) { /* the fp16 path is taken: one scale off fp16 costs it */
+        const float keep = parts[0].scales[0];
+        parts[0].scales[0] = keep * (1.0f + 0x1p-20f);
+        qlinear *q32;
+        if (qlinear_build(&q32, pp, c->n_parts)) exit(1);
+        const size_t ns = (size_t)n_out * (c->group ? (size_t)(c->n_in / c->group) : 1);
+        tu_expect(qlinear_bytes(q32) - qlinear_bytes(q) == ns * 2 * (c->asym == 3 ? 2 : 1),
+                  "%s: scales%s kept in fp16 (%zu vs %zu bytes)", c->name, c->asym == 3 ? " and minimums" : "",
+                  qlinear_bytes(q), qlinear_bytes(q32));
+        qlinear_free(q32);
+        parts[0].scales[0] = keep;
+    }
     int rc = linear_forward(got, ldo, x, ldx, &l, n, accumulate);
     tu_expect(rc == 0, "%s: forward: %s", c->name, err_msg());
     if (n <= QLINEAR_GEMV_ROWS) check_cols(&l, got, out0, ldo, x, ldx, n, accumulate, c->name);
@@ -295,8 +330,44 @@ static void test_fp8_huge_scale(void) {
     qweight_free(&f);
 }
 
+/* fp16 scales at the ends of the half range (subnormal 2^-24 .. 65504) take the payload's fp16 path
+ * and decode exactly: the outputs are the reference's within its bound. */
+static void test_half_scales(void) {
+    static const float sc[8] = {0x1p-24f, 0x3p-24f, 0x1p-20f, 0x1.8p-15f, 0x1p-14f, 1.5f, 1000.0f, 65504.0f};
+    qweight w = {.type = QW_INT, .bits = 4, .act = QA_NONE, .n_out = 8, .n_in = 64, .group_size = 32};
+    if (qweight_alloc(&w, 0, 0)) exit(1);
+    for (int i = 0; i < 16; i++) w.scales[i] = sc[i % 8] * (i & 8 ? -1.0f : 1.0f);
+    for (int i = 0; i < 8 * 64; i++) w.codes[i] = (uint8_t)(tu_next() % 16);
+    const qweight *wp = &w;
+    qlinear *q;
+    float x[64], got[8], ref[8];
+    for (int j = 0; j < 64; j++) x[j] = (float)tu_normal();
+    if (qlinear_build(&q, &wp, 1)) exit(1);
+    linear l = linear_qlinear(q, NULL);
+    const float keep = w.scales[0];
+    w.scales[0] = 1.0f + 0x1p-20f; /* not an fp16 number: the payload keeps fp32 scales */
+    qlinear *q32;
+    if (qlinear_build(&q32, &wp, 1)) exit(1);
+    tu_expect(qlinear_bytes(q32) - qlinear_bytes(q) == 16 * 2, "fp16-exact scales are kept in fp16 (%zu vs %zu bytes)",
+              qlinear_bytes(q), qlinear_bytes(q32));
+    qlinear_free(q32);
+    w.scales[0] = keep;
+    tu_expect(linear_forward(got, 8, x, 64, &l, 1, 0) == 0, "half scales: forward");
+    qlinear_forward_ref(ref, 8, x, 64, &wp, 1, NULL, 1, 0);
+    int bad = 0;
+    for (int o = 0; o < 8; o++) {
+        double s = 0;
+        for (int j = 0; j < 64; j++) s += fabs(x[j]) * 15 * fabs(w.scales[o * 2 + j / 32]);
+        bad += !(fabs((double)got[o] - ref[o]) <= (64 + 4) * TU_EPS * s);
+    }
+    tu_expect(bad == 0, "half scales from subnormal to 65504: %d outputs off the reference", bad);
+    qlinear_free(q);
+    qweight_free(&w);
+}
+
 int main(void) {
     test_build_errors();
+    test_half_scales();
     test_fp8_huge_scale();
     const qlinear_isa_kind best = qlinear_isa();
     static const int tokens[] = {1, 2, 3, 5, QLINEAR_GEMV_ROWS, QLINEAR_GEMV_ROWS + 1, 19};
