@@ -19,6 +19,7 @@ int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
 int cmd_checkout(int argc, char **argv);
+int cmd_export_calibration(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
@@ -91,6 +92,12 @@ int cmd_slurm_stage(int argc, char **argv);
      "usage: smelt checkout RUN STAGE[.OUTPUT] -o DIR [--store DIR]\n\n"                                            \
      "Writes the files of the stage's output artifact (its main output unless .OUTPUT names another)\n"             \
      "into DIR, verifying every digest.\n\n" STORE_HELP "  -o DIR        the directory to write\n", 0},                \
+    {"export-calibration", cmd_export_calibration, "print the token ids of a data set's calibration sequences",      \
+     "usage: smelt export-calibration DIR [--split NAME] [-o FILE]\n\n"                                              \
+     "DIR is a data set (smelt checkout RUN data.calibration -o DIR). Writes one JSON array of token\n"             \
+     "ids per sequence and line (default split: calibration, else train), for calibrating another tool\n"         \
+     "(tools/llmcompressor_compare.py) on exactly the sequences smelt's quantize stage used.\n\n"                  \
+     "  --split NAME  the split to export\n  -o FILE       write to FILE instead of standard output\n", 0},        \
     {"convert", cmd_convert, "convert a checkpoint (llama2.c, HF safetensors, GGUF) to a Hugging Face folder or GGUF", \
      "usage: smelt convert IN OUT [--dtype D] [--tokenizer SPEC]\n\n" \
      "Loads IN (a Hugging Face folder, a .safetensors file or model.safetensors.index.json with\n" \

@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     rs_records r = {0};
     int rc;
     if (mode <= 2) rc = interactions_load(&c, p);
-    else if (mode == 3) rc = pairs_load(&r, p);
+    else if (mode == 3) rc = pairs_load(&r, p, NULL, NULL);
     else if (mode <= 5 || mode == 7) rc = movielens_load(&c, p);
     else rc = text_load(&r, p);
     /* restore the fixed item table after mode 2 replaced it */

@@ -1,0 +1,50 @@
+/* qout.c: the output of the `quantize` stage (see qout.h): the quantized checkpoint written by
+ * model/qcheckpoint.h's qcheckpoint_save in the asked format (the dense tensors in float32: exactly the
+ * weights smelt evaluated), the input model's tokenizer files, and the totals. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "common/fsutil.h"
+#include "model/checkpoint.h"
+#include "stages/quantize/qout.h"
+
+/* The tokenizer files a Hugging Face folder may hold (copied when present). */
+static const char *const tokenizer_files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                              "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json",
+                                              "chat_template.jinja", NULL};
+
+static int copy_tokenizer(const char *dir, const char *model_path) {
+    if (!fs_is_dir(model_path)) return 0;
+    for (int i = 0; tokenizer_files[i]; i++) {
+        char *src = fs_join(model_path, tokenizer_files[i]), *dst = fs_join(dir, tokenizer_files[i]);
+        int rc = !src || !dst ? -1 : fs_exists(src) ? fs_copy_file(dst, src) : 0;
+        free(src), free(dst);
+        if (rc) return err_prefix("copying the tokenizer: ");
+    }
+    return 0;
+}
+
+/* bits per weight over the quantized linears (codes, scales and zero points as packed). */
+static double bits_per_weight(const qrun *qr) {
+    double qbytes = 0, qweights = 0;
+    for (int l = 0; l < qr->m.cfg.n_layers; l++)
+        for (int k = 0; k < QLIN_N; k++) {
+            const qweight *q = model_quant_at(qr->mq, l, k);
+            if (!qweight_is_set(q)) continue;
+            qbytes += (double)qweight_packed_bytes(q);
+            qweights += (double)q->n_out * q->n_in;
+        }
+    return qweights > 0 ? 8.0 * qbytes / qweights : 32.0;
+}
+
+int qout_write(const char *dir, qrun *qr, const char *model_path) {
+    if (qcheckpoint_save(dir, &qr->m.cfg, &qr->m.w, qr->mq, qr->o.format, ST_F32))
+        return err_prefix("saving the quantized model: ");
+    if (copy_tokenizer(dir, model_path)) return -1;
+    int rc = stage_metric(qr->ctx, "bytes", 0, (double)model_weight_bytes(&qr->m)) ||
+             stage_metric(qr->ctx, "bits_per_weight", 0, bits_per_weight(qr));
+    if (!rc && qr->n_err) rc = stage_metric(qr->ctx, "rel_error_mean", 0, qr->sum_err_rel / qr->n_err);
+    return rc;
+}
