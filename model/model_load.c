@@ -12,9 +12,7 @@
 #include "model/gguf.h"
 #include "model/qmodel.h"
 
-/* The GGUF file path stands for (a .gguf file, or a folder without config.json holding
- * model.gguf: what the quantize stage writes for format gguf), as a new string; NULL otherwise. */
-static char *gguf_path(const char *path) {
+char *model_gguf_path(const char *path) {
     if (!fs_is_dir(path)) return gguf_sniff(path) ? xstrdup(path) : NULL;
     char *cfg = fs_join(path, "config.json"), *g = fs_join(path, "model.gguf");
     const int use = cfg && g && !fs_exists(cfg) && gguf_sniff(g);
@@ -24,7 +22,7 @@ static char *gguf_path(const char *path) {
 }
 
 int model_path_is_quantized(const char *path, qckpt_format *f, char *desc, size_t desc_len) {
-    char *g = gguf_path(path);
+    char *g = model_gguf_path(path);
     if (!g) return qcheckpoint_probe(path, f, desc, desc_len);
     const int marked = qcheckpoint_gguf_marked(g);
     free(g);
@@ -52,7 +50,7 @@ static int init_attach(model *m, const model_config *cfg, model_weights *w, mode
 
 int model_load_quantized_gguf(model *m, const char *path) {
     memset(m, 0, sizeof *m);
-    char *g = gguf_path(path);
+    char *g = model_gguf_path(path);
     if (!g) return err_set(ERR_INPUT, "%s is not a GGUF file (nor a folder holding model.gguf)", path);
     model_config cfg;
     model_weights w;
@@ -64,7 +62,7 @@ int model_load_quantized_gguf(model *m, const char *path) {
 
 int model_load(model *m, const char *path) {
     memset(m, 0, sizeof *m);
-    char *g = gguf_path(path);
+    char *g = model_gguf_path(path);
     if (g) { /* smelt's quantized GGUF files load quantized, others dense (gguf_model.c) */
         const int marked = qcheckpoint_gguf_marked(g);
         int rc = marked < 0 ? -1 : 0;

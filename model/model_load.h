@@ -27,4 +27,9 @@ int model_load_quantized_gguf(model *m, const char *path);
  * refuses to quantize again with it. f and desc may be NULL. */
 int model_path_is_quantized(const char *path, qckpt_format *f, char *desc, size_t desc_len);
 
+/* The GGUF file path stands for (a GGUF file, or a folder without config.json holding model.gguf:
+ * what the quantize stage writes for format gguf), as a new string (the caller frees it); NULL
+ * otherwise (no error). */
+char *model_gguf_path(const char *path);
+
 #endif
