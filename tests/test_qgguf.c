@@ -12,7 +12,9 @@
  *      FP8, act order, a zero point whose -scale*zero is not an fp16 number;
  *   3. llama.cpp's own SmolLM2-135M Q4_1 file (../shared) run quantized (model_load_quantized_gguf:
  *      210 Q4_1 linears with minimums, the tied Q8_0 embedding as the LM head): its weights are
- *      the dense loader's bit for bit, and its logits the dense model's within the fp32 bound. */
+ *      the dense loader's bit for bit, and its logits the dense model's within the fp32 bound;
+ *      written back with its tokenizer as DIR/model.gguf (the quantize stage's format gguf), the
+ *      folder's tokenizer encodes as the original and model_load(DIR) gives the same qweights. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,7 @@
 #include "model/checkpoint.h"
 #include "model/kvcache.h"
 #include "model/model_load.h"
+#include "model/tokenizer.h"
 #include "tests/ckpt_testutil.h"
 #include "tests/engine_testutil.h"
 #include "tests/qtestutil.h"
@@ -165,6 +168,48 @@ static void refusals(void) {
     weights_free(&w);
 }
 
+/* The quantize stage's GGUF output for a real model: SmolLM2's quantized linears written back
+ * (qcheckpoint_save_gguf) with the file's tokenizer into DIR/model.gguf; tokenizer_load(DIR) finds it
+ * there and encodes a sentence to the original's ids (the whole vocabulary carried over), and
+ * model_load(DIR) gives back the same qweights. */
+static void rewrite_with_tokenizer(const model *mq, const char *path) {
+    char dir[1024], file[1100];
+    snprintf(dir, sizeof dir, "%s/smollm2-q", t_tmpdir());
+    snprintf(file, sizeof file, "%s/model.gguf", dir);
+    tokenizer *tok = NULL, *back = NULL;
+    EXPECT_OK(tokenizer_load(&tok, path), "SmolLM2's tokenizer");
+    CHECK(fs_mkdir_p(dir, 0755) == 0, "mkdir %s", dir);
+    EXPECT_OK(qcheckpoint_save_gguf(file, &mq->cfg, &mq->w, mq->quant, tok, "SmolLM2 rewritten"), "rewrite");
+    EXPECT_OK(tokenizer_load(&back, dir), "the tokenizer of a folder holding model.gguf");
+    static const char text[] = "The capital of France is Paris; 12 apples, d\xc3\xa9j\xc3\xa0 vu!";
+    int32_t *ia = NULL, *ib = NULL;
+    size_t na = 0, nb = 0;
+    if (tok && back && !tokenizer_encode(tok, text, strlen(text), &ia, &na) &&
+        !tokenizer_encode(back, text, strlen(text), &ib, &nb))
+        CHECK(na == nb && na > 5 && !memcmp(ia, ib, na * sizeof *ia) &&
+                  tokenizer_vocab_size(tok) == tokenizer_vocab_size(back),
+              "the rewritten file's tokenizer: %zu ids vs the original's %zu", nb, na);
+    else
+        CHECK(0, "encoding with the original and the rewritten tokenizer: %s", err_msg());
+    free(ia), free(ib);
+    tokenizer_free(tok), tokenizer_free(back);
+    model m2;
+    EXPECT_OK(model_load(&m2, dir), "model_load of the folder");
+    if (!m2.quant) return;
+    int same = 1;
+    for (int l = 0; l < mq->cfg.n_layers; l += mq->cfg.n_layers - 1)
+        for (int k = 0; k < QLIN_N; k++) {
+            const qweight *a = model_quant_at(mq->quant, l, k), *b = model_quant_at(m2.quant, l, k);
+            const size_t n = (size_t)a->n_out * a->n_in, ng = n / a->group_size;
+            same &= qweight_is_set(b) && b->n_out == a->n_out && b->n_in == a->n_in && !!b->mins == !!a->mins &&
+                    !memcmp(a->codes, b->codes, n) && !memcmp(a->scales, b->scales, ng * sizeof(float)) &&
+                    (!a->mins || !memcmp(a->mins, b->mins, ng * sizeof(float)));
+        }
+    CHECK(same, "the rewritten SmolLM2 reads back with the same qweights (first and last layer)");
+    model_free(&m2);
+    fs_rm_rf(dir);
+}
+
 /* llama.cpp's SmolLM2 Q4_1 file, quantized and dense. */
 static void smollm2(void) {
     char path[1024];
@@ -205,7 +250,9 @@ static void smollm2(void) {
     const double e = a && b ? tu_nerr(a, b, (size_t)n * c->vocab) : 1;
     CHECK(e <= tol, "SmolLM2 quantized logits %.3e from the dense model's (tol %.3e)", e, tol);
     free(a), free(b);
-    model_free(&mq), model_free(&md);
+    model_free(&md);
+    rewrite_with_tokenizer(&mq, path);
+    model_free(&mq);
 }
 
 int main(void) {
