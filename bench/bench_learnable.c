@@ -37,15 +37,14 @@ static int on_metric(void *ctx, const char *key, double v) {
 
 static double test_auc(model *m, const dataset *ds, const ds_split *te) {
     int64_t n = te->n_examples;
-    float *sc = malloc((size_t)n * sizeof *sc);
-    double *d = malloc((size_t)n * sizeof *d), auc[8];
+    double *margin = malloc((size_t)n * sizeof *margin), auc[8];
     int8_t *lab = malloc((size_t)n);
     uint16_t *task = malloc((size_t)n * sizeof *task);
     score_opts o = {.share_prefix = 1, .yes_id = ds->yes_id, .no_id = ds->no_id};
-    if (score_split(m, te, 0, n, &o, &(score_out){sc, NULL, NULL})) die("score");
-    for (int64_t i = 0; i < n; i++) d[i] = sc[i], lab[i] = te->ex[i].label, task[i] = te->ex[i].task;
-    if (auc_per_task(auc, NULL, NULL, d, lab, task, (size_t)n, ds->n_tasks)) die("auc");
-    free(sc), free(d), free(lab), free(task);
+    if (score_split(m, te, 0, n, &o, &(score_out){margin, NULL, NULL})) die("score");
+    for (int64_t i = 0; i < n; i++) lab[i] = te->ex[i].label, task[i] = te->ex[i].task;
+    if (auc_per_task(auc, NULL, NULL, margin, lab, task, (size_t)n, ds->n_tasks)) die("auc");
+    free(margin), free(lab), free(task);
     return auc_mean(auc, ds->n_tasks, NULL);
 }
 
@@ -64,7 +63,7 @@ int main(int argc, char **argv) {
         " \"tasks\": [\"like\", \"save\"], \"members\": 400, \"items\": 300, \"interactions\": 0, \"noise\": 0.1,"
         " \"history\": 20, \"history_tokens\": 320, \"max_tokens\": 512, \"candidates\": 8, \"min_history\": 3,"
         " \"train_groups\": 0, \"split\": {\"valid\": 0.1, \"test\": 0.1}, \"answers\": \"auto\","
-        " \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}}");
+        " \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}, \"allow_test_calibration\": false}");
     if (!p || data_build(p, 7, dir, cal, on_metric, NULL)) die("data");
     cJSON_Delete(p);
     dataset ds;

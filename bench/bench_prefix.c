@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
              "{\"source\": \"synthetic\", \"tokenizer\": \"builtin:bytes\", \"labels\": {\"yes\": \" yes\", \"no\": \" no\"},"
              " \"tasks\": [\"like\"], \"members\": %d, \"items\": 300, \"interactions\": %d, \"noise\": 0.1, \"history\": 20,"
              " \"history_tokens\": 320, \"max_tokens\": 512, \"candidates\": %d, \"min_history\": 3, \"train_groups\": 1,"
-             " \"split\": {\"valid\": 0, \"test\": %g}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}}",
+             " \"split\": {\"valid\": 0, \"test\": %g}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}, \"allow_test_calibration\": false}",
              members, 40 + k, k, (double)k / (40 + k) + 1e-9);
     cJSON *p = cJSON_Parse(json);
     if (!p || data_build(p, 7, dir, calib, NULL, NULL)) die("data");
@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
     if (em_random_model(&m, &c, 1)) die("model");
     int64_t n = s.n_examples, plen = 0, toks = 0;
     for (int64_t i = 0; i < n; i++) plen += s.ex[i].prefix_len, toks += s.ex[i].n_tokens;
-    float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    double *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
     score_opts o = {.share_prefix = 1, .yes_id = ds.yes_id, .no_id = ds.no_id};
     score_out oa = {a, NULL, NULL}, ob = {b, NULL, NULL};
     /* warm up once (allocations, page faults), then time each mode */
@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
     if (score_split(&m, &s, 0, n, &o, &ob)) die("plain");
     double t_plain = time_monotonic() - t0;
     double maxd = 0;
-    for (int64_t i = 0; i < n; i++) maxd = fmax(maxd, fabs((double)a[i] - (double)b[i]));
+    for (int64_t i = 0; i < n; i++) maxd = fmax(maxd, fabs(a[i] - b[i]));
     printf("prefix sharing, k = %d candidates per member: %lld examples in %lld groups, %.0f tokens per prompt "
            "(%.0f shared), model hidden %d x %d layers (%zu params), %d threads\n",
            k, (long long)n, (long long)s.n_groups, (double)toks / n, (double)plen / n, hidden, layers,
@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
     printf("%-22s %10s %12s %14s\n", "mode", "seconds", "examples/s", "prompt tok/s");
     printf("%-22s %10.3f %12.1f %14.0f\n", "full prefill", t_plain, n / t_plain, toks / t_plain);
     printf("%-22s %10.3f %12.1f %14.0f\n", "shared prefix (KV)", t_shared, n / t_shared, toks / t_shared);
-    printf("speedup %.2fx (ideal for these lengths %.2fx); largest |score difference| %.3g\n", t_plain / t_shared,
+    printf("speedup %.2fx (ideal for these lengths %.2fx); largest |margin difference| %.3g\n", t_plain / t_shared,
            (double)toks / (double)(toks - plen + plen / k), maxd);
     free(a);
     free(b);

@@ -116,9 +116,9 @@ static int bench_step(int argc, char **argv) {
     for (int s = 0; s < steps; s++) {
         for (int i = 0; i < N; i++) tok[i] = (int)((frand() + 1) * 0.5f * (V - 1));
         model_batch b = {.tokens = tok, .seq_lens = lens, .n_tokens = ns * SEQ, .n_seqs = ns};
-        int64_t na = 0, np = 0;
-        loss_count_positions(&na, &np, mask, lens, ns);
-        loss_fill_rows(&rows, tok, mask, NULL, lens, ns, &lc, distill, na, np);
+        loss_counts cnt = {0};
+        loss_count_positions(&cnt, mask, lens, ns);
+        loss_fill_rows(&rows, tok, mask, NULL, lens, ns, &lc, distill, &cnt, LOSS_PART_ALL);
         double t0 = time_monotonic(), loss = 0;
         const float *hidden;
         if (distill && teacher_begin(&ts, &b)) die("teacher forward");
@@ -176,7 +176,7 @@ static int bench_lmhead(int argc, char **argv) {
         /* logits of every position at once (and the teacher's): what the chunked path avoids */
         float *logits = malloc(sizeof(float) * (size_t)N * V), *tl = fkl ? malloc(sizeof(float) * (size_t)N * V) : NULL;
         float *part = malloc(sizeof(float) * (size_t)N), *w = malloc(sizeof(float) * (size_t)N);
-        double *terms = malloc(sizeof(double) * 3 * (size_t)N);
+        double *terms = malloc(sizeof(double) * DISTILL_TERMS * (size_t)N);
         if (!logits || (fkl && !tl) || !part || !w || !terms) die("naive buffers");
         for (int i = 0; i < N; i++) w[i] = 1.0f / N;
         model_logits(&m, logits, hidden, N);
@@ -187,8 +187,8 @@ static int bench_lmhead(int argc, char **argv) {
             /* dlogits in place of the teacher's buffer would need a copy: a third [N x V] buffer */
             float *d = calloc((size_t)N * V, sizeof(float));
             if (!d) die("naive dlogits");
-            distill_rows(terms, d, logits, tl, w, &mix, N, V);
-            for (int i = 0; i < N; i++) loss += w[i] * terms[3 * i];
+            distill_rows(terms, d, logits, V, tl, V, w, &mix, N, V);
+            for (int i = 0; i < N; i++) loss += w[i] * terms[DISTILL_TERMS * i + DISTILL_FKL];
             free(logits);
             logits = d;
         } else {

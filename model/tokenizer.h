@@ -76,8 +76,13 @@ const char *tokenizer_source(const tokenizer *tok); /* the path (or spec) it was
 
 /* Writes dir/tokenizer.json and dir/tokenizer_config.json (directory created if needed) that
  * Hugging Face transformers loads with AutoTokenizer.from_pretrained(dir) and that encodes
- * like this tokenizer. Supported for every byte-level format; llama2.c tokenizers fail with
- * ERR_INPUT. The output is deterministic (same tokenizer, same bytes). */
+ * like this tokenizer: AutoTokenizer(text) gives exactly the BOS (when tokenizer_add_bos()) then
+ * tokenizer_encode(text), through a TemplateProcessing post-processor and add_bos_token (and
+ * without BOS a ByteLevel post-processor that adds none, which smelt's loader reads back as "no
+ * BOS"); encode(text, add_special_tokens=False) gives tokenizer_encode(text). Keys of a
+ * tokenizer_config.json already in dir that smelt does not write (chat_template,
+ * model_max_length, ...) are kept. Supported for every byte-level format; llama2.c tokenizers
+ * fail with ERR_INPUT. The output is deterministic (same tokenizer and dir, same bytes). */
 int tokenizer_save_hf(const tokenizer *tok, const char *dir);
 
 /* GGUF: the tokenizer.ggml.* keys (model gpt2 with its pre-tokenizer name, or llama for

@@ -1,6 +1,10 @@
 /* tokenizer_save.c: writes a byte-level tokenizer as a Hugging Face tokenizer.json (model BPE,
  * merges in the [a, b] list form) plus tokenizer_config.json, so that transformers'
- * AutoTokenizer loads it and encodes like smelt. Output is deterministic (ids in order). */
+ * AutoTokenizer loads it and encodes like smelt, BOS included: smelt puts the BOS before every
+ * prompt when tokenizer_add_bos(), so the files say the same with a TemplateProcessing
+ * post-processor and add_bos_token (without them AutoTokenizer(prompt) would lack the BOS smelt
+ * trained and scored with). Output is deterministic (ids in order). */
+#include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +60,29 @@ static int put_pretokenizer(strbuf *j, const tokenizer *tok) {
     return sb_puts(j, "]}");
 }
 
+/* The post-processor: "BOS $A" (and "BOS $A BOS $B" for pairs, as Llama 3's) when smelt adds BOS;
+ * otherwise a ByteLevel one, which adds nothing in transformers and tells smelt's loader that the
+ * tokenizer adds no BOS (as GPT-2's, Qwen2's or SmolLM2's files say it). */
+static int put_post_processor(strbuf *j, const tokenizer *tok, strbuf *tmp) {
+    if (!tokenizer_add_bos(tok))
+        return sb_puts(j, "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": false, "
+                          "\"use_regex\": false}");
+    const int32_t bos = tokenizer_bos_id(tok);
+    strbuf name = STRBUF_INIT;
+    int rc = -1;
+    if (put_token_string(&name, tok, bos, tmp)) goto out; /* the token's string, JSON-quoted */
+    const char *q = name.buf;
+    rc = sb_printf(j, "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": %s, \"type_id\": 0}}, "
+                      "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [{\"SpecialToken\": {\"id\": %s, "
+                      "\"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": %s, "
+                      "\"type_id\": 1}}, {\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}], \"special_tokens\": {%s: "
+                      "{\"id\": %s, \"ids\": [%ld], \"tokens\": [%s]}}}",
+                   q, q, q, q, q, (long)bos, q);
+out:
+    sb_free(&name);
+    return rc;
+}
+
 static int build_tokenizer_json(strbuf *j, const tokenizer *tok) {
     strbuf tmp = STRBUF_INIT;
     int rc = -1;
@@ -71,12 +98,9 @@ static int build_tokenizer_json(strbuf *j, const tokenizer *tok) {
     }
     if (sb_printf(j, "\n  ],\n  \"normalizer\": %s,\n  \"pre_tokenizer\": ",
                   tok->normalizer[0] ? "{\"type\": \"NFC\"}" : "null") ||
-        put_pretokenizer(j, tok) ||
-        sb_puts(j, tokenizer_add_bos(tok) ? ",\n  \"post_processor\": null,\n"
-                                          /* a post-processor that adds no BOS says so to smelt's loader too */
-                                          : ",\n  \"post_processor\": {\"type\": \"ByteLevel\", \"add_prefix_space\": "
-                                            "false, \"trim_offsets\": false, \"use_regex\": false},\n") ||
-        sb_puts(j, "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
+        put_pretokenizer(j, tok) || sb_puts(j, ",\n  \"post_processor\": ") || put_post_processor(j, tok, &tmp) ||
+        sb_puts(j, ",\n"
+                   "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, "
                    "\"use_regex\": true},\n") ||
         sb_printf(j, "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
                      "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
@@ -116,9 +140,9 @@ static int build_config_json(strbuf *j, const tokenizer *tok) {
     int rc = -1;
     int32_t pad = tok->pad >= 0 ? tok->pad : tok_lookup(tok, "<|pad|>", 7);
     if (pad >= 0 && tok->pad < 0 && !(tok->entries[pad].flags & TOKF_SPECIAL)) pad = -1;
-    if (sb_puts(j, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n"
-                   "  \"clean_up_tokenization_spaces\": false,\n  \"add_bos_token\": false,\n"
-                   "  \"add_eos_token\": false,\n") ||
+    if (sb_printf(j, "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n"
+                     "  \"clean_up_tokenization_spaces\": false,\n  \"add_bos_token\": %s,\n"
+                     "  \"add_eos_token\": false,\n", tf(tokenizer_add_bos(tok))) ||
         put_config_token(j, tok, "bos_token", tok->bos, &tmp) || put_config_token(j, tok, "eos_token", tok->eos, &tmp) ||
         put_config_token(j, tok, "pad_token", pad, &tmp) ||
         (tok->unk >= 0 && put_config_token(j, tok, "unk_token", tok->unk, &tmp)) ||
@@ -140,6 +164,45 @@ out:
     return rc;
 }
 
+/* Appends to the config text j (a JSON object ending in "}\n") the members of the existing file at
+ * path whose keys j lacks (chat_template, model_max_length, ...), in their order. A missing file
+ * is nothing to keep; an unreadable one is an error (it would be silently replaced). */
+static int keep_config_keys(strbuf *j, const char *path) {
+    if (!fs_exists(path)) return 0;
+    char *text = NULL;
+    cJSON *old = NULL, *ours = NULL;
+    strbuf add = STRBUF_INIT;
+    int rc = -1;
+    if (fs_read_file(path, 64u << 20, &text, NULL)) goto out;
+    if (!(old = cJSON_Parse(text)) || !cJSON_IsObject(old)) {
+        err_set(ERR_INPUT, "%s is not a JSON object; remove it or fix it", path);
+        goto out;
+    }
+    if (!(ours = cJSON_Parse(j->buf))) {
+        err_set(ERR_INTERNAL, "the tokenizer_config.json built for %s does not parse", path);
+        goto out;
+    }
+    for (const cJSON *it = old->child; it; it = it->next) {
+        if (!it->string || cJSON_GetObjectItemCaseSensitive(ours, it->string)) continue;
+        char *v = cJSON_PrintUnformatted(it);
+        int bad = !v || sb_puts(&add, ",\n  ") || sb_json_string(&add, it->string) || sb_puts(&add, ": ") || sb_puts(&add, v);
+        cJSON_free(v);
+        if (bad) goto out;
+    }
+    if (add.len) {
+        j->len -= 2; /* "}\n" */
+        j->buf[j->len] = 0;
+        if (sb_append(j, add.buf, add.len) || sb_puts(j, "\n}\n")) goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(old);
+    cJSON_Delete(ours);
+    free(text);
+    sb_free(&add);
+    return rc;
+}
+
 int tokenizer_save_hf(const tokenizer *tok, const char *dir) {
     if (tok->spm)
         return err_set(ERR_INPUT, "%s is a llama2.c tokenizer (score-merged sentencepiece pieces), which has no "
@@ -154,8 +217,9 @@ int tokenizer_save_hf(const tokenizer *tok, const char *dir) {
     free(path);
     path = NULL;
     sb_reset(&j);
-    if (build_config_json(&j, tok)) goto out;
-    if (!(path = fs_join(dir, "tokenizer_config.json")) || fs_write_atomic(path, j.buf, j.len)) goto out;
+    if (build_config_json(&j, tok) || !(path = fs_join(dir, "tokenizer_config.json")) || keep_config_keys(&j, path) ||
+        fs_write_atomic(path, j.buf, j.len))
+        goto out;
     rc = 0;
 out:
     if (rc) err_prefix("saving tokenizer to %s: ", dir);

@@ -1,7 +1,9 @@
 /* test_auc.c: AUC (Mann-Whitney with ties) and log loss against sklearn.metrics (roc_auc_score,
- * log_loss) on the fixtures tools/make_auc_fixtures.py wrote (tests/data/auc/fixtures.json), against
- * an O(n^2) brute-force count on random data, and the documented edge cases: one class -> NaN,
- * unlabelled examples skipped, a NaN score -> an error, the mean over tasks skipping NaN. */
+ * log_loss of sigmoid(margin)) and numpy (logaddexp, for margins where sigmoid rounds to 1) on the
+ * fixtures tools/make_auc_fixtures.py wrote (tests/data/auc/fixtures.json), among them margins in
+ * [15, 40] whose float sigmoids mostly tie at 1.0f; against an O(n^2) brute-force count on random
+ * data; and the documented edge cases: one class -> NaN, unlabelled examples skipped, a NaN score
+ * -> an error, the mean over tasks skipping NaN, a confident wrong answer costing its margin. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,12 +13,13 @@
 #include "common/fsutil.h"
 #include "stages/data/rng.h"
 #include "stages/evaluate/auc.h"
+#include "stages/evaluate/score.h"
 #include "tests/check.h"
 
 /* Tolerances: the rank sum is a sum of half-integers, exact in double below 2^52, so our AUC has
  * one rounding (the final division); sklearn integrates the ROC curve with float64 cumulative sums
  * of n terms: |difference| <= n * 2^-52 with room, and we use 1e-12 for n <= 3000. The log loss is a
- * mean of n logarithms each within a few ulps: 1e-12 relative. */
+ * mean of n softplus terms each within a few ulps: 1e-12 relative. */
 #define AUC_TOL 1e-12
 
 static void test_fixtures(void) {
@@ -25,7 +28,7 @@ static void test_fixtures(void) {
     CHECK_OK(fs_read_file(path, 0, &text, NULL));
     cJSON *j = cJSON_Parse(text);
     const cJSON *cases = cJSON_GetObjectItem(j, "cases"), *c;
-    int n_cases = 0, n_tied = 0;
+    int n_cases = 0, n_tied = 0, n_saturated = 0;
     cJSON_ArrayForEach(c, cases) {
         const cJSON *ys = cJSON_GetObjectItem(c, "labels"), *ss = cJSON_GetObjectItem(c, "scores");
         int n = cJSON_GetArraySize(ys);
@@ -46,7 +49,10 @@ static void test_fixtures(void) {
             fprintf(stderr, "fixture %s: AUC %.17g, sklearn %.17g\n", cJSON_GetObjectItem(c, "name")->valuestring, auc, want);
             check_failed_count++;
         }
-        double got_ll = log_loss(s, y, (size_t)n);
+        double got_ll = log_loss_margin(s, y, (size_t)n);
+        int ones = 0; /* a float P(yes) is exactly 1.0f from a margin of 17.33 (1 - e^-m rounds up) */
+        for (int i = 0; i < n; i++) ones += (float)score_p_yes(s[i]) == 1.0f;
+        n_saturated += ones >= 0.8 * n;
         if (!(fabs(got_ll - ll) <= 1e-12 * fabs(ll))) {
             fprintf(stderr, "fixture %s: log loss %.17g, sklearn %.17g\n", cJSON_GetObjectItem(c, "name")->valuestring,
                     got_ll, ll);
@@ -58,8 +64,10 @@ static void test_fixtures(void) {
         free(y);
     }
     CHECK(n_cases >= 10);
-    CHECK(n_tied >= 10); /* at least 10 fixtures have tied scores */
-    printf("%d sklearn fixtures (%d with ties)\n", n_cases, n_tied);
+    CHECK(n_tied >= 10);     /* at least 10 fixtures have tied scores */
+    CHECK(n_saturated >= 2); /* and two have margins in [15, 40], where most float scores tie */
+    printf("%d sklearn fixtures (%d with ties, %d where 80%% of the float P(yes) are 1.0f)\n", n_cases, n_tied,
+           n_saturated);
     cJSON_Delete(j);
     free(text);
     free(path);
@@ -126,11 +134,17 @@ static void test_edges(void) {
     CHECK(fabs(auc_mean(a, 2, &used) - a[0]) < 1e-15 && used == 1);
     double none[2] = {NAN, NAN};
     CHECK(isnan(auc_mean(none, 2, &used)) && used == 0);
-    CHECK(isnan(log_loss(s, all_yes + 5, 1)));
-    double pz[2] = {0, 1};
+    CHECK(isnan(log_loss_margin(s, all_yes + 5, 1)));
+    /* confident and wrong: -log(1 - sigmoid(40)) = 40 + log1p(e^-40) = 40 + 4.25e-18, and
+     * -log sigmoid(-40) the same; a probability clipped at 1 - 1e-15 would say 34.5 */
+    double mz[2] = {-40, 40};
     int8_t yz[2] = {1, 0};
-    /* sklearn: log_loss([1, 0], clip([0, 1], 1e-15, 1 - 1e-15)) = 34.53917619362578 */
-    CHECK(fabs(log_loss(pz, yz, 2) - 34.53917619362578) < 1e-12 * 34.5);
+    CHECK(fabs(log_loss_margin(mz, yz, 2) - 40.0) < 1e-14 * 40);
+    /* confident and right: log1p(e^-40) = 4.248354255291589e-18 */
+    int8_t yr[2] = {0, 1};
+    CHECK(fabs(log_loss_margin(mz, yr, 2) - 4.248354255291589e-18) < 1e-14 * 4.25e-18);
+    CHECK((float)score_p_yes(17.2) < 1.0f && (float)score_p_yes(17.4) == 1.0f && score_p_yes(36) < 1.0 &&
+          score_p_yes(38) == 1.0 && score_p_yes(-800) == 0.0 && isnan(score_p_yes(NAN)));
 }
 
 int main(void) {

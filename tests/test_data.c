@@ -6,7 +6,11 @@
  * - prompt structure: BOS, instruction, history before candidate, the label token last with the
  *   ACTION mask, groups of at most `candidates` sharing a prefix, temporal order of the splits per
  *   member, the history entry and token budgets, calibration sampled from the chosen split;
+ * - history cuts: every prompt with history records its lines as token cuts, each line decoding to
+ *   "- ...\n", with builtin:bytes and (with ../shared) Llama 3's BPE, whose prompts also shrink to a
+ *   small max_tokens by dropping their oldest lines;
  * - a label that is not a single token is an error before any work;
+ * - calibration from the test split is refused unless allow_test_calibration (then recorded);
  * - docs/data.md and docs/evaluate.md list every parameter of the two kinds' schemas. */
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +24,7 @@
 #include "stages/stage.h"
 #include "tests/check.h"
 #include "tests/data_testutil.h"
+#include "tests/shared_dir.h"
 
 static char tmp[256];
 
@@ -35,6 +40,68 @@ static int open_split(const char *dir, const char *split, dataset *ds, ds_split 
         return -1;
     }
     return 0;
+}
+
+/* Every example of s with history lines has them as cuts, each decoding to "- ...\n", the last cut
+ * at the end of the shared prefix; returns how many examples have cuts. */
+static int64_t check_cuts(const dataset *ds, const ds_split *s) {
+    tokenizer *tok;
+    CHECK_OK(dataset_tokenizer_load(ds, &tok));
+    int64_t with = 0;
+    for (int64_t i = 0; tok && i < s->n_examples; i++) {
+        int n;
+        const uint32_t *c = ds_example_cuts(s, i, &n);
+        const int32_t *t = ds_example_tokens(s, i);
+        char *head, *text;
+        size_t len;
+        CHECK_OK(tokenizer_decode(tok, t, s->ex[i].prefix_len, &text, &len));
+        int lines = 0;
+        for (const char *p = strstr(text ? text : "", "History:\n"); p && (p = strchr(p, '\n')); p++) lines += p[1] == '-';
+        free(text);
+        CHECK_INT(n, lines ? lines + 1 : 0);
+        if (!n) continue;
+        with++;
+        CHECK_INT(c[n - 1], s->ex[i].prefix_len);
+        CHECK_OK(tokenizer_decode(tok, t, c[0], &head, &len));
+        CHECK(len >= 9 && !strcmp(head + len - 9, "History:\n"));
+        free(head);
+        for (int k = 0; k + 1 < n; k++) {
+            CHECK_OK(tokenizer_decode(tok, t + c[k], c[k + 1] - c[k], &text, &len));
+            CHECK(len > 3 && !strncmp(text, "- ", 2) && text[len - 1] == '\n' && !memchr(text, '\n', len - 1));
+            free(text);
+        }
+    }
+    tokenizer_free(tok);
+    return with;
+}
+
+/* A byte-level BPE (Llama 3, from ../shared): cuts found in the merged tokens, and prompts fitted to
+ * a small max_tokens by the shared budget rule (ds_fit_cuts) drop their oldest lines. */
+static void test_cuts_bpe(void) {
+    char model[1024];
+    if (!shared_file(model, sizeof model, "tokenizers/llama3/tokenizer.model", "the Llama 3 history cuts")) return;
+    char *dir = sub("cuts-bpe"), *out = fs_join(dir, "out");
+    fs_mkdir_p(dir, 0755);
+    for (int small = 0; small < 2; small++) {
+        char *body = xasprintf("    source: synthetic\n    members: 12\n    tasks: [like, save]\n    history: 12\n"
+                               "    tokenizer: %s\n    max_tokens: %d\n", model, small ? 130 : 512);
+        dt_metrics ms;
+        CHECK_OK(dt_build(dir, body, 3, &ms));
+        dataset ds;
+        ds_split s;
+        CHECK_OK(open_split(out, "train", &ds, &s));
+        int64_t with = check_cuts(&ds, &s), longest = 0;
+        for (int64_t i = 0; i < s.n_examples; i++) longest = s.ex[i].n_tokens > longest ? s.ex[i].n_tokens : longest;
+        CHECK(with > s.n_examples / 2);
+        if (small) CHECK(longest <= 130 && dt_get(&ms, "history_entries_mean") < 8);
+        printf("llama3, max_tokens %d: %lld of %lld training prompts with history cuts, longest %lld tokens, %.1f "
+               "history entries on average\n", small ? 130 : 512, (long long)with, (long long)s.n_examples,
+               (long long)longest, dt_get(&ms, "history_entries_mean"));
+        ds_split_close(&s);
+        dataset_close(&ds);
+        free(body);
+    }
+    free(out), free(dir);
 }
 
 static void test_determinism(void) {
@@ -176,6 +243,9 @@ static void test_structure(void) {
             int lines = 0;
             for (char *p = hist; p && p < cand; p = strchr(p + 1, '\n')) lines += p[1] == '-';
             CHECK(lines <= 7);
+            int n_cuts;
+            ds_example_cuts(&s, i, &n_cuts);
+            CHECK_INT(n_cuts, lines ? lines + 1 : 0);
             /* the shared prefix is everything before the candidate */
             char *pre = dt_decode_n(&s, i, e->prefix_len);
             CHECK(strlen(pre) == (size_t)(cand - txt) && !strncmp(pre, txt, strlen(pre)));
@@ -185,6 +255,7 @@ static void test_structure(void) {
             if (e->time < *ft) *ft = e->time;
             if (e->time > *lt) *lt = e->time;
         }
+        if (sp == 0) CHECK(check_cuts(&ds, &s) > s.n_examples / 2);
         ds_split_close(&s);
     }
     /* temporal: per member and task, every train example precedes every valid one, which precede test */
@@ -229,6 +300,29 @@ static void test_bad_labels(void) {
     free(dir);
 }
 
+/* Calibration from the test split: refused before any work unless allow_test_calibration, which
+ * warns and records calibration_from_test = 1 (pruning and quantization rely on this rule). */
+static void test_calibration_from_test(void) {
+    char *dir = sub("caltest"), *train, *calf;
+    fs_mkdir_p(dir, 0755);
+    train = fs_join(dir, "out/train.bin");
+    calf = fs_join(dir, "cal/calibration.bin");
+    const char *body = "    source: synthetic\n    members: 8\n    calibration: {samples: 10, from: test}\n";
+    dt_metrics ms;
+    CHECK(dt_build(dir, body, 1, &ms) == -1);
+    CHECK(err_kind_get() == ERR_INPUT && strstr(err_msg(), "allow_test_calibration: true") &&
+          strstr(err_msg(), "from: train"));
+    CHECK(!fs_exists(train) && !fs_exists(calf)); /* refused before any work */
+    char *allowed = xasprintf("%s    allow_test_calibration: true\n", body);
+    CHECK_OK(dt_build(dir, allowed, 1, &ms));
+    CHECK(dt_get(&ms, "calibration_from_test") == 1 && dt_get(&ms, "calibration_examples") == 10);
+    CHECK(fs_exists(calf));
+    /* the default (train) records 0 */
+    CHECK_OK(dt_build(dir, "    source: synthetic\n    members: 8\n    calibration: {samples: 10}\n", 1, &ms));
+    CHECK(dt_get(&ms, "calibration_from_test") == 0);
+    free(allowed), free(train), free(calf), free(dir);
+}
+
 /* The parameter tables of the docs and the schemas are one list: every parameter is documented,
  * and every documented parameter exists. */
 static void test_docs(const char *kind, const char *doc) {
@@ -260,6 +354,7 @@ static void test_docs(const char *kind, const char *doc) {
 }
 
 int main(void) {
+    shared_dir(); /* fails at once when the folder is required and absent */
     log_set_level(LOG_WARN);
     snprintf(tmp, sizeof tmp, "/tmp/smelt-test-data-%d", (int)getpid());
     CHECK_OK(fs_mkdir_p(tmp, 0755));
@@ -267,6 +362,8 @@ int main(void) {
     test_learnable();
     test_structure();
     test_bad_labels();
+    test_calibration_from_test();
+    test_cuts_bpe();
     test_docs("data", "docs/data.md");
     test_docs("evaluate", "docs/evaluate.md");
     fs_rm_rf(tmp);

@@ -1,8 +1,9 @@
 /* test_dataset.c: the split file format and meta.json of data artifacts (stages/data/dataset.h):
- * round trip of examples, masks, groups and prefixes; the writer's prefix fixing; the reader's
- * refusal of every kind of damage (truncation, bad magic/version, out-of-range ids, broken group
- * numbering, a prefix that is not shared) with a message naming the file; meta.json round trip
- * with the tokenizer copied into the artifact. */
+ * round trip of examples, masks, groups, prefixes and history cuts; the writer's prefix fixing;
+ * the reader's refusal of every kind of damage (truncation, bad magic/version, out-of-range ids,
+ * broken group numbering, a prefix that is not shared, cuts out of order or beyond the answer)
+ * with a message naming the file; version 1 files (no cuts) still read; the budget rule
+ * ds_fit_cuts; meta.json round trip with the tokenizer copied into the artifact. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,11 @@ static char *write_sample(const char *name, int n_groups, int per_group) {
         for (int i = 0; i < per_group; i++) {
             int n, label = (g + i) % 2;
             make_example(tok, mask, &n, g, i, 5 + g % 4, label);
+            /* groups 1, 3, ... have two "history lines" in the prefix: [1, 3) and [3, plen) */
+            const uint32_t cuts[3] = {1, 3, (uint32_t)(5 + g % 4)};
             ds_example_in e = {.new_group = i == 0, .prefix_len = (uint32_t)(5 + g % 4), .member = (uint32_t)(100 + g),
-                               .item = (uint32_t)i, .time = 1000 + i, .task = (uint16_t)(g % 2), .label = (int8_t)label};
+                               .item = (uint32_t)i, .time = 1000 + i, .task = (uint16_t)(g % 2), .label = (int8_t)label,
+                               .cuts = g % 2 ? cuts : NULL, .n_cuts = g % 2 ? 3 : 0};
             CHECK_OK(ds_writer_add(w, &e, tok, mask, (size_t)n));
         }
     CHECK_OK(ds_writer_finish(w, path));
@@ -74,11 +78,63 @@ static void test_round_trip(void) {
         CHECK_INT(e->answer_pos, n - 1);
         CHECK_INT(e->prefix_len, 5 + g % 4);
         CHECK_INT(ds_group_end(&s, i), (g + 1) * 4);
+        int nc;
+        const uint32_t *c = ds_example_cuts(&s, i, &nc);
+        CHECK_INT(nc, g % 2 ? 3 : 0);
+        if (g % 2) CHECK(c && c[0] == 1 && c[1] == 3 && c[2] == (uint32_t)(5 + g % 4));
         total += n;
     }
     CHECK_INT(s.n_tokens, total);
+    CHECK_INT(s.n_cuts, 3 * 4 * 3); /* groups 1, 3, 5: 4 examples of 3 cuts */
     ds_split_close(&s);
     free(path);
+}
+
+/* A version 1 file (64-byte header, no cuts) written from a version 2 file without cuts: still read. */
+static void test_version1(void) {
+    char *path = fs_join(tmpdir, "v2.bin"), *v1 = fs_join(tmpdir, "v1.bin"), *data;
+    ds_writer *w;
+    CHECK_OK(ds_writer_new(&w, 261, 1));
+    int32_t tok[64];
+    uint8_t mask[64];
+    for (int i = 0; i < 3; i++) {
+        int n;
+        make_example(tok, mask, &n, 0, i, 4, i % 2);
+        ds_example_in e = {.new_group = i == 0, .prefix_len = 4, .label = (int8_t)(i % 2)};
+        CHECK_OK(ds_writer_add(w, &e, tok, mask, (size_t)n));
+    }
+    CHECK_OK(ds_writer_finish(w, path));
+    ds_writer_free(w);
+    size_t n;
+    CHECK_OK(fs_read_file(path, 0, &data, &n));
+    ds_header h;
+    memcpy(&h, data, sizeof h);
+    CHECK(h.n_cuts == 0 && h.cuts_offset == (h.mask_offset + h.n_tokens + 3) / 4 * 4);
+    const size_t body = (size_t)(h.mask_offset + h.n_tokens) - sizeof h; /* examples, tokens, mask */
+    h.version = 1, h.header_bytes = 64, h.tokens_offset -= 16, h.mask_offset -= 16;
+    char *out = malloc(64 + body);
+    memcpy(out, &h, 64);
+    memcpy(out + 64, data + sizeof h, body);
+    CHECK_OK(fs_write_atomic(v1, out, 64 + body));
+    ds_split s;
+    CHECK_OK(ds_split_open(&s, v1));
+    int nc;
+    CHECK(s.n_examples == 3 && s.n_cuts == 0 && !ds_example_cuts(&s, 2, &nc) && nc == 0);
+    CHECK(!memcmp(ds_example_tokens(&s, 2), data + h.tokens_offset + 16 + 4 * s.ex[2].offset, 4 * s.ex[2].n_tokens));
+    ds_split_close(&s);
+    free(out), free(data), free(path), free(v1);
+}
+
+/* The budget rule: head 2 tokens, lines of 3, 4 and 3 tokens, tail 8 (20 in all). */
+static void test_fit_cuts(void) {
+    const uint32_t c[4] = {2, 5, 9, 12};
+    CHECK_INT(ds_fit_cuts(c, 4, 20, 20), 0);
+    CHECK_INT(ds_fit_cuts(c, 4, 20, 19), 1);  /* 17 */
+    CHECK_INT(ds_fit_cuts(c, 4, 20, 16), 2);  /* 13 */
+    CHECK_INT(ds_fit_cuts(c, 4, 20, 12), 3);  /* 10: head and tail only */
+    CHECK_INT(ds_fit_cuts(c, 4, 20, 9), -1);  /* not even the head and the tail */
+    CHECK_INT(ds_fit_cuts(NULL, 0, 20, 20), 0);
+    CHECK_INT(ds_fit_cuts(NULL, 0, 20, 19), -1);
 }
 
 /* A declared prefix longer than what the group really shares is cut to the common part; a prefix
@@ -103,6 +159,14 @@ static void test_prefix_fixing(void) {
     e.label = 1;
     uint8_t m_none[] = {0, 0, 0, 0, 0, 0};
     CHECK(ds_writer_add(w, &e, a, m_none, 6) == -1); /* labelled without an action token */
+    const uint32_t one[1] = {2}, past[2] = {2, 6}, back[3] = {1, 4, 3};
+    e.cuts = one, e.n_cuts = 1;
+    CHECK(ds_writer_add(w, &e, a, m6, 6) == -1 && strstr(err_msg(), "history cuts")); /* a lone cut */
+    e.cuts = past, e.n_cuts = 2;
+    CHECK(ds_writer_add(w, &e, a, m6, 6) == -1 && strstr(err_msg(), "answer position")); /* beyond the answer */
+    e.cuts = back, e.n_cuts = 3;
+    CHECK(ds_writer_add(w, &e, a, m6, 6) == -1); /* not increasing */
+    e.cuts = NULL, e.n_cuts = 0;
     CHECK_INT(ds_writer_examples(w), 3);
     CHECK_OK(ds_writer_finish(w, path));
     ds_writer_free(w);
@@ -139,14 +203,15 @@ static void expect_corrupt(const char *src, long off, const void *val, size_t le
 
 static void test_corruption(void) {
     char *path = write_sample("src.bin", 3, 3);
-    size_t ex0 = 64, tok0 = 64 + 9 * 48;
+    size_t ex0 = sizeof(ds_header), tok0 = sizeof(ds_header) + 9 * 48;
     uint32_t u32;
     int32_t i32;
     uint64_t u64;
     expect_corrupt(path, -1, NULL, 0, 10, "shorter than the header");
     expect_corrupt(path, -1, NULL, 0, 200, "truncated");
     expect_corrupt(path, 0, "XXXX", 4, -1, "magic");
-    u32 = 2, expect_corrupt(path, 8, &u32, 4, -1, "version");
+    u32 = 3, expect_corrupt(path, 8, &u32, 4, -1, "version");
+    u32 = 64, expect_corrupt(path, 12, &u32, 4, -1, "header_bytes");
     u64 = 1ull << 50, expect_corrupt(path, 16, &u64, 8, -1, "huge n_examples");
     u64 = 99, expect_corrupt(path, 32, &u64, 8, -1, "n_groups");
     u32 = 200, expect_corrupt(path, 40, &u32, 4, -1, "vocab smaller than ids");
@@ -175,6 +240,19 @@ static void test_corruption(void) {
     expect_corrupt(path, mask0 + 2, &mv, 1, -1, "answer earlier than answer_pos");
     mv = DS_TOK_RESPONSE;
     expect_corrupt(path, mask0 + nt - 1, &mv, 1, -1, "labelled example without action token");
+    /* cuts: group 1 (examples 3..5) owns 3 cuts each, [1, 3, 6); the section is the file's end */
+    size_t size;
+    char *d;
+    CHECK_OK(fs_read_file(path, 0, &d, &size));
+    free(d);
+    long cuts0 = (long)size - 9 * 4, cf4 = (long)ex0 + 4 * 48 + 44; /* example 4's cut_first */
+    u32 = 2, expect_corrupt(path, cf4, &u32, 4, -1, "cuts out of order (cut_first goes back)");
+    u32 = 5, expect_corrupt(path, cf4, &u32, 4, -1, "one cut for an example");
+    u32 = 0, expect_corrupt(path, cuts0, &u32, 4, -1, "cut at position 0");
+    u32 = 1, expect_corrupt(path, cuts0 + 4, &u32, 4, -1, "cuts not increasing");
+    u32 = 40, expect_corrupt(path, cuts0 + 8, &u32, 4, -1, "cut beyond the answer");
+    u64 = 10, expect_corrupt(path, 64, &u64, 8, -1, "n_cuts");
+    expect_corrupt(path, -1, NULL, 0, (long)size - 2, "truncated cuts");
     free(path);
 }
 
@@ -285,6 +363,8 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/smelt-test-dataset-%d", (int)getpid());
     CHECK_OK(fs_mkdir_p(tmpdir, 0755));
     test_round_trip();
+    test_version1();
+    test_fit_cuts();
     test_prefix_fixing();
     test_corruption();
     test_empty_split();

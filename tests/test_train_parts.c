@@ -1,6 +1,7 @@
-/* test_train_parts.c: the pieces of the `train` stage below the CLI: the example stream (same seed,
- * same batches; every example once per epoch; budgets; truncation keeping the end; steps per
- * epoch), rank shares (contiguous, disjoint, covering, balanced), in-stage checkpoints (bitwise
+/* test_train_parts.c: the pieces of the `train` stage below the CLI: fitting examples to seq_len
+ * (oldest history lines left out, never the instruction or the answer; refusals; generative
+ * examples cut into pieces; prompts for sampling), the stream of sequences (same seed, same
+ * batches; every sequence once per epoch; budgets; steps per epoch), rank shares (contiguous, disjoint, covering, balanced), in-stage checkpoints (bitwise
  * round trip, corruption and foreign checkpoints refused, old ones removed), the teacher's logits
  * through its KV cache against a full forward, the LM head over selected rows against all rows,
  * sampling that does not depend on how sequences are split among ranks, and position weights. */
@@ -35,9 +36,95 @@ static int make_split(ds_split *s, const char *path, int n, int vocab) {
     return rc ? -1 : ds_split_open(s, path);
 }
 
+/* Units of every example of s at seq_len (all must fit). */
+static seq_unit *whole_units(const ds_split *s, int seq_len, int64_t *n) {
+    seq_unit *u;
+    fit_stats st;
+    tu_expect(fit_units(&u, n, &st, s, s->n_examples, seq_len, LONG_REFUSE, -1) == 0 && st.whole == s->n_examples,
+              "every example fits seq_len %d", seq_len);
+    return u;
+}
+
+static int same_units(const seq_unit *a, const seq_unit *b, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (a[i].example != b[i].example || a[i].head != b[i].head || a[i].start != b[i].start || a[i].end != b[i].end)
+            return 0;
+    return 1;
+}
+
+/* Fitting to seq_len. Five examples (BOS = 1): a ranking one of 30 tokens with 4 history lines of
+ * 5 ([3, 8) .. [18, 23), tail [23, 30)); a ranking one of 10 without lines; a generative one of 25
+ * (prompt [0, 6), response after); a ranking one of 40 with lines [3, 30) and [30, 35); a ranking
+ * one of 20 with one line [3, 5). */
+static void test_fit(void) {
+    char *path = fs_join(tmpdir, "fit.bin");
+    ds_writer *w;
+    ds_writer_new(&w, 50, 1);
+    const int lens[5] = {30, 10, 25, 40, 20};
+    const uint32_t c0[5] = {3, 8, 13, 18, 23}, c3[3] = {3, 30, 35}, c4[2] = {3, 5};
+    const uint32_t *cuts[5] = {c0, NULL, NULL, c3, c4};
+    const int n_cuts[5] = {5, 0, 0, 3, 2};
+    for (int i = 0; i < 5; i++) {
+        int tok[64];
+        uint8_t mask[64];
+        for (int k = 0; k < lens[i]; k++) {
+            tok[k] = k == 0 ? 1 : 2 + (k + i) % 40;
+            mask[k] = i == 2 ? (k < 6 ? DS_TOK_PROMPT : DS_TOK_RESPONSE) : k + 1 == lens[i] ? DS_TOK_ACTION : DS_TOK_PROMPT;
+        }
+        ds_example_in e = {.new_group = 1, .item = DS_NO_ITEM, .label = i == 2 ? DS_LABEL_NONE : 1, .cuts = cuts[i],
+                           .n_cuts = n_cuts[i]};
+        tu_expect(ds_writer_add(w, &e, tok, mask, (size_t)lens[i]) == 0, "writer: %s", err_msg());
+    }
+    ds_writer_finish(w, path);
+    ds_writer_free(w);
+    ds_split s;
+    tu_expect(ds_split_open(&s, path) == 0, "open: %s", err_msg());
+    seq_unit *u;
+    int64_t n;
+    fit_stats st;
+    /* seq_len 20: ex0 leaves out 2 lines (3 + 10 + 7 = 20), ex3 one (3 + 5 + 5), ex2 is refused */
+    tu_expect(fit_units(&u, &n, &st, &s, 5, 20, LONG_REFUSE, 1) == 0, "fit_units: %s", err_msg());
+    tu_expect(n == 4 && st.whole == 2 && st.fitted == 2 && st.lines_dropped == 3 && st.refused == 1 &&
+                  st.refused_ranking == 0 && st.first_refused == 2 && st.longest == 40,
+              "seq_len 20: %lld units, %lld whole, %lld fitted (%lld lines), %lld refused", (long long)n,
+              (long long)st.whole, (long long)st.fitted, (long long)st.lines_dropped, (long long)st.refused);
+    const seq_unit want20[4] = {{0, 3, 13, 30}, {1, 0, 0, 10}, {3, 3, 30, 40}, {4, 0, 0, 20}};
+    tu_expect(n == 4 && same_units(u, want20, 4), "seq_len 20: the units keep the head and the newest lines");
+    /* the sequences: the head (BOS, instruction) first, the answer last */
+    batch_plan p = {0};
+    seq_set q = {0};
+    batch_plan_units(&p, u, n);
+    seq_set_from_plan(&q, &s, &p, 0, p.n);
+    const int *t0 = q.tokens + q.off[0];
+    tu_expect(q.len[0] == 20 && !memcmp(t0, ds_example_tokens(&s, 0), 3 * sizeof(int)) &&
+                  !memcmp(t0 + 3, ds_example_tokens(&s, 0) + 13, 17 * sizeof(int)) && q.mask[q.off[0] + 19] == DS_TOK_ACTION,
+              "a fitted sequence is the head then the newest lines, the candidate and the answer");
+    free(u);
+    /* seq_len 12, long_examples cut: ex0 drops all 4 lines, ex2 becomes 3 pieces (BOS repeated), ex4 is refused */
+    tu_expect(fit_units(&u, &n, &st, &s, 5, 12, LONG_CUT, 1) == 0, "fit_units cut: %s", err_msg());
+    const seq_unit want12[6] = {{0, 3, 23, 30}, {1, 0, 0, 10}, {2, 0, 0, 12}, {2, 1, 12, 23}, {2, 1, 23, 25}, {3, 3, 35, 40}};
+    tu_expect(n == 6 && same_units(u, want12, 6) && st.cut == 1 && st.pieces == 3 && st.refused == 1 &&
+                  st.refused_ranking == 1 && st.first_refused == 4,
+              "seq_len 12 with cut: %lld units, %lld cut into %lld pieces, %lld refused (%lld ranking)", (long long)n,
+              (long long)st.cut, (long long)st.pieces, (long long)st.refused, (long long)st.refused_ranking);
+    free(u);
+    /* prompts for sampling: ex0's prompt [0, 29) in 15 tokens leaves out 3 lines: 3 + 5 + 6 */
+    seq_unit pu;
+    tu_expect(fit_prompt(&pu, &s, 0, 15) == 1 && pu.head == 3 && pu.start == 18 && pu.end == 29, "prompt fitted to 15");
+    tu_expect(fit_prompt(&pu, &s, 0, 29) == 1 && pu.head == 0 && pu.start == 0 && pu.end == 29, "whole prompt");
+    tu_expect(fit_prompt(&pu, &s, 1, 5) == 0, "a prompt without lines that does not fit");
+    seq_set_free(&q);
+    batch_plan_free(&p);
+    ds_split_close(&s);
+    free(path);
+}
+
 static void test_stream(const ds_split *s) {
     data_stream a, b;
-    tu_expect(stream_init(&a, s, 24, 200, 0, 5, 1) == 0 && stream_init(&b, s, 24, 200, 0, 5, 1) == 0, "stream_init");
+    int64_t nu;
+    seq_unit *units = whole_units(s, 64, &nu);
+    tu_expect(stream_init(&a, units, nu, 200, 0, 5, 1) == 0 && stream_init(&b, units, nu, 200, 0, 5, 1) == 0,
+              "stream_init");
     data_cursor ca = {0, 0}, cb = {0, 0};
     batch_plan pa = {0}, pb = {0};
     int *seen = calloc((size_t)s->n_examples, sizeof(int)), same = 1, budget = 1, trunc = 1;
@@ -46,27 +133,27 @@ static void test_stream(const ds_split *s) {
         stream_next(&a, &ca, &pa);
         stream_next(&b, &cb, &pb);
         steps++;
-        same &= pa.n == pb.n && !memcmp(pa.example, pb.example, sizeof(int64_t) * (size_t)pa.n);
+        same &= pa.n == pb.n && same_units(pa.unit, pb.unit, pa.n);
         budget &= pa.n == 1 || pa.tokens <= 200;
         for (int i = 0; i < pa.n; i++) {
-            int n = (int)s->ex[pa.example[i]].n_tokens;
-            trunc &= pa.len[i] == (n < 24 ? n : 24) && pa.start[i] == n - pa.len[i];
+            int n = (int)s->ex[pa.unit[i].example].n_tokens;
+            trunc &= pa.len[i] == n && pa.unit[i].end == n;
             /* examples taken in epoch 0 (the last batch may reach into epoch 1) */
-            if (!(ca.epoch == 1 && i >= pa.n - ca.index)) seen[pa.example[i]]++;
+            if (!(ca.epoch == 1 && i >= pa.n - ca.index)) seen[pa.unit[i].example]++;
         }
     }
     int once = 1;
     for (int64_t i = 0; i < s->n_examples; i++) once &= seen[i] == 1;
     tu_expect(same, "two streams with one seed give the same batches");
     tu_expect(budget, "batches stay within batch_tokens");
-    tu_expect(trunc, "examples keep their last seq_len tokens");
+    tu_expect(trunc, "whole examples");
     tu_expect(once, "every example once in an epoch");
     int64_t counted;
     tu_expect(stream_steps_for_epochs(&a, 1, &counted) == 0 && counted == steps,
               "steps of one epoch: %lld counted, %lld walked", (long long)counted, (long long)steps);
     /* another seed, another order; batch_size mode takes exactly that many */
     data_stream c;
-    stream_init(&c, s, 24, 0, 7, 6, 1);
+    stream_init(&c, units, nu, 0, 7, 6, 1);
     data_cursor cc = {0, 0};
     batch_plan pc = {0};
     stream_next(&c, &cc, &pc);
@@ -75,16 +162,18 @@ static void test_stream(const ds_split *s) {
     data_cursor c0 = {0, 0};
     stream_next(&a, &c0, &pa);
     int differs = 0;
-    for (int i = 0; i < 7 && i < pa.n; i++) differs |= pa.example[i] != pc.example[i];
+    for (int i = 0; i < 7 && i < pa.n; i++) differs |= pa.unit[i].example != pc.unit[i].example;
     tu_expect(differs, "another seed shuffles differently");
-    free(seen);
+    free(seen), free(units);
     batch_plan_free(&pa), batch_plan_free(&pb), batch_plan_free(&pc);
     stream_free(&a), stream_free(&b), stream_free(&c);
 }
 
 static void test_rank_ranges(const ds_split *s) {
     data_stream st;
-    stream_init(&st, s, 64, 1500, 0, 9, 1);
+    int64_t nu;
+    seq_unit *units = whole_units(s, 64, &nu);
+    stream_init(&st, units, nu, 1500, 0, 9, 1);
     data_cursor cur = {0, 0};
     batch_plan p = {0};
     for (int trial = 0; trial < 5; trial++) {
@@ -112,6 +201,7 @@ static void test_rank_ranges(const ds_split *s) {
     }
     batch_plan_free(&p);
     stream_free(&st);
+    free(units);
 }
 
 static void test_state(void) {
@@ -231,9 +321,9 @@ static void test_selected_rows(void) {
     float wce[22], wdiv[22];
     loss_rows rows = {.targets = targets, .kind = kind, .w_ce = wce, .w_div = wdiv};
     loss_config lc = {.ce = 1.0, .temperature = 1, .beta = 0.5};
-    int64_t na = 0, np = 0;
-    loss_count_positions(&na, &np, mask, lens, 2);
-    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, na, np);
+    loss_counts cnt = {0};
+    loss_count_positions(&cnt, mask, lens, 2);
+    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, &cnt, LOSS_PART_ALL);
     int n_sel = loss_select(sel, &rows);
     tu_expect(n_sel == 3, "selected rows: %d (the three answer positions)", n_sel);
     model_batch b = {.tokens = tokens, .seq_lens = lens, .n_tokens = N, .n_seqs = 2};
@@ -261,7 +351,7 @@ static void test_selected_rows(void) {
     tu_expect(other == 0, "rows without weight have zero gradient (%g)", other);
     /* weights: answer weights sum to 1 - prompt_weight, prompt weights to prompt_weight */
     lc.prompt_weight = 0.25;
-    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, na, np);
+    loss_fill_rows(&rows, tokens, mask, NULL, lens, 2, &lc, 0, &cnt, LOSS_PART_ALL);
     double sa = 0, sp = 0;
     for (int i = 0; i < N; i++) *(kind[i] == POS_ANSWER ? &sa : &sp) += wce[i];
     tu_expect(fabs(sa - 0.75) < 1e-6 && fabs(sp - 0.25) < 1e-6, "weights: answer %.7f prompt %.7f", sa, sp);
@@ -279,17 +369,19 @@ static void test_sampling(const ds_split *s) {
     model_init(&m, &cfg, NULL);
     tm_randomize(&m, 5);
     kv_cache kv;
-    kv_cache_init(&kv, &cfg, 32);
+    kv_cache_init(&kv, &cfg, 48);
     batch_plan p = {0};
-    batch_plan_first(&p, s, 6, 30);
+    int64_t nu;
+    seq_unit *units = whole_units(s, 64, &nu);
+    batch_plan_units(&p, units, 6);
     seq_set in = {0}, in_a = {0}, in_b = {0}, out = {0}, out_a = {0}, out_b = {0};
     seq_set_from_plan(&in, s, &p, 0, 6);
     seq_set_from_plan(&in_a, s, &p, 0, 2);
     seq_set_from_plan(&in_b, s, &p, 2, 6);
     policy_config pc = {.fraction = 1, .max_new_tokens = 5, .temperature = 1.0, .top_p = 0.9};
-    int ok = policy_generate(&out, &in, &m, &kv, &pc, 30, -1, 77, 3, 1) == 0 &&
-             policy_generate(&out_a, &in_a, &m, &kv, &pc, 30, -1, 77, 3, 1) == 0 &&
-             policy_generate(&out_b, &in_b, &m, &kv, &pc, 30, -1, 77, 3, 1) == 0;
+    int ok = policy_generate(&out, &in, s, &m, &kv, &pc, 45, -1, 77, 3, 1) == 0 &&
+             policy_generate(&out_a, &in_a, s, &m, &kv, &pc, 45, -1, 77, 3, 1) == 0 &&
+             policy_generate(&out_b, &in_b, s, &m, &kv, &pc, 45, -1, 77, 3, 1) == 0;
     tu_expect(ok, "policy_generate: %s", err_msg());
     int same = out.n == 6 && out_a.n == 2 && out_b.n == 4, shape = 1;
     for (int i = 0; i < out.n && same; i++) {
@@ -297,15 +389,19 @@ static void test_sampling(const ds_split *s) {
         int j = i < 2 ? i : i - 2;
         same &= out.len[i] == o->len[j] &&
                 !memcmp(out.tokens + out.off[i], o->tokens + o->off[j], sizeof(int) * (size_t)out.len[i]);
-        /* prompt: the example's tokens before its ACTION (at most 30 - 5 = 25, the latest), then 5 sampled */
-        int n_ex = p.len[i], a = n_ex - 1, keep = a > 25 ? 25 : a;
-        const int *src = in.tokens + in.off[i] + (a - keep);
+        /* prompt: the example's tokens before its ACTION (at most 45 - 5 = 40: all), then 5 sampled */
+        int n_ex = p.len[i], keep = n_ex - 1;
+        const int *src = in.tokens + in.off[i];
         shape &= out.len[i] == keep + 5 && !memcmp(out.tokens + out.off[i], src, sizeof(int) * (size_t)keep) &&
                  out.mask[out.off[i] + keep - 1] == DS_TOK_PROMPT && out.mask[out.off[i] + keep] == DS_TOK_RESPONSE &&
                  out.flags[i] == SEQ_NO_CE;
     }
     tu_expect(same, "sampling does not depend on how sequences are split among ranks");
     tu_expect(shape, "sampled sequences: the prompt before the answer, then max_new_tokens sampled tokens");
+    /* a prompt that cannot fit seq_len - max_new_tokens is an error */
+    tu_expect(policy_generate(&out, &in, s, &m, &kv, &pc, 30, -1, 77, 3, 1) == -1 && strstr(err_msg(), "does not fit"),
+              "a prompt longer than seq_len - max_new_tokens is refused");
+    free(units);
     seq_set_free(&in), seq_set_free(&in_a), seq_set_free(&in_b), seq_set_free(&out), seq_set_free(&out_a);
     seq_set_free(&out_b);
     batch_plan_free(&p);
@@ -355,6 +451,7 @@ int main(void) {
         printf("FAIL making a split: %s\n", err_msg());
         return 1;
     }
+    test_fit();
     test_stream(&s);
     test_rank_ranges(&s);
     test_state();

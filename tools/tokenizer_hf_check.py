@@ -78,6 +78,19 @@ def sha256(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def write_ids_fixture(out, folder, encs):
+    """The fixture format the C tests read: a header with the sha256 of folder's tokenizer.json and
+    tokenizer_config.json (smelt must still write those bytes), then one line of ids per string."""
+    import tokenizers
+    import transformers
+    with open(out, "w") as f:
+        f.write(f"# sha256 tokenizer.json {sha256(os.path.join(folder, 'tokenizer.json'))} "
+                f"tokenizer_config.json {sha256(os.path.join(folder, 'tokenizer_config.json'))} "
+                f"transformers {transformers.__version__} tokenizers {tokenizers.__version__}\n")
+        for ids in encs:
+            f.write("".join(f" {i}" for i in ids) + "\n")
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
@@ -87,8 +100,6 @@ def main():
     ap.add_argument("--out", default=os.path.join(root, "tests/data/tokenizer"))
     args = ap.parse_args()
 
-    import tokenizers
-    import transformers
     from transformers import AutoTokenizer
 
     rand = random_strings()
@@ -130,12 +141,7 @@ def main():
                         failures += 1
                         print(f"qwen2 {s!r}: saved {ids} != original {r}", file=sys.stderr)
             out = os.path.join(args.out, f"hf_{name}.out")
-            with open(out, "w") as f:
-                f.write(f"# sha256 tokenizer.json {sha256(os.path.join(d, 'tokenizer.json'))} "
-                        f"tokenizer_config.json {sha256(os.path.join(d, 'tokenizer_config.json'))} "
-                        f"transformers {transformers.__version__} tokenizers {tokenizers.__version__}\n")
-                for ids in encs:
-                    f.write("".join(f" {i}" for i in ids) + "\n")
+            write_ids_fixture(out, d, encs)
             print(f"{name}: {len(strings)} strings encoded by transformers from smelt's tokenizer.json -> {out}")
     if failures:
         print(f"{failures} mismatches", file=sys.stderr)

@@ -7,7 +7,11 @@
  * the most recent events strictly BEFORE the group's first event (by position in the member's
  * time-sorted events) that fit `history` entries and `history_tokens` tokens. Since train events
  * precede every valid and test event of their member, no valid or test interaction can appear in a
- * training prompt. Each candidate adds "Candidate: <item>\nAnswer:" and its label token. */
+ * training prompt. Each candidate adds "Candidate: <item>\nAnswer:" and its label token.
+ *
+ * Every example records its history lines as token cuts (dataset.h), so that a shorter budget
+ * later (the train stage's seq_len) drops the oldest lines exactly as max_tokens does here: both
+ * go through ds_fit_cuts. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +80,33 @@ static int line_tokens(builder *b, int64_t ev, int32_t *out) {
     return 0;
 }
 
+/* The token positions where the lines of an encoded prefix start. The pieces of ids add up to the
+ * text's bytes (plus the one dummy-prefix space a sentencepiece-style tokenizer puts first), and
+ * line k starts at byte off[k] (off[n_off - 1]: the end of the last line, the end of the text). A
+ * cut is the index of the token whose piece starts there, plus base (the BOS before the prefix).
+ * Returns n_off, or 0 when a line start falls inside a token or the pieces do not add up (a
+ * tokenizer that merges across lines or rewrites the text): the lines are then kept whole. */
+static int line_cuts(uint32_t *cuts, const tokenizer *tok, const int32_t *ids, size_t n_ids, size_t text_len,
+                     const size_t *off, int n_off, uint32_t base) {
+    size_t total = 0, pl;
+    for (size_t t = 0; t < n_ids; t++) {
+        if (!tokenizer_piece(tok, ids[t], &pl)) return 0;
+        total += pl;
+    }
+    if (total < text_len || total > text_len + 1) return 0;
+    const size_t shift = total - text_len;
+    int k = 0;
+    size_t pos = 0; /* the byte where token t starts */
+    for (size_t t = 0; t <= n_ids && k < n_off; t++) {
+        for (; k < n_off && off[k] + shift <= pos; k++) {
+            if (off[k] + shift < pos) return 0; /* the line starts inside token t - 1 */
+            cuts[k] = base + (uint32_t)t;
+        }
+        if (t < n_ids && tokenizer_piece(tok, ids[t], &pl)) pos += pl;
+    }
+    return k == n_off ? n_off : 0;
+}
+
 static int append_ids(int32_t **buf, size_t *n, size_t *cap, const int32_t *ids, size_t k) {
     if (*n + k > *cap) {
         size_t c = *cap ? *cap : 1024;
@@ -135,8 +166,10 @@ static int emit_group(builder *b, int split, int m, int t, int64_t m0, const int
     int32_t **suf = xcalloc((size_t)k, sizeof *suf);
     size_t *suf_n = xcalloc((size_t)k, sizeof *suf_n);
     int32_t *pre = NULL, *ex = NULL;
-    size_t n_pre = 0, n_ex = 0, cap_ex = 0;
+    size_t n_pre = 0, n_ex = 0, cap_ex = 0, *line_off = NULL;
     uint8_t *mask = NULL;
+    uint32_t *cuts = NULL;
+    int n_cuts = 0;
     if (!suf || !suf_n) goto out;
     size_t max_suf = 0;
     for (int i = 0; i < k; i++) {
@@ -156,20 +189,32 @@ static int emit_group(builder *b, int split, int m, int t, int64_t m0, const int
         budget -= lt;
         h0--;
     }
+    line_off = xmalloc((size_t)(first - h0 + 1) * sizeof *line_off);
+    cuts = xmalloc((size_t)(first - h0 + 1) * sizeof *cuts);
+    if (!line_off || !cuts) goto out;
     for (;;) {
         sb_reset(&sb);
         const char *profile = c->member_text && c->member_text[m] ? c->member_text[m] : NULL;
         if (sb_printf(&sb, "%s\n", c->tasks[t].instruction)) goto out;
         if (profile ? sb_printf(&sb, "%s\n", profile) : sb_printf(&sb, "Member %u\n", c->member_ids[m])) goto out;
         if (sb_puts(&sb, h0 < first ? "History:\n" : "History: none\n")) goto out;
-        for (int64_t h = h0; h < first; h++)
+        for (int64_t h = h0; h < first; h++) {
+            line_off[h - h0] = sb.len;
             if (history_line(&sb, c, &c->events[h])) goto out;
+        }
+        line_off[first - h0] = sb.len;
         free(pre);
         pre = NULL;
         if (tokenizer_encode(o->tok, sb_str(&sb), sb.len, &pre, &n_pre)) goto out;
+        n_cuts = h0 < first ? line_cuts(cuts, o->tok, pre, n_pre, sb.len, line_off, (int)(first - h0 + 1),
+                                        (uint32_t)(o->bos >= 0))
+                            : 0;
         size_t total = (o->bos >= 0) + n_pre + max_suf + 1;
         if ((int64_t)total <= o->max_tokens || h0 == first) break;
-        h0++; /* drop the oldest entry and try again */
+        /* drop the oldest entries that the budget rule says must go (one at a time without cuts),
+         * all of them when even that is not enough, and encode again */
+        int drop = n_cuts ? ds_fit_cuts(cuts, n_cuts, (int64_t)total, o->max_tokens) : 1;
+        h0 = drop > 0 ? h0 + drop : first;
     }
     b->history_sum += first - h0;
     b->history_n++;
@@ -198,7 +243,9 @@ static int emit_group(builder *b, int split, int m, int t, int64_t m0, const int
                             .item = c->items[e->item].id,
                             .time = e->time,
                             .task = (uint16_t)t,
-                            .label = (int8_t)(e->yes >> t & 1)};
+                            .label = (int8_t)(e->yes >> t & 1),
+                            .cuts = cuts,
+                            .n_cuts = n_cuts};
         if (ds_writer_add(b->w[split], &in, ex, mask, n_ex)) goto out;
         new_group = 0;
         if (split == 2 && remember_test(b, cand[i], t, in.label, shown_mean(c, h0, first))) goto out;
@@ -211,6 +258,8 @@ out:
     free(pre);
     free(ex);
     free(mask);
+    free(line_off);
+    free(cuts);
     sb_free(&sb);
     return rc;
 }

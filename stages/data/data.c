@@ -135,6 +135,8 @@ static const param_spec data_params[] = {
     {.name = "template", .type = P_STRING, .def = "plain", .choices = template_choices,
      .help = "pairs: chat renders every record with the tokenizer's chat template (ChatML, Llama 3)"},
     {.name = "calibration", .type = P_MAP, .def = "{}", .fields = calib_fields, .help = "{samples, from, seed}"},
+    {.name = "allow_test_calibration", .type = P_BOOL, .def = "false",
+     .help = "accept calibration: {from: test} (pruning or quantizing on the evaluated split leaks it)"},
     {.name = NULL},
 };
 
@@ -177,6 +179,30 @@ static void cap_members(rs_corpus *c, int64_t cap) {
     c->n_events = n;
 }
 
+/* The calibration set feeds pruning and quantization (their Hessians and scales); those stages read
+ * the data stage's calibration output and rely on this rule being enforced here: a sample of the
+ * test split would let compression fit the very examples the models are then evaluated on. It is
+ * refused before any work unless allow_test_calibration says the leak is wanted; then the log
+ * warns and the metric calibration_from_test records it (1; 0 otherwise). */
+static int check_calibration_split(const cJSON *p, data_metric_fn metric, void *mctx) {
+    int64_t samples;
+    const char *from;
+    int allow;
+    if (param_int(p, "calibration.samples", &samples) || param_string(p, "calibration.from", &from) ||
+        param_bool(p, "allow_test_calibration", &allow))
+        return -1;
+    const int from_test = samples > 0 && !strcmp(from, "test");
+    if (from_test && !allow)
+        return err_set(ERR_INPUT, "calibration: {from: test} samples the calibration set (for pruning and quantization) "
+                       "from the test split the models are evaluated on, which leaks it into compression; use from: "
+                       "train or from: valid, or set allow_test_calibration: true to accept the leak (it is then "
+                       "recorded as the metric calibration_from_test)");
+    if (from_test)
+        log_warn("calibration: sampled from the test split (allow_test_calibration: true): pruning or quantizing with "
+                 "it and evaluating on test overstates the results; recorded as calibration_from_test = 1");
+    return metric ? metric(mctx, "calibration_from_test", from_test ? 1 : 0) : 0;
+}
+
 static int write_calibration(const dataset *ds, const cJSON *p, const char *calib_dir, const tokenizer *tok,
                              data_metric_fn metric, void *mctx) {
     int64_t samples, seed;
@@ -213,6 +239,7 @@ static int write_calibration(const dataset *ds, const cJSON *p, const char *cali
         const ds_example *e = &src.ex[i];
         ds_example_in in = {.new_group = e->group != last_group, .prefix_len = e->prefix_len, .member = e->member,
                             .item = e->item, .time = e->time, .task = e->task, .label = e->label};
+        in.cuts = ds_example_cuts(&src, i, &in.n_cuts);
         last_group = e->group;
         if (ds_writer_add(w, &in, ds_example_tokens(&src, i), ds_example_mask(&src, i), e->n_tokens)) {
             free(chosen);
@@ -274,7 +301,7 @@ int data_build(const cJSON *params, int64_t seed, const char *out_dir, const cha
         return err_set(ERR_INPUT, "template: chat renders prompt/response records; it applies to source pairs, not %s",
                        source);
     build_opts o = {.seed = seed, .metric = metric, .metric_ctx = mctx};
-    if (opts_from_params(&o, params)) return -1;
+    if (opts_from_params(&o, params) || check_calibration_split(params, metric, mctx)) return -1;
     int is_records = !strcmp(source, "pairs") || !strcmp(source, "text");
     if (strcmp(source, "synthetic") && !param_get(params, "path"))
         return err_set(ERR_INPUT, "source %s needs path: (the %s)", source,
@@ -384,7 +411,8 @@ static int data_run(stage_ctx *ctx) {
 
 const stage_kind stage_kind_data = {
     .name = "data",
-    .version = 2, /* 2: BOS only where the tokenizer adds one (GGUF add_bos_token, post-processors); template */
+    .version = 3, /* 2: BOS only where the tokenizer adds one (GGUF add_bos_token, post-processors); template;
+                   * 3: split format 2 (history cuts) */
     .summary = "recommendation data as text: tokenized train/valid/test splits and a calibration set",
     .params = data_params,
     .outputs = data_outputs,

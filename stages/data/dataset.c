@@ -15,42 +15,74 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 
-_Static_assert(sizeof(ds_header) == 64, "ds_header is 64 bytes on disk");
+_Static_assert(sizeof(ds_header) == 80, "ds_header is 80 bytes on disk");
+#define DS_HEADER_V1_BYTES 64 /* version 1: no n_cuts / cuts_offset */
 _Static_assert(sizeof(ds_example) == 48, "ds_example is 48 bytes on disk");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "split files are little-endian; this host is not");
 
 /* ---- reader ---- */
 
+/* The cuts of example i: [ex[i].cut_first, next) with next the following example's cut_first. */
+static uint64_t cuts_end(const ds_split *s, int64_t i) {
+    return i + 1 < s->n_examples ? s->ex[i + 1].cut_first : (uint64_t)s->n_cuts;
+}
+
+static int check_cuts(const ds_split *s, int64_t i, int version) {
+    const ds_example *e = &s->ex[i];
+    if (version == 1) {
+        if (e->cut_first) return err_set(ERR_CORRUPT, "%s: example %lld has reserved %u", s->path, (long long)i, e->cut_first);
+        return 0;
+    }
+    uint64_t a = e->cut_first, b = cuts_end(s, i);
+    if ((i == 0 && a != 0) || b < a || b > (uint64_t)s->n_cuts || b - a == 1)
+        return err_set(ERR_CORRUPT, "%s: example %lld owns cuts [%u, %llu) of %lld; expected none or two or more, in "
+                       "order", s->path, (long long)i, e->cut_first, (unsigned long long)b, (long long)s->n_cuts);
+    for (uint64_t k = a; k < b; k++)
+        if ((k == a ? s->cuts[k] < 1 : s->cuts[k] <= s->cuts[k - 1]) || s->cuts[k] > e->answer_pos)
+            return err_set(ERR_CORRUPT, "%s: example %lld has history cut %u at position %llu; cuts increase from 1 up "
+                           "to the answer position %u", s->path, (long long)i, s->cuts[k], (unsigned long long)(k - a),
+                           e->answer_pos);
+    return 0;
+}
+
 static int split_check(ds_split *s, const char *base, const ds_header *h, size_t size) {
     const char *p = s->path;
-    if (size < sizeof *h)
-        return err_set(ERR_CORRUPT, "%s: %zu bytes, shorter than the 64-byte header; the split file is truncated, "
-                       "re-run the data stage", p, size);
+    if (size < DS_HEADER_V1_BYTES)
+        return err_set(ERR_CORRUPT, "%s: %zu bytes, shorter than the header; the split file is truncated, re-run the "
+                       "data stage", p, size);
     if (memcmp(h->magic, DS_MAGIC, 8))
         return err_set(ERR_CORRUPT, "%s is not a smelt split file (bad magic); it must be written by a data stage", p);
-    if (h->version != DS_FORMAT_VERSION)
-        return err_set(ERR_CORRUPT, "%s has format version %u, this smelt reads version %d; re-run the data stage with "
-                       "this smelt", p, h->version, DS_FORMAT_VERSION);
-    if (h->header_bytes != sizeof *h)
-        return err_set(ERR_CORRUPT, "%s: header_bytes is %u, expected 64", p, h->header_bytes);
-    /* Bounds before any multiplication can overflow: at most 2^40 examples and tokens. */
-    if (h->n_examples > (1ull << 40) || h->n_tokens > (1ull << 40) || h->n_groups > h->n_examples)
-        return err_set(ERR_CORRUPT, "%s: implausible counts (examples %llu, tokens %llu, groups %llu)", p,
+    if (h->version != 1 && h->version != DS_FORMAT_VERSION)
+        return err_set(ERR_CORRUPT, "%s has format version %u, this smelt reads versions 1 and %d; re-run the data "
+                       "stage with this smelt", p, h->version, DS_FORMAT_VERSION);
+    const uint32_t hbytes = h->version == 1 ? DS_HEADER_V1_BYTES : (uint32_t)sizeof *h;
+    if (h->header_bytes != hbytes || size < hbytes)
+        return err_set(ERR_CORRUPT, "%s: header_bytes is %u, expected %u for version %u (file of %zu bytes)", p,
+                       h->header_bytes, hbytes, h->version, size);
+    /* Bounds before any multiplication can overflow: at most 2^40 examples and tokens, 2^32 cuts. */
+    const uint64_t n_cuts = h->version == 1 ? 0 : h->n_cuts;
+    if (h->n_examples > (1ull << 40) || h->n_tokens > (1ull << 40) || h->n_groups > h->n_examples ||
+        n_cuts > UINT32_MAX)
+        return err_set(ERR_CORRUPT, "%s: implausible counts (examples %llu, tokens %llu, groups %llu, cuts %llu)", p,
                        (unsigned long long)h->n_examples, (unsigned long long)h->n_tokens,
-                       (unsigned long long)h->n_groups);
-    uint64_t tok_off = sizeof *h + h->n_examples * sizeof(ds_example), mask_off = tok_off + 4 * h->n_tokens;
-    if (h->tokens_offset != tok_off || h->mask_offset != mask_off)
+                       (unsigned long long)h->n_groups, (unsigned long long)n_cuts);
+    uint64_t tok_off = hbytes + h->n_examples * sizeof(ds_example), mask_off = tok_off + 4 * h->n_tokens;
+    uint64_t cuts_off = (mask_off + h->n_tokens + 3) & ~(uint64_t)3, end = cuts_off + 4 * n_cuts;
+    if (h->version == 1) cuts_off = end = mask_off + h->n_tokens;
+    if (h->tokens_offset != tok_off || h->mask_offset != mask_off || (h->version > 1 && h->cuts_offset != cuts_off))
         return err_set(ERR_CORRUPT, "%s: section offsets (%llu, %llu) do not follow from the counts (%llu, %llu)", p,
                        (unsigned long long)h->tokens_offset, (unsigned long long)h->mask_offset,
                        (unsigned long long)tok_off, (unsigned long long)mask_off);
-    if (mask_off + h->n_tokens != size)
+    if (end != size)
         return err_set(ERR_CORRUPT, "%s is %zu bytes but its header implies %llu; the file is truncated or damaged, "
-                       "re-run the data stage", p, size, (unsigned long long)(mask_off + h->n_tokens));
+                       "re-run the data stage", p, size, (unsigned long long)end);
     if (h->vocab < 1 || h->vocab > (1u << 30) || h->n_tasks > DS_MAX_TASKS || (h->n_examples && h->n_tasks < 1))
         return err_set(ERR_CORRUPT, "%s: vocab %u or task count %u out of range", p, h->vocab, h->n_tasks);
-    s->ex = (const ds_example *)(base + sizeof *h);
+    s->ex = (const ds_example *)(base + hbytes);
     s->tokens = (const int32_t *)(base + tok_off);
     s->mask = (const uint8_t *)(base + mask_off);
+    s->cuts = (const uint32_t *)(base + cuts_off);
+    s->n_cuts = (int64_t)n_cuts;
     s->n_examples = (int64_t)h->n_examples;
     s->n_tokens = (int64_t)h->n_tokens;
     s->n_groups = (int64_t)h->n_groups;
@@ -77,9 +109,8 @@ static int split_check(ds_split *s, const char *base, const ds_header *h, size_t
         next += e->n_tokens;
         if (e->task >= h->n_tasks)
             return err_set(ERR_CORRUPT, "%s: example %lld has task %u of %u", p, (long long)i, e->task, h->n_tasks);
-        if (e->label < DS_LABEL_NONE || e->label > DS_LABEL_YES || e->flags || e->reserved)
-            return err_set(ERR_CORRUPT, "%s: example %lld has label %d / flags %u / reserved %u", p, (long long)i,
-                           e->label, e->flags, e->reserved);
+        if (e->label < DS_LABEL_NONE || e->label > DS_LABEL_YES || e->flags)
+            return err_set(ERR_CORRUPT, "%s: example %lld has label %d / flags %u", p, (long long)i, e->label, e->flags);
         const uint8_t *m = s->mask + e->offset;
         uint32_t ans = e->n_tokens;
         for (uint32_t t = 0; t < e->n_tokens; t++)
@@ -95,6 +126,7 @@ static int split_check(ds_split *s, const char *base, const ds_header *h, size_t
         if (e->prefix_len >= e->n_tokens || (ans < e->n_tokens && e->prefix_len >= ans))
             return err_set(ERR_CORRUPT, "%s: example %lld has prefix_len %u with %u tokens and answer at %u", p,
                            (long long)i, e->prefix_len, e->n_tokens, ans);
+        if (check_cuts(s, i, (int)h->version)) return -1;
         if (i == 0 ? e->group != 0 : (e->group != s->ex[i - 1].group && e->group != s->ex[i - 1].group + 1))
             return err_set(ERR_CORRUPT, "%s: example %lld has group %u after group %u; groups are numbered 0, 1, 2, "
                            "... in order", p, (long long)i, e->group, i ? s->ex[i - 1].group : 0);
@@ -146,7 +178,7 @@ int ds_split_open(ds_split *s, const char *path) {
     }
     close(fd);
     ds_header h = {0};
-    if (s->map_bytes >= sizeof h) memcpy(&h, s->map, sizeof h);
+    memcpy(&h, s->map, s->map_bytes < sizeof h ? s->map_bytes : sizeof h); /* a version 1 header is shorter */
     if (split_check(s, s->map, &h, s->map_bytes)) goto fail;
     return 0;
 fail:
@@ -159,7 +191,7 @@ int ds_split_open_mem(ds_split *s, const void *data, size_t size, const char *na
     if (!(s->path = xstrdup(name))) return -1;
     snprintf(s->name, sizeof s->name, "%s", name);
     ds_header h = {0};
-    if (size >= sizeof h) memcpy(&h, data, sizeof h);
+    if (size) memcpy(&h, data, size < sizeof h ? size : sizeof h);
     /* the sections are read in place: the caller's buffer must be 8-byte aligned (malloc is) */
     if (((uintptr_t)data & 7) != 0) {
         ds_split_close(s);
@@ -187,6 +219,23 @@ int64_t ds_group_end(const ds_split *s, int64_t i) {
     return i;
 }
 
+const uint32_t *ds_example_cuts(const ds_split *s, int64_t i, int *n) {
+    uint64_t a = s->ex[i].cut_first, b = cuts_end(s, i);
+    *n = (int)(b - a);
+    return b > a ? s->cuts + a : NULL;
+}
+
+int ds_fit_cuts(const uint32_t *cuts, int n_cuts, int64_t end, int64_t budget) {
+    if (end <= budget) return 0;
+    if (n_cuts < 2) return -1;
+    /* the head [0, cuts[0]) and the tail [cuts[L], end) always stay; drop the oldest lines until the
+     * lines from cuts[k] on fit */
+    const int64_t head = cuts[0], tail = end - cuts[n_cuts - 1];
+    for (int k = 1; k < n_cuts; k++)
+        if (head + ((int64_t)cuts[n_cuts - 1] - cuts[k]) + tail <= budget) return k;
+    return -1;
+}
+
 /* ---- writer ---- */
 
 struct ds_writer {
@@ -195,6 +244,8 @@ struct ds_writer {
     int32_t *tokens;
     uint8_t *mask;
     int64_t n_tok, cap_tok;
+    uint32_t *cuts;
+    int64_t n_cuts, cap_cuts;
     int32_t vocab;
     int n_tasks;
 };
@@ -227,6 +278,21 @@ int ds_writer_add(ds_writer *w, const ds_example_in *e, const int32_t *tokens, c
     if (ans == 0) return err_set(ERR_INPUT, "the first token of an example cannot be a target (it has no context)");
     if (e->label != DS_LABEL_NONE && (ans == n || mask[ans] != DS_TOK_ACTION))
         return err_set(ERR_INPUT, "a labelled example needs an action token (its answer)");
+    if (e->n_cuts == 1 || e->n_cuts < 0 || (e->n_cuts && !e->cuts))
+        return err_set(ERR_INPUT, "an example has %d history cuts; it needs none or two or more", e->n_cuts);
+    for (int k = 0; k < e->n_cuts; k++)
+        if ((k == 0 ? e->cuts[k] < 1 : e->cuts[k] <= e->cuts[k - 1]) || e->cuts[k] > ans)
+            return err_set(ERR_INPUT, "history cut %u (number %d) of an example: cuts increase from 1 up to the "
+                           "answer position %u", e->cuts[k], k, ans);
+    if (w->n_cuts + e->n_cuts > UINT32_MAX) return err_set(ERR_INPUT, "a split holds at most 2^32 history cuts");
+    if (w->n_cuts + e->n_cuts > w->cap_cuts) {
+        int64_t cap = w->cap_cuts ? 2 * w->cap_cuts : 4096;
+        while (cap < w->n_cuts + e->n_cuts) cap *= 2;
+        uint32_t *c = xrealloc(w->cuts, (size_t)cap * sizeof *c);
+        if (!c) return -1;
+        w->cuts = c;
+        w->cap_cuts = cap;
+    }
     if (w->n_ex == w->cap_ex) {
         int64_t cap = w->cap_ex ? 2 * w->cap_ex : 1024;
         ds_example *p = xrealloc(w->ex, (size_t)cap * sizeof *p);
@@ -259,6 +325,9 @@ int ds_writer_add(ds_writer *w, const ds_example_in *e, const int32_t *tokens, c
     /* the shared prefix must leave at least one token to feed before the answer (or the end) */
     uint32_t cap = ans < n ? ans - 1 : (uint32_t)n - 1;
     x->prefix_len = e->prefix_len < cap ? e->prefix_len : cap;
+    x->cut_first = (uint32_t)w->n_cuts;
+    if (e->n_cuts) memcpy(w->cuts + w->n_cuts, e->cuts, (size_t)e->n_cuts * sizeof *e->cuts);
+    w->n_cuts += e->n_cuts;
     memcpy(w->tokens + w->n_tok, tokens, n * sizeof *tokens);
     memcpy(w->mask + w->n_tok, mask, n);
     w->n_tok += (int64_t)n;
@@ -303,11 +372,16 @@ int ds_writer_finish(ds_writer *w, const char *path) {
     h.n_tasks = (uint32_t)w->n_tasks;
     h.tokens_offset = sizeof h + h.n_examples * sizeof(ds_example);
     h.mask_offset = h.tokens_offset + 4 * h.n_tokens;
+    h.n_cuts = (uint64_t)w->n_cuts;
+    h.cuts_offset = (h.mask_offset + h.n_tokens + 3) & ~(uint64_t)3;
+    static const char zero[4] = {0};
     fs_atomic f;
     if (fs_atomic_open(&f, path)) return -1;
     int rc = write_all(f.fd, &h, sizeof h, f.tmp) || write_all(f.fd, w->ex, (size_t)w->n_ex * sizeof *w->ex, f.tmp) ||
              write_all(f.fd, w->tokens, (size_t)w->n_tok * sizeof *w->tokens, f.tmp) ||
-             write_all(f.fd, w->mask, (size_t)w->n_tok, f.tmp);
+             write_all(f.fd, w->mask, (size_t)w->n_tok, f.tmp) ||
+             write_all(f.fd, zero, (size_t)(h.cuts_offset - h.mask_offset - h.n_tokens), f.tmp) ||
+             write_all(f.fd, w->cuts, (size_t)w->n_cuts * sizeof *w->cuts, f.tmp);
     if (rc) {
         fs_atomic_abort(&f);
         return -1;
@@ -320,5 +394,6 @@ void ds_writer_free(ds_writer *w) {
     free(w->ex);
     free(w->tokens);
     free(w->mask);
+    free(w->cuts);
     free(w);
 }

@@ -8,8 +8,10 @@
  *   <split>.bin        one per split: train.bin, valid.bin, test.bin (a `data` output), or
  *                      calibration.bin (a `data.calibration` output)
  *
- * A split file (little-endian, 8-byte aligned sections, exact size checked):
- *   ds_header (64 bytes) | ds_example[n_examples] (48 bytes each) | int32 tokens[n_tokens] | uint8 mask[n_tokens]
+ * A split file (little-endian, exact size checked):
+ *   ds_header (80 bytes) | ds_example[n_examples] (48 bytes each) | int32 tokens[n_tokens] | uint8 mask[n_tokens]
+ *   | zero padding to a multiple of 4 | uint32 cuts[n_cuts]
+ * (Version 1 files, still read, have a 64-byte header without n_cuts/cuts_offset and no cuts.)
  * Examples are packed back to back in the token array in file order. mask[t] says what token t is:
  * DS_TOK_PROMPT (context), DS_TOK_ACTION (the answer/label token of a ranking example) or
  * DS_TOK_RESPONSE (a response token of a generative example, or every token of a text document
@@ -20,7 +22,14 @@
  * candidates of one member for one task; every example of a group has the same prefix_len and their
  * first prefix_len tokens are identical (checked at open), so a scorer can prefill that prefix once
  * (KV cache) and run only each candidate's suffix. prefix_len < answer_pos whenever the example has
- * an answer, so the logits that predict the answer always come from the suffix. */
+ * an answer, so the logits that predict the answer always come from the suffix.
+ *
+ * Cuts: the history lines of a ranking prompt, the only part of an example that may be left out to
+ * make it shorter (oldest first; never the instruction and member lines before them, nor the
+ * candidate and answer after them). Example i owns cuts [ex[i].cut_first, ex[i+1].cut_first) (the
+ * last example: up to n_cuts): none, or positions b0 < b1 < ... < bL (L >= 1 lines) with line k =
+ * tokens [b_k, b_k+1), 1 <= b0 and bL <= answer_pos. ds_fit_cuts() is the one budget rule: the
+ * data stage fits prompts to max_tokens with it and the train stage fits examples to seq_len. */
 #ifndef SMELT_STAGES_DATA_DATASET_H
 #define SMELT_STAGES_DATA_DATASET_H
 
@@ -30,7 +39,7 @@
 
 #include "model/tokenizer.h"
 
-#define DS_FORMAT_VERSION 1
+#define DS_FORMAT_VERSION 2
 #define DS_MAGIC "SMELTDS\x01"       /* 8 bytes */
 #define DS_MAX_SPLITS 8
 #define DS_MAX_TASKS 1024
@@ -52,7 +61,9 @@ typedef struct {
     uint32_t vocab;         /* every token id is below this (the tokenizer's vocabulary size) */
     uint32_t n_tasks;       /* every task id is below this */
     uint64_t tokens_offset; /* 64 + 48 * n_examples */
-    uint64_t mask_offset;   /* tokens_offset + 4 * n_tokens; the file ends at mask_offset + n_tokens */
+    uint64_t mask_offset;   /* tokens_offset + 4 * n_tokens */
+    uint64_t n_cuts;        /* entries of the cuts section */
+    uint64_t cuts_offset;   /* mask_offset + n_tokens rounded up to 4; the file ends at cuts_offset + 4 n_cuts */
 } ds_header;
 
 typedef struct {
@@ -68,7 +79,7 @@ typedef struct {
     uint16_t task;       /* index into meta.json's tasks */
     int8_t label;        /* DS_LABEL_YES, DS_LABEL_NO, or DS_LABEL_NONE (no yes/no answer) */
     uint8_t flags;       /* 0 (reserved) */
-    uint32_t reserved;   /* 0 */
+    uint32_t cut_first;  /* index of the example's first cut (version 1: 0, no cuts) */
 } ds_example;
 
 /* An open split: the mapped file, validated. Pointers stay valid until ds_split_close. */
@@ -78,7 +89,8 @@ typedef struct {
     const ds_example *ex;   /* [n_examples] */
     const int32_t *tokens;  /* [n_tokens] */
     const uint8_t *mask;    /* [n_tokens] */
-    int64_t n_examples, n_tokens, n_groups;
+    const uint32_t *cuts;   /* [n_cuts] */
+    int64_t n_examples, n_tokens, n_groups, n_cuts;
     int32_t vocab;
     int n_tasks;
     void *map;
@@ -98,6 +110,15 @@ const int32_t *ds_example_tokens(const ds_split *s, int64_t i);
 const uint8_t *ds_example_mask(const ds_split *s, int64_t i);
 /* One past the last example of the group that example i belongs to. */
 int64_t ds_group_end(const ds_split *s, int64_t i);
+/* The cuts of example i (its history line boundaries, see above) and *n how many (0, or >= 2). */
+const uint32_t *ds_example_cuts(const ds_split *s, int64_t i, int *n);
+
+/* The budget rule shared by the data and train stages. A sequence is tokens [0, cuts[0]) (BOS,
+ * instruction, member lines), then n_cuts - 1 history lines (oldest first), then tokens
+ * [cuts[n_cuts - 1], end) (candidate, answer). Returns how many of the oldest lines to leave out
+ * for the rest to fit in budget tokens: 0 when it fits whole, n_cuts - 1 at most; -1 when it does
+ * not fit even without any line, or has no cuts and does not fit. */
+int ds_fit_cuts(const uint32_t *cuts, int n_cuts, int64_t end, int64_t budget);
 
 /* ---- writer ---- */
 
@@ -111,6 +132,9 @@ typedef struct {
     int64_t time;
     uint16_t task;
     int8_t label;
+    const uint32_t *cuts; /* [n_cuts] the history line boundaries (0 or >= 2 positions, increasing, within
+                           * [1, answer position]), or NULL */
+    int n_cuts;
 } ds_example_in;
 
 typedef struct ds_writer ds_writer;

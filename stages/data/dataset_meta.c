@@ -44,9 +44,9 @@ static int parse_meta(dataset *ds, const cJSON *j, const char *path) {
                        "\"smelt-dataset\"); pass the output of a data stage", path);
     int64_t version;
     if (get_i64(j, "version", &version, 1, path)) return -1;
-    if (version != DS_FORMAT_VERSION)
-        return err_set(ERR_CORRUPT, "%s has format version %lld, this smelt reads version %d; re-run the data stage "
-                       "with this smelt", path, (long long)version, DS_FORMAT_VERSION);
+    if (version != 1 && version != DS_FORMAT_VERSION)
+        return err_set(ERR_CORRUPT, "%s has format version %lld, this smelt reads versions 1 and %d; re-run the data "
+                       "stage with this smelt", path, (long long)version, DS_FORMAT_VERSION);
     ds->version = (int)version;
     if (get_str(j, "source", ds->source, sizeof ds->source, path) || get_str(j, "kind", ds->kind, sizeof ds->kind, path) ||
         get_str(j, "role", ds->role, sizeof ds->role, path))

@@ -81,13 +81,16 @@ double auc_mean(const double *auc, int n, int *n_used) {
     return k ? s / k : NAN;
 }
 
-double log_loss(const double *p, const int8_t *labels, size_t n) {
+/* log(1 + exp(x)) without overflow, and to full precision for large |x|. */
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+double log_loss_margin(const double *margin, const int8_t *labels, size_t n) {
     double s = 0;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (labels[i] != 0 && labels[i] != 1) continue;
-        double q = p[i] < 1e-15 ? 1e-15 : p[i] > 1 - 1e-15 ? 1 - 1e-15 : p[i];
-        s -= labels[i] ? log(q) : log(1 - q);
+        /* -log sigmoid(m) = softplus(-m); -log(1 - sigmoid(m)) = softplus(m) */
+        s += softplus(labels[i] ? -margin[i] : margin[i]);
         k++;
     }
     return k ? s / (double)k : NAN;

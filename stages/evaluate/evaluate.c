@@ -72,7 +72,7 @@ static void shard_bounds(const ds_split *s, int64_t n, int world, int64_t *b) {
 }
 
 /* Gathers each rank's slice of the three arrays into rank 0's full arrays. */
-static int gather(stage_ctx *ctx, const int64_t *b, float *score, double *nll, int32_t *nt) {
+static int gather(stage_ctx *ctx, const int64_t *b, double *margin, double *nll, int32_t *nt) {
     int W = ctx->world, *cnt = xmalloc((size_t)W * sizeof *cnt), *dsp = xmalloc((size_t)W * sizeof *dsp);
     int rc = -1;
     if (!cnt || !dsp) goto out;
@@ -85,9 +85,9 @@ static int gather(stage_ctx *ctx, const int64_t *b, float *score, double *nll, i
         dsp[r] = (int)b[r];
     }
     int me = ctx->rank, n = cnt[me];
-    void *sb0 = me == 0 ? MPI_IN_PLACE : score + b[me], *sb1 = me == 0 ? MPI_IN_PLACE : nll + b[me],
+    void *sb0 = me == 0 ? MPI_IN_PLACE : margin + b[me], *sb1 = me == 0 ? MPI_IN_PLACE : nll + b[me],
          *sb2 = me == 0 ? MPI_IN_PLACE : nt + b[me];
-    if (MPI_Gatherv(sb0, n, MPI_FLOAT, score, cnt, dsp, MPI_FLOAT, 0, MPI_COMM_WORLD) != MPI_SUCCESS ||
+    if (MPI_Gatherv(sb0, n, MPI_DOUBLE, margin, cnt, dsp, MPI_DOUBLE, 0, MPI_COMM_WORLD) != MPI_SUCCESS ||
         MPI_Gatherv(sb1, n, MPI_DOUBLE, nll, cnt, dsp, MPI_DOUBLE, 0, MPI_COMM_WORLD) != MPI_SUCCESS ||
         MPI_Gatherv(sb2, n, MPI_INT32_T, nt, cnt, dsp, MPI_INT32_T, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
         err_set(ERR_STAGE, "MPI_Gatherv of the scores failed on rank %d", me);
@@ -100,16 +100,18 @@ out:
     return rc;
 }
 
-static int write_predictions(const char *dir, const ds_split *s, int64_t n, const float *score, const double *nll,
+/* One line per example: the margin z_yes - z_no (what the AUC ranks, full precision), the score
+ * sigmoid(margin) for reading, the summed NLL of its targets and their count. */
+static int write_predictions(const char *dir, const ds_split *s, int64_t n, const double *margin, const double *nll,
                              const int32_t *nt) {
     strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "index\tgroup\tmember\titem\ttask\tlabel\tscore\tnll\ttargets\n");
+    sb_puts(&sb, "index\tgroup\tmember\titem\ttask\tlabel\tmargin\tscore\tnll\ttargets\n");
     for (int64_t i = 0; i < n; i++) {
         const ds_example *e = &s->ex[i];
         char item[16] = "-";
         if (e->item != DS_NO_ITEM) snprintf(item, sizeof item, "%u", e->item);
-        if (sb_printf(&sb, "%lld\t%u\t%u\t%s\t%u\t%d\t%.9g\t%.17g\t%d\n", (long long)i, e->group, e->member, item, e->task,
-                      e->label, (double)score[i], nll[i], nt[i])) {
+        if (sb_printf(&sb, "%lld\t%u\t%u\t%s\t%u\t%d\t%.17g\t%.9g\t%.17g\t%d\n", (long long)i, e->group, e->member,
+                      item, e->task, e->label, margin[i], score_p_yes(margin[i]), nll[i], nt[i])) {
             sb_free(&sb);
             return -1;
         }
@@ -144,15 +146,14 @@ typedef struct {
     cJSON *ref;
     char data_digest[SHA256_HEX_LEN + 1];
     int64_t n, *b;
-    float *score;
-    double *nll, secs;
+    double *margin, *nll, secs;
     int32_t *nt;
 } eval_state;
 
 static void state_free(eval_state *st) {
     cJSON_Delete(st->ref);
     free(st->b);
-    free(st->score);
+    free(st->margin);
     free(st->nll);
     free(st->nt);
     if (st->have_model) model_free(&st->m);
@@ -178,14 +179,14 @@ static int prepare_and_score(stage_ctx *ctx, eval_state *st) {
     int64_t n = max_examples > 0 && max_examples < st->s.n_examples ? max_examples : st->s.n_examples;
     st->n = n;
     st->b = xmalloc((size_t)(ctx->world + 1) * sizeof *st->b);
-    st->score = xmalloc((size_t)(n ? n : 1) * sizeof *st->score);
+    st->margin = xmalloc((size_t)(n ? n : 1) * sizeof *st->margin);
     st->nll = xmalloc((size_t)(n ? n : 1) * sizeof *st->nll);
     st->nt = xmalloc((size_t)(n ? n : 1) * sizeof *st->nt);
-    if (!st->b || !st->score || !st->nll || !st->nt) return -1;
+    if (!st->b || !st->margin || !st->nll || !st->nt) return -1;
     shard_bounds(&st->s, n, ctx->world, st->b);
     int64_t lo = st->b[ctx->rank], hi = st->b[ctx->rank + 1];
     score_opts so = {.share_prefix = share, .yes_id = st->ds.yes_id, .no_id = st->ds.no_id};
-    score_out out = {st->score + lo, st->nll + lo, st->nt + lo};
+    score_out out = {st->margin + lo, st->nll + lo, st->nt + lo};
     log_info("rank %d: scoring examples %lld..%lld of %lld (split %s) with %s%s, prefix cache %s", ctx->rank,
              (long long)lo, (long long)hi, (long long)n, split_name, model_path,
              model_is_quantized(&st->m) ? " (quantized)" : "", share ? "on" : "off");
@@ -204,7 +205,7 @@ static int evaluate_run(stage_ctx *ctx) {
         int mine = rc ? 1 : 0, any = 0;
         if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS) any = 1;
         if (any && !rc) rc = err_set(ERR_STAGE, "another rank of this evaluate stage failed (see its lines in the log)");
-        if (!rc) rc = gather(ctx, st.b, st.score, st.nll, st.nt);
+        if (!rc) rc = gather(ctx, st.b, st.margin, st.nll, st.nt);
         double slowest = st.secs; /* the stage's scoring time is its slowest rank's */
         if (!rc && MPI_Reduce(&st.secs, &slowest, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD) != MPI_SUCCESS)
             rc = err_set(ERR_STAGE, "MPI_Reduce of the timings failed");
@@ -212,9 +213,9 @@ static int evaluate_run(stage_ctx *ctx) {
     }
     if (!rc && ctx->rank == 0) {
         eval_result res;
-        rc = eval_summarize(&res, &st.ds, &st.s, st.n, st.score, st.nll, st.nt, st.ref, st.data_digest) ||
+        rc = eval_summarize(&res, &st.ds, &st.s, st.n, st.margin, st.nll, st.nt, st.ref, st.data_digest) ||
              eval_write(&res, ctx->output_dirs[0]) ||
-             write_predictions(ctx->output_dirs[0], &st.s, st.n, st.score, st.nll, st.nt) || eval_metrics(&res, ctx) ||
+             write_predictions(ctx->output_dirs[0], &st.s, st.n, st.margin, st.nll, st.nt) || eval_metrics(&res, ctx) ||
              stage_metric(ctx, "seconds", 0, st.secs) ||
              stage_metric(ctx, "examples_per_s", 0, st.secs > 0 ? (double)st.n / st.secs : 0);
         eval_result_free(&res);
@@ -225,7 +226,7 @@ static int evaluate_run(stage_ctx *ctx) {
 
 const stage_kind stage_kind_evaluate = {
     .name = "evaluate",
-    .version = 1,
+    .version = 2,
     .summary = "per-task AUC, log loss and response loss/perplexity of a model on a data split",
     .params = evaluate_params,
     .outputs = evaluate_outputs,

@@ -23,7 +23,7 @@ typedef struct {
     int64_t *pos, *neg;        /* [n_tasks] */
     double auc_mean;           /* over tasks with both classes; NaN when none */
     int tasks_used;
-    double log_loss;           /* over labelled examples, from the ranking score */
+    double log_loss;           /* over labelled examples, from log-sigmoid of the ranking margin */
     double response_loss;      /* mean -ln p over every target token (action and response) */
     double perplexity;         /* exp(response_loss) */
     int has_ref;
@@ -31,9 +31,11 @@ typedef struct {
     double *ref_task_auc;      /* [n_tasks] NaN when the reference lacks the task */
 } eval_result;
 
-/* Computes the summary of n scored examples of split s. ref: the reference's metrics.json (or
- * NULL); it must have evaluated the same data artifact and split (ERR_INPUT otherwise). */
-int eval_summarize(eval_result *r, const dataset *ds, const ds_split *s, int64_t n, const float *score,
+/* Computes the summary of n scored examples of split s from their margins z_yes - z_no (score.h;
+ * the AUC ranks them in double, the log loss is log-sigmoid of them). ref: the reference's
+ * metrics.json (or NULL); it must have evaluated the same data artifact and split (ERR_INPUT
+ * otherwise). */
+int eval_summarize(eval_result *r, const dataset *ds, const ds_split *s, int64_t n, const double *margin,
                    const double *nll, const int32_t *nt, const cJSON *ref, const char *data_digest);
 void eval_result_free(eval_result *r);
 /* Writes dir/metrics.json. */

@@ -38,7 +38,7 @@ static int read_reference(eval_result *r, const cJSON *ref) {
     return 0;
 }
 
-int eval_summarize(eval_result *r, const dataset *ds, const ds_split *s, int64_t n, const float *score,
+int eval_summarize(eval_result *r, const dataset *ds, const ds_split *s, int64_t n, const double *margin,
                    const double *nll, const int32_t *nt, const cJSON *ref, const char *data_digest) {
     memset(r, 0, sizeof *r);
     snprintf(r->split, sizeof r->split, "%s", s->name);
@@ -50,17 +50,15 @@ int eval_summarize(eval_result *r, const dataset *ds, const ds_split *s, int64_t
     r->ref_task_auc = xmalloc((size_t)r->n_tasks * sizeof *r->ref_task_auc);
     r->pos = xcalloc((size_t)r->n_tasks, sizeof *r->pos);
     r->neg = xcalloc((size_t)r->n_tasks, sizeof *r->neg);
-    double *sc = xmalloc((size_t)(n ? n : 1) * sizeof *sc);
     int8_t *lab = xmalloc((size_t)(n ? n : 1));
     uint16_t *task = xmalloc((size_t)(n ? n : 1) * sizeof *task);
     int rc = -1;
-    if (!r->auc || !r->ref_task_auc || !r->pos || !r->neg || !sc || !lab || !task) goto out;
+    if (!r->auc || !r->ref_task_auc || !r->pos || !r->neg || !lab || !task) goto out;
     double loss = 0;
     for (int64_t i = 0; i < n; i++) {
         const ds_example *e = &s->ex[i];
         lab[i] = e->label;
         task[i] = e->task;
-        sc[i] = score[i];
         r->labelled += e->label != DS_LABEL_NONE;
         r->targets += nt[i];
         loss += nll[i];
@@ -71,9 +69,9 @@ int eval_summarize(eval_result *r, const dataset *ds, const ds_split *s, int64_t
     r->ranking = ds->yes_id >= 0 && ds->no_id >= 0 && r->labelled > 0;
     r->auc_mean = r->log_loss = NAN;
     if (r->ranking) {
-        if (auc_per_task(r->auc, r->pos, r->neg, sc, lab, task, (size_t)n, r->n_tasks)) goto out;
+        if (auc_per_task(r->auc, r->pos, r->neg, margin, lab, task, (size_t)n, r->n_tasks)) goto out;
         r->auc_mean = auc_mean(r->auc, r->n_tasks, &r->tasks_used);
-        r->log_loss = log_loss(sc, lab, (size_t)n);
+        r->log_loss = log_loss_margin(margin, lab, (size_t)n);
         for (int t = 0; t < r->n_tasks; t++)
             if (isnan(r->auc[t]) && r->pos[t] + r->neg[t] > 0)
                 log_warn("task %s: AUC is undefined: its %lld examples are all %s; it is left out of the mean AUC "
@@ -84,7 +82,6 @@ int eval_summarize(eval_result *r, const dataset *ds, const ds_split *s, int64_t
     if (ref && read_reference(r, ref)) goto out;
     rc = 0;
 out:
-    free(sc);
     free(lab);
     free(task);
     if (rc) eval_result_free(r);

@@ -31,12 +31,12 @@ static double log_sum_exp(const float *x, int n) {
 
 /* Runs tokens [from, T) of example i (the cache holds positions [0, from)) and collects the
  * targets t in [answer_pos, T] (mask != PROMPT) from the logits at t - 1. */
-static int run_suffix(scorer *sc, const ds_split *s, int64_t i, int from, float *score, double *nll, int32_t *n_t) {
+static int run_suffix(scorer *sc, const ds_split *s, int64_t i, int from, double *margin, double *nll, int32_t *n_t) {
     const ds_example *e = &s->ex[i];
     const int32_t *tok = ds_example_tokens(s, i);
     const uint8_t *mask = ds_example_mask(s, i);
     const int V = sc->m->cfg.vocab, n = (int)e->n_tokens;
-    *score = NAN;
+    *margin = NAN;
     *nll = 0;
     *n_t = 0;
     int T = n - 1; /* the last target */
@@ -57,7 +57,7 @@ static int run_suffix(scorer *sc, const ds_split *s, int64_t i, int from, float 
             *nll += log_sum_exp(lg, V) - (double)lg[tok[t]];
             (*n_t)++;
             if (t == (int)e->answer_pos && mask[t] == DS_TOK_ACTION && sc->o->yes_id >= 0 && sc->o->no_id >= 0)
-                *score = (float)(1.0 / (1.0 + exp((double)lg[sc->o->no_id] - (double)lg[sc->o->yes_id])));
+                *margin = (double)lg[sc->o->yes_id] - (double)lg[sc->o->no_id];
         }
         a = b;
     }
@@ -111,12 +111,11 @@ int score_split(model *m, const ds_split *s, int64_t begin, int64_t end, const s
         if (kv_cache_truncate(&sc.kv, 0)) rc = -1;
         else if (p > 0 && model_extend(m, &sc.kv, ds_example_tokens(s, g0), p, NULL, 0, NULL)) rc = -1;
         for (int64_t i = g0; i < g1 && !rc; i++) {
-            float sco;
-            double nll;
+            double mg, nll;
             int32_t nt;
-            rc = kv_cache_truncate(&sc.kv, p) || run_suffix(&sc, s, i, p, &sco, &nll, &nt);
+            rc = kv_cache_truncate(&sc.kv, p) || run_suffix(&sc, s, i, p, &mg, &nll, &nt);
             if (rc) break;
-            out->score[i - begin] = sco;
+            if (out->margin) out->margin[i - begin] = mg;
             if (out->nll) out->nll[i - begin] = nll;
             if (out->n_targets) out->n_targets[i - begin] = nt;
         }
@@ -128,10 +127,17 @@ int score_split(model *m, const ds_split *s, int64_t begin, int64_t end, const s
     return 0;
 }
 
-int score_example_plain(model *m, const ds_split *s, int64_t i, const score_opts *o, float *score, double *nll,
+int score_example_plain(model *m, const ds_split *s, int64_t i, const score_opts *o, double *margin, double *nll,
                         int32_t *n_targets) {
     scorer sc;
-    int rc = scorer_init(&sc, m, s, i, i + 1, o) || run_suffix(&sc, s, i, 0, score, nll, n_targets);
+    int rc = scorer_init(&sc, m, s, i, i + 1, o) || run_suffix(&sc, s, i, 0, margin, nll, n_targets);
     scorer_free(&sc);
     return rc ? -1 : 0;
+}
+
+double score_p_yes(double margin) {
+    /* the exp never overflows: its argument is <= 0 */
+    if (margin >= 0) return 1.0 / (1.0 + exp(-margin));
+    double e = exp(margin);
+    return e / (1.0 + e);
 }

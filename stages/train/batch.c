@@ -1,6 +1,6 @@
-/* batch.c: the example stream, global batches, rank shares and packed sequence sets (batch.h).
- * Every decision is a function of (seed, epoch, position), so a cursor of two integers restores
- * the stream exactly, whatever the number of ranks. */
+/* batch.c: the stream of sequence units, global batches, rank shares and packed sequence sets
+ * (batch.h). Every decision is a function of (seed, epoch, position), so a cursor of two integers
+ * restores the stream exactly, whatever the number of ranks. */
 #include "stages/train/batch.h"
 
 #include <stdlib.h>
@@ -9,22 +9,19 @@
 #include "common/error.h"
 #include "stages/data/rng.h"
 
-int stream_init(data_stream *s, const ds_split *split, int seq_len, int64_t batch_tokens, int64_t batch_size,
+int stream_init(data_stream *s, const seq_unit *units, int64_t n_units, int64_t batch_tokens, int64_t batch_size,
                 uint64_t seed, int shuffle) {
     memset(s, 0, sizeof *s);
-    if (split->n_examples < 1)
-        return err_set(ERR_INPUT, "split %s has no examples; the data stage produced an empty split (more members or "
-                       "a smaller validation/test fraction)", split->name);
-    if (seq_len < 2) return err_set(ERR_INPUT, "seq_len %d: a sequence needs at least 2 tokens", seq_len);
+    if (n_units < 1) return err_set(ERR_INPUT, "no training sequences (an empty split, or every example refused)");
     if (batch_tokens <= 0 && batch_size <= 0) return err_set(ERR_INPUT, "set batch_tokens or batch_size");
-    s->split = split;
-    s->seq_len = seq_len;
+    s->units = units;
+    s->n_units = n_units;
     s->batch_tokens = batch_tokens;
     s->batch_size = batch_tokens > 0 ? 0 : batch_size;
     s->seed = seed;
     s->shuffle = shuffle;
     s->order_epoch = -1;
-    if (!(s->order = xmalloc(sizeof(int64_t) * (size_t)split->n_examples))) return -1;
+    if (!(s->order = xmalloc(sizeof(int64_t) * (size_t)n_units))) return -1;
     return 0;
 }
 
@@ -35,7 +32,7 @@ void stream_free(data_stream *s) {
 
 static void make_order(data_stream *s, int64_t epoch) {
     if (s->order_epoch == epoch) return;
-    const int64_t n = s->split->n_examples;
+    const int64_t n = s->n_units;
     for (int64_t i = 0; i < n; i++) s->order[i] = i;
     if (s->shuffle) {
         drng r;
@@ -49,54 +46,39 @@ static void make_order(data_stream *s, int64_t epoch) {
     s->order_epoch = epoch;
 }
 
-static int plan_push(batch_plan *b, int64_t ex, int start, int len) {
+static int unit_len(const seq_unit *u) { return u->head + u->end - u->start; }
+
+static int plan_push(batch_plan *b, const seq_unit *u) {
     if (b->n == b->cap) {
         int cap = b->cap ? 2 * b->cap : 64;
-        int64_t *e = xrealloc(b->example, sizeof *e * (size_t)cap);
-        if (!e) return -1;
-        b->example = e;
-        int *st = xrealloc(b->start, sizeof *st * (size_t)cap);
-        if (!st) return -1;
-        b->start = st;
+        seq_unit *nu = xrealloc(b->unit, sizeof *nu * (size_t)cap);
+        if (!nu) return -1;
+        b->unit = nu;
         int *l = xrealloc(b->len, sizeof *l * (size_t)cap);
         if (!l) return -1;
         b->len = l;
         b->cap = cap;
     }
-    b->example[b->n] = ex;
-    b->start[b->n] = start;
-    b->len[b->n] = len;
+    b->unit[b->n] = *u;
+    b->len[b->n] = unit_len(u);
+    b->tokens += b->len[b->n];
     b->n++;
-    b->tokens += len;
     return 0;
-}
-
-/* The example at the cursor and its kept length (does not advance). */
-static int64_t peek(data_stream *s, const data_cursor *c, int *start, int *len) {
-    make_order(s, c->epoch);
-    int64_t ex = s->order[c->index];
-    int n = (int)s->split->ex[ex].n_tokens;
-    *len = n < s->seq_len ? n : s->seq_len;
-    *start = n - *len;
-    return ex;
-}
-
-static void advance(const data_stream *s, data_cursor *c) {
-    if (++c->index == s->split->n_examples) {
-        c->index = 0;
-        c->epoch++;
-    }
 }
 
 int stream_next(data_stream *s, data_cursor *cur, batch_plan *b) {
     b->n = 0;
     b->tokens = 0;
     for (;;) {
-        int start, len;
-        int64_t ex = peek(s, cur, &start, &len);
+        make_order(s, cur->epoch);
+        const seq_unit *u = &s->units[s->order[cur->index]];
+        int len = unit_len(u);
         if (s->batch_tokens > 0 ? (b->n > 0 && b->tokens + len > s->batch_tokens) : b->n == s->batch_size) break;
-        if (plan_push(b, ex, start, len)) return -1;
-        advance(s, cur);
+        if (plan_push(b, u)) return -1;
+        if (++cur->index == s->n_units) {
+            cur->index = 0;
+            cur->epoch++;
+        }
     }
     return 0;
 }
@@ -118,18 +100,15 @@ int stream_steps_for_epochs(data_stream *s, int64_t epochs, int64_t *steps) {
 }
 
 void batch_plan_free(batch_plan *b) {
-    free(b->example), free(b->start), free(b->len);
+    free(b->unit), free(b->len);
     memset(b, 0, sizeof *b);
 }
 
-int batch_plan_first(batch_plan *b, const ds_split *split, int64_t n, int seq_len) {
+int batch_plan_units(batch_plan *b, const seq_unit *units, int64_t n) {
     b->n = 0;
     b->tokens = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int len = (int)split->ex[i].n_tokens;
-        if (len > seq_len) len = seq_len;
-        if (plan_push(b, i, (int)split->ex[i].n_tokens - len, len)) return -1;
-    }
+    for (int64_t i = 0; i < n; i++)
+        if (plan_push(b, &units[i])) return -1;
     return 0;
 }
 
@@ -204,15 +183,18 @@ int seq_set_from_plan(seq_set *out, const ds_split *split, const batch_plan *b, 
     for (int i = s0; i < s1; i++) tokens += b->len[i];
     if (set_reserve(out, s1 - s0, tokens)) return -1;
     for (int i = s0; i < s1; i++) {
-        const int32_t *t = ds_example_tokens(split, b->example[i]) + b->start[i];
-        const uint8_t *m = ds_example_mask(split, b->example[i]) + b->start[i];
+        const seq_unit *u = &b->unit[i];
+        const int32_t *t = ds_example_tokens(split, u->example);
+        const uint8_t *m = ds_example_mask(split, u->example);
         int *dst = out->tokens + out->n_tokens;
-        for (int k = 0; k < b->len[i]; k++) dst[k] = t[k];
-        memcpy(out->mask + out->n_tokens, m, (size_t)b->len[i]);
+        uint8_t *dm = out->mask + out->n_tokens;
+        int k = 0;
+        for (int j = 0; j < u->head; j++, k++) dst[k] = t[j], dm[k] = m[j];
+        for (int j = u->start; j < u->end; j++, k++) dst[k] = t[j], dm[k] = m[j];
         out->len[out->n] = b->len[i];
         out->off[out->n] = out->n_tokens;
         out->flags[out->n] = 0;
-        out->example[out->n] = b->example[i];
+        out->example[out->n] = u->example;
         out->n++;
         out->n_tokens += b->len[i];
     }

@@ -130,10 +130,11 @@ int train_save_model(const char *out_dir, const model *m, const dataset *ds, st_
         copy_ctx c = {out_dir};
         rc = fs_walk_files(ds->tokenizer_spec, copy_one, &c);
     }
-    /* builtin:bytes, tiktoken and GGUF have no file transformers reads: write tokenizer.json as well */
-    if (!rc && (tokenizer_format(tok) == TOKENIZER_BUILTIN_BYTES || tokenizer_format(tok) == TOKENIZER_TIKTOKEN ||
-                tokenizer_format(tok) == TOKENIZER_GGUF))
-        rc = tokenizer_save_hf(tok, out_dir);
+    /* tokenizer.json and tokenizer_config.json written by smelt for every byte-level tokenizer (over
+     * the copies, keeping their other config keys): builtin:bytes and tiktoken have no file
+     * transformers reads, and a copied tokenizer.json may not add the BOS smelt puts before every
+     * prompt; the written files make AutoTokenizer(prompt) give exactly the ids smelt used */
+    if (!rc && tokenizer_format(tok) != TOKENIZER_LLAMA2C) rc = tokenizer_save_hf(tok, out_dir);
     tokenizer_free(tok);
     if (rc) return err_prefix("writing the tokenizer beside the model: ");
     return 0;

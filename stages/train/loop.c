@@ -20,9 +20,11 @@ int train_agree(trainer *t, int rc) {
     return rc;
 }
 
-/* Forward (and backward) of the sequences of S in micro-batches; loss and sums of this rank. */
-static int run_sequences(trainer *t, const seq_set *S, int64_t n_answer, int64_t n_prompt, int backward,
+/* Forward (and backward) of the sequences of S in micro-batches, for one part of the objective
+ * (loss.h); loss and sums of this rank. The teacher runs only for parts with divergences. */
+static int run_sequences(trainer *t, const seq_set *S, const loss_counts *counts, int backward, loss_part part,
                          pass_result *res) {
+    const int use_teacher = t->has_teacher && part != LOSS_PART_CE;
     const int H = t->m.cfg.hidden;
     int next = 0, ns;
     while ((ns = seq_set_next_micro(S, &next, t->micro_tokens)) > 0) {
@@ -34,16 +36,17 @@ static int run_sequences(trainer *t, const seq_set *S, int64_t n_answer, int64_t
             return err_set(ERR_INTERNAL, "a micro-batch of %d tokens exceeds the %d reserved", n, t->micro_tokens);
         const model_batch b = {.tokens = S->tokens + off, .seq_lens = S->len + s0, .n_tokens = n, .n_seqs = ns};
         loss_fill_rows(&t->rows, b.tokens, S->mask + off, S->flags + s0, b.seq_lens, ns, &t->o.loss, t->has_teacher,
-                       n_answer, n_prompt);
+                       counts, part);
         const int n_sel = loss_select(t->sel, &t->rows);
         if (n_sel == 0) continue; /* nothing to learn from (its gradient would be zero) */
         const float *hidden;
-        if (t->has_teacher && teacher_begin(&t->teacher, &b)) return -1;
+        if (use_teacher && teacher_begin(&t->teacher, &b)) return -1;
         if (model_forward(&t->m, &b, &hidden)) return -1;
         for (int i = 0; i < n_sel; i++)
             memcpy(t->hsel + (size_t)i * H, hidden + (size_t)t->sel[i] * H, sizeof(float) * (size_t)H);
-        loss_ctx lx = {.rows = &t->rows, .sel = t->sel, .cfg = t->o.loss, .teacher = t->has_teacher ? teacher_logits : NULL,
-                       .tctx = &t->teacher};
+        loss_ctx lx = {.rows = &t->rows, .sel = t->sel, .cfg = t->o.loss, .teacher = use_teacher ? teacher_logits : NULL,
+                       .tctx = &t->teacher, .teacher_vocab = use_teacher ? t->teacher.m.cfg.vocab : 0,
+                       .vocab_used = t->ds.vocab};
         double l = 0;
         int rc = model_lm_loss(&t->m, t->hsel, backward ? t->dsel : NULL, n_sel, loss_chunk, &lx, &l);
         loss_ctx_free(&lx);
@@ -99,25 +102,25 @@ static void unpack(pass_result *r, const double *v) {
 }
 
 /* Counts positions of this rank's sequences and agrees on the global counts. */
-static int global_counts(trainer *t, const seq_set *S, int rc, int64_t *na, int64_t *np) {
-    int64_t a = 0, p = 0;
-    if (!rc) loss_count_positions(&a, &p, S->mask, S->len, S->n);
-    double v[2] = {(double)a, (double)p}; /* exact: counts stay far below 2^53 */
+static int global_counts(trainer *t, const seq_set *S, int rc, loss_counts *g) {
+    loss_counts c = {0};
+    if (!rc) loss_count_positions(&c, S->mask, S->len, S->n);
+    double v[3] = {(double)c.answer, (double)c.prompt, (double)c.prompt_seqs}; /* exact: far below 2^53 */
     int status = rc ? 1 : 0;
-    if (dp_exchange(v, 2, &status, t->ctx->world)) return -1;
+    if (dp_exchange(v, 3, &status, t->ctx->world)) return -1;
     if (rc) return -1;
     if (status) return err_set(ERR_STAGE, "another rank of stage %s failed (see its lines in the log)", t->ctx->stage);
-    *na = (int64_t)v[0];
-    *np = (int64_t)v[1];
+    *g = (loss_counts){.answer = (int64_t)v[0], .prompt = (int64_t)v[1], .prompt_seqs = (int64_t)v[2]};
     return 0;
 }
 
-/* Runs S (counts agreed), then agrees on the summed result; -1 if any rank failed. */
-static int pass_over(trainer *t, const seq_set *S, int rc, int backward, pass_result *res) {
-    int64_t na = 0, np = 0;
+/* Runs one part of the objective over S (counts agreed), then agrees on the summed result; -1 if any
+ * rank failed. */
+static int pass_over(trainer *t, const seq_set *S, int rc, int backward, loss_part part, pass_result *res) {
+    loss_counts g;
     memset(res, 0, sizeof *res);
-    if (global_counts(t, S, rc, &na, &np)) return -1;
-    rc = run_sequences(t, S, na, np, backward, res);
+    if (global_counts(t, S, rc, &g)) return -1;
+    rc = run_sequences(t, S, &g, backward, part, res);
     double v[X_N];
     pack(v, res);
     int status = rc ? 1 : 0;
@@ -137,20 +140,32 @@ int train_step(trainer *t, pass_result *res) {
     if (!rc) rc = seq_set_from_plan(&t->local, &t->train, &t->plan, s0, s1);
     const seq_set *S = &t->local;
     const policy_config *pc = &t->o.policy;
+    int sampled = 0;
     if (!rc && pc->fraction > 0) {
         /* whether this step samples: a function of (seed, step) only */
         double u = (double)(drng_hash(t->seed ^ 0x0b011c7ull, (uint64_t)step) >> 11) * 0x1.0p-53;
         if (u < pc->fraction) {
             model *gen = pc->by_teacher ? &t->teacher.m : &t->m;
             kv_cache *kv = pc->by_teacher ? &t->teacher.kv : &t->gen_kv;
-            rc = policy_generate(&t->sampled, &t->local, gen, kv, pc, t->o.seq_len, t->ds.eos_id, t->seed, step,
-                                 !pc->by_teacher);
+            rc = policy_generate(&t->sampled, &t->local, &t->train, gen, kv, pc, t->o.seq_len, t->ds.eos_id, t->seed,
+                                 step, !pc->by_teacher);
             S = &t->sampled;
-            res->tokens = 0;
+            sampled = 1;
         }
     }
     if (rc) err_prefix("step %lld: ", (long long)step);
-    if (pass_over(t, S, rc, 1, res)) return -1;
+    if (sampled && !pc->ce_sampled) {
+        /* FMCHISEL's semantics: the divergences on the sampled sequences, CE on the data batch's answers
+         * (the ground truth); two passes whose gradients add up before the one update */
+        pass_result ce;
+        if (pass_over(t, S, rc, 1, LOSS_PART_DIV, res) || pass_over(t, &t->local, 0, 1, LOSS_PART_CE, &ce)) return -1;
+        res->loss += ce.loss;
+        res->sums.answer[TERM_CE] = ce.sums.answer[TERM_CE];
+        res->sums.n_answer_ce = ce.sums.n_answer_ce;
+        res->tokens += ce.tokens;
+    } else if (pass_over(t, S, rc, 1, LOSS_PART_ALL, res)) {
+        return -1;
+    }
     /* fault injection for the tests of the NaN path: SMELT_TRAIN_NAN_AT=STAGE:N poisons step N's loss */
     const char *nan_at = getenv("SMELT_TRAIN_NAN_AT"), *colon = nan_at ? strrchr(nan_at, ':') : NULL;
     if (colon && (size_t)(colon - nan_at) == strlen(t->ctx->stage) && !strncmp(nan_at, t->ctx->stage, strlen(t->ctx->stage)) &&
@@ -180,6 +195,6 @@ int train_validate(trainer *t, pass_result *res) {
     batch_rank_range(&t->valid_plan, t->ctx->rank, t->ctx->world, &s0, &s1);
     seq_set_clear(&t->local);
     int rc = seq_set_from_plan(&t->local, &t->valid, &t->valid_plan, s0, s1);
-    if (pass_over(t, &t->local, rc, 0, res)) return err_prefix("validation: ");
+    if (pass_over(t, &t->local, rc, 0, LOSS_PART_ALL, res)) return err_prefix("validation: ");
     return 0;
 }

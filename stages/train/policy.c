@@ -71,25 +71,32 @@ static int sample_one(model *gen, kv_cache *kv, sampler *smp, float *logits, int
     return k;
 }
 
-int policy_generate(seq_set *out, const seq_set *in, model *gen, kv_cache *kv, const policy_config *pc, int seq_len,
-                    int eos_id, uint64_t seed, int64_t step, int by_student) {
+int policy_generate(seq_set *out, const seq_set *in, const ds_split *split, model *gen, kv_cache *kv,
+                    const policy_config *pc, int seq_len, int eos_id, uint64_t seed, int64_t step, int by_student) {
     const int V = gen->cfg.vocab;
+    /* the sampler draws among the tokenizer's ids only: a padded row of the head is never a token */
+    const int V_draw = pc->vocab > 0 && pc->vocab < V ? pc->vocab : V;
     int max_new = pc->max_new_tokens;
     if (max_new > seq_len - 1) max_new = seq_len - 1;
     sampler smp = {0};
     float *logits = xmalloc(sizeof(float) * (size_t)V);
     int *toks = xmalloc(sizeof(int) * (size_t)seq_len);
     uint8_t *mask = xmalloc((size_t)seq_len);
-    int rc = (!logits || !toks || !mask) ? -1 : sampler_init(&smp, V, (float)pc->temperature, (float)pc->top_p, 1);
+    int rc = (!logits || !toks || !mask) ? -1 : sampler_init(&smp, V_draw, (float)pc->temperature, (float)pc->top_p, 1);
     seq_set_clear(out);
     for (int s = 0; s < in->n && !rc; s++) {
-        const int *t = in->tokens + in->off[s];
-        const uint8_t *m = in->mask + in->off[s];
-        int a = 0;
-        while (a < in->len[s] && m[a] == DS_TOK_PROMPT) a++;
-        if (a == 0) a = 1; /* no prompt: start from the first token */
-        int first = a > seq_len - max_new ? a - (seq_len - max_new) : 0, np = a - first;
-        memcpy(toks, t + first, sizeof(int) * (size_t)np);
+        /* the example's prompt, fitted to the room sampling leaves (oldest history lines out first) */
+        seq_unit u;
+        if (!fit_prompt(&u, split, in->example[s], seq_len - max_new)) {
+            rc = err_set(ERR_INPUT, "the prompt of example %lld does not fit seq_len - max_new_tokens = %d tokens even "
+                         "without history; raise seq_len or lower on_policy.max_new_tokens", (long long)in->example[s],
+                         seq_len - max_new);
+            break;
+        }
+        const int32_t *t = ds_example_tokens(split, u.example);
+        int np = 0;
+        for (int j = 0; j < u.head; j++) toks[np++] = t[j];
+        for (int j = u.start; j < u.end; j++) toks[np++] = t[j];
         smp.rng = rng_seed(drng_hash(drng_hash(seed ^ 0x9011c7ull, (uint64_t)step), (uint64_t)in->example[s]));
         int k = sample_one(gen, kv, &smp, logits, toks, np, max_new, eos_id);
         if (k < 0) {

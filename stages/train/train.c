@@ -20,6 +20,9 @@ static const char *const schedule_choices[] = {"cosine", "linear", "constant", N
 static const char *const select_choices[] = {"last", "best_valid_loss", NULL};
 static const char *const sampler_choices[] = {"student", "teacher", NULL};
 static const char *const dtype_choices[] = {"float32", "bfloat16", "float16", NULL};
+static const char *const long_choices[] = {"refuse", "cut", NULL};
+static const char *const norm_choices[] = {"batch", "sequence", NULL};
+static const char *const policy_ce_choices[] = {"data", "sampled", NULL};
 
 static const param_spec arch_fields[] = {
     {.name = "arch", .type = P_STRING, .required = 1, .choices = arch_choices, .help = "llama or qwen2 (qkv bias)"},
@@ -59,10 +62,19 @@ static const param_spec loss_fields[] = {
     {.name = "fkl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "forward KL(teacher || student)"},
     {.name = "rkl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "reverse KL(student || teacher)"},
     {.name = "jsd", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "generalized Jensen-Shannon"},
-    {.name = "jsd_beta", .type = P_FLOAT, .def = "0.5", .has_min = 1, .min = 1e-6, .has_max = 1, .max = 1 - 1e-6,
-     .help = "JSD mixture weight (0 ~ forward KL, 1 ~ reverse KL)"},
+    {.name = "jsd_beta", .type = P_FLOAT, .def = "0.5", .has_min = 1, .min = 0, .has_max = 1, .max = 1,
+     .help = "JSD mixture weight in [0, 1]: 0 is forward KL and 1 reverse KL, exactly"},
+    {.name = "tvd", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .help = "total variation distance"},
+    {.name = "skl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0,
+     .help = "skew KL(teacher || a teacher + (1-a) student)"},
+    {.name = "srkl", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0,
+     .help = "skew reverse KL(student || a student + (1-a) teacher)"},
+    {.name = "skew_alpha", .type = P_FLOAT, .def = "0.1", .has_min = 1, .min = 0, .has_max = 1, .max = 0.99,
+     .help = "a of skl and srkl"},
     {.name = "prompt_weight", .type = P_FLOAT, .def = "0", .has_min = 1, .min = 0, .has_max = 1, .max = 0.999,
      .help = "share of the loss on prompt tokens"},
+    {.name = "prompt_norm", .type = P_STRING, .def = "batch", .choices = norm_choices,
+     .help = "batch: mean over the batch's prompt tokens; sequence: each sequence's prompt mean, then their mean"},
     {.name = "temperature", .type = P_FLOAT, .def = "1", .has_min = 1, .min = 0.01, .has_max = 1, .max = 100,
      .help = "temperature of the divergences (x T^2)"},
     {.name = NULL},
@@ -89,6 +101,8 @@ static const param_spec policy_fields[] = {
     {.name = "top_p", .type = P_FLOAT, .def = "1.0", .has_min = 1, .min = 0.001, .has_max = 1, .max = 1},
     {.name = "sampled_by", .type = P_STRING, .def = "student", .choices = sampler_choices,
      .help = "student: on-policy distillation; teacher: sequence-level distillation"},
+    {.name = "ce", .type = P_STRING, .def = "data", .choices = policy_ce_choices,
+     .help = "data: CE on the data batch's answers (FMCHISEL); sampled: CE on the sampled tokens"},
     {.name = NULL},
 };
 
@@ -104,8 +118,10 @@ static const param_spec train_params[] = {
     {.name = "batch_tokens", .type = P_INT, .def = "0", .has_min = 1, .min = 0,
      .help = "tokens per step (0 with batch_size 0: 8192)"},
     {.name = "batch_size", .type = P_INT, .def = "0", .has_min = 1, .min = 0, .help = "examples per step"},
-    {.name = "seq_len", .type = P_INT, .def = "512", .has_min = 1, .min = 2, .has_max = 1, .max = 1 << 20,
-     .help = "longest sequence (longer examples keep their last seq_len tokens)"},
+    {.name = "seq_len", .type = P_INT, .def = "0", .has_min = 1, .min = 0, .has_max = 1, .max = 1 << 20,
+     .help = "longest sequence (0: the data's longest example); longer ranking examples drop old history lines"},
+    {.name = "long_examples", .type = P_STRING, .def = "refuse", .choices = long_choices,
+     .help = "generative examples longer than seq_len: refuse (an error counting them) or cut into pieces"},
     {.name = "micro_batch_tokens", .type = P_INT, .def = "0", .has_min = 1, .min = 0,
      .help = "tokens per forward/backward (0: min(batch, 4096), at least seq_len)"},
     {.name = "split", .type = P_STRING, .def = "train", .help = "the split trained on"},
@@ -129,7 +145,7 @@ static const stage_output_spec train_outputs[] = {
 
 int train_opts_parse(train_opts *o, const cJSON *p) {
     memset(o, 0, sizeof *o);
-    const char *sched, *sel, *by, *dt;
+    const char *sched, *sel, *by, *dt, *lg, *pn, *pce;
     int64_t warmup, max_new, seq_len;
     int decay_all;
     if (param_string(p, "split", &o->split) || param_string(p, "valid_split", &o->valid_split) ||
@@ -138,10 +154,13 @@ int train_opts_parse(train_opts *o, const cJSON *p) {
         param_int(p, "micro_batch_tokens", &o->micro_tokens) || param_bool(p, "shuffle", &o->shuffle) ||
         param_string(p, "select", &sel) || param_int(p, "valid_examples", &o->valid_examples) ||
         param_int(p, "valid_every", &o->valid_every) || param_int(p, "checkpoint_every", &o->checkpoint_every) ||
-        param_string(p, "save_dtype", &dt) || param_float(p, "loss.ce", &o->loss.ce) ||
+        param_string(p, "save_dtype", &dt) || param_string(p, "long_examples", &lg) || param_float(p, "loss.ce", &o->loss.ce) ||
         param_float(p, "loss.fkl", &o->loss.fkl) || param_float(p, "loss.rkl", &o->loss.rkl) ||
         param_float(p, "loss.jsd", &o->loss.jsd) || param_float(p, "loss.jsd_beta", &o->loss.beta) ||
-        param_float(p, "loss.prompt_weight", &o->loss.prompt_weight) ||
+        param_float(p, "loss.tvd", &o->loss.tvd) || param_float(p, "loss.skl", &o->loss.skl) ||
+        param_float(p, "loss.srkl", &o->loss.srkl) || param_float(p, "loss.skew_alpha", &o->loss.alpha) ||
+        param_float(p, "loss.prompt_weight", &o->loss.prompt_weight) || param_string(p, "loss.prompt_norm", &pn) ||
+        param_string(p, "on_policy.ce", &pce) ||
         param_float(p, "loss.temperature", &o->loss.temperature) || param_float(p, "optim.lr", &o->optim.schedule.lr) ||
         param_int(p, "optim.warmup", &warmup) || param_string(p, "optim.schedule", &sched) ||
         param_float(p, "optim.min_lr_ratio", &o->optim.schedule.min_lr_ratio) ||
@@ -153,7 +172,10 @@ int train_opts_parse(train_opts *o, const cJSON *p) {
         param_float(p, "on_policy.temperature", &o->policy.temperature) ||
         param_float(p, "on_policy.top_p", &o->policy.top_p) || param_string(p, "on_policy.sampled_by", &by))
         return -1;
-    o->seq_len = (int)seq_len;
+    o->seq_len = (int)seq_len; /* 0: resolved from the data (fit_data) */
+    o->long_examples = !strcmp(lg, "cut") ? LONG_CUT : LONG_REFUSE;
+    o->loss.prompt_norm = !strcmp(pn, "sequence") ? PROMPT_NORM_SEQUENCE : PROMPT_NORM_BATCH;
+    o->policy.ce_sampled = !strcmp(pce, "sampled");
     o->optim.decay_all = decay_all;
     o->optim.schedule.warmup = (long)warmup;
     o->optim.schedule.kind = !strcmp(sched, "cosine") ? LR_COSINE : !strcmp(sched, "linear") ? LR_LINEAR : LR_CONSTANT;
@@ -168,14 +190,86 @@ int train_opts_parse(train_opts *o, const cJSON *p) {
         return err_set(ERR_INPUT, "set batch_tokens or batch_size, not both (found %lld and %lld)",
                        (long long)o->batch_tokens, (long long)o->batch_size);
     if (o->batch_tokens == 0 && o->batch_size == 0) o->batch_tokens = 8192;
-    if (o->batch_tokens > 0 && o->batch_tokens < o->seq_len)
-        log_warn("batch_tokens %lld is below seq_len %d: batches hold one example", (long long)o->batch_tokens, o->seq_len);
     if (!(o->loss.ce > 0) && !loss_has_divergence(&o->loss))
-        return err_set(ERR_INPUT, "the loss has no term: give loss.ce, loss.fkl, loss.rkl or loss.jsd a positive weight");
-    if (o->policy.max_new_tokens >= o->seq_len)
+        return err_set(ERR_INPUT, "the loss has no term: give loss.ce or a divergence (fkl, rkl, jsd, tvd, skl, srkl) a "
+                       "positive weight");
+    if (o->seq_len > 0 && o->policy.fraction > 0 && o->policy.max_new_tokens >= o->seq_len)
         return err_set(ERR_INPUT, "on_policy.max_new_tokens %d leaves no room for a prompt in seq_len %d; lower it",
                        o->policy.max_new_tokens, o->seq_len);
     return 0;
+}
+
+/* seq_len (0: the longest example of the training split and of the validation examples used; with
+ * on-policy steps at least the longest prompt + max_new_tokens), then every example fitted to it
+ * (fit_units): refusals are errors before any weight is read, and the log always says how many
+ * training examples were truncated. */
+static int fit_data(trainer *t, int64_t n_valid) {
+    train_opts *o = &t->o;
+    stage_ctx *ctx = t->ctx;
+    const int sampled = o->policy.fraction > 0;
+    if (t->train.n_examples < 1)
+        return err_set(ERR_INPUT, "split %s has no examples; the data stage produced an empty split (more members or "
+                       "a smaller validation/test fraction)", t->train.name);
+    if (o->seq_len == 0) {
+        int64_t longest = 2;
+        for (int64_t i = 0; i < t->train.n_examples; i++) {
+            const ds_example *e = &t->train.ex[i];
+            if (e->n_tokens > longest) longest = e->n_tokens;
+            if (sampled && e->answer_pos + o->policy.max_new_tokens > longest)
+                longest = e->answer_pos + o->policy.max_new_tokens;
+        }
+        for (int64_t i = 0; i < n_valid; i++)
+            if (t->valid.ex[i].n_tokens > longest) longest = t->valid.ex[i].n_tokens;
+        o->seq_len = (int)longest;
+        log_info("seq_len %d: the longest training or validation example%s", o->seq_len,
+                 sampled ? " (or prompt + on_policy.max_new_tokens)" : "");
+    }
+    if (sampled && o->policy.max_new_tokens >= o->seq_len)
+        return err_set(ERR_INPUT, "on_policy.max_new_tokens %d leaves no room for a prompt in seq_len %d; lower it",
+                       o->policy.max_new_tokens, o->seq_len);
+    if (o->batch_tokens > 0 && o->batch_tokens < o->seq_len)
+        log_warn("batch_tokens %lld is below seq_len %d: batches hold one example", (long long)o->batch_tokens, o->seq_len);
+    fit_stats vs, *st = &t->fit;
+    if (fit_units(&t->units, &t->n_units, st, &t->train, t->train.n_examples, o->seq_len, o->long_examples,
+                  t->ds.bos_id) ||
+        fit_units(&t->valid_units, &t->n_valid_units, &vs, &t->valid, n_valid, o->seq_len, o->long_examples, t->ds.bos_id))
+        return -1;
+    if (st->refused || vs.refused) {
+        const fit_stats *f = st->refused ? st : &vs;
+        const ds_split *sp = st->refused ? &t->train : &t->valid;
+        return err_set(ERR_INPUT, "%lld training and %lld validation examples are longer than seq_len %d and cannot be "
+                       "shortened by leaving out history lines (the first: example %lld of split %s, %u tokens); %s",
+                       (long long)st->refused, (long long)vs.refused, o->seq_len, (long long)f->first_refused, sp->name,
+                       sp->ex[f->first_refused].n_tokens,
+                       f->refused_ranking ? "raise seq_len (0: the longest example) or lower the data stage's max_tokens"
+                                          : "raise seq_len (0: the longest example), or set long_examples: cut to cut "
+                                            "them into pieces");
+    }
+    if (sampled)
+        for (int64_t i = 0; i < t->train.n_examples; i++) {
+            seq_unit u;
+            if (!fit_prompt(&u, &t->train, i, o->seq_len - o->policy.max_new_tokens))
+                return err_set(ERR_INPUT, "the prompt of training example %lld (%u tokens) does not fit seq_len - "
+                               "on_policy.max_new_tokens = %d tokens even without history; raise seq_len or lower "
+                               "max_new_tokens", (long long)i, t->train.ex[i].answer_pos,
+                               o->seq_len - o->policy.max_new_tokens);
+        }
+    if (sampled && st->cut)
+        return err_set(ERR_INPUT, "on_policy samples from each example's prompt, but %lld examples were cut into pieces "
+                       "(long_examples: cut); raise seq_len or set long_examples: refuse", (long long)st->cut);
+    const int64_t truncated = st->fitted + st->cut;
+    char line[256];
+    snprintf(line, sizeof line, "training examples: %lld (longest %d tokens), seq_len %d: %lld truncated (%lld left out "
+             "%lld of their oldest history lines, %lld cut into %lld pieces)", (long long)st->examples, st->longest,
+             o->seq_len, (long long)truncated, (long long)st->fitted, (long long)st->lines_dropped, (long long)st->cut,
+             (long long)st->pieces);
+    if (ctx->rank == 0 && truncated) log_warn("%s", line);
+    else if (ctx->rank == 0) log_info("%s", line);
+    return stage_metric(ctx, "seq_len", 0, o->seq_len) || stage_metric(ctx, "truncated_examples", 0, (double)truncated) ||
+                   stage_metric(ctx, "history_lines_dropped", 0, (double)st->lines_dropped) ||
+                   stage_metric(ctx, "cut_examples", 0, (double)st->cut)
+               ? -1
+               : 0;
 }
 
 /* Where a model parameter (init or teacher) points: the stage input's folder or a path; NULL when
@@ -195,6 +289,7 @@ static void trainer_free(trainer *t) {
     if (t->have_opt) optim_free(&t->opt);
     if (t->have_model) model_free(&t->m);
     stream_free(&t->stream);
+    free(t->units), free(t->valid_units);
     batch_plan_free(&t->plan);
     batch_plan_free(&t->valid_plan);
     seq_set_free(&t->local);
@@ -228,6 +323,9 @@ static int trainer_setup(trainer *t) {
         return err_set(ERR_INPUT, "select: best_valid_loss needs validation, but the data has no non-empty '%s' split "
                        "(or valid_examples is 0); use select: last or give the data stage a validation split",
                        o->valid_split);
+    const int64_t n_valid = !t->have_valid ? 0 : o->valid_examples < t->valid.n_examples ? o->valid_examples
+                                                                                          : t->valid.n_examples;
+    if (fit_data(t, n_valid)) return -1;
 
     /* configs first: mismatches are errors before any weight is read */
     model_config scfg, tcfg;
@@ -243,16 +341,22 @@ static int trainer_setup(trainer *t) {
     t->has_teacher = teacher_path != NULL;
     if (t->has_teacher) {
         if (train_read_config(teacher_path, &tcfg)) return err_prefix("teacher %s: ", teacher_path);
-        if (tcfg.vocab != scfg.vocab)
-            return err_set(ERR_INPUT, "the teacher (%s) has a vocabulary of %d tokens and the student %d: distillation "
-                           "compares distributions over one vocabulary; use a teacher and a student with the same "
-                           "tokenizer", teacher_path, tcfg.vocab, scfg.vocab);
+        /* heads of different sizes that both cover the tokenizer (one padded, as Qwen2.5-7B's 152,064 rows
+         * against 1.5B's 151,936) compare the tokenizer's ids only */
+        if (tcfg.vocab < t->ds.vocab)
+            return err_set(ERR_INPUT, "the teacher (%s) has a vocabulary of %d tokens but the data's tokenizer has %d: "
+                           "distillation compares distributions over the tokenizer's ids; use a teacher made for this "
+                           "tokenizer", teacher_path, tcfg.vocab, t->ds.vocab);
+        if (tcfg.vocab != scfg.vocab && ctx->rank == 0)
+            log_info("teacher head %d rows, student head %d: the divergences compare the tokenizer's %d ids, the rows "
+                     "beyond them are padding and are left out", tcfg.vocab, scfg.vocab, t->ds.vocab);
         if (!loss_has_divergence(&o->loss))
-            return err_set(ERR_INPUT, "a teacher is given but the loss has no divergence; set loss.fkl, loss.rkl or "
-                           "loss.jsd (or remove teacher)");
+            return err_set(ERR_INPUT, "a teacher is given but the loss has no divergence; set loss.fkl, loss.rkl, loss.jsd, "
+                           "loss.tvd, loss.skl or loss.srkl (or remove teacher)");
     } else {
         if (loss_has_divergence(&o->loss))
-            return err_set(ERR_INPUT, "loss.fkl/rkl/jsd need a teacher; set teacher: to a stage or a checkpoint path");
+            return err_set(ERR_INPUT, "loss.fkl/rkl/jsd/tvd/skl/srkl need a teacher; set teacher: to a stage or a "
+                           "checkpoint path");
         if (o->policy.fraction > 0)
             return err_set(ERR_INPUT, "on_policy needs a teacher to score the sampled tokens; set teacher:");
     }
@@ -297,24 +401,16 @@ static int trainer_setup(trainer *t) {
         return -1;
     if (o->select_best && !(t->best = xmalloc(sizeof(float) * t->m.w.n_floats))) return -1;
 
-    int64_t cut = 0;
-    for (int64_t i = 0; i < t->train.n_examples; i++) cut += t->train.ex[i].n_tokens > (uint32_t)o->seq_len;
-    if (cut && ctx->rank == 0)
-        log_warn("%lld of %lld training examples are longer than seq_len %d and keep only their last %d tokens; raise "
-                 "seq_len to train on whole examples", (long long)cut, (long long)t->train.n_examples, o->seq_len,
-                 o->seq_len);
-    if (stage_metric(ctx, "truncated_examples", 0, (double)cut)) return -1;
-
     /* the data stream and the schedule's length */
-    if (stream_init(&t->stream, &t->train, o->seq_len, o->batch_tokens, o->batch_size, t->seed, o->shuffle)) return -1;
+    if (stream_init(&t->stream, t->units, t->n_units, o->batch_tokens, o->batch_size, t->seed, o->shuffle)) return -1;
     t->total_steps = o->steps;
     if (o->epochs > 0 && stream_steps_for_epochs(&t->stream, o->epochs, &t->total_steps)) return -1;
     if (t->have_valid) {
-        int64_t nv = o->valid_examples < t->valid.n_examples ? o->valid_examples : t->valid.n_examples;
-        if (batch_plan_first(&t->valid_plan, &t->valid, nv, o->seq_len)) return -1;
+        if (batch_plan_units(&t->valid_plan, t->valid_units, t->n_valid_units)) return -1;
         if (o->valid_every == 0) o->valid_every = t->total_steps / 10 > 0 ? t->total_steps / 10 : 1;
     }
     o->optim.schedule.total = (long)t->total_steps;
+    o->policy.vocab = t->ds.vocab; /* sampling draws the tokenizer's ids only */
     if (optim_init(&t->opt, &t->m, &o->optim)) return -1;
     t->have_opt = 1;
 
@@ -333,20 +429,19 @@ static int record_metrics(trainer *t, const char *prefix, int64_t step, const pa
     stage_ctx *ctx = t->ctx;
     const loss_config *lc = &t->o.loss;
     char k[64];
-    static const char *const names[TERM_COUNT] = {"ce", "fkl", "rkl", "jsd"};
-    const double weights[TERM_COUNT] = {1, lc->fkl, lc->rkl, lc->jsd};
     snprintf(k, sizeof k, "%sloss", prefix);
     if (stage_metric(ctx, k, step, r->loss)) return -1;
     for (int i = 0; i < TERM_COUNT; i++) {
         int64_t n = i == TERM_CE ? r->sums.n_answer_ce : r->sums.n_answer;
-        if (n == 0 || (i != TERM_CE && !(weights[i] > 0 && t->has_teacher))) continue;
-        snprintf(k, sizeof k, "%s%s", prefix, names[i]);
+        if (n == 0 || (i != TERM_CE && !(loss_term_weight(lc, i) > 0 && t->has_teacher))) continue;
+        snprintf(k, sizeof k, "%s%s", prefix, loss_term_name(i));
         if (stage_metric(ctx, k, step, r->sums.answer[i] / (double)n)) return -1;
     }
     if (lc->prompt_weight > 0 && r->sums.n_prompt > 0) {
         const double *s = r->sums.prompt;
-        double v = t->has_teacher ? (lc->fkl * s[TERM_FKL] + lc->rkl * s[TERM_RKL] + lc->jsd * s[TERM_JSD]) /
-                                        (double)r->sums.n_prompt
+        double div = 0;
+        for (int i = TERM_FKL; i < TERM_COUNT; i++) div += loss_term_weight(lc, i) * s[i];
+        double v = t->has_teacher ? div / (double)r->sums.n_prompt
                                   : lc->ce * s[TERM_CE] / (double)(r->sums.n_prompt_ce ? r->sums.n_prompt_ce : 1);
         snprintf(k, sizeof k, "%sprompt_loss", prefix);
         if (stage_metric(ctx, k, step, v)) return -1;
@@ -434,7 +529,7 @@ static int train_run(stage_ctx *ctx) {
 
 const stage_kind stage_kind_train = {
     .name = "train",
-    .version = 1,
+    .version = 2,
     .summary = "fine-tune or distill a model (CE, forward/reverse KL, JSD; on-policy; MPI data parallel)",
     .params = train_params,
     .outputs = train_outputs,

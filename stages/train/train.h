@@ -23,11 +23,14 @@ typedef struct {
     int max_new_tokens;
     double temperature, top_p;
     int by_teacher;       /* 1: the teacher samples (sequence-level KD); 0: the student (on-policy) */
+    int ce_sampled;       /* 1: CE on the sampled sequences (on_policy.ce: sampled); 0: on the data batch */
+    int vocab;            /* ids the sampler may draw: the tokenizer's (set by the stage; 0: the model's) */
 } policy_config;
 
 typedef struct {
     const char *split, *valid_split;
-    int seq_len;
+    int seq_len;              /* 0 until resolved from the data */
+    long_policy long_examples;
     int64_t steps, epochs, batch_tokens, batch_size, micro_tokens;
     int shuffle;
     loss_config loss;
@@ -65,6 +68,9 @@ typedef struct {
     teacher_state teacher;
     int has_teacher;
     kv_cache gen_kv;         /* the student's cache for on-policy sampling */
+    seq_unit *units, *valid_units; /* the training split and the validation examples fitted to seq_len */
+    int64_t n_units, n_valid_units;
+    fit_stats fit;
     data_stream stream;
     train_progress prog;
     batch_plan plan, valid_plan;
@@ -110,7 +116,9 @@ int train_init_random(model *m, const model_config *cfg, double std, uint64_t se
 /* Loads a model from a path into m. */
 int train_load_model(model *m, const char *path);
 /* Writes out_dir: config.json, generation_config.json, model.safetensors (dtype) and the data set's
- * tokenizer files (so the folder loads in transformers and in smelt). */
+ * tokenizer files (so the folder loads in transformers and in smelt), with tokenizer.json and
+ * tokenizer_config.json from tokenizer_save_hf for byte-level tokenizers: transformers' tokenizer
+ * then gives the ids smelt trained with, BOS included. */
 int train_save_model(const char *out_dir, const model *m, const dataset *ds, st_dtype dtype);
 
 /* ---- policy.c ---- */
@@ -122,12 +130,13 @@ int teacher_begin(teacher_state *t, const model_batch *b);
 /* teacher_logits_fn over teacher_state: the LM head over the asked rows of the micro-batch. */
 int teacher_logits(void *tctx, float *logits, const int *rows, int n);
 
-/* Replaces the sequences of `in` by their prompts (the tokens before the first non-prompt token,
- * at most seq_len - max_new_tokens of them, the latest kept) followed by up to max_new_tokens
- * tokens sampled from gen (stopping after eos_id), into out. Each sequence draws from its own RNG
- * stream seeded by (seed, step, example), so the result does not depend on the rank count.
- * Sequences sampled by the student get SEQ_NO_CE. */
-int policy_generate(seq_set *out, const seq_set *in, model *gen, kv_cache *kv, const policy_config *pc, int seq_len,
-                    int eos_id, uint64_t seed, int64_t step, int by_student);
+/* Replaces the sequences of `in` by the prompts of their examples in split (the tokens before the
+ * first answer token, fitted to seq_len - max_new_tokens by leaving out the oldest history lines:
+ * fit_prompt) followed by up to max_new_tokens tokens sampled from gen (stopping after eos_id),
+ * into out. Each sequence draws from its own RNG stream seeded by (seed, step, example), so the
+ * result does not depend on the rank count. Sequences sampled by the student get SEQ_NO_CE. A
+ * prompt that cannot fit is ERR_INPUT (the stage checks every training prompt before training). */
+int policy_generate(seq_set *out, const seq_set *in, const ds_split *split, model *gen, kv_cache *kv,
+                    const policy_config *pc, int seq_len, int eos_id, uint64_t seed, int64_t step, int by_student);
 
 #endif

@@ -42,10 +42,10 @@ mtext = {m["movieId"]: text(m) for m in movies}
 
 def split_file(path):
     d = open(path, "rb").read()
-    _, _, _, ne, nt, _, _, _, to, _ = struct.unpack("<8sIIQQQIIQQ", d[:64])
+    _, _, hb, ne, nt, _, _, _, to, _ = struct.unpack("<8sIIQQQIIQQ", d[:64])
     out = []
     for i in range(ne):
-        off, time, n, pl, ap, g, mem, item, task, lab, _, _ = struct.unpack("<QqIIIIIIHbBI", d[64 + 48 * i:112 + 48 * i])
+        off, time, n, pl, ap, g, mem, item, task, lab, _, _ = struct.unpack("<QqIIIIIIHbBI", d[hb + 48 * i:hb + 48 + 48 * i])
         toks = struct.unpack(f"<{n}i", d[to + 4 * off:to + 4 * off + 4 * n])
         # bytes, with the added tokens " yes"/" no" (which titles may contain: "Shichinin no samurai")
         raw = b"".join(bytes([t]) if t < 256 else {256: b"", 259: b" yes", 260: b" no"}[t] for t in toks).decode("utf-8")

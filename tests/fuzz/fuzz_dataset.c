@@ -1,7 +1,8 @@
 /* fuzz_dataset.c: libFuzzer target for the split-file reader of data artifacts (ds_split_open_mem)
  * on arbitrary bytes; every accepted split is then walked the way a consumer does (each example's
- * tokens and mask, groups, shared prefixes), so that a validation gap shows up as an out-of-bounds
- * read under ASan. Seeds: tests/fuzz/corpus_dataset (small valid splits). */
+ * tokens and mask, groups, shared prefixes, history cuts), so that a validation gap shows up as an
+ * out-of-bounds read under ASan. Seeds: tests/fuzz/corpus_dataset (small valid splits, versions 1
+ * and 2). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 }
                 if (e->answer_pos < e->n_tokens && (m[e->answer_pos] == DS_TOK_PROMPT || e->prefix_len >= e->answer_pos))
                     abort();
+                int nc;
+                const uint32_t *c = ds_example_cuts(&s, k, &nc);
+                for (int j = 0; j < nc; j++) /* cuts stay inside the prompt and increase */
+                    if (c[j] < 1 || c[j] > e->answer_pos || (j && c[j] <= c[j - 1])) abort();
+                if (nc == 1 || ds_fit_cuts(c, nc, e->n_tokens, e->n_tokens / 2) > (nc ? nc - 1 : 0)) abort();
             }
         }
         (void)sink;

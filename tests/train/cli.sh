@@ -134,10 +134,10 @@ bad() { # bad NAME YAML_EXTRA EXPECTED [SED]: a student with extra parameters (a
     fail "$1: the student trained before failing"
 }
 bad teacher-vocab "    steps: 2
-    teacher: $FIX/llama_gqa" "has a vocabulary of 64 tokens and the student 261"
+    teacher: $FIX/llama_gqa" "has a vocabulary of 64 tokens but the data's tokenizer has 261"
 bad init-vocab "    steps: 2
     init: $FIX/llama_gqa" "the student has a vocabulary of 64 but the data's tokenizer has 261"
-bad no-teacher "    steps: 2" "loss.fkl/rkl/jsd need a teacher" '/^    teacher: teacher$/d'
+bad no-teacher "    steps: 2" "loss.fkl/rkl/jsd/tvd/skl/srkl need a teacher" '/^    teacher: teacher$/d'
 bad teacher-no-div "    steps: 2
     loss: {ce: 1.0}" "a teacher is given but the loss has no divergence"
 bad best-no-valid "    steps: 2
