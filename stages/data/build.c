@@ -327,13 +327,37 @@ static int report_auc(builder *b, const double *score, const char *key) {
  * when labels come from ratings, the mean rating of the history shown in the candidate's own
  * prompt, and the two combined: logit(popularity) + (shown mean - 3.5). A model must beat these
  * to have learned more than the prompt's obvious signals. */
-static int report_baselines(builder *b) {
+/* baselines.tsv: each test example's baseline scores, in the test split's order (its `index`), so
+ * that a model evaluated on some of the examples can be compared with the baselines on the same
+ * ones (tools/auc_table.py). NAN columns (no ratings) are written as "nan". */
+static int write_baselines(const builder *b, const char *out_dir, const double *pop, const double *hist,
+                           const double *comb) {
+    const rs_corpus *c = b->c;
+    strbuf sb = STRBUF_INIT;
+    int rc = -1;
+    if (sb_puts(&sb, "index\tmember\titem\ttask\tlabel\tpopularity\thistory_mean\tcombined\n")) goto out;
+    for (int64_t i = 0; i < b->n_test; i++) {
+        const rs_event *ev = &c->events[b->test_event[i]];
+        if (sb_printf(&sb, "%lld\t%u\t%u\t%u\t%d\t%.9g\t%.9g\t%.9g\n", (long long)i, c->member_ids[ev->member],
+                      c->items[ev->item].id, (unsigned)b->test_task[i], b->test_label[i], pop[i],
+                      hist ? hist[i] : NAN, comb ? comb[i] : NAN))
+            goto out;
+    }
+    char *path = fs_join(out_dir, "baselines.tsv");
+    rc = path ? fs_write_atomic(path, sb_str(&sb), sb.len) : -1;
+    free(path);
+out:
+    sb_free(&sb);
+    return rc;
+}
+
+static int report_baselines(builder *b, const char *out_dir) {
     const rs_corpus *c = b->c;
     if (!b->n_test || !b->o->metric) return 0;
     int nt = c->n_tasks, rc = -1;
     double *pos = xcalloc((size_t)c->n_items * (size_t)nt, sizeof *pos), *cnt = xcalloc((size_t)c->n_items * (size_t)nt, sizeof *cnt);
     double *score = xmalloc((size_t)b->n_test * sizeof *score), tpos[RS_MAX_TASKS] = {0}, tcnt[RS_MAX_TASKS] = {0};
-    double *pop = xmalloc((size_t)b->n_test * sizeof *pop);
+    double *pop = xmalloc((size_t)b->n_test * sizeof *pop), *hist = NULL, *comb = NULL;
     char *is_train = xcalloc((size_t)c->n_events, 1);
     if (!pos || !cnt || !score || !pop || !is_train) goto out;
     /* train events: each member's events before its valid/test boundary */
@@ -367,11 +391,15 @@ static int report_baselines(builder *b) {
     if (vn > 0) {
         /* a prompt without rated history gets the train split's mean rating */
         double global = vsum / vn;
-        for (int64_t i = 0; i < b->n_test; i++) score[i] = isfinite(b->test_hist[i]) ? b->test_hist[i] : global;
-        if (report_auc(b, score, "baseline_history_mean_auc_test")) goto out;
-        for (int64_t i = 0; i < b->n_test; i++) score[i] = log(pop[i] / (1 - pop[i])) + (score[i] - 3.5);
-        if (report_auc(b, score, "baseline_combined_auc_test")) goto out;
+        hist = xmalloc((size_t)b->n_test * sizeof *hist);
+        comb = xmalloc((size_t)b->n_test * sizeof *comb);
+        if (!hist || !comb) goto out;
+        for (int64_t i = 0; i < b->n_test; i++) hist[i] = isfinite(b->test_hist[i]) ? b->test_hist[i] : global;
+        if (report_auc(b, hist, "baseline_history_mean_auc_test")) goto out;
+        for (int64_t i = 0; i < b->n_test; i++) comb[i] = log(pop[i] / (1 - pop[i])) + (hist[i] - 3.5);
+        if (report_auc(b, comb, "baseline_combined_auc_test")) goto out;
     }
+    if (write_baselines(b, out_dir, pop, hist, comb)) goto out;
     if (c->truth) {
         for (int64_t i = 0; i < b->n_test; i++) score[i] = c->truth[b->test_event[i] * nt + b->test_task[i]];
         if (report_auc(b, score, "truth_auc_test")) goto out;
@@ -379,6 +407,8 @@ static int report_baselines(builder *b) {
     rc = 0;
 out:
     free(pop);
+    free(hist);
+    free(comb);
     free(pos);
     free(cnt);
     free(score);
@@ -440,7 +470,7 @@ int build_interactions(const rs_corpus *c, const build_opts *o, const char *out_
             (b.history_n && o->metric(o->metric_ctx, "history_entries_mean", (double)b.history_sum / (double)b.history_n)))
             goto out;
     }
-    rc = report_baselines(&b);
+    rc = report_baselines(&b, out_dir);
 out:
     for (int s = 0; s < BUILD_N_SPLITS; s++) ds_writer_free(b.w[s]);
     free(buf);

@@ -103,6 +103,18 @@ aucs = [auc(*zip(*v)) for v in per_task.values() if {l for _, l in v} == {0, 1}]
 mine = sum(aucs) / len(aucs)
 print(f"history-mean baseline: {hist_auc:.6f} (stage), {mine:.6f} (recomputed from {len(sp['test'])} test prompts)")
 assert abs(mine - hist_auc) < 1e-6
+
+# baselines.tsv: one row per test example in the split's order, its label and history mean equal
+# to the prompt's own (what tools/auc_table.py pairs with an evaluate stage's predictions.tsv)
+rows = list(csv.DictReader(open(art + "/baselines.tsv"), delimiter="\t"))
+assert len(rows) == len(sp["test"]), (len(rows), len(sp["test"]))
+for i, (r, e) in enumerate(zip(rows, sp["test"])):
+    hist = e["text"].split("History:\n", 1)[1].split("Candidate: ", 1)[0]
+    rates = [float(l.rsplit(": rated ", 1)[1]) for l in hist.splitlines()]
+    assert int(r["index"]) == i and int(r["label"]) == e["label"] and int(r["task"]) == e["task"], (i, r)
+    assert abs(float(r["history_mean"]) - sum(rates) / len(rates)) < 1e-5, (i, r["history_mean"], rates)
+    assert 0 < float(r["popularity"]) < 1
+print(f"baselines.tsv: {len(rows)} rows match the test prompts")
 PY
 # a sample prompt (docs/data.md shows one)
 "$SMELT_DATA_HELPER" dump ml/test.bin 0 1 | sed -e 's/^/    /' | head -30
