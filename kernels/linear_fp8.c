@@ -182,7 +182,7 @@ const float *qfp8_acts(const float *x, int ldx, const struct qlinear *q, int n) 
     uint8_t *codes = qlinear_scratch(1, (size_t)n * K);
     if (!xd || !codes) return NULL;
     const float s_all = q->act == QA_FP8_TENSOR ? qlinear_fp8_tensor_scale(x, ldx, n, K) : 0;
-    const int nt = omp_in_parallel() || (size_t)n * K <= 65536 ? 1 : kernels_threads();
+    const int nt = kernels_threads_for((double)n * K, THR_ROW_FLOATS);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int t = 0; t < n; t++) {
         uint8_t *c = codes + (size_t)t * K;

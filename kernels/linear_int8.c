@@ -205,7 +205,7 @@ void qint8_rows_avx512(float *out, int ldo, const int8_t *xq, const float *xs, c
 static void quantize_acts(int8_t *xq, float *xs, int32_t *xsum, const float *x, int ldx, const struct qlinear *q,
                           int n) {
     const int G = q->group_size, ng = q->n_groups;
-    const int nt = omp_in_parallel() || (size_t)n * q->n_in <= 65536 ? 1 : kernels_threads();
+    const int nt = kernels_threads_for((double)n * q->n_in, THR_ROW_FLOATS);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int t = 0; t < n; t++) {
         int8_t *row = xq + (size_t)t * q->k4;

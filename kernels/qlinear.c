@@ -342,11 +342,9 @@ size_t qlinear_bytes(const qlinear *q) {
 }
 
 int qlinear_threads(int n, int n_out, int n_in, size_t bytes) {
-    const int T = omp_in_parallel() ? 1 : kernels_threads();
-    /* a second thread pays from ~0.5M multiply-adds, or ~128 KB of weights streamed per thread */
-    const double macs = (double)n * n_out * n_in / 262144.0, streamed = (double)bytes / 131072.0;
-    const double w = macs > streamed ? macs : streamed;
-    return T <= 1 ? 1 : w >= T ? T : w >= 2 ? (int)w : 1;
+    const int a = kernels_threads_for((double)n * n_out * n_in, THR_GEMM_MACS);
+    const int b = kernels_threads_for((double)bytes / 4, THR_GEMV_FLOATS);
+    return a > b ? a : b;
 }
 
 /* ---- float kinds: the fused GEMV (few tokens) or panels of dequantized rows times sgemm ---- */

@@ -108,7 +108,8 @@ static inline int ql_code(const struct qlinear *q, int o, int j) {
 void *qlinear_scratch(int slot, size_t bytes);
 
 /* Threads of a quantized product of n tokens against an [n_out, n_in] weight of `bytes` bytes:
- * the multiply-adds or, for a few tokens, the weight bytes streamed, whichever asks for more. */
+ * the multiply-adds (threads.h THR_GEMM_MACS) or, for a few tokens, the weight bytes streamed
+ * (THR_GEMV_FLOATS per 4 bytes), whichever asks for more. */
 int qlinear_threads(int n, int n_out, int n_in, size_t bytes);
 
 /* Shared tail of every kernel: out = y (+ b), or out += y (+ b). */

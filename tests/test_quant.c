@@ -423,6 +423,7 @@ static void check_threads(void) {
     uint8_t *codes[2];
     for (int t = 0; t < 2; t++) {
         kernels_set_threads(t + 1);
+        kernels_split_always(t == 1); /* 2 threads whatever the work size */
         quant_grid g = {4, 8, 0, 0};
         quant_hessian qh;
         qweight q;
@@ -436,6 +437,7 @@ static void check_threads(void) {
         quant_hessian_free(&qh);
         qweight_free(&q);
     }
+    kernels_split_always(0);
     kernels_set_threads(0);
     tu_expect(!memcmp(codes[0], codes[1], R * C) && !memcmp(obj[0], obj[1], sizeof obj[0]),
               "1 and 2 threads: the same codes and objectives");
