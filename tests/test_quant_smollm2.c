@@ -54,7 +54,7 @@ int main(void) {
     if (model_init(&m, &cfg, &w)) return printf("FAIL %s\n", err_msg()), 1;
     layerwise *lw;
     if (layerwise_open(&lw, &m, toks, lens, 2, 128)) return printf("FAIL %s\n", err_msg()), 1;
-    const quant_grid g = {4, 64, 1};
+    const quant_grid g = {4, 64, 1, 0};
     for (int l = 0; l < 2; l++) {
         grams gr = {{0}, {0}};
         model_tap t = {.sites = 0xF, .fn = tap, .ctx = &gr, .partial = 1};
