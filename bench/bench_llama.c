@@ -61,6 +61,7 @@ char *openblas_get_corename(void);
 
 int main(int argc, char **argv) {
     int batch = 4, seq = 512, steps = 4, threads = 0, decode_steps = 128, layers = 8;
+    model_precision prec = MODEL_FP32;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--batch")) batch = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seq")) seq = atoi(argv[i + 1]);
@@ -68,8 +69,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode")) decode_steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--layers")) layers = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--precision") && !model_precision_parse(argv[i + 1], &prec)) continue;
         else {
-            fprintf(stderr, "usage: bench_llama [--batch B] [--seq T] [--steps S] [--threads N] [--decode N] [--layers L]\n");
+            fprintf(stderr, "usage: bench_llama [--batch B] [--seq T] [--steps S] [--threads N] [--decode N] [--layers L] "
+                            "[--precision fp32|bf16]\n");
             return 2;
         }
     }
@@ -87,11 +90,13 @@ int main(int argc, char **argv) {
     for (int l = 0; l < c.n_layers; l++)
         for (int j = 0; j < c.hidden; j++) m.w.layers[l].attn_norm[j] = m.w.layers[l].mlp_norm[j] = 1;
     for (int j = 0; j < c.hidden; j++) m.w.final_norm[j] = 1;
+    const int eff = model_set_precision(&m, prec, 0); /* training: bf16 products over fp32 weights */
+    if (eff < 0) die("precision");
 
     printf("bench_llama: hidden %d, %d layers, %d/%d heads, MLP %d, vocab %d, %.1fM parameters\n", c.hidden,
            c.n_layers, c.n_heads, c.n_kv_heads, c.intermediate, c.vocab, model_n_params(&c) / 1e6);
-    printf("batch %d x %d tokens, %d threads (OpenMP + OpenBLAS), activations %.0f MiB\n", batch, seq, threads,
-           model_train_act_bytes(&c, N) / 1048576.0);
+    printf("batch %d x %d tokens, %d threads (OpenMP + OpenBLAS), activations %.0f MiB, precision %s\n", batch, seq,
+           threads, model_train_act_bytes(&c, N) / 1048576.0, model_precision_name((model_precision)eff));
     const char *core = openblas_get_corename();
     /* the peak is the best of the two ways, measured before and after the model runs (another
      * process on the machine lowers a measurement, never raises it) */
@@ -153,7 +158,9 @@ int main(int argc, char **argv) {
     memcpy(prof_time, best_prof, sizeof best_prof);
     prof_report(stdout, "  the best step, by kind of work");
 
-    /* prefill: one sequence of `seq` tokens into an empty cache, logits of the last position */
+    /* prefill: one sequence of `seq` tokens into an empty cache, logits of the last position;
+     * inference keeps bf16 copies of the weights in bf16 precision */
+    if (eff == MODEL_BF16 && model_set_precision(&m, MODEL_BF16, 1) < 0) die("bf16 weights");
     kv_cache kv;
     float *logits = malloc(sizeof(float) * c.vocab);
     if (kv_cache_init(&kv, &c, seq)) die("kv cache");
@@ -187,8 +194,9 @@ int main(int argc, char **argv) {
     printf("decode %d steps: %.3f s, %.1f tokens/s\n", decode_steps, t_dec, decode_steps / t_dec);
     printf("RESULT {\"impl\": \"smelt\", \"openblas_core\": \"%s\", \"threads\": %d, \"batch\": %d, \"seq\": %d, \"sgemm_gflops\": %.1f, "
            "\"train_tokens_per_s\": %.1f, \"train_step_s\": %.4f, \"mfu\": %.4f, \"model_mflop_per_token\": %.2f, "
-           "\"prefill_tokens_per_s\": %.1f, \"decode_tokens_per_s\": %.1f, \"loss\": %.4f}\n",
-           core, threads, batch, seq, peak, tps, t_train, mfu, flops_tok / 1e6, seq / t_pre, decode_steps / t_dec, loss);
+           "\"prefill_tokens_per_s\": %.1f, \"decode_tokens_per_s\": %.1f, \"loss\": %.4f, \"precision\": \"%s\"}\n",
+           core, threads, batch, seq, peak, tps, t_train, mfu, flops_tok / 1e6, seq / t_pre, decode_steps / t_dec, loss,
+           model_precision_name((model_precision)eff));
     kv_cache_free(&kv);
     optim_free(&opt);
     model_free(&m);

@@ -47,7 +47,7 @@ static int read_ids(const char *path, int **tokens, int **lens, int *n_seqs) {
 }
 
 int main(int argc, char **argv) {
-    quant_grid g = {4, 64, 1};
+    quant_grid g = {4, 64, 1, 0};
     int sweeps = 5, layers = 0, c;
     double damp = 0.01;
     static const struct option opts[] = {{"bits", 1, 0, 'b'}, {"group", 1, 0, 'g'}, {"sweeps", 1, 0, 's'},

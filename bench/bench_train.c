@@ -196,7 +196,7 @@ static int bench_lmhead(int argc, char **argv) {
             for (int i = 0; i < N; i++) loss += part[i];
         }
         linear_backward_input(dh, H, logits, V, &m.lm_head, N, 0);
-        linear_backward_params(m.grad.lm_head, NULL, logits, V, hidden, H, N, V, H);
+        linear_backward_params(m.grad.lm_head, NULL, logits, V, hidden, H, N, V, H, 0);
         free(logits), free(tl), free(part), free(w), free(terms);
     } else {
         uint8_t *kind = malloc((size_t)N);

@@ -19,7 +19,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--decode", type=int, default=128)
     ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: torch.autocast(cpu, bfloat16) around forwards (fp32 weights and AdamW)")
     a = ap.parse_args()
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
@@ -41,8 +44,9 @@ def main():
     loss = None
     for s in range(a.steps + 1):  # step 0 warms up
         t = time.perf_counter()
-        out = model(input_ids=x, labels=x)
-        loss = out.loss
+        with amp:
+            out = model(input_ids=x, labels=x)
+            loss = out.loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -54,7 +58,7 @@ def main():
     print(f"training step (best of {a.steps}): {best:.3f} s, {tps:.0f} tokens/s, loss {loss.item():.4f}")
 
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), amp:
         p = x[:1]
         t_pre = float("inf")
         for r in range(4):
@@ -76,7 +80,7 @@ def main():
         "impl": "torch", "threads": a.threads, "batch": a.batch, "seq": a.seq,
         "train_tokens_per_s": round(tps, 1), "train_step_s": round(best, 4),
         "prefill_tokens_per_s": round(a.seq / t_pre, 1), "decode_tokens_per_s": round(a.decode / t_dec, 1),
-        "loss": round(loss.item(), 4)}))
+        "loss": round(loss.item(), 4), "precision": a.precision}))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 /* main.c: the smelt command line: one table of subcommands, dispatch, and top-level help. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cli.h"
 #include "cmd/commands.h"
@@ -74,7 +76,20 @@ int cli_wants_help(int argc, char **argv) {
     return 0;
 }
 
+/* OpenMP threads that wait for work spin by default (libgomp: GOMP_SPINCOUNT, milliseconds of a
+ * core after each parallel region). smelt shares machines with other processes and runs many
+ * small kernels between parallel regions, so its threads sleep while they wait instead (measured
+ * in docs/engine.md, "Threads and BLAS"). libgomp reads OMP_WAIT_POLICY once, when it is loaded
+ * before main, so smelt sets the variable and executes itself once more (about 10 ms), unless the
+ * user chose a policy or a spin count. The stages the runner starts inherit the variable. */
+static void wait_policy_passive(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 0)) return;
+    execv("/proc/self/exe", argv); /* returns only on failure: then the runtime keeps its default */
+}
+
 int main(int argc, char **argv) {
+    wait_policy_passive(argv);
     if (argc < 2) {
         print_help(stderr);
         return EXIT_USAGE;

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "kernels/threads.h"
+
 void adamw_update(float *p, float *m, float *v, const float *g, float grad_scale, size_t n, const adamw_hparams *h,
                   long step, int decay) {
     /* Scalars are computed in double and rounded to float where torch converts a Python float to
@@ -13,7 +15,8 @@ void adamw_update(float *p, float *m, float *v, const float *g, float grad_scale
     const double bc1 = 1.0 - pow(h->beta1, (double)step), bc2 = 1.0 - pow(h->beta2, (double)step);
     const float neg_step = (float)(-(h->lr / bc1)), bc2_sqrt = (float)sqrt(bc2), eps = (float)h->eps;
     const int do_decay = decay && h->weight_decay != 0;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+    const int nt = kernels_threads_for((double)n * 7, THR_STREAM_FLOATS); /* p, m, v read and written, g read */
+#pragma omp parallel for simd schedule(static) num_threads(nt) if (nt > 1)
     for (size_t i = 0; i < n; i++) {
         float pi = p[i], gi = grad_scale == 1.0f ? g[i] : g[i] * grad_scale;
         if (do_decay) pi = pi * keep;
@@ -49,7 +52,8 @@ double sum_squares(const float *x, size_t n) {
     if (bs < 4096) bs = 4096;
     int nb = (int)((n + bs - 1) / bs);
     double part[SUMSQ_MAX_BLOCKS + 1];
-#pragma omp parallel for schedule(static) if (n > 65536)
+    const int nt = kernels_threads_for((double)n, THR_STREAM_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int b = 0; b < nb; b++) {
         size_t i0 = (size_t)b * bs, i1 = i0 + bs < n ? i0 + bs : n;
         double s = 0;
@@ -69,7 +73,8 @@ double sum_squares_ref(const float *x, size_t n) {
 }
 
 void scale_floats(float *x, size_t n, float s) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
+    const int nt = kernels_threads_for(2.0 * n, THR_STREAM_FLOATS);
+#pragma omp parallel for simd schedule(static) num_threads(nt) if (nt > 1)
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernels/attention_internal.h"
 #include "kernels/fastmath.h"
 #include "kernels/matmul.h"
 #include "kernels/threads.h"
@@ -34,7 +35,8 @@ static size_t per_thread_floats(const attn_shape *s, int max_nkv) {
 }
 
 size_t attention_work_floats(const attn_shape *s, int max_nkv) {
-    return per_thread_floats(s, max_nkv) * (size_t)kernels_threads();
+    const size_t per = flash_supported(s) ? flash_work_floats(s, max_nkv) : per_thread_floats(s, max_nkv);
+    return per * (size_t)kernels_threads();
 }
 
 typedef struct {
@@ -159,13 +161,23 @@ static void bwd_item(float *dq, float *dk, float *dv, const float *dout, const f
 }
 
 /* Threads for n_items items given the work buffer; -1 when it cannot hold one thread's tiles. */
-static int plan_threads(const attn_shape *s, int max_nkv, size_t work_floats, int n_items) {
+static int work_too_small(size_t have, size_t need) {
+    return err_set(ERR_INTERNAL, "attention: work buffer of %zu floats, %zu needed (size it with attention_work_floats)",
+                   have, need);
+}
+
+/* Multiply-adds of the two products of every sequence (the causal half), for the thread count. */
+static double seqs_macs(const attn_shape *s, const attn_seq *seqs, int n_seqs) {
+    double macs = 0;
+    for (int i = 0; i < n_seqs; i++) macs += 2.0 * seqs[i].nq * (seqs[i].nkv - seqs[i].nq / 2.0) * s->head_dim * s->n_heads;
+    return macs;
+}
+
+static int plan_threads(const attn_shape *s, int max_nkv, size_t work_floats, int n_items, double macs) {
     size_t per = per_thread_floats(s, max_nkv);
-    if (work_floats < per)
-        return err_set(ERR_INTERNAL, "attention: work buffer of %zu floats, %zu needed (size it with "
-                       "attention_work_floats)", work_floats, per);
+    if (work_floats < per) return work_too_small(work_floats, per);
     size_t t = work_floats / per;
-    int T = kernels_threads();
+    int T = kernels_threads_for(macs, THR_ATTN_MACS);
     if ((size_t)T > t) T = (int)t;
     if (T > n_items) T = n_items;
     return T < 1 ? 1 : T;
@@ -175,7 +187,11 @@ int attention_forward(float *out, float *lse, const float *q, const float *k, co
                       const attn_seq *seqs, int n_seqs, float *work, size_t work_floats) {
     const int max_nkv = seqs_max_nkv(seqs, n_seqs), H = s->n_kv_heads, items = n_seqs * H;
     if (max_nkv < 0) return -1;
-    const int T = plan_threads(s, max_nkv, work_floats, items), bq = tile_bq(s, max_nkv);
+    if (flash_supported(s)) {
+        if (work_floats < flash_work_floats(s, max_nkv)) return work_too_small(work_floats, flash_work_floats(s, max_nkv));
+        return flash_forward(out, lse, q, k, v, s, seqs, n_seqs, work, work_floats, max_nkv);
+    }
+    const int T = plan_threads(s, max_nkv, work_floats, items, seqs_macs(s, seqs, n_seqs)), bq = tile_bq(s, max_nkv);
     if (T < 0) return -1;
     const size_t per = per_thread_floats(s, max_nkv);
 #pragma omp parallel num_threads(T) if (T > 1)
@@ -197,7 +213,11 @@ int attention_backward(float *dq, float *dk, float *dv, const float *dout, const
                        int n_seqs, float *work, size_t work_floats) {
     const int max_nkv = seqs_max_nkv(seqs, n_seqs), H = s->n_kv_heads, items = n_seqs * H;
     if (max_nkv < 0) return -1;
-    const int T = plan_threads(s, max_nkv, work_floats, items), bq = tile_bq(s, max_nkv);
+    if (flash_supported(s)) {
+        if (work_floats < flash_work_floats(s, max_nkv)) return work_too_small(work_floats, flash_work_floats(s, max_nkv));
+        return flash_backward(dq, dk, dv, dout, out, lse, q, k, v, s, seqs, n_seqs, work, work_floats, max_nkv);
+    }
+    const int T = plan_threads(s, max_nkv, work_floats, items, seqs_macs(s, seqs, n_seqs)), bq = tile_bq(s, max_nkv);
     if (T < 0) return -1;
     const size_t per = per_thread_floats(s, max_nkv);
 #pragma omp parallel num_threads(T) if (T > 1)

@@ -37,6 +37,14 @@ int attention_backward(float *dq, float *dk, float *dv, const float *dout, const
                        const float *q, const float *k, const float *v, const attn_shape *s, const attn_seq *seqs,
                        int n_seqs, float *work, size_t work_floats);
 
+/* Decode: the nq query rows of ONE query head against nkv cached keys and values of its kv head,
+ * on the calling thread (the decode team of model_infer.c gives each thread its heads). Query i
+ * sits at position nkv - nq + i and sees keys 0 .. nkv-nq+i. out: row i at out + i*ldo (head_dim
+ * floats, ASSIGNED); q: row i at q + i*ldq; k, v: key j at k + j*ldk, v + j*ldv; scores: nkv floats
+ * of scratch. Scores scaled by 1/sqrt(head_dim); sums of exp in double, as attention_forward. */
+void attention_decode_head(float *out, int ldo, const float *q, int ldq, const float *k, int ldk, const float *v,
+                           int ldv, int nq, int nkv, int head_dim, float *scores);
+
 /* Plain loops in double, the reference of the two above. 0 or -1 (ERR_NOMEM). */
 int attention_forward_ref(float *out, float *lse, const float *q, const float *k, const float *v,
                           const attn_shape *s, const attn_seq *seqs, int n_seqs);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "kernels/fastmath.h"
+#include "kernels/threads.h"
 
 /* max over the row and log sum exp((x - max) / T); the row's log-probabilities are
  * (x - max) * invT - lse. */
@@ -138,7 +139,8 @@ static void distill_row(double *terms, float *d, const float *zs, const float *z
 
 void distill_rows(double *terms, float *dlogits, const float *zs, int ld_s, const float *zt, int ld_t,
                   const float *row_w, const distill_mix *mix, int n, int vocab) {
-#pragma omp parallel for schedule(static) if ((size_t)n * vocab > 16384)
+    const int nt = kernels_threads_for(4.0 * n * vocab, THR_EXP_FLOATS); /* two passes of two exps per element */
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++) {
         double *t = terms + (size_t)DISTILL_TERMS * i;
         if (row_w[i] == 0) {

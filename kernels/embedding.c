@@ -4,15 +4,19 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "kernels/threads.h"
+
 void embedding_forward(float *out, const float *table, const int *tokens, int n, int dim) {
-#pragma omp parallel for schedule(static) if ((size_t)n * dim > 65536)
+    const int nt = kernels_threads_for((double)n * dim, THR_STREAM_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++)
         memcpy(out + (size_t)i * dim, table + (size_t)tokens[i] * dim, (size_t)dim * sizeof(float));
 }
 
 void embedding_backward(float *dtable, const float *dout, const int *tokens, int n, int dim) {
     int n_blocks = (dim + 63) / 64;
-#pragma omp parallel for schedule(static) if ((size_t)n * dim > 65536)
+    const int nt = kernels_threads_for((double)n * dim, THR_STREAM_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int bk = 0; bk < n_blocks; bk++) {
         int j0 = bk * 64, j1 = j0 + 64 < dim ? j0 + 64 : dim;
         for (int i = 0; i < n; i++) {

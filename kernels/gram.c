@@ -17,9 +17,11 @@ int gram_accumulate(double *h, const float *x, int ldx, int n, int d) {
     const int rows = n < GRAM_ROWS ? n : GRAM_ROWS, nt = (d + GRAM_TILE - 1) / GRAM_TILE;
     double *xd = malloc(sizeof(double) * (size_t)rows * d);
     if (!xd) return err_set(ERR_NOMEM, "cannot allocate %.1f MiB to accumulate a Gram matrix", rows * d * 8.0 / 1048576.0);
-    const int n_tiles = nt * (nt + 1) / 2, threads = kernels_threads();
+    const int n_tiles = nt * (nt + 1) / 2;
     for (int r0 = 0; r0 < n; r0 += rows) {
         const int nb = n - r0 < rows ? n - r0 : rows;
+        /* nb d (d + 1) / 2 multiply-adds of the upper triangle, threads by work size */
+        const int threads = kernels_threads_for(0.5 * nb * d * (d + 1.0), THR_GEMM_MACS);
         for (int i = 0; i < nb; i++)
             for (int j = 0; j < d; j++) xd[(size_t)i * d + j] = x[(size_t)(r0 + i) * ldx + j];
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1 && n_tiles > 1)

@@ -9,9 +9,6 @@
 
 static double flops_total = 0;
 
-/* Below this many multiply-adds a product runs in one thread: a parallel region costs more. */
-#define MATMUL_SPLIT_MIN (1 << 19)
-
 void matmul(float *c, int ldc, const float *a, int lda, int trans_a, const float *b, int ldb, int trans_b,
             int m, int n, int k, float alpha, float beta) {
     if (m <= 0 || n <= 0) return;
@@ -21,10 +18,9 @@ void matmul(float *c, int ldc, const float *a, int lda, int trans_a, const float
         return;
     }
     const CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
-    const int T = omp_in_parallel() ? 1 : kernels_threads();
     if (m == 1) { /* one row (a decode step): a matrix-vector product, split by output columns */
         const int incx = trans_a ? lda : 1;
-        const int nt = T > 1 && (double)n * k >= MATMUL_SPLIT_MIN ? T : 1;
+        const int nt = kernels_threads_for((double)n * k, THR_GEMV_FLOATS);
         const double f1 = 2.0 * n * k;
 #pragma omp atomic
         flops_total += f1;
@@ -47,7 +43,8 @@ void matmul(float *c, int ldc, const float *a, int lda, int trans_a, const float
     const double f = 2.0 * m * n * k;
 #pragma omp atomic
     flops_total += f;
-    if (T <= 1 || (double)m * n * k < MATMUL_SPLIT_MIN) {
+    const int T = kernels_threads_for((double)m * n * k, THR_GEMM_MACS);
+    if (T <= 1) {
         cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
@@ -88,3 +85,7 @@ void matmul_ref(float *c, int ldc, const float *a, int lda, int trans_a, const f
 
 double matmul_flops(void) { return flops_total; }
 void matmul_flops_reset(void) { flops_total = 0; }
+void matmul_flops_add(double flops) {
+#pragma omp atomic
+    flops_total += flops;
+}

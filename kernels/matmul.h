@@ -17,5 +17,7 @@ void matmul_ref(float *c, int ldc, const float *a, int lda, int trans_a, const f
 /* Floating-point operations of matmul calls since the last reset (for benchmarks). */
 double matmul_flops(void);
 void matmul_flops_reset(void);
+/* Adds the FLOPs of a product made elsewhere (gemm_bf16). */
+void matmul_flops_add(double flops);
 
 #endif

@@ -5,8 +5,11 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "kernels/threads.h"
+
 void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int n, int d, float eps) {
-#pragma omp parallel for schedule(static) if ((size_t)n * d > 16384)
+    const int nt = kernels_threads_for((double)n * d, THR_ROW_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * d;
         float *oi = out + (size_t)i * d;
@@ -22,8 +25,8 @@ void rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, in
 
 void rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, const float *rstd,
                       int n, int d) {
-    int big = (size_t)n * d > 16384;
-#pragma omp parallel if (big)
+    const int nt = kernels_threads_for(2.0 * n * d, THR_ROW_FLOATS);
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #pragma omp for schedule(static)
         for (int i = 0; i < n; i++) {

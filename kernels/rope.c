@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stddef.h>
 
+#include "kernels/threads.h"
+
 void rope_inv_freq(float *inv_freq, int head_dim, float theta, const rope_scaling *s) {
     int half = head_dim / 2;
     for (int i = 0; i < half; i++) {
@@ -29,7 +31,8 @@ void rope_inv_freq(float *inv_freq, int head_dim, float theta, const rope_scalin
 }
 
 void rope_tables(float *cos_t, float *sin_t, const float *inv_freq, int pos0, int n_pos, int half) {
-#pragma omp parallel for schedule(static) if ((size_t)n_pos * half > 16384)
+    const int nt = kernels_threads_for((double)n_pos * half * 8, THR_ROW_FLOATS); /* cos and sin in double */
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int p = 0; p < n_pos; p++)
         for (int i = 0; i < half; i++) {
             float a = (float)(pos0 + p) * inv_freq[i]; /* one fp32 rounding, as torch's matmul of K=1 */
@@ -42,7 +45,8 @@ void rope_tables(float *cos_t, float *sin_t, const float *inv_freq, int pos0, in
 static void rope_apply(float *x, int ldx, const int *pos, const float *cos_t, const float *sin_t, int n,
                        int n_heads, int head_dim, float sign) {
     int half = head_dim / 2;
-#pragma omp parallel for schedule(static) if ((size_t)n * n_heads * head_dim > 16384)
+    const int nt = kernels_threads_for((double)n * n_heads * head_dim, THR_ROW_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int t = 0; t < n; t++) {
         const float *c = cos_t + (size_t)pos[t] * half, *s = sin_t + (size_t)pos[t] * half;
         for (int h = 0; h < n_heads; h++) {

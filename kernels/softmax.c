@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "kernels/fastmath.h"
+#include "kernels/threads.h"
 
 /* e[j] = exp(x[j] - max) (e may alias x; NULL: not stored); returns the sum, *mx the max. */
 static double row_exp(float *e, const float *x, int dim, float *mx_out) {
@@ -14,7 +15,8 @@ static double row_exp(float *e, const float *x, int dim, float *mx_out) {
 }
 
 void softmax_forward(float *out, const float *x, int n, int dim) {
-#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    const int nt = kernels_threads_for((double)n * dim, THR_EXP_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++) {
         float *o = out + (size_t)i * dim, mx;
         fm_row_scale(o, dim, (float)(1.0 / row_exp(o, x + (size_t)i * dim, dim, &mx)));
@@ -32,7 +34,8 @@ void softmax_forward_ref(float *out, const float *x, int n, int dim) {
 }
 
 void softmax_backward(float *dx, const float *y, const float *dy, int n, int dim) {
-#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    const int nt = kernels_threads_for((double)n * dim, THR_EXP_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++) {
         const float *yi = y + (size_t)i * dim, *gi = dy + (size_t)i * dim;
         float *di = dx + (size_t)i * dim;
@@ -62,7 +65,8 @@ void softmax_backward_ref(float *dx, const float *y, const float *dy, int n, int
 
 void cross_entropy(float *losses, float *dlogits, const float *logits, const int *targets, const float *weights,
                    int n, int vocab) {
-#pragma omp parallel for schedule(static) if ((size_t)n * vocab > 16384)
+    const int nt = kernels_threads_for((double)n * vocab, THR_EXP_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++) {
         const float *z = logits + (size_t)i * vocab;
         float *d = dlogits ? dlogits + (size_t)i * vocab : NULL;

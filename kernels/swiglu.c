@@ -5,9 +5,11 @@
 #include <stddef.h>
 
 #include "kernels/fastmath.h"
+#include "kernels/threads.h"
 
 void swiglu_forward(float *h, const float *gate, const float *up, int ld_in, int n, int dim) {
-#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    const int nt = kernels_threads_for((double)n * dim, THR_EXP_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++) {
         const float *g = gate + (size_t)i * ld_in, *u = up + (size_t)i * ld_in;
         float *o = h + (size_t)i * dim;
@@ -22,7 +24,8 @@ void swiglu_forward(float *h, const float *gate, const float *up, int ld_in, int
 
 void swiglu_backward(float *dgate, float *dup, const float *dh, const float *gate, const float *up, int ld_in,
                      int n, int dim) {
-#pragma omp parallel for schedule(static) if ((size_t)n * dim > 16384)
+    const int nt = kernels_threads_for((double)n * dim, THR_EXP_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int i = 0; i < n; i++) {
         const float *g = gate + (size_t)i * ld_in, *u = up + (size_t)i * ld_in, *d = dh + (size_t)i * dim;
         float *dg = dgate + (size_t)i * ld_in, *du = dup + (size_t)i * ld_in;

@@ -1,4 +1,4 @@
-/* threads.c: the one thread count of the kernels (see threads.h). */
+/* threads.c: the one thread count of the kernels and the choice by work size (see threads.h). */
 #include "kernels/threads.h"
 
 #include <cblas.h>
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 static int threads_cur = 0;
+static int split_always = 0;
 
 /* OpenBLAS starts its worker threads when it loads; idle, they spin (sched_yield) for a while
  * before sleeping and so compete with the OpenMP threads for the cores. Since OpenBLAS is kept
@@ -38,3 +39,13 @@ int kernels_threads(void) {
     if (threads_cur == 0) kernels_set_threads(0);
     return threads_cur;
 }
+
+int kernels_threads_for(double work, double min_per_thread) {
+    const int T = kernels_threads();
+    if (T <= 1 || omp_in_parallel()) return 1;
+    if (split_always) return work > 0 ? T : 1;
+    const double n = work / min_per_thread;
+    return n >= T ? T : n >= 2 ? (int)n : 1;
+}
+
+void kernels_split_always(int on) { split_always = on; }

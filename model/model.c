@@ -26,22 +26,6 @@ void model_max_widths(const model_config *c, int *max_q, int *max_qkv, int *max_
 
 size_t model_n_params(const model_config *cfg) { return weights_count(cfg); }
 
-void model_bind_linears(model *m) {
-    const model_config *c = &m->cfg;
-    const int H = c->hidden, D = c->head_dim;
-    for (int l = 0; l < c->n_layers; l++) {
-        const layer_config *lc = &c->layers[l];
-        const layer_weights *lw = &m->w.layers[l];
-        int q = lc->n_heads * D, kv = lc->n_kv_heads * D, I = lc->intermediate;
-        m->lin[l].qkv = linear_f32(lw->wq, c->attention_bias ? lw->bq : NULL, q + 2 * kv, H);
-        m->lin[l].o = linear_f32(lw->wo, NULL, H, q);
-        m->lin[l].gate_up = linear_f32(lw->w_gate, NULL, 2 * I, H);
-        m->lin[l].down = linear_f32(lw->w_down, NULL, H, I);
-    }
-    m->lm_head = linear_f32(m->w.lm_head, NULL, c->vocab, H);
-    model_quant_bind(m);
-}
-
 /* The fused descriptors need q, k, v (and their biases) and gate, up adjacent in the layout. */
 static int check_adjacent(const model_weights *w, const model_config *c) {
     const size_t H = (size_t)c->hidden, D = (size_t)c->head_dim;
@@ -234,7 +218,8 @@ void model_zero_grad(model *m) {
     if (!m->grad.mem) return;
     const size_t n = m->grad.n_floats, block = 1 << 20; /* 4 MB per task: a 30M-parameter model has 30 */
     const long n_blocks = (long)((n + block - 1) / block);
-#pragma omp parallel for schedule(static) if (n_blocks > 1)
+    const int nt = kernels_threads_for((double)n, THR_STREAM_FLOATS);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1 && n_blocks > 1)
     for (long b = 0; b < n_blocks; b++) {
         size_t i0 = (size_t)b * block, len = i0 + block < n ? block : n - i0;
         memset(m->grad.mem + i0, 0, len * sizeof(float));
@@ -246,10 +231,12 @@ void model_free(model *m) {
     weights_free(&m->w);
     weights_free(&m->grad);
     acts_free(m->acts);
+    for (int i = 0; i < m->n_bf16; i++) gemm_bf16_b_free(&m->w_bf16[i]);
+    free(m->w_bf16);
     if (m->scratch) {
         struct model_scratch *s = m->scratch;
         free(s->x), free(s->xn), free(s->qkv), free(s->att), free(s->gu), free(s->h), free(s->sel), free(s->pos);
-        free(s->att_work), free(s->logits), free(s->dlogits), free(s->aseqs);
+        free(s->att_work), free(s->logits), free(s->dlogits), free(s->aseqs), free(s->scores);
         free(s);
     }
     free(m->inv_freq);

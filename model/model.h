@@ -23,6 +23,12 @@ typedef struct {
     linear qkv, o, gate_up, down;
 } layer_linears;
 
+/* The arithmetic of the products (model_set_precision). */
+typedef enum {
+    MODEL_FP32 = 0, /* every product in fp32 */
+    MODEL_BF16 = 1, /* products of bf16-rounded operands with fp32 sums (AVX512_BF16 CPUs) */
+} model_precision;
+
 struct model_acts; /* training activations (model_internal.h) */
 struct model_quant; /* quantized linears (model/qmodel.h) */
 struct model_scratch; /* inference scratch (model_internal.h) */
@@ -41,6 +47,10 @@ typedef struct {
     struct model_acts *acts;              /* NULL until model_reserve(train) */
     struct model_scratch *scratch;        /* inference buffers, allocated by the first model_extend */
     struct model_quant *quant;            /* quantized linears (qmodel.h), owned; NULL: all fp32 */
+    model_precision precision;            /* of the products (model_set_precision); MODEL_FP32 by default */
+    gemm_bf16_b *w_bf16;                  /* bf16 copies of the linears (4 per layer, then the LM head) in the
+                                           * packed layout of the bf16 products, or NULL */
+    int n_bf16;                           /* entries of w_bf16 */
 } model;
 
 /* Takes a config and weights: *w is moved into the model (w is left empty), or, with w == NULL,
@@ -57,9 +67,23 @@ int model_reserve_train(model *m, int max_tokens);
 /* Bytes model_reserve_train would allocate for activations (for messages and planning). */
 size_t model_train_act_bytes(const model_config *cfg, int max_tokens);
 
-/* Rebuilds the descriptors of lin[] and lm_head: fp32 over w (after replacing weights), then the
- * quantized linears of m->quant where there are some. */
+/* Rebuilds the descriptors of lin[] and lm_head from w (after replacing weights) in the precision
+ * in effect (refreshing the bf16 copies when the model keeps them), then the quantized linears of
+ * m->quant where there are some. */
 void model_bind_linears(model *m);
+
+/* Sets the precision of the products. MODEL_BF16 (mixed precision): every linear layer and the LM
+ * head multiply bf16-rounded operands with fp32 sums, forward and backward; attention (the fused
+ * fp32 kernel), the parameters, gradients, optimizer state, norms, softmax, losses and residual
+ * stream stay fp32.
+ * With bf16_weights (inference only: backward refuses it), the linear weights and the LM head are
+ * also STORED as bf16 copies, so a decode step reads half the bytes; the fp32 parameters stay
+ * the model's. Where the CPU lacks AVX512_BF16 (bf16_available), bf16 falls back to fp32.
+ * Returns the precision in effect, or -1 (ERR_NOMEM for the bf16 copies). */
+int model_set_precision(model *m, model_precision p, int bf16_weights);
+/* "fp32" or "bf16"; and the parse of those names (0, or -1 with ERR_INPUT naming the choices). */
+const char *model_precision_name(model_precision p);
+int model_precision_parse(const char *s, model_precision *p);
 
 /* ---- training ---- */
 

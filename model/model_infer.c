@@ -1,15 +1,23 @@
 /* model_infer.c: inference with a KV cache: chunked prefill and decode steps, logits only at the
- * requested rows. Uses the growable scratch buffers of model_internal.h (no training state). */
+ * requested rows. Uses the growable scratch buffers of model_internal.h (no training state).
+ *
+ * Decode (up to GEMV_MAX_ROWS new tokens) runs as a team: ONE OpenMP parallel region for the
+ * whole step, every linear layer split by output rows so that each weight byte is read once by
+ * one thread, attention split by heads, and a spinning barrier (kernels/team.h) between the
+ * steps of a layer instead of a parallel region per kernel. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
+#include "kernels/gemv.h"
 #include "kernels/linear.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
+#include "kernels/threads.h"
 #include "model/model.h"
 #include "model/model_internal.h"
 
@@ -54,13 +62,74 @@ static int check_extend(const model *m, const kv_cache *kv, const int *tokens, i
     return model_check_tokens(m, tokens, n);
 }
 
+/* Thread t's share of decoder layer l for the team's n <= GEMV_MAX_ROWS tokens (see the file's
+ * header). Every step reads what the step before wrote, after a barrier; the formats stream
+ * (checked by extend_decode), so nothing here can fail. */
+static void layer_decode(model *m, int l, int n, kv_cache *kv, int t, int nt, team_barrier *bar) {
+    struct model_scratch *s = m->scratch;
+    const model_config *c = &m->cfg;
+    const int H = c->hidden, D = c->head_dim, p0 = kv->len;
+    const layer_config *lc = &c->layers[l];
+    const layer_weights *lw = &m->w.layers[l];
+    const layer_linears *ln = &m->lin[l];
+    const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
+    const int rep = lc->n_heads / lc->n_kv_heads;
+    int lo, hi;
+    if (t == 0) rmsnorm_forward(s->xn, NULL, s->x, lw->attn_norm, n, H, c->rms_eps);
+    team_barrier_wait(bar);
+    split_range(W, t, nt, linear_col_align(&ln->qkv), &lo, &hi);
+    if (hi > lo) (void)linear_forward_cols(s->qkv, W, s->xn, H, &ln->qkv, n, lo, hi, 0);
+    team_barrier_wait(bar);
+    /* RoPE on this thread's kv heads and their query heads; the new keys and values into the cache */
+    split_range(lc->n_kv_heads, t, nt, 1, &lo, &hi);
+    for (int g = lo; g < hi; g++) {
+        rope_forward(s->qkv + (size_t)g * rep * D, W, s->pos, m->rope_cos, m->rope_sin, n, rep, D);
+        rope_forward(s->qkv + Q + (size_t)g * D, W, s->pos, m->rope_cos, m->rope_sin, n, 1, D);
+        for (int i = 0; i < n; i++) {
+            const float *row = s->qkv + (size_t)i * W;
+            memcpy(kv->k[l] + (size_t)(p0 + i) * KV + (size_t)g * D, row + Q + (size_t)g * D, sizeof(float) * D);
+            memcpy(kv->v[l] + (size_t)(p0 + i) * KV + (size_t)g * D, row + Q + KV + (size_t)g * D, sizeof(float) * D);
+        }
+    }
+    team_barrier_wait(bar);
+    split_range(lc->n_heads, t, nt, 1, &lo, &hi);
+    for (int h = lo; h < hi; h++)
+        attention_decode_head(s->att + (size_t)h * D, Q, s->qkv + (size_t)h * D, W, kv->k[l] + (size_t)(h / rep) * D, KV,
+                              kv->v[l] + (size_t)(h / rep) * D, KV, n, p0 + n, D, s->scores + (size_t)t * s->scores_ld);
+    team_barrier_wait(bar);
+    split_range(H, t, nt, linear_col_align(&ln->o), &lo, &hi);
+    if (hi > lo) (void)linear_forward_cols(s->x, H, s->att, Q, &ln->o, n, lo, hi, 1);
+    team_barrier_wait(bar);
+    if (t == 0) rmsnorm_forward(s->xn, NULL, s->x, lw->mlp_norm, n, H, c->rms_eps);
+    team_barrier_wait(bar);
+    /* gate and up rows of the same neurons on one thread: its SwiGLU needs no barrier */
+    split_range(I, t, nt, linear_col_align(&ln->gate_up), &lo, &hi);
+    if (hi > lo) {
+        (void)linear_forward_cols(s->gu, 2 * I, s->xn, H, &ln->gate_up, n, lo, hi, 0);
+        (void)linear_forward_cols(s->gu, 2 * I, s->xn, H, &ln->gate_up, n, I + lo, I + hi, 0);
+        for (int i = 0; i < n; i++)
+            swiglu_forward(s->h + (size_t)i * I + lo, s->gu + (size_t)i * 2 * I + lo, s->gu + (size_t)i * 2 * I + I + lo,
+                           2 * I, 1, hi - lo);
+    }
+    team_barrier_wait(bar);
+    split_range(H, t, nt, linear_col_align(&ln->down), &lo, &hi);
+    if (hi > lo) (void)linear_forward_cols(s->x, H, s->h, I, &ln->down, n, lo, hi, 1);
+    team_barrier_wait(bar);
+}
+
 /* Decoder layer l over the n tokens in the scratch buffers (s->x holds their residual stream,
  * s->pos their positions): s->x becomes the layer's output. With kv, the tokens continue kv at
  * kv->len and their keys and values are appended to it; without, they are the packed sequences
  * seqs[0..n_seqs). tap (may be NULL) receives the inputs of the layer's linears; with
- * tap->partial the layer stops after the last site tap asked for (s->x is then not the output). */
+ * tap->partial the layer stops after the last site tap asked for (s->x is then not the output).
+ * Inside model_extend's decode team (s->team set) every thread of the team calls it and does its
+ * share of the layer (layer_decode). */
 int model_layer_infer(model *m, int l, int n, kv_cache *kv, const attn_seq *seqs, int n_seqs, const model_tap *tap) {
     struct model_scratch *s = m->scratch;
+    if (s->team && kv && !tap) {
+        layer_decode(m, l, n, kv, omp_get_thread_num(), s->team_n, s->team);
+        return 0;
+    }
     const model_config *c = &m->cfg;
     const int H = c->hidden, D = c->head_dim, p0 = kv ? kv->len : 0;
     const layer_config *lc = &c->layers[l];
@@ -118,9 +187,78 @@ static int scratch_layers(model *m, const int *tokens, int n, kv_cache *kv, cons
     return 0;
 }
 
+/* Threads of a decode team: by the weights of an average linear layer (a team splits each layer
+ * into about four streamed products, with a barrier of about a microsecond after each). */
+static int decode_threads(const model *m) {
+    const model_config *c = &m->cfg;
+    double floats = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_linears *ln = &m->lin[l];
+        floats += (double)ln->qkv.n_out * ln->qkv.n_in + (double)ln->o.n_out * ln->o.n_in +
+                  (double)ln->gate_up.n_out * ln->gate_up.n_in + (double)ln->down.n_out * ln->down.n_in;
+    }
+    return kernels_threads_for(floats / (4.0 * c->n_layers), THR_TEAM_FLOATS);
+}
+
+static int decode_streams(const model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const layer_linears *ln = &m->lin[l];
+        if (!linear_streams(&ln->qkv) || !linear_streams(&ln->o) || !linear_streams(&ln->gate_up) ||
+            !linear_streams(&ln->down))
+            return 0;
+    }
+    return linear_streams(&m->lm_head);
+}
+
+/* model_extend of n <= GEMV_MAX_ROWS tokens as one team (see the file's header). */
+static int extend_decode(model *m, kv_cache *kv, const int *tokens, int n, const int *out_rows, int n_out,
+                         float *logits) {
+    struct model_scratch *s = m->scratch;
+    const int H = m->cfg.hidden, V = m->cfg.vocab, nkv = kv->len + n;
+    if (model_scratch_tokens(m, n)) return -1;
+    int nt = decode_threads(m);
+    if (model_grow(&s->scores, &s->scores_cap, (size_t)nt * nkv, "attention scores")) return -1;
+    s->scores_ld = (size_t)nkv;
+    for (int i = 0; i < n; i++) s->pos[i] = kv->len + i;
+    PROF(PROF_EMBED, embedding_forward(s->x, m->w.embed, tokens, n, H));
+    const int ns = n_out; /* rows with logits, normed into s->sel by thread 0 after the layers */
+    team_barrier bar;
+    for (;;) {
+        int short_team = 0;
+        team_barrier_init(&bar, nt);
+        s->team = &bar;
+        s->team_n = nt;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            const int t = omp_get_thread_num();
+            if (omp_get_num_threads() != nt) { /* the runtime gave fewer threads: redo on one */
+                if (t == 0) short_team = 1;
+            } else {
+                for (int l = 0; l < m->cfg.n_layers; l++) (void)model_layer_infer(m, l, n, kv, NULL, 0, NULL);
+                if (t == 0)
+                    for (int r = 0; r < ns; r++) {
+                        const int row = out_rows ? out_rows[r] : n - 1;
+                        rmsnorm_forward(s->sel + (size_t)r * H, NULL, s->x + (size_t)row * H, m->w.final_norm, 1, H,
+                                        m->cfg.rms_eps);
+                    }
+                team_barrier_wait(&bar);
+                int lo, hi;
+                split_range(V, t, nt, linear_col_align(&m->lm_head), &lo, &hi);
+                if (ns && hi > lo) (void)linear_forward_cols(logits, V, s->sel, H, &m->lm_head, ns, lo, hi, 0);
+            }
+        }
+        s->team = NULL;
+        if (!short_team) break;
+        nt = 1;
+    }
+    kv->len += n;
+    return 0;
+}
+
 int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *out_rows, int n_out, float *logits) {
     if (check_extend(m, kv, tokens, n, out_rows, n_out)) return -1;
     if (model_scratch_ensure(m) || model_rope_ensure(m, kv->len + n)) return -1;
+    if (n <= GEMV_MAX_ROWS && decode_streams(m)) return extend_decode(m, kv, tokens, n, out_rows, n_out, logits);
     const int chunk = n < MODEL_INFER_CHUNK ? n : MODEL_INFER_CHUNK, H = m->cfg.hidden, V = m->cfg.vocab;
     if (model_scratch_tokens(m, chunk)) return -1;
     struct model_scratch *s = m->scratch;
@@ -140,7 +278,7 @@ int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *ou
         }
         if (ns) {
             PROF(PROF_NORM, rmsnorm_forward(s->sel, NULL, s->sel, m->w.final_norm, ns, H, m->cfg.rms_eps));
-            PCALL(PROF_HEAD, linear_forward(logits + (size_t)first * V, V, s->sel, H, &m->lm_head, ns, 0));
+            PCALL(PROF_HEAD, model_logits(m, logits + (size_t)first * V, s->sel, ns));
         }
     }
     return 0;

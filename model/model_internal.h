@@ -7,6 +7,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/profile.h"
+#include "kernels/team.h"
 #include "model/layerwise.h"
 #include "model/model.h"
 
@@ -51,6 +52,11 @@ struct model_scratch {
     size_t aseqs_cap;
     float *logits, *dlogits; /* LM-head chunks */
     size_t logits_cap, dlogits_cap;
+    /* the decode team (model_infer.c): set while a team's parallel region runs */
+    team_barrier *team;
+    int team_n;
+    float *scores;           /* [team_n, scores_ld] attention scores of each thread */
+    size_t scores_cap, scores_ld;
 };
 
 /* Runs a call returning 0/-1 under PROF(kind); returns -1 from the caller on failure. */

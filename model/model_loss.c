@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernels/gemv.h"
 #include "kernels/linear.h"
 #include "kernels/softmax.h"
 #include "model/model.h"
@@ -19,9 +20,14 @@ int model_lm_chunk_rows(const model *m) {
     return rows;
 }
 
-int model_logits(model *m, float *logits, const float *hidden, int n) {
+/* logits [n, vocab] of hidden [n, hidden]: with b (the head packed for this call, mixed precision)
+ * a bf16 GEMM over it, else linear_forward. */
+static int head_forward(model *m, float *logits, const float *hidden, int n, const gemm_bf16_b *b) {
+    if (b) return gemm_bf16_packed(logits, m->cfg.vocab, hidden, m->cfg.hidden, 0, b, n, 1.0f, 0.0f);
     return linear_forward(logits, m->cfg.vocab, hidden, m->cfg.hidden, &m->lm_head, n, 0);
 }
+
+int model_logits(model *m, float *logits, const float *hidden, int n) { return head_forward(m, logits, hidden, n, NULL); }
 
 int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss_fn fn, void *ctx, double *loss) {
     const int V = m->cfg.vocab, H = m->cfg.hidden, rows = model_lm_chunk_rows(m);
@@ -35,19 +41,32 @@ int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss
     size_t need = (size_t)rows * V;
     if (model_grow(&s->logits, &s->logits_cap, need, "LM-head logits")) return -1;
     if (d_hidden && model_grow(&s->dlogits, &s->dlogits_cap, need, "LM-head logit gradients")) return -1;
-    for (int r0 = 0; r0 < n; r0 += rows) {
+    /* mixed precision: the head (for logits) and its transpose (for d hidden) packed once for
+     * every chunk, instead of once per chunk */
+    gemm_bf16_b fw = {0}, bw = {0};
+    const int packed = m->lm_head.bf16_compute && n > rows;
+    int rc = 0;
+    if (packed)
+        PROF(PROF_HEAD, rc = gemm_bf16_pack_b(&fw, m->lm_head.w, H, 1, V, H) ||
+                             (d_hidden && gemm_bf16_pack_b(&bw, m->lm_head.w, H, 0, H, V)));
+    for (int r0 = 0; r0 < n && !rc; r0 += rows) {
         const int nr = n - r0 < rows ? n - r0 : rows;
         const float *hc = hidden + (size_t)r0 * H;
-        PCALL(PROF_HEAD, linear_forward(s->logits, V, hc, H, &m->lm_head, nr, 0));
+        PROF(PROF_HEAD, rc = head_forward(m, s->logits, hc, nr, packed ? &fw : NULL));
         lm_chunk c = {.row0 = r0, .n_rows = nr, .vocab = V, .hidden = hc, .logits = s->logits,
                       .dlogits = d_hidden ? s->dlogits : NULL};
-        PCALL(PROF_LOSS, fn(ctx, &c, loss));
-        if (d_hidden) {
-            PCALL(PROF_HEAD, linear_backward_input(d_hidden + (size_t)r0 * H, H, s->dlogits, V, &m->lm_head, nr, 0));
-            PROF(PROF_HEAD, linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H));
+        if (!rc) PROF(PROF_LOSS, rc = fn(ctx, &c, loss));
+        if (!rc && d_hidden) {
+            float *dh = d_hidden + (size_t)r0 * H;
+            PROF(PROF_HEAD, rc = (packed ? gemm_bf16_packed(dh, H, s->dlogits, V, 0, &bw, nr, 1, 0)
+                                                               : linear_backward_input(dh, H, s->dlogits, V, &m->lm_head, nr, 0)) ||
+                                 linear_backward_params(m->grad.lm_head, NULL, s->dlogits, V, hc, H, nr, V, H,
+                                                        m->lm_head.bf16_compute));
         }
     }
-    return 0;
+    gemm_bf16_b_free(&fw);
+    gemm_bf16_b_free(&bw);
+    return rc ? -1 : 0;
 }
 
 int lm_loss_ce(void *ctx, const lm_chunk *c, double *loss) {

@@ -101,8 +101,9 @@ static int check_fp32(const model *m) {
         const layer_linears *ln = &m->lin[l];
         if (ln->qkv.format != LINEAR_F32 || ln->o.format != LINEAR_F32 || ln->gate_up.format != LINEAR_F32 ||
             ln->down.format != LINEAR_F32)
-            return err_set(ERR_INPUT, "layer %d has quantized projections; backward needs the fp32 model (train "
-                           "before quantizing)", l);
+            return err_set(ERR_INPUT, "layer %d has quantized or bf16-stored projections; backward needs the fp32 "
+                           "weights (train before quantizing; for bf16 training use model_set_precision without "
+                           "bf16 weights)", l);
     }
     if (m->lm_head.format != LINEAR_F32)
         return err_set(ERR_INPUT, "the LM head is quantized; backward needs the fp32 model");
@@ -130,20 +131,22 @@ int model_backward(model *m, const float *d_hidden) {
 
         /* MLP: next = x_mid + h W_down^T, h = silu(gate) * up, [gate|up] = xn2 W_gu^T */
         PCALL(PROF_MLP_GEMM, linear_backward_input(A->d_h, I, A->d_res, H, &ln->down, N, 0));
-        PROF(PROF_MLP_GEMM, linear_backward_params(gw->w_down, NULL, A->d_res, H, a->h, I, N, H, I));
+        PCALL(PROF_MLP_GEMM, linear_backward_params(gw->w_down, NULL, A->d_res, H, a->h, I, N, H, I, ln->down.bf16_compute));
         PROF(PROF_SWIGLU, swiglu_backward(a->gu, a->gu + I, A->d_h, a->gu, a->gu + I, 2 * I, N, I));
         PCALL(PROF_MLP_GEMM, linear_backward_input(A->d_xn, H, a->gu, 2 * I, &ln->gate_up, N, 0));
-        PROF(PROF_MLP_GEMM, linear_backward_params(gw->w_gate, NULL, a->gu, 2 * I, a->xn2, H, N, 2 * I, H)); /* gate|up adjacent */
+        /* gate|up adjacent */
+        PCALL(PROF_MLP_GEMM, linear_backward_params(gw->w_gate, NULL, a->gu, 2 * I, a->xn2, H, N, 2 * I, H, ln->gate_up.bf16_compute));
         PROF(PROF_NORM, rmsnorm_backward(A->d_res, gw->mlp_norm, A->d_xn, a->x_mid, lw->mlp_norm, a->rstd2, N, H));
 
         /* attention: x_mid = x_in + att W_o^T */
         PCALL(PROF_O, linear_backward_input(A->d_att, Q, A->d_res, H, &ln->o, N, 0));
-        PROF(PROF_O, linear_backward_params(gw->wo, NULL, A->d_res, H, a->att, Q, N, H, Q));
+        PCALL(PROF_O, linear_backward_params(gw->wo, NULL, A->d_res, H, a->att, Q, N, H, Q, ln->o.bf16_compute));
         PCALL(PROF_ATTN, batch_attention(m, l, 1));
         PROF(PROF_ROPE, rope_backward(A->d_qkv, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_heads, D);
              rope_backward(A->d_qkv + Q, W, A->pos, m->rope_cos, m->rope_sin, N, lc->n_kv_heads, D));
         PCALL(PROF_QKV, linear_backward_input(A->d_xn, H, A->d_qkv, W, &ln->qkv, N, 0));
-        PROF(PROF_QKV, linear_backward_params(gw->wq, c->attention_bias ? gw->bq : NULL, A->d_qkv, W, a->xn1, H, N, W, H));
+        PCALL(PROF_QKV, linear_backward_params(gw->wq, c->attention_bias ? gw->bq : NULL, A->d_qkv, W, a->xn1, H, N, W, H,
+                                               ln->qkv.bf16_compute));
         PROF(PROF_NORM, rmsnorm_backward(A->d_res, gw->attn_norm, A->d_xn, a->x_in, lw->attn_norm, a->rstd1, N, H));
     }
     PROF(PROF_EMBED, embedding_backward(m->grad.embed, A->d_res, A->tokens, N, H));

@@ -14,7 +14,7 @@ while IFS= read -r f; do
 done < <(grep -rlE 'SMELT_SHARED_DIR|\.\./shared|shared_dir\.h|lib_shared\.sh' "$SRC/tests" --include='*.c' --include='*.h' \
            --include='*.sh' | sort)
 [ "${#users[@]}" -ge 8 ] || fail "found only ${#users[@]} tests that use ../shared: ${users[*]}"
-mkdir -p "$WORK/no-shared-parent"
+mkdir -p "$WORK/no-shared-parent" "$WORK/tmp"
 for f in "${users[@]}"; do
   case $f in
     *.c) cmd=("$BIN_DIR/$(basename "$f" .c)") ;;
@@ -23,7 +23,9 @@ for f in "${users[@]}"; do
   esac
   [ "${cmd[0]}" = bash ] || [ -e "${cmd[0]}" ] || fail "no test binary ${cmd[0]} for $f"
   rc=0
-  SMELT_SHARED_DIR=$WORK/no-shared-parent/shared SMELT_REQUIRE_SHARED=1 timeout 120 "${cmd[@]}" > out.txt 2> err.txt || rc=$?
+  # their own scratch folders under ours: the same scripts run as tests of their own at the same time
+  SMELT_TEST_TMP=$WORK/tmp SMELT_SHARED_DIR=$WORK/no-shared-parent/shared SMELT_REQUIRE_SHARED=1 timeout 120 "${cmd[@]}" \
+    > out.txt 2> err.txt || rc=$?
   expect_eq "$rc" 1 "exit status of $(basename "$f") with SMELT_REQUIRE_SHARED=1 and no shared folder"
   expect_contains "$(cat err.txt)" "SMELT_REQUIRE_SHARED=1" "what $(basename "$f") says"
 done

@@ -1,8 +1,9 @@
 /* test_gram.c: gram_accumulate (H += X^T X in float64, kernels/gram.h) against the plain loop, over
  * shapes that cover one tile, several tiles with a ragged edge, several row blocks, a column stride
- * and accumulation into a non-zero H; and bitwise the same H on 1 and 2 threads. Products of two
- * floats are exact in double, so the only error is the summation's: per entry at most
- * n eps64 sum_r |x_ri x_rj| (eps64 = 2^-52), a bound far above what a wrong entry would miss. */
+ * and accumulation into a non-zero H; and bitwise the same H on 1 and 2 threads (every row block
+ * split, whatever its size). Products of two floats are exact in double, so the only error is the
+ * summation's: per entry at most n eps64 sum_r |x_ri x_rj| (eps64 = 2^-52), a bound far above
+ * what a wrong entry would miss. */
 #include <float.h>
 
 #include "engine_testutil.h"
@@ -30,7 +31,10 @@ int main(void) {
             for (int j = 0; j <= i; j++) h0[(size_t)i * d + j] = h0[(size_t)j * d + i] = tu_normal();
         memcpy(ref, h0, sizeof(double) * (size_t)d * d);
         gram_accumulate_ref(ref, x, ldx, n, d);
-        double *h1 = gram(x, ldx, n, d, 1, h0), *h2 = gram(x, ldx, n, d, 2, h0);
+        double *h1 = gram(x, ldx, n, d, 1, h0);
+        kernels_split_always(1); /* 2 threads whatever the size, so the small shapes split too */
+        double *h2 = gram(x, ldx, n, d, 2, h0);
+        kernels_split_always(0);
         double worst = 0;
         for (int i = 0; i < d; i++)
             for (int j = 0; j < d; j++) {

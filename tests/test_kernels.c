@@ -103,7 +103,7 @@ static void test_linear(void) {
         float *db = tu_randn(out, 1), *dbr = tu_copy(db, out);
         tu_expect(linear_backward_input(dx, ldx, dy, ldo, &l, n, cases[c].acc) == 0, "linear_backward_input failed");
         matmul_ref(dxr, ldx, dy, ldo, 0, w, in, 0, n, in, out, 1, cases[c].acc ? 1.0f : 0.0f);
-        linear_backward_params(dw, db, dy, ldo, x, ldx, n, out, in);
+        linear_backward_params(dw, db, dy, ldo, x, ldx, n, out, in, 0);
         matmul_ref(dwr, in, dy, ldo, 1, x, ldx, 0, out, in, n, 1, 1);
         bias_grad_ref(dbr, dy, ldo, n, out);
         snprintf(what, sizeof what, "linear dx n=%d in=%d out=%d (tol 4*out*eps)", n, in, out);
@@ -215,6 +215,9 @@ static void test_attention(void) {
         {2, 2, 64, 0, 1, {70}, {200}},
         {4, 2, 16, 1, 4, {9, 1, 130, 40}, {9, 1, 130, 40}}, /* a packed training batch */
         {8, 4, 8, 0, 3, {3, 17, 1}, {10, 17, 64}},           /* several caches at once */
+        {9, 3, 64, 1, 1, {200}, {200}},                       /* SmolLM2's heads: 3 queries per kv head */
+        {3, 1, 48, 0, 2, {70, 130}, {300, 130}},              /* head_dim 48; key blocks past a cache */
+        {4, 2, 128, 1, 2, {65, 64}, {65, 64}},                /* head_dim 128; block edges */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         attn_shape s = {.n_heads = cases[c].h, .n_kv_heads = cases[c].hkv, .head_dim = cases[c].d};
@@ -448,6 +451,7 @@ int main(int argc, char **argv) {
     int threads[2] = {1, kernels_set_threads(0)};
     for (int t = 0; t < (threads[1] > 1 ? 2 : 1); t++) {
         kernels_set_threads(threads[t]);
+        kernels_split_always(t == 1); /* small test sizes: split every kernel anyway */
         printf("-- %d thread(s)\n", threads[t]);
         test_matmul();
         test_fastmath();

@@ -131,11 +131,18 @@ static float *train_two_steps(int threads, size_t *n) {
 static void test_thread_independence(void) {
     int t = kernels_set_threads(0);
     if (t < 2) t = 2; /* on one core this still runs two OpenMP threads */
-    size_t n1, n2;
+    size_t n1, n2, n3;
     float *a = train_two_steps(1, &n1), *b = train_two_steps(t, &n2);
     tu_expect(n1 == n2 && !memcmp(a, b, n1 * sizeof(float)),
               "two training steps on 1 and %d threads give bitwise equal parameters", t);
-    free(a), free(b);
+    /* kernels choose their threads by work size, so a model this small runs many on one thread:
+     * once more with every kernel split whatever its size */
+    kernels_split_always(1);
+    float *c3 = train_two_steps(t, &n3);
+    kernels_split_always(0);
+    tu_expect(n1 == n3 && !memcmp(a, c3, n1 * sizeof(float)),
+              "two training steps on 1 and %d threads (every kernel split) give bitwise equal parameters", t);
+    free(a), free(b), free(c3);
     kernels_set_threads(0);
 }
 

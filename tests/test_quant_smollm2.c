@@ -33,7 +33,7 @@ int main(void) {
     layerwise *lw;
     if (site_grams_open(&m, &lw, path, toks, lens, 2, 128)) return printf("FAIL loading %s: %s\n", path, err_msg()), 1;
     const model_config cfg = m.cfg;
-    const quant_grid g = {4, 64, 1};
+    const quant_grid g = {4, 64, 1, 0};
     for (int l = 0; l < 2; l++) {
         site_grams gr = {{0}, {0}};
         model_tap t = {.sites = 0xF, .fn = site_grams_tap, .ctx = &gr, .partial = 1};

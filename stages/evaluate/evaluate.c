@@ -31,6 +31,8 @@ static const param_spec data_alts[] = {
     {.name = NULL},
 };
 
+static const char *const precision_choices[] = {"fp32", "bf16", NULL};
+
 static const param_spec evaluate_params[] = {
     {.name = "model", .type = P_UNION, .required = 1, .alts = model_alts, .help = "the model evaluated"},
     {.name = "data", .type = P_UNION, .required = 1, .alts = data_alts, .help = "the data set"},
@@ -40,6 +42,8 @@ static const param_spec evaluate_params[] = {
      .help = "prefill each member's shared prefix once and reuse it for its candidates"},
     {.name = "max_examples", .type = P_INT, .def = "0", .has_min = 1, .min = 0,
      .help = "score only the first N examples (0: all)"},
+    {.name = "precision", .type = P_STRING, .def = "fp32", .choices = precision_choices,
+     .help = "fp32, or bf16 weights and products with fp32 sums"},
     {.name = NULL},
 };
 
@@ -148,6 +152,7 @@ typedef struct {
     int64_t n, *b;
     double *margin, *nll, secs;
     int32_t *nt;
+    int bf16; /* the precision in effect */
 } eval_state;
 
 static void state_free(eval_state *st) {
@@ -163,11 +168,13 @@ static void state_free(eval_state *st) {
 
 /* Everything a rank does on its own: load, shard, score its slice. */
 static int prepare_and_score(stage_ctx *ctx, eval_state *st) {
-    const char *model_path, *data_dir, *split_name;
+    const char *model_path, *data_dir, *split_name, *prec_name;
     int64_t max_examples;
     int share;
+    model_precision prec;
     if (param_string(ctx->params, "split", &split_name) || param_int(ctx->params, "max_examples", &max_examples) ||
-        param_bool(ctx->params, "prefix_cache", &share))
+        param_bool(ctx->params, "prefix_cache", &share) || param_string(ctx->params, "precision", &prec_name) ||
+        model_precision_parse(prec_name, &prec))
         return -1;
     if (resolve_input(ctx, "model", &model_path, NULL) || resolve_input(ctx, "data", &data_dir, st->data_digest))
         return -1;
@@ -176,6 +183,11 @@ static int prepare_and_score(stage_ctx *ctx, eval_state *st) {
     if (dataset_split_open(&st->ds, split_name, &st->s) || load_reference(ctx, &st->ref)) return -1;
     if (model_load(&st->m, model_path)) return err_prefix("loading the model: ");
     st->have_model = 1;
+    const int eff = model_set_precision(&st->m, prec, 1); /* bf16: weights stored as bf16 copies */
+    if (eff < 0) return -1;
+    if (prec == MODEL_BF16 && eff != MODEL_BF16 && ctx->rank == 0)
+        log_warn("precision bf16: this CPU has no AVX512_BF16; scoring runs in fp32");
+    st->bf16 = eff == MODEL_BF16;
     int64_t n = max_examples > 0 && max_examples < st->s.n_examples ? max_examples : st->s.n_examples;
     st->n = n;
     st->b = xmalloc((size_t)(ctx->world + 1) * sizeof *st->b);
@@ -216,7 +228,7 @@ static int evaluate_run(stage_ctx *ctx) {
         rc = eval_summarize(&res, &st.ds, &st.s, st.n, st.margin, st.nll, st.nt, st.ref, st.data_digest) ||
              eval_write(&res, ctx->output_dirs[0]) ||
              write_predictions(ctx->output_dirs[0], &st.s, st.n, st.margin, st.nll, st.nt) || eval_metrics(&res, ctx) ||
-             stage_metric(ctx, "seconds", 0, st.secs) ||
+             stage_metric(ctx, "seconds", 0, st.secs) || stage_metric(ctx, "bf16", 0, st.bf16) ||
              stage_metric(ctx, "examples_per_s", 0, st.secs > 0 ? (double)st.n / st.secs : 0);
         eval_result_free(&res);
     }

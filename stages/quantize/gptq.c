@@ -61,7 +61,9 @@ int gptq_quantize(qweight *q, float *w_hat, const float *w, const quant_hessian 
         const int j = qh->perm[k];
         for (int r = 0; r < out; r++) wt[(size_t)k * out + r] = qh->dead[j] ? 0.0 : w[(size_t)r * n + j];
     }
-    const int n_chunks = (out + QUANT_ROW_CHUNK - 1) / QUANT_ROW_CHUNK, threads = kernels_threads();
+    /* threads by work size: the block updates are about out n^2 / 2 multiply-adds (kernels/threads.h) */
+    const int n_chunks = (out + QUANT_ROW_CHUNK - 1) / QUANT_ROW_CHUNK,
+              threads = kernels_threads_for(0.5 * out * (double)n * n, THR_GEMM_MACS);
 #pragma omp parallel num_threads(threads) if (threads > 1)
     for (int i1 = 0; i1 < n; i1 += QUANT_BLOCK) {
         const int i2 = i1 + QUANT_BLOCK < n ? i1 + QUANT_BLOCK : n;

@@ -126,7 +126,9 @@ static double rows_quadratic(const float *w, const float *w_hat, const double *h
 }
 
 int quant_layer_error(double *err, double *ref, const float *w, const float *w_hat, const double *h, int n_out, int n_in) {
-    const int n_chunks = (n_out + QUANT_GEMM_TILE - 1) / QUANT_GEMM_TILE, threads = kernels_threads();
+    /* threads by work size: two products of n_out n_in^2 multiply-adds (kernels/threads.h) */
+    const int n_chunks = (n_out + QUANT_GEMM_TILE - 1) / QUANT_GEMM_TILE,
+              threads = kernels_threads_for(2.0 * n_out * (double)n_in * n_in, THR_GEMM_MACS);
     double *part = xcalloc((size_t)n_chunks * 2, sizeof(double));
     if (!part) return -1;
     int failed = 0;

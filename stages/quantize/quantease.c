@@ -64,7 +64,9 @@ static void block_rows(qweight *q, const quant_hessian *qh, const qe_state *s, i
 int quantease_quantize(qweight *q, float *w_hat, const float *w, const quant_hessian *qh, int sweeps, double *objective) {
     const int n = qh->n, out = q->n_out, G = q->group_size;
     if (q->n_in != n || q->type != QW_INT) return err_set(ERR_INTERNAL, "quantease_quantize: shapes or type disagree");
-    const int n_chunks = (out + QUANT_ROW_CHUNK - 1) / QUANT_ROW_CHUNK, threads = kernels_threads();
+    /* threads by work size: each sweep is about out n^2 multiply-adds (kernels/threads.h) */
+    const int n_chunks = (out + QUANT_ROW_CHUNK - 1) / QUANT_ROW_CHUNK,
+              threads = kernels_threads_for(out * (double)n * n, THR_GEMM_MACS);
     const size_t big = (size_t)n * out;
     double *hh0 = malloc(sizeof(double) * (size_t)n * n), *d = malloc(sizeof(double) * (size_t)n);
     double *mem = malloc(sizeof(double) * (4 * big + (size_t)QUANT_BLOCK * out));

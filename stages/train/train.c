@@ -20,6 +20,7 @@ static const char *const schedule_choices[] = {"cosine", "linear", "constant", N
 static const char *const select_choices[] = {"last", "best_valid_loss", NULL};
 static const char *const sampler_choices[] = {"student", "teacher", NULL};
 static const char *const dtype_choices[] = {"float32", "bfloat16", "float16", NULL};
+static const char *const precision_choices[] = {"fp32", "bf16", NULL};
 static const char *const long_choices[] = {"refuse", "cut", NULL};
 static const char *const norm_choices[] = {"batch", "sequence", NULL};
 static const char *const policy_ce_choices[] = {"data", "sampled", NULL};
@@ -135,6 +136,8 @@ static const param_spec train_params[] = {
      .help = "steps between in-stage checkpoints (0: none)"},
     {.name = "on_policy", .type = P_MAP, .def = "{}", .fields = policy_fields, .help = "sampled continuations"},
     {.name = "save_dtype", .type = P_STRING, .def = "float32", .choices = dtype_choices, .help = "dtype of the output"},
+    {.name = "precision", .type = P_STRING, .def = "fp32", .choices = precision_choices,
+     .help = "products in fp32, or bf16 with fp32 sums (mixed precision: fp32 weights, optimizer and losses)"},
     {.name = NULL},
 };
 
@@ -145,7 +148,7 @@ static const stage_output_spec train_outputs[] = {
 
 int train_opts_parse(train_opts *o, const cJSON *p) {
     memset(o, 0, sizeof *o);
-    const char *sched, *sel, *by, *dt, *lg, *pn, *pce;
+    const char *sched, *sel, *by, *dt, *lg, *pn, *pce, *prec;
     int64_t warmup, max_new, seq_len;
     int decay_all;
     if (param_string(p, "split", &o->split) || param_string(p, "valid_split", &o->valid_split) ||
@@ -170,7 +173,8 @@ int train_opts_parse(train_opts *o, const cJSON *p) {
         param_float(p, "on_policy.fraction", &o->policy.fraction) ||
         param_int(p, "on_policy.max_new_tokens", &max_new) ||
         param_float(p, "on_policy.temperature", &o->policy.temperature) ||
-        param_float(p, "on_policy.top_p", &o->policy.top_p) || param_string(p, "on_policy.sampled_by", &by))
+        param_float(p, "on_policy.top_p", &o->policy.top_p) || param_string(p, "on_policy.sampled_by", &by) ||
+        param_string(p, "precision", &prec) || model_precision_parse(prec, &o->precision))
         return -1;
     o->seq_len = (int)seq_len; /* 0: resolved from the data (fit_data) */
     o->long_examples = !strcmp(lg, "cut") ? LONG_CUT : LONG_REFUSE;
@@ -378,6 +382,13 @@ static int trainer_setup(trainer *t) {
     }
     t->have_model = 1;
     if (t->has_teacher && teacher_open(&t->teacher, teacher_path, o->seq_len)) return -1;
+    /* mixed precision: bf16 products over the student's fp32 weights; the teacher only runs
+     * forward, so it keeps bf16 copies of its weights (converted once) */
+    const int prec = model_set_precision(&t->m, o->precision, 0);
+    if (prec < 0 || (t->has_teacher && model_set_precision(&t->teacher.m, o->precision, 1) < 0)) return -1;
+    if (o->precision == MODEL_BF16 && prec != MODEL_BF16 && ctx->rank == 0)
+        log_warn("precision bf16: this CPU has no AVX512_BF16; training runs in fp32");
+    if (stage_metric(ctx, "bf16", 0, prec == MODEL_BF16)) return -1;
     const int64_t batch_cap = o->batch_tokens > 0 ? o->batch_tokens : o->batch_size * o->seq_len;
     int64_t micro = o->micro_tokens > 0 ? o->micro_tokens : (batch_cap < 4096 ? batch_cap : 4096);
     if (micro < o->seq_len) micro = o->seq_len;

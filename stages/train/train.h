@@ -40,6 +40,7 @@ typedef struct {
     int64_t valid_every, valid_examples;
     int64_t checkpoint_every;
     st_dtype save_dtype;
+    model_precision precision; /* of the products (the student's and the teacher's) */
 } train_opts;
 
 /* The teacher: its weights, the final hidden states of the current micro-batch, and a KV cache

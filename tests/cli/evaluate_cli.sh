@@ -1,8 +1,9 @@
 # The data and evaluate stages through the CLI: a synthetic data set, a model artifact made by a
 # command stage (the train stage's stand-in) and an external model folder; per-task AUC, log loss,
-# response loss, deltas against a reference; ranks: 2 gives byte-identical outputs; an Alpaca
-# pairs file with Yes./No. outputs gets AUC and response loss; a one-class task is reported as
-# undefined, never 0.5; malformed data and mismatched models fail with nothing registered.
+# response loss, deltas against a reference; ranks: 2 gives byte-identical outputs; precision: bf16
+# (the metric, the exact fp32 fallback, bf16 in effect); an Alpaca pairs file with Yes./No. outputs
+# gets AUC and response loss; a one-class task is reported as undefined, never 0.5; malformed data
+# and mismatched models fail with nothing registered.
 source "$(dirname "$0")/lib.sh"
 source "$SMELT_SOURCE_DIR/tests/lib_shared.sh"
 export OMP_NUM_THREADS=1
@@ -82,6 +83,39 @@ done
 LOG=$(SMELT_STORE=$WORK/store2 q "SELECT log_path FROM stages WHERE stage = 'eval-student'")
 expect_contains "$(cat "$LOG")" "rank 1: scoring examples" "rank 1 scored its shard"
 pass "evaluate on 2 ranks equals 1 rank"
+
+# precision: bf16 (docs/engine.md): the stage's wiring. The metric bf16 says which precision ran.
+# Where it falls back (SMELT_NO_BF16=1, or a CPU without AVX512_BF16) the scores are the fp32 scores
+# exactly; where bf16 runs, every margin z_yes - z_no is recomputed (the largest move is printed)
+# and the fp32 run's are not reproduced bit for bit. The accuracy of bf16 logits against fp32 (a derived
+# first-order bound) is test_bf16's.
+sed -n '/^stages:/,/^  eval-teacher:/p' eval.yaml | sed '1i smelt: 1\nseed: 7' > bf16.yaml
+printf '    kind: evaluate\n    model: teacher\n    data: data\n    precision: bf16\n' >> bf16.yaml
+"$SMELT" checkout "$(q "SELECT run_id FROM runs WHERE name = 'eval'")" eval-teacher -o fp32-scores > /dev/null || fail "checkout fp32"
+for mode in nobf16 bf16; do
+  export SMELT_STORE=$WORK/store-$mode
+  if [ $mode = nobf16 ]; then SMELT_NO_BF16=1 "$SMELT" run bf16.yaml > $mode.out 2>&1 || fail "$mode run: $(cat $mode.out)"
+  else "$SMELT" run bf16.yaml > $mode.out 2>&1 || fail "$mode run: $(cat $mode.out)"; fi
+  want=0
+  [ $mode = bf16 ] && grep -qw avx512_bf16 /proc/cpuinfo && want=1
+  expect_eq "$(q "SELECT value FROM latest_metrics WHERE stage = 'eval-teacher' AND key = 'bf16'")" $want \
+    "precision bf16 ($mode): the metric says which precision ran"
+  LOG=$(q "SELECT log_path FROM stages WHERE stage = 'eval-teacher'")
+  if [ $want = 0 ]; then expect_contains "$(cat "$LOG")" "scoring runs in fp32" "the fallback is a warning in the log"; fi
+  "$SMELT" checkout "$(q "SELECT run_id FROM runs")" eval-teacher -o $mode-scores > /dev/null || fail "checkout $mode"
+  python3 - fp32-scores/predictions.tsv $mode-scores/predictions.tsv $want <<'PY' || fail "$mode scores against fp32"
+import sys
+rows = lambda p: [l.split("\t") for l in open(p).read().splitlines()]
+a, b, bf16 = rows(sys.argv[1]), rows(sys.argv[2]), sys.argv[3] == "1"
+c = a[0].index("margin")  # z_yes - z_no, what the AUC ranks
+assert len(a) == len(b) and [r[:6] for r in a] == [r[:6] for r in b], "the same examples in the same order"
+worst = max(abs(float(x[c]) - float(y[c])) for x, y in zip(a[1:], b[1:]))
+print(f"precision bf16 ({'bf16' if bf16 else 'fp32 fallback'}): largest margin move against fp32 {worst:.2e}")
+assert (worst > 0) if bf16 else a == b, worst
+PY
+done
+export SMELT_STORE=$WORK/store
+pass "evaluate precision bf16: the metric, the exact fp32 fallback, bf16 in effect where the CPU has it"
 
 # An Alpaca-style file whose outputs are Yes./No.: AUC and response loss; all-yes: AUC undefined
 {

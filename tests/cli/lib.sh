@@ -3,7 +3,8 @@
 set -euo pipefail
 SMELT=${SMELT_BIN:?SMELT_BIN must point to the smelt binary}
 TEST_NAME=$(basename "$0" .sh)
-WORK=${SMELT_TEST_TMP:-/tmp/smelt-tests}/$TEST_NAME
+# the folder too: tests/cli/resume_kill.sh and tests/train/resume_kill.sh run at the same time
+WORK=${SMELT_TEST_TMP:-/tmp/smelt-tests}/$(basename "$(dirname "$0")")/$TEST_NAME
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK"

@@ -2,7 +2,7 @@
 # output folder (HF layout, tokenizer, inspect and generate read it); the metrics; caching; epochs
 # with batch_size; select: best_valid_loss; on-policy and sequence-level sampling; errors caught
 # before any work (vocabulary mismatches, loss terms without a teacher, ...) and a NaN loss
-# stopping the stage with its step named and the last checkpoint kept.
+# stopping the stage with its step named and the last checkpoint kept; precision: bf16.
 source "$(dirname "$0")/common.sh"
 FIX=${SMELT_SOURCE_DIR:?}/tests/fixtures
 tiny_recipe r.yaml "    steps: 10
@@ -146,3 +146,32 @@ SMELT_STORE=$WORK/nan "$SMELT" resume "$NANRUN" > nanresume.out 2>&1 || fail "re
 expect_contains "$(cat $(SMELT_STORE=$WORK/nan q "SELECT log_path FROM stages WHERE stage = 'student'"))" \
   "resuming from the in-stage checkpoint of step 4 of 8" "resume after the NaN continues from step 4"
 pass "train CLI: SFT, distillation, selection, sampling, outputs, caching, errors, NaN"
+
+# precision: bf16 (docs/engine.md): the metric bf16 says which precision ran; the fp32 fallback
+# (SMELT_NO_BF16=1, or a CPU without AVX512_BF16) trains exactly the fp32 weights (the same artifact
+# digests); in bf16 the teacher (SFT) and the student (distilled from it, the teacher's weights kept
+# as bf16 copies) learn as the fp32 teacher does and end with other weights. The 200-step loss
+# curves of bf16 against fp32, with a derived tolerance, are test_bf16's.
+tiny_recipe p.yaml "    steps: 4"
+for mode in fp32 nobf16 bf16; do
+  set -- --set stages.teacher.precision=bf16 --set stages.student.precision=bf16
+  [ $mode = fp32 ] && set --
+  if [ $mode = nobf16 ]; then SMELT_NO_BF16=1 SMELT_STORE=$WORK/p-$mode "$SMELT" run p.yaml "$@" > p.out 2>&1
+  else SMELT_STORE=$WORK/p-$mode "$SMELT" run p.yaml "$@" > p.out 2>&1; fi || fail "precision $mode run: $(cat p.out)"
+done
+pq() { SMELT_STORE=$WORK/p-$1 q "$2"; }
+want=0
+grep -qw avx512_bf16 /proc/cpuinfo && want=1
+for st in teacher student; do
+  d32=$(pq fp32 "SELECT digest FROM artifacts WHERE stage = '$st'")
+  expect_eq "$(pq nobf16 "SELECT value FROM latest_metrics WHERE stage = '$st' AND key = 'bf16'")" 0 "$st: SMELT_NO_BF16 runs fp32"
+  expect_eq "$(pq nobf16 "SELECT digest FROM artifacts WHERE stage = '$st'")" "$d32" "$st: the fp32 fallback trains the fp32 weights"
+  expect_eq "$(pq bf16 "SELECT value FROM latest_metrics WHERE stage = '$st' AND key = 'bf16'")" $want "$st: the bf16 metric"
+  if [ $want = 1 ]; then
+    [ "$(pq bf16 "SELECT digest FROM artifacts WHERE stage = '$st'")" != "$d32" ] || fail "$st: bf16 gave the fp32 weights"
+  fi
+done
+a=$(pq bf16 "SELECT value FROM metrics WHERE stage = 'teacher' AND key = 'loss' AND step = 1")
+b=$(pq bf16 "SELECT value FROM latest_metrics WHERE stage = 'teacher' AND key = 'loss'")
+awk -v a="$a" -v b="$b" 'BEGIN { exit !(b < 0.9 * a) }' || fail "the bf16 teacher's loss did not fall: $a -> $b"
+pass "train precision bf16: the metric, the exact fp32 fallback, bf16 in effect and learning"
