@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_quant: cannot write into %s\n", dir);
         return 1;
     }
-    quant_grid g = {4, group, 1};
+    quant_grid g = {4, group, 1, 0};
     quant_hessian qh;
     qweight q;
     double t0 = time_monotonic();

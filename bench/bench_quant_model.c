@@ -20,18 +20,7 @@
 #include "model/model_load.h"
 #include "model/qmodel.h"
 #include "stages/quantize/quant.h"
-
-typedef struct {
-    double *h[MODEL_SITE_N];
-    int in[MODEL_SITE_N];
-} grams;
-
-static int tap(void *ctx, model_site site, const float *x, int n, int in) {
-    grams *g = ctx;
-    if (!g->h[site] && !(g->h[site] = calloc((size_t)in * in, sizeof(double)))) return -1;
-    g->in[site] = in;
-    return gram_accumulate(g->h[site], x, in, n, in);
-}
+#include "tests/site_grams.h"
 
 static int read_ids(const char *path, int **tokens, int **lens, int *n_seqs) {
     char *text;
@@ -58,7 +47,7 @@ static int read_ids(const char *path, int **tokens, int **lens, int *n_seqs) {
 }
 
 int main(int argc, char **argv) {
-    quant_grid g = {4, 64, 1};
+    quant_grid g = {4, 64, 1, 0};
     int sweeps = 5, layers = 0, c;
     double damp = 0.01;
     static const struct option opts[] = {{"bits", 1, 0, 'b'}, {"group", 1, 0, 'g'}, {"sweeps", 1, 0, 's'},
@@ -90,8 +79,8 @@ int main(int argc, char **argv) {
     double sum[3] = {0}, t[3] = {0};
     int n_lin = 0, n_ok = 0, n_damped_ok = 0;
     for (int l = 0; l < L; l++) {
-        grams gr = {{0}, {0}};
-        model_tap tp = {.sites = 0xF, .fn = tap, .ctx = &gr, .partial = 1};
+        site_grams gr = {{0}, {0}};
+        model_tap tp = {.sites = 0xF, .fn = site_grams_tap, .ctx = &gr, .partial = 1};
         if (layerwise_capture(lw, &tp)) return fprintf(stderr, "%s\n", err_msg()), 1;
         for (int s = 0; s < MODEL_SITE_N; s++) gram_symmetrize(gr.h[s], gr.in[s]);
         layer_weights *w = &m.w.layers[l];
@@ -136,7 +125,7 @@ int main(int argc, char **argv) {
             quant_hessian_free(&qh);
             free(wh), free(wg);
         }
-        for (int s = 0; s < MODEL_SITE_N; s++) free(gr.h[s]);
+        site_grams_free(&gr);
         if (layerwise_advance(lw)) return fprintf(stderr, "%s\n", err_msg()), 1;
         fflush(stdout);
     }

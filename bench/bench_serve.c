@@ -51,9 +51,9 @@ int main(int argc, char **argv) {
     log_set_level(LOG_WARN);
     model m;
     static const qt_scheme schemes[] = {
-        {"w8a8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0},
-        {"w4a16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 32, 0, 0, 0},
-        {"fp8", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0},
+        {"w8a8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0, 0},
+        {"w4a16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 32, 0, 0, 0, 0},
+        {"fp8", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0, 0},
     };
     char path[1024];
     snprintf(path, sizeof path, "%s", spec);

@@ -16,6 +16,7 @@
 #include "model/checkpoint.h"
 #include "model/gguf_model.h"
 #include "model/hfconfig.h"
+#include "model/model_load.h"
 #include "model/qcheckpoint.h"
 #include "model/qmodel.h"
 
@@ -316,6 +317,9 @@ int cmd_inspect(int argc, char **argv) {
     }
     if (!in.path)
         return cli_usage_error("inspect", "expected MODEL (a folder, .safetensors, index .json, .gguf or llama2.c .bin)");
+    /* a folder holding model.gguf and no config.json (the quantize stage's format gguf): the file */
+    char *gguf = fs_is_dir(in.path) ? model_gguf_path(in.path) : NULL;
+    if (gguf) in.path = gguf;
     int rc = gather(&in);
     if (!rc) {
         if (json) rc = print_json(&in);
@@ -324,5 +328,7 @@ int cmd_inspect(int argc, char **argv) {
     for (int i = 0; i < in.n_files; i++) free(in.file_names[i]);
     free(in.file_names);
     free(in.file_bytes);
-    return rc ? cli_fail("inspect") : EXIT_OK;
+    rc = rc ? cli_fail("inspect") : EXIT_OK;
+    free(gguf);
+    return rc;
 }

@@ -1,11 +1,16 @@
-/* cmd_report.c: `smelt report RUN`: one row per stage with its status and the latest value of
- * each of its metrics; columns are the union of the metric keys in first-seen order. */
+/* cmd_report.c: `smelt report RUN [--html FILE] [--raw]`: the paper's tables for a run (models
+ * with parameters, bytes, AUC and its delta, serving latency and throughput, evaluations,
+ * training, pruning, quantization; report_tables.c) within 100 columns, and with --html a
+ * self-contained page with the figures (report_html.c). --raw, and a run with none of those
+ * stages, prints one row per stage with the latest value of each of its metrics. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd/commands.h"
+#include "cmd/report_html.h"
+#include "cmd/report_tables.h"
 #include "cmd/util.h"
 #include "common/error.h"
 #include "store/runs.h"
@@ -53,14 +58,9 @@ static int report_blocks(store *s, const char *run) {
     return r < 0 || rm < 0 ? -1 : 0;
 }
 
-int cmd_report(int argc, char **argv) {
-    const char *store_flag;
-    if (cli_args("report", argc, argv, NULL, 0, 1, "expected at most one run id", &store_flag)) return EXIT_USAGE;
-    store *s = NULL;
-    char run[RUN_ID_MAX];
-    run_row rr = {0};
-    int status = cli_open_run("report", store_flag, STORE_NOWRITE, optind < argc ? argv[optind] : NULL, &s, run, &rr);
-    if (status) return status;
+/* The raw view: a table of stages by metric keys (or one block per stage when there are many). */
+static int report_raw(store *s, const char *run, const run_row *rr) {
+    int status = 0;
     /* Metric keys in the order stages first report them. */
     char *keys[REPORT_MAX_KEYS];
     int nk = 0;
@@ -81,7 +81,7 @@ int cmd_report(int argc, char **argv) {
         status = cli_fail("report");
         goto out;
     }
-    printf("run %s (%s): %s\n", rr.id, rr.name, rr.status);
+    printf("run %s (%s): %s\n", rr->id, rr->name, rr->status);
     if (nk > REPORT_TABLE_KEYS) {
         if (report_blocks(s, run)) status = cli_fail("report");
         goto out;
@@ -130,6 +130,56 @@ int cmd_report(int argc, char **argv) {
     free(hdr);
 out:
     for (int i = 0; i < nk; i++) free(keys[i]);
+    return status;
+}
+
+static int report_run(store *s, const char *run, const run_row *rr, const char *html) {
+    rrun r;
+    rmodel *ms = NULL;
+    rsection *sec = NULL;
+    int nm = 0, ns = 0;
+    if (rrun_load(&r, s, run)) return cli_fail("report");
+    int status = 0;
+    if (report_models(&ms, &nm, &r, s) || report_sections(&sec, &ns, &r, ms, nm, s)) {
+        status = cli_fail("report");
+        goto out;
+    }
+    char line[512];
+    report_run_line(line, sizeof line, &r);
+    if (ns == 0 && !html) { /* nothing the paper's tables show: the metrics as they are */
+        status = report_raw(s, run, rr);
+        goto out;
+    }
+    printf("%s\n", line);
+    int failed = 0;
+    for (int i = 0; i < r.n_st; i++)
+        if (!strcmp(r.st[i].status, "failed")) printf("  failed: %s\n", r.st[i].name), failed++;
+    if (failed) printf("  ('smelt status %s' shows each failed stage's error and log)\n", r.id);
+    report_sections_print(sec, ns, stdout);
+    if (html) {
+        if (report_html_write(html, &r, ms, nm, sec, ns, s)) status = cli_fail("report");
+        else printf("\nwrote %s\n", html);
+    }
+out:
+    report_sections_free(sec, ns);
+    free(ms);
+    rrun_free(&r);
+    return status;
+}
+
+int cmd_report(int argc, char **argv) {
+    const char *store_flag, *html = NULL;
+    int raw = 0;
+    const cli_opt opts[] = {{"html", 1, 'H', &html, NULL}, {"raw", 0, 'R', NULL, &raw}, {0}};
+    if (cli_args("report", argc, argv, opts, 0, 1, "expected at most one run id", &store_flag)) return EXIT_USAGE;
+    if (raw && html) return cli_usage_error("report", "--raw and --html do not go together: the page shows the tables");
+    if (html && cli_check_out_path("--html", html)) return cli_fail("report");
+    store *s = NULL;
+    char run[RUN_ID_MAX];
+    run_row rr = {0};
+    int status = cli_open_run("report", store_flag, STORE_NOWRITE, optind < argc ? argv[optind] : NULL, &s, run, &rr);
+    if (status) return status;
+    status = raw ? report_raw(s, run, &rr) : report_run(s, run, &rr, html);
     run_row_free(&rr);
     store_close(s);
     return status;

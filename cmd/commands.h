@@ -15,6 +15,7 @@ int cmd_runs(int argc, char **argv);
 int cmd_why(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
@@ -73,10 +74,30 @@ int cmd_slurm_stage(int argc, char **argv);
      "Any statement that would write is refused.\n\n" STORE_HELP                                                       \
      "  --csv         comma-separated output with a header row\n"                                                     \
      "  --json        a JSON array of objects\n", 0},                                                                 \
-    {"report", cmd_report, "a table of a run's stages and their latest metrics",                                      \
-     "usage: smelt report [RUN] [--store DIR]\n\n"                                                                    \
-     "One row per stage with its status and the latest value of each of its metrics (default: latest run).\n\n"     \
-     STORE_HELP, 0},                                                                                                   \
+    {"report", cmd_report, "the paper's tables for a run, and an HTML page with plots",                             \
+     "usage: smelt report [RUN] [--store DIR] [--html FILE] [--raw]\n\n"                                             \
+     "For every model an evaluate or benchmark stage measured: kind, parameters, bytes, AUC and its delta\n"       \
+     "against the evaluation's reference; per benchmark: p50/p99 TTFT and TPOT, throughput, prefix hits,\n"        \
+     "cold and hot prefill; evaluations and AUC per task, training, pruning, quantization. Fits 100 columns.\n"            \
+     "A value that was not measured is '-'. RUN defaults to the latest run.\n\n" STORE_HELP                         \
+     "  --html FILE   also write a self-contained HTML page (inline SVG, no script): the tables, AUC\n"              \
+     "                against parameters and TTFT with the Pareto front, per-layer pruning and\n"                    \
+     "                quantization errors, loss curves, latency distributions\n"                                      \
+     "  --raw         one row per stage with the latest value of each of its metrics\n", 0},                       \
+    {"compare", cmd_compare, "compare two runs, or the models of runs side by side",                                \
+     "usage: smelt compare RUN_A RUN_B [--store DIR] [--html FILE]\n"                                               \
+     "       smelt compare --models [RUN]... [--store DIR] [--kind KIND] [--sort KEY]\n\n"                          \
+     "Two runs, stage by stage: whether each ran or was reused and whether its cache key is the same in\n"        \
+     "both runs, the parameters that differ, the latest metrics that differ (with the delta), the first\n"        \
+     "stage where the lineage diverges with the key fields that make it differ, and each model's AUC,\n"          \
+     "TTFT and bytes in both runs.\n"                                                                                \
+     "--models: every model of the runs (default: the latest) in one table: kind, parameters, bytes,\n"           \
+     "AUC, TTFT and TPOT p50, AUC per millisecond of TTFT.\n\n" STORE_HELP                                          \
+     "  --html FILE   also write the comparison of two runs as a self-contained HTML page\n"                        \
+     "  --models      the models of the runs side by side (runs are lettered A, B, ...)\n"                          \
+     "  --kind KIND   only models made by stages of this kind (train, prune, quantize, command), or by\n"           \
+     "                a kind and method ('quantize gptq')\n"                                                        \
+     "  --sort KEY    auc or auc-per-ms (largest first), params, bytes, ttft or tpot (smallest first)\n", 0},      \
     {"export", cmd_export, "write a run with its artifacts to an archive",                                            \
      "usage: smelt export RUN -o FILE.tar.zst [--store DIR]\n\n"                                                      \
      "Writes the run's recipe, stages, lineage, metrics and every artifact object to a zstd-compressed tar.\n\n"     \

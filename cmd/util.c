@@ -11,6 +11,7 @@
 
 #include "cmd/cli.h"
 #include "common/error.h"
+#include "common/fsutil.h"
 
 int cli_open_store(store **s, const char *flag, int flags) {
     const char *dir = store_default_dir(flag);
@@ -61,6 +62,14 @@ int cli_open_run(const char *cmd, const char *store_flag, int flags, const char 
     return 0;
 }
 
+int cli_check_out_path(const char *flag, const char *path) {
+    char *dir = fs_dir_of(path);
+    int ok = dir && fs_is_dir(dir);
+    if (dir && !ok) err_set(ERR_INPUT, "%s %s: the folder %s does not exist; create it or name another file", flag, path, dir);
+    free(dir);
+    return ok ? 0 : -1;
+}
+
 char *cli_self_exe(void) {
     char buf[4096];
     ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -95,12 +104,13 @@ int table_cell(table *t, int col, const char *fmt, ...) {
     if (vasprintf(&s, fmt, ap) < 0) s = NULL;
     va_end(ap);
     if (!s) return err_set(ERR_NOMEM, "out of memory");
-    t->cells[(t->n_rows - 1) * t->n_cols + col] = s;
+    char **cell = &t->cells[(t->n_rows - 1) * t->n_cols + col];
+    free(*cell);
+    *cell = s;
     return 0;
 }
 
-/* Display width of UTF-8 text: code points, assuming one column each. */
-static int text_width(const char *s) {
+int text_width(const char *s) {
     int w = 0;
     for (; *s; s++) w += ((unsigned char)*s & 0xC0) != 0x80;
     return w;
@@ -130,6 +140,7 @@ void table_print(table *t, FILE *f) {
 void table_free(table *t) {
     for (int i = 0; i < t->n_rows * t->n_cols; i++) free(t->cells[i]);
     free(t->cells);
+    free(t->align);
     memset(t, 0, sizeof *t);
 }
 

@@ -37,7 +37,9 @@ static inline float fm_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) * (1 << 23);
+    /* a NaN input (a model with non-finite weights) stays NaN through p; converting it to int
+     * would be undefined */
+    int32_t e = ((n == n ? (int32_t)n : 0) + 127) * (1 << 23);
     float s;
     memcpy(&s, &e, sizeof s);
     return p * s;

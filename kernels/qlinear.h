@@ -8,12 +8,18 @@
  *                 through an int8 x int8 -> int32 product. Exact: per group an int32 sum, combined as
  *                 acc = fmaf(s_group, (float)isum, acc) in group order, y = s_t * acc (+ b). Every
  *                 kernel (portable, AVX2, AVX-512 VNNI) gives the bits of qlinear_forward_ref.
- *   LINEAR_QWINT  integer weights x fp32 activations ("W4A16"): dequantization inside the kernel, one
- *                 group or one panel of rows at a time (never a fp32 copy of the whole weight).
+ *   LINEAR_QWINT  integer weights x fp32 activations ("W4A16"): up to QLINEAR_GEMV_ROWS tokens, a
+ *                 fused GEMV reads each packed weight byte once and decodes it in registers; more
+ *                 tokens, panels of rows are dequantized (SIMD) and multiplied by sgemm. Never a fp32
+ *                 copy of the whole weight.
  *   LINEAR_QFP8   FP8 E4M3 weights (per-tensor or per-channel scales) x fp32 activations, or x FP8
  *                 activations quantized per token (s_t = max(max|x_t| / 448, 1 / (448 * 512)),
- *                 code = e4m3(x / s_t)): codes decode exactly, products and sums in fp32.
- * Float kinds match the reference within a bound derived from fp32 rounding (tests/test_qlinear.c).
+ *                 code = e4m3(x / s_t)) or with one such scale for all the tokens of the call
+ *                 (QA_FP8_TENSOR): codes decode exactly (SIMD: through IEEE half precision), the
+ *                 same two paths as QWINT, products and sums in fp32.
+ * Float kinds multiply exactly the weights qweight_dequantize gives and match the reference within
+ * a bound derived from fp32 rounding (tests/test_qlinear.c). Act order (qweight g_idx): the payload
+ * keeps its columns sorted by group and each call permutes its input to match.
  *
  * Kernels are chosen at run time: the best the CPU has (AVX-512 VNNI, AVX2, portable C), capped by
  * the environment variable SMELT_QKERNEL=portable|avx2|avx512 or by qlinear_set_isa (tests). */
@@ -39,6 +45,20 @@ linear linear_qlinear(const qlinear *q, const float *b);
 /* Bytes the payload holds (codes, scales, zero points, sums). */
 size_t qlinear_bytes(const qlinear *q);
 
+/* Tokens up to which a product streams the weights (the decode path): each weight byte is read
+ * once and multiplies every token from registers. */
+#define QLINEAR_GEMV_ROWS 8
+
+/* The forward of output rows [j0, j1) only (out's columns j0 .. j1-1; bias included), for
+ * n <= QLINEAR_GEMV_ROWS tokens, on the calling thread: a decode team splits the rows itself. j0
+ * and j1 multiples of qlinear_col_align (j1 may be n_out). Every output is computed as
+ * linear_forward computes it, so a split of the rows changes no value. 0 or -1 (ERR_NOMEM for the
+ * thread's scratch, ERR_INTERNAL for too many tokens or a misaligned range). */
+int qlinear_forward_cols(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int j0, int j1,
+                         int accumulate);
+/* The granularity of the row ranges of qlinear_forward_cols (the int8 layout's blocks of 16 rows). */
+int qlinear_col_align(const linear *l);
+
 /* The reference: out[n, ldo] = (or +=, with accumulate) x[n, ldx] W^T + b computed from the qweights
  * themselves with the arithmetic described above (integer kinds: the exact result; float kinds: the
  * dequantized weights of qweight_dequantize against the activations, summed in double). */
@@ -49,6 +69,10 @@ void qlinear_forward_ref(float *out, int ldo, const float *x, int ldx, const qwe
  * codes [n_in] and the token's scale. */
 void qlinear_quant_int8(signed char *q, float *scale, const float *x, int n_in);
 void qlinear_quant_fp8(unsigned char *q, float *scale, const float *x, int n_in);
+/* FP8 codes of x [n_in] with a given scale s (> 0): code = e4m3(x / s). */
+void qlinear_quant_fp8_with(unsigned char *q, float s, const float *x, int n_in);
+/* The one scale of QA_FP8_TENSOR over n tokens x [n, ldx]: max(max|x| / 448, 1 / (448 * 512)). */
+float qlinear_fp8_tensor_scale(const float *x, int ldx, int n, int n_in);
 
 /* Kernel families, best last. */
 typedef enum { QISA_PORTABLE = 0, QISA_AVX2 = 1, QISA_AVX512 = 2 } qlinear_isa_kind;

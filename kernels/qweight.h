@@ -10,7 +10,8 @@
  *
  *   QW_INT   b-bit integers (2 <= b <= 8). codes are the unsigned grid indices q in [0, 2^b - 1];
  *            w = scale * (q - zero). Symmetric: zero = 2^(b-1) for every group (zeros may be NULL);
- *            asymmetric: zeros [n_out, n_groups]. (W8A8 int8 symmetric per channel: q - 128 is the
+ *            asymmetric: zeros [n_out, n_groups]; or, with float minimums (mins, GGUF Q4_1),
+ *            w = scale * q + min. (W8A8 int8 symmetric per channel: q - 128 is the
  *            signed int8 that the int8 GEMM multiplies.)
  *   QW_FP8   FP8 E4M3 (finite-only "fn" variant: bias 7, max 448, no infinities, NaN = 0x7F/0xFF):
  *            codes are the E4M3 bit patterns; w = scale * fp8_e4m3_to_float(code); scales per
@@ -18,9 +19,13 @@
  *
  * Activations: `act` says how the input x of the layer is quantized at run time, dynamically per
  * token (one scale per row of x): none (fp32 input, "W4A16"-style), int8 symmetric
- * (s_t = max|x_t| / 127), or fp8 e4m3 (s_t = max(max|x_t| / 448, 1 / (448 * 512))).
+ * (s_t = max|x_t| / 127), or fp8 e4m3 (s_t = max(max|x_t| / 448, 1 / (448 * 512))); or fp8 e4m3
+ * with one scale for all the tokens of a call (QA_FP8_TENSOR, FP8 weights only).
  *
- * Ownership: a qweight owns its three arrays (qweight_free). The model keeps its quantized linears
+ * Act order (GPTQ desc_act): g_idx maps each input column to its group, every group still of
+ * group_size columns; the kernels permute the input once per call to make the groups contiguous.
+ *
+ * Ownership: a qweight owns its arrays (qweight_free). The model keeps its quantized linears
  * in a model_quant (model/ side) and points its `linear` descriptors at them. */
 #ifndef SMELT_KERNELS_QWEIGHT_H
 #define SMELT_KERNELS_QWEIGHT_H
@@ -37,6 +42,8 @@ typedef enum {
     QA_NONE = 0, /* activations stay fp32 */
     QA_INT8 = 1, /* dynamic per-token int8, symmetric */
     QA_FP8 = 2,  /* dynamic per-token fp8 e4m3 */
+    QA_FP8_TENSOR = 3, /* dynamic fp8 e4m3 with one scale per call (the whole batch of tokens), as vLLM's
+                        * online FP8 runs it: s = max(max|x| / 448, 1 / (448 * 512)) over every row */
 } qa_type;
 
 typedef struct {
@@ -49,12 +56,28 @@ typedef struct {
     uint8_t *codes;    /* [n_out, n_in] one code per weight (see above) */
     float *scales;     /* [n_out, n_in / group_size], or [1] */
     uint8_t *zeros;    /* [n_out, n_in / group_size] zero points (QW_INT asymmetric), or NULL (symmetric) */
+    int32_t *g_idx;    /* [n_in] the group of each input column (GPTQ act order: groups of group_size
+                        * columns taken in another order), or NULL: column j is in group j / group_size */
+    float *mins;       /* [n_out, n_in / group_size] QW_INT with a float minimum per group instead of a
+                        * zero point (GGUF Q4_1, llama.cpp's asymmetric blocks): w = scale * q + min
+                        * (the product rounded, then the sum); NULL otherwise; never with zeros */
 } qweight;
 
 /* The zero point of group g of row r (2^(bits-1) when symmetric). */
 static inline int qweight_zero(const qweight *q, int r, int g) {
     return q->zeros ? q->zeros[(size_t)r * (q->n_in / q->group_size) + g] : 1 << (q->bits - 1);
 }
+
+/* The group of input column j. */
+static inline int qweight_group(const qweight *q, int j) { return q->g_idx ? q->g_idx[j] : j / q->group_size; }
+
+/* Allocates q->mins (zeroed) for an integer qweight allocated without zero points. 0 or -1. */
+int qweight_alloc_mins(qweight *q);
+
+/* Sets the column groups of q from g [n_in] (copied; q->g_idx stays NULL when g is the identity
+ * grouping j / group_size). Every group must hold exactly group_size columns, as act order gives.
+ * 0 or -1 (ERR_INPUT naming the first bad entry, ERR_NOMEM). */
+int qweight_set_g_idx(qweight *q, const int32_t *g);
 
 /* Allocates the arrays of q for the shape and layout already set in *q (type, bits, n_out, n_in,
  * group_size; zeros when asym is set, n_scales == 1 when per_tensor). Codes and scales are zeroed.
@@ -73,5 +96,9 @@ size_t qweight_packed_bytes(const qweight *q);
  * 464 up: quantizers clamp to +-448 first (ALGORITHMS.md), so the two agree on every input they meet. */
 float fp8_e4m3_to_float(uint8_t code);
 uint8_t fp8_e4m3_from_float(float x);
+/* The same encoding by bit manipulation (the mantissa rounded to 3 bits in the float's own bits,
+ * subnormals by one exact scaling and nearbyintf), several times faster: what the kernels quantize
+ * activations with. Equal to fp8_e4m3_from_float on every float (tests/test_qweight.c). */
+uint8_t fp8_e4m3_from_float_fast(float x);
 
 #endif

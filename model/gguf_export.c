@@ -91,6 +91,11 @@ int gguf_export_metadata(gguf_writer *w, const model_config *c, const tokenizer 
 
 int gguf_export_weights(gguf_writer *w, const model_config *c, const model_weights *wts, ggml_type type,
                         float **scratch) {
+    return gguf_export_weights_except(w, c, wts, type, scratch, NULL, NULL);
+}
+
+int gguf_export_weights_except(gguf_writer *w, const model_config *c, const model_weights *wts, ggml_type type,
+                               float **scratch, int (*skip)(void *ctx, const char *hf_name), void *ctx) {
     *scratch = NULL;
     if (type != GGML_F32 && !ggml_can_quantize(type))
         return err_set(ERR_INPUT, "smelt writes GGUF weights as F32, F16, BF16, Q8_0, Q4_0 or Q4_1, not %s",
@@ -109,6 +114,7 @@ int gguf_export_weights(gguf_writer *w, const model_config *c, const model_weigh
     if (qk_floats && !copies) goto out;
     for (int i = 0; i < n; i++) {
         char gname[96];
+        if (skip && skip(ctx, wt[i].name)) continue;
         if (gguf_tensor_name(gname, sizeof gname, wt[i].name)) {
             err_set(ERR_INTERNAL, "no GGUF name for %s", wt[i].name);
             goto out;

@@ -27,6 +27,10 @@ int gguf_export_metadata(gguf_writer *w, const model_config *cfg, const tokenize
  * Llama q/k weights are permuted into copies owned by *scratch (free it after writing). */
 int gguf_export_weights(gguf_writer *w, const model_config *cfg, const model_weights *wts, ggml_type type,
                         float **scratch);
+/* The same, leaving out the tensors whose Hugging Face name skip(ctx, name) answers 1 for (the
+ * quantized linears model/qckpt_gguf.c adds as blocks of its own). */
+int gguf_export_weights_except(gguf_writer *w, const model_config *cfg, const model_weights *wts, ggml_type type,
+                               float **scratch, int (*skip)(void *ctx, const char *hf_name), void *ctx);
 
 /* The whole file: metadata, weights, written atomically to path. 0 or -1. */
 int gguf_save_model(const char *path, const model_config *cfg, const model_weights *wts, const tokenizer *tok,

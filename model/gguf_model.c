@@ -303,6 +303,11 @@ int gguf_model_check(const gguf_file *f, const model_config *cfg) {
 }
 
 int gguf_model_load_file(const gguf_file *f, model_config *cfg, model_weights *w) {
+    return gguf_model_load_file_except(f, cfg, w, NULL, NULL);
+}
+
+int gguf_model_load_file_except(const gguf_file *f, model_config *cfg, model_weights *w,
+                                int (*skip)(void *ctx, const char *hf_name), void *ctx) {
     memset(w, 0, sizeof *w);
     if (gguf_model_config(f, cfg)) return -1;
     weights_tensor *wt;
@@ -312,7 +317,8 @@ int gguf_model_load_file(const gguf_file *f, model_config *cfg, model_weights *w
     if (n < 0 || weights_alloc(w, cfg)) goto out;
     weights_tensors(w, cfg, wt, n); /* the same order, now with data pointers */
     for (int i = 0; i < n; i++)
-        if (ggml_dequantize(wt[i].data, src[i]->data, src[i]->type, (int64_t)src[i]->n_elems)) {
+        if (!(skip && skip(ctx, wt[i].name)) &&
+            ggml_dequantize(wt[i].data, src[i]->data, src[i]->type, (int64_t)src[i]->n_elems)) {
             err_prefix("%s: tensor %s: ", f->path, gnames[i]);
             goto out;
         }

@@ -21,6 +21,10 @@ int gguf_model_config(const gguf_file *f, model_config *cfg);
 /* The checks of gguf_model_load_file without loading anything (smelt inspect). */
 int gguf_model_check(const gguf_file *f, const model_config *cfg);
 int gguf_model_load_file(const gguf_file *f, model_config *cfg, model_weights *w);
+/* The same, leaving zero the weights whose Hugging Face name skip(ctx, name) answers 1 for (the
+ * quantized linears that model/qckpt_gguf.c reads as such). */
+int gguf_model_load_file_except(const gguf_file *f, model_config *cfg, model_weights *w,
+                                int (*skip)(void *ctx, const char *hf_name), void *ctx);
 int gguf_model_load(const char *path, model_config *cfg, model_weights *w);
 int gguf_model_read_config(const char *path, model_config *cfg);
 

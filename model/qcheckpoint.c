@@ -42,7 +42,7 @@ int qcheckpoint_check_scheme(qckpt_format f, qw_type type, int bits, qa_type act
                        "one group per output channel", group_size, n_in);
     if (type == QW_FP8 && asym) return err_set(ERR_INPUT, "FP8 weights are symmetric (no zero point)");
     if (per_tensor && type != QW_FP8) return err_set(ERR_INPUT, "one scale per tensor is an FP8 layout");
-    if ((type == QW_INT && act == QA_FP8) || (type == QW_FP8 && act == QA_INT8))
+    if ((type == QW_INT && (act == QA_FP8 || act == QA_FP8_TENSOR)) || (type == QW_FP8 && act == QA_INT8))
         return err_set(ERR_INPUT, "%s weights with %s activations: smelt runs integer weights with int8 or fp32 "
                        "activations and FP8 weights with FP8 or fp32 activations", type == QW_FP8 ? "FP8" : "integer",
                        act == QA_INT8 ? "int8" : "FP8");
@@ -58,12 +58,20 @@ int qcheckpoint_check_scheme(qckpt_format f, qw_type type, int bits, qa_type act
                            "or 8 bits, or format compressed-tensors (any width from 2 to 8)", bits);
         return 0;
     case QCKPT_GGUF:
-        return err_set(ERR_INPUT, "format gguf (Q8_0, Q4_0, Q4_1) is not written yet; use compressed-tensors or gptq");
+        if (type != QW_INT || act != QA_NONE || per_tensor || group_size != 32 || (bits != 8 && bits != 4) ||
+            (bits == 8 && asym))
+            return err_set(ERR_INPUT, "format gguf holds llama.cpp's Q8_0 (8 bits, symmetric), Q4_0 (4 bits, symmetric) "
+                           "and Q4_1 (4 bits, asymmetric) blocks: integer weights in groups of 32 with fp32 activations "
+                           "(llama.cpp quantizes activations itself), not %s%d-bit %s weights in groups of %d with %s "
+                           "activations; choose one of those, or format compressed-tensors",
+                           type == QW_FP8 ? "FP8 " : "", bits, asym ? "asymmetric" : "symmetric", group_size,
+                           act == QA_NONE ? "fp32" : act == QA_INT8 ? "int8" : "FP8");
+        return 0;
     default: return err_set(ERR_INPUT, "no quantized checkpoint format given (%s)", name);
     }
 }
 
-st_dtype qcheckpoint_scale_dtype(qckpt_format f) { return f == QCKPT_COMPRESSED_TENSORS ? ST_F32 : ST_F16; }
+st_dtype qcheckpoint_scale_dtype(qckpt_format f) { return f == QCKPT_COMPRESSED_TENSORS ? ST_F32 : ST_F16; } /* GPTQ, GGUF */
 
 void qcheckpoint_round_scales(qweight *w, qckpt_format f) {
     if (qcheckpoint_scale_dtype(f) != ST_F16) return;
@@ -210,6 +218,9 @@ int qckpt_check_codes(const qweight *w, const char *module, const char *file, er
     for (int i = 0; i < w->n_scales; i++)
         if (!isfinite(w->scales[i]))
             return err_set(kind, "%s: %s has a scale that is not finite (%g)", file, module, w->scales[i]);
+    for (size_t i = 0; w->mins && i < ng; i++)
+        if (!isfinite(w->mins[i]))
+            return err_set(kind, "%s: %s has a minimum that is not finite (%g)", file, module, w->mins[i]);
     return 0;
 }
 
@@ -233,6 +244,12 @@ static int check_linear(const model_config *cfg, const qweight *w, int l, int k,
                                  w->zeros != NULL, w->n_scales == 1 && w->type == QW_FP8, w->n_in) ||
         qckpt_check_codes(w, mod, "the weights to save", ERR_INPUT))
         return err_prefix("%s: ", mod);
+    if (w->mins && f != QCKPT_GGUF)
+        return err_set(ERR_INPUT, "%s: float minimums (w = scale * q + min) are GGUF's Q4_1 layout; use format gguf, or "
+                       "zero points for %s", mod, qckpt_format_name(f));
+    if (w->g_idx && f != QCKPT_GPTQ)
+        return err_set(ERR_INPUT, "%s: act-order column groups (g_idx) are a GPTQ layout (compressed-tensors 0.20 "
+                       "dropped its \"actorder\": \"group\"); use format gptq, or quantize with static groups", mod);
     if (f == QCKPT_GPTQ && (n_out % (32 / w->bits) || n_in % (32 / w->bits)))
         return err_set(ERR_INPUT, "%s: format gptq packs %d codes per 32-bit word along both dimensions, which must "
                        "divide [%d, %d]; use format compressed-tensors", mod, 32 / w->bits, n_out, n_in);
@@ -283,6 +300,14 @@ static int save_config(const char *path, const model_config *cfg, const model_qu
 
 int qcheckpoint_save(const char *dir, const model_config *cfg, const model_weights *w, const model_quant *q,
                      qckpt_format f, st_dtype dtype) {
+    if (f == QCKPT_GGUF) { /* one file: dir itself when it names one, else dir/model.gguf */
+        if (qckpt_gguf_check(cfg, q)) return err_prefix("saving %s: ", dir);
+        if (str_ends_with(dir, ".gguf")) return qcheckpoint_save_gguf(dir, cfg, w, q, NULL, NULL);
+        char *path = fs_join(dir, "model.gguf");
+        const int rc = !path || fs_mkdir_p(dir, 0755) ? -1 : qcheckpoint_save_gguf(path, cfg, w, q, NULL, NULL);
+        free(path);
+        return rc;
+    }
     if (check_save(cfg, q, f, dtype)) return err_prefix("saving %s: ", dir);
     const qckpt_ops *ops = ops_of(f);
     int n = weights_tensors(w, cfg, NULL, 0);

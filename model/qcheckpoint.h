@@ -10,16 +10,20 @@
  *                       int-quantized (integer weights x int8 per-token activations: weight int8
  *                         = q - 2^(bits-1), weight_scale, asymmetric: weight_zero_point int8);
  *                       float-quantized (FP8 E4M3 weight, weight_scale [out, 1] per channel or [1]
- *                         per tensor; activations none or FP8 dynamic per token).
+ *                         per tensor; activations none, or FP8 dynamic per token or per tensor).
  *                       Scales are written F32 (exactly what smelt evaluated); the dense tensors
  *                       in the dtype asked for. Unquantized linears are listed in "ignore".
  *   gptq                (AutoGPTQ / GPTQModel "v1" layout, W4A16 and such) per linear qweight int32
  *                       [in / (32 / bits), out] (codes along the input dimension, lowest bits
  *                       first), qzeros int32 [n_groups, out / (32 / bits)] holding (zero - 1) mod
  *                       2^bits along the output dimension, scales F16 [n_groups, out], g_idx int32
- *                       [in] = column / group_size; quantization_config {quant_method gptq, bits,
- *                       group_size (-1: per channel), desc_act false, sym}. Bits 2, 4 or 8.
- *   gguf                llama.cpp (Q8_0 / Q4_0 / Q4_1): not yet (needs the GGUF writer).
+ *                       [in] = column / group_size, or each column's group (act order: qweight's
+ *                       g_idx); quantization_config {quant_method gptq, bits, group_size (-1: per
+ *                       channel), desc_act (true when a linear regroups), sym}. Bits 2, 4 or 8.
+ *   gguf                llama.cpp: one GGUF file (model/qckpt_gguf.c): quantized linears as Q8_0
+ *                       (8-bit symmetric), Q4_0 (4-bit symmetric) or Q4_1 (4-bit with float
+ *                       minimums, or zero points whose -scale*zero is an fp16 number) blocks of
+ *                       32, fp16 scales; every other tensor F32; marked smelt.quantized.
  *
  * Loading reads every one of them back into qweights, bit for bit. */
 #ifndef SMELT_MODEL_QCHECKPOINT_H
@@ -74,6 +78,21 @@ int qcheckpoint_save(const char *dir, const model_config *cfg, const model_weigh
  * scales, block strategies, ...) are refused with the scheme named. 0 or -1; on failure w is empty
  * and *q NULL. */
 int qcheckpoint_load(const char *path, model_config *cfg, model_weights *w, model_quant **q);
+
+/* GGUF (model/qckpt_gguf.c). qcheckpoint_save with QCKPT_GGUF writes dir/model.gguf (or dir when it
+ * ends in .gguf) without a tokenizer; this writes path with tok's vocabulary (may be NULL) and
+ * general.name (may be NULL): a file llama.cpp runs. Checks every quantized linear first
+ * (the block type it fits, fp16 scales and minimums). 0 or -1. */
+struct tokenizer;
+int qcheckpoint_save_gguf(const char *path, const model_config *cfg, const model_weights *w, const model_quant *q,
+                          const struct tokenizer *tok, const char *name);
+/* Reads a GGUF file: cfg, the fp32 tensors into w (the linears stored as Q8_0/Q4_0/Q4_1 blocks
+ * stay zero there) and those linears into *q as the qweights they are (NULL when there is none; a
+ * tied file's quantized token_embd also gives the quantized lm_head). 0 or -1. */
+int qcheckpoint_load_gguf(const char *path, model_config *cfg, model_weights *w, model_quant **q);
+/* 1 when the GGUF file at path was written by qcheckpoint_save_gguf (smelt.quantized), 0 when not,
+ * -1 when it cannot be read. */
+int qcheckpoint_gguf_marked(const char *path);
 
 /* Whether path (an HF folder or a file in one) holds a quantized checkpoint smelt can tell: 1 (and
  * *f, desc: e.g. "compressed-tensors pack-quantized"), 0 (none: dense or not an HF checkpoint), or

@@ -42,9 +42,10 @@ static const char *format_of(const ct_scheme *s) {
 static int put_scheme(strbuf *sb, const ct_scheme *s) {
     int rc = sb_printf(sb, "\"format\": \"%s\", \"input_activations\": ", format_of(s));
     if (s->act == QA_NONE) rc |= sb_puts(sb, "null");
-    else
-        rc |= sb_printf(sb, "{\"dynamic\": true, \"group_size\": null, \"num_bits\": 8, \"strategy\": \"token\", "
-                        "\"symmetric\": true, \"type\": \"%s\"}", s->act == QA_FP8 ? "float" : "int");
+    else /* dynamic: per token, or one scale per forward call (FP8 "tensor", vLLM's online FP8) */
+        rc |= sb_printf(sb, "{\"dynamic\": true, \"group_size\": null, \"num_bits\": 8, \"strategy\": \"%s\", "
+                        "\"symmetric\": true, \"type\": \"%s\"}", s->act == QA_FP8_TENSOR ? "tensor" : "token",
+                        s->act == QA_INT8 ? "int" : "float");
     rc |= sb_puts(sb, ", \"output_activations\": null, ");
     return rc;
 }
@@ -203,6 +204,10 @@ static int parse_group(ct_group *g, const cJSON *v, const char *top_format) {
     else return bad_field(g->name, "weights of another type or width (FP4?)", "int weights of 2 to 8 bits and FP8 E4M3");
     if (g->s.type == QW_INT && (g->s.bits < 2 || g->s.bits > 8)) return bad_field(g->name, "int weights of that width", "2 to 8 bits");
     if (cJSON_IsTrue(dy)) return bad_field(g->name, "dynamic weight quantization", "static weights");
+    const cJSON *ao = cJSON_GetObjectItemCaseSensitive(w, "actorder");
+    if (cJSON_IsString(ao) && !strcmp(ao->valuestring, "group"))
+        return bad_field(g->name, "actorder \"group\" (columns regrouped by weight_g_idx)",
+                         "static groups (actorder null or \"weight\")");
     g->s.sym = !cJSON_IsFalse(sy);
     int i = 0;
     while (i < 3 && strcmp(st->valuestring, strategy_names[i])) i++;
@@ -218,11 +223,13 @@ static int parse_group(ct_group *g, const cJSON *v, const char *top_format) {
         const cJSON *at = cJSON_GetObjectItemCaseSensitive(a, "type"), *an = cJSON_GetObjectItemCaseSensitive(a, "num_bits");
         const cJSON *as = cJSON_GetObjectItemCaseSensitive(a, "strategy"), *ad = cJSON_GetObjectItemCaseSensitive(a, "dynamic");
         if (!cJSON_IsNumber(an) || an->valueint != 8 || !cJSON_IsString(at) || !cJSON_IsTrue(ad) || !cJSON_IsString(as) ||
-            strcmp(as->valuestring, "token"))
-            return bad_field(g->name, "activations other than 8-bit, dynamic, per token (static input scales?)",
-                             "int8 or FP8 dynamic per-token activations");
-        if (!strcmp(at->valuestring, "int")) g->s.act = QA_INT8;
-        else if (!strcmp(at->valuestring, "float")) g->s.act = QA_FP8;
+            (strcmp(as->valuestring, "token") && strcmp(as->valuestring, "tensor")))
+            return bad_field(g->name, "activations other than 8-bit, dynamic, per token or per tensor (static input "
+                             "scales?)", "int8 or FP8 dynamic per-token activations, or FP8 dynamic per-tensor ones");
+        const int tensor = !strcmp(as->valuestring, "tensor");
+        if (!strcmp(at->valuestring, "int") && !tensor) g->s.act = QA_INT8;
+        else if (!strcmp(at->valuestring, "float")) g->s.act = tensor ? QA_FP8_TENSOR : QA_FP8;
+        else if (tensor) return bad_field(g->name, "int8 activations with one dynamic scale per tensor", "per-token int8 activations");
         else return bad_field(g->name, "an activation type other than int or float", "int8 or FP8 activations");
     }
     if (!g->format || (strcmp(g->format, "pack-quantized") && strcmp(g->format, "int-quantized") &&
@@ -271,6 +278,13 @@ static int read_linear(qweight *w, const ct_group *g, const st_set *s, const cha
     float *sv = NULL;
     int rc = -1;
     const int pack = !strcmp(g->format, "pack-quantized");
+    char gname[160];
+    snprintf(gname, sizeof gname, "%s.weight_g_idx", mod);
+    if (st_set_find(s, gname, NULL)) {
+        err_set(ERR_INPUT, "%s: weight_g_idx (act-order column groups) in a compressed-tensors checkpoint is not "
+                "supported; quantize with static groups", mod);
+        goto done;
+    }
     const st_tensor *ts = per_tensor ? qckpt_tensor(s, mod, "weight_scale", 1, 1, 0, 0) : NULL;
     if (per_tensor && !ts) ts = qckpt_tensor(s, mod, "weight_scale", 2, 1, 1, 1);
     if (!per_tensor) ts = qckpt_tensor(s, mod, "weight_scale", 2, n_out, ng, 1);

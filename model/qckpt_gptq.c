@@ -2,7 +2,8 @@
  * transformers through optimum): per quantized linear qweight, qzeros, scales and g_idx
  * (qcheckpoint.h, ALGORITHMS.md section 5). One quantization_config covers the model, so every
  * linear of every layer is quantized with the same bits, group size and symmetry (lm_head may be
- * too: "lm_head": true). Zero points are stored minus one ("gptq" v1, what AutoGPTQ wrote and what
+ * too: "lm_head": true). Act order (desc_act) checkpoints keep their g_idx (qweight.g_idx): each
+ * column's group, every group of group_size columns. Zero points are stored minus one ("gptq" v1, what AutoGPTQ wrote and what
  * loaders expect by default); "checkpoint_format": "gptq_v2" files (stored as they are) load too. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,14 +52,16 @@ static int gptq_check(const model_config *cfg, const model_quant *q) {
 static int gptq_config_json(strbuf *sb, const model_config *cfg, const model_quant *q) {
     if (gptq_check(cfg, q)) return -1;
     const qweight *a = &q->lin[0][0];
-    int sym = 1;
+    int sym = 1, act_order = 0;
     for (int l = 0; l < cfg->n_layers; l++)
-        for (int k = 0; k < QLIN_N; k++) sym &= q->lin[l][k].zeros == NULL;
-    if (qweight_is_set(&q->lm_head)) sym &= q->lm_head.zeros == NULL;
+        for (int k = 0; k < QLIN_N; k++) sym &= q->lin[l][k].zeros == NULL, act_order |= q->lin[l][k].g_idx != NULL;
+    if (qweight_is_set(&q->lm_head)) sym &= q->lm_head.zeros == NULL, act_order |= q->lm_head.g_idx != NULL;
+    /* desc_act: some linear's g_idx regroups its columns (loaders then follow g_idx; the others'
+     * g_idx is the plain column / group_size, right either way) */
     return sb_printf(sb, "{\n    \"quant_method\": \"gptq\",\n    \"bits\": %d,\n    \"group_size\": %d,\n"
-                     "    \"desc_act\": false,\n    \"sym\": %s,\n    \"static_groups\": false,\n"
+                     "    \"desc_act\": %s,\n    \"sym\": %s,\n    \"static_groups\": false,\n"
                      "    \"true_sequential\": true,\n    \"lm_head\": %s,\n    \"checkpoint_format\": \"gptq\"\n  }",
-                     a->bits, model_group(cfg, q), sym ? "true" : "false",
+                     a->bits, model_group(cfg, q), act_order ? "true" : "false", sym ? "true" : "false",
                      qweight_is_set(&q->lm_head) ? "true" : "false");
 }
 
@@ -85,7 +88,7 @@ static int gptq_write_linear(qckpt_out *o, const char *module, const qweight *w)
         }
         qckpt_pack_bits(qz + (size_t)g * (n_out / pf), zm1, (size_t)n_out, 1, b);
     }
-    for (int i = 0; i < n_in; i++) gidx[i] = i / w->group_size;
+    for (int i = 0; i < n_in; i++) gidx[i] = qweight_group(w, i); /* act order: the groups as taken */
     free(col), free(zm1);
     char name[160];
 #define NAME(p) (snprintf(name, sizeof name, "%s.%s", module, p), name)
@@ -131,12 +134,18 @@ static int read_linear(qweight *w, const st_set *s, const char *mod, int n_out, 
     if (!ts || !words || qckpt_read_ints(&qv, s, tq, "qweight") || qckpt_read_ints(&zv, s, tz, "qzeros") ||
         qckpt_read_floats(&sv, s, ts, "scales") || (tg && qckpt_read_ints(&gv, s, tg, "g_idx")))
         goto done;
-    for (int i = 0; gv && i < n_in; i++)
-        if (gv[i] != i / G) {
-            err_set(ERR_INPUT, "%s.g_idx[%d] is %lld, not %d: act-order (desc_act) checkpoints whose columns are "
-                    "regrouped are not supported", mod, i, (long long)gv[i], i / G);
+    if (gv) { /* act order (desc_act): the group of each column, G columns per group */
+        int32_t *g32 = xmalloc(sizeof(int32_t) * (size_t)n_in);
+        if (!g32) goto done;
+        for (int i = 0; i < n_in; i++) g32[i] = gv[i] < 0 || gv[i] >= ng ? -1 : (int32_t)gv[i]; /* -1: refused below */
+        const int bad = qweight_set_g_idx(w, g32);
+        free(g32);
+        if (bad) {
+            err_set(ERR_CORRUPT, "%s.g_idx in %s: %s (a group index outside 0..%d reads as -1)", mod, s->dir, err_msg(),
+                    ng - 1);
             goto done;
         }
+    }
     for (int r = 0; r < n_out; r++) {
         for (int i = 0; i < n_in / pf; i++) words[i] = (uint32_t)qv[(size_t)i * n_out + r];
         qckpt_unpack_bits(w->codes + (size_t)r * n_in, 1, words, (size_t)n_in, bits);

@@ -57,4 +57,8 @@ typedef struct {
 
 extern const qckpt_ops qckpt_ct_ops, qckpt_gptq_ops;
 
+/* GGUF (qckpt_gguf.c; a file of its own, not a safetensors format): every quantized linear of q fits
+ * a block type, with cfg's shapes. 0 or -1 (ERR_INPUT naming the linear and the rule). */
+int qckpt_gguf_check(const model_config *cfg, const model_quant *q);
+
 #endif

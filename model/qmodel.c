@@ -186,10 +186,13 @@ void qweight_describe(char *buf, size_t n, const qweight *w) {
     if (w->type == QW_FP8 && w->n_scales == 1) snprintf(grp, sizeof grp, "per tensor");
     else if (w->group_size == w->n_in) snprintf(grp, sizeof grp, "per channel");
     else snprintf(grp, sizeof grp, "group %d", w->group_size);
-    const char *act = w->act == QA_INT8 ? "int8 activations per token" : w->act == QA_FP8 ? "fp8 activations per token"
-                                                                                        : "fp32 activations";
+    const char *act = w->act == QA_INT8 ? "int8 activations per token"
+                      : w->act == QA_FP8 ? "fp8 activations per token"
+                      : w->act == QA_FP8_TENSOR ? "fp8 activations per tensor"
+                                                : "fp32 activations";
     if (w->type == QW_FP8) snprintf(buf, n, "fp8 e4m3 %s, %s", grp, act);
-    else snprintf(buf, n, "int%d %s %s, %s", w->bits, grp, w->zeros ? "asymmetric" : "symmetric", act);
+    else snprintf(buf, n, "int%d %s%s %s, %s", w->bits, grp, w->g_idx ? " act order" : "",
+                  w->mins ? "with minimums" : w->zeros ? "asymmetric" : "symmetric", act);
 }
 
 int model_quant_summary(strbuf *out, const model_quant *q) {

@@ -484,13 +484,14 @@ int tokenizer_load(tokenizer **out, const char *spec) {
                        "tokenizer.bin, a directory holding one, or builtin:bytes",
                        spec);
     if (!S_ISDIR(st.st_mode)) return gguf_sniff(spec) ? tok_load_gguf(out, spec) : tok_load_file(out, spec);
+    /* model.gguf last: the quantize stage's format gguf writes the tokenizer into the model file */
     static const char *const names[] = {"tokenizer.gguf", "tokenizer.json", "vocab.json", "tokenizer.model",
-                                        "tokenizer.bin", NULL};
+                                        "tokenizer.bin", "model.gguf", NULL};
     for (int i = 0; names[i]; i++) {
         char *p = fs_join(spec, names[i]);
         if (!p) return -1;
         if (fs_exists(p)) {
-            int rc = i == 0 ? tok_load_gguf(out, p) : tok_load_file(out, p);
+            int rc = i == 0 || i == 5 ? tok_load_gguf(out, p) : tok_load_file(out, p);
             free(p);
             return rc;
         }
@@ -498,7 +499,7 @@ int tokenizer_load(tokenizer **out, const char *spec) {
     }
     return err_set(ERR_INPUT,
                    "directory %s holds no tokenizer (looked for tokenizer.gguf, tokenizer.json, vocab.json, "
-                   "tokenizer.model, tokenizer.bin); pass the tokenizer file itself",
+                   "tokenizer.model, tokenizer.bin, model.gguf); pass the tokenizer file itself",
                    spec);
 }
 

@@ -41,7 +41,8 @@ enum {
 /* Loads a tokenizer. spec: a path to a tokenizer.json, a vocab.json (merges.txt beside it;
  * tokenizer_config.json beside it when present), a tiktoken .model, a llama2.c .bin, a GGUF
  * file (its tokenizer.ggml.* metadata), a directory holding one of these (tokenizer.gguf,
- * tokenizer.json, vocab.json, tokenizer.model, tokenizer.bin: the first found), or "builtin:bytes".
+ * tokenizer.json, vocab.json, tokenizer.model, tokenizer.bin, then model.gguf (the quantize stage's GGUF
+ * output): the first found), or "builtin:bytes".
  * On failure *out is NULL and the error slot names the file and the fault. */
 int tokenizer_load(tokenizer **out, const char *spec);
 void tokenizer_free(tokenizer *tok);

@@ -33,6 +33,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "all Debian packages present"
 fi
+# Headless Chromium renders the HTML report in tests/cli/report.sh (which skips that check without
+# it). Debian packages it as chromium; where no such package exists (Ubuntu ships a snap), skip.
+if ! command -v chromium > /dev/null 2>&1 && ! command -v chromium-browser > /dev/null 2>&1; then
+  if apt-cache show chromium > /dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium
+  else
+    echo "no chromium package here: the report's rendering check will be skipped"
+  fi
+fi
 if [ "$bench" = 1 ]; then
   # Reference implementations for bench/ and tools/: PyTorch (CPU) and transformers.
   python3 -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu || python3 -m pip install --quiet torch

@@ -8,6 +8,7 @@ extern const stage_kind stage_kind_mpi_selftest;
 extern const stage_kind stage_kind_data;
 extern const stage_kind stage_kind_train;
 extern const stage_kind stage_kind_evaluate;
+extern const stage_kind stage_kind_prune;
 extern const stage_kind stage_kind_quantize;
 extern const stage_kind stage_kind_benchmark;
 
@@ -17,6 +18,7 @@ const stage_kind *const stage_kinds[] = {
     &stage_kind_data,
     &stage_kind_train,
     &stage_kind_evaluate,
+    &stage_kind_prune,
     &stage_kind_quantize,
     &stage_kind_benchmark,
     NULL,

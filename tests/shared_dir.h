@@ -47,4 +47,11 @@ static inline int shared_file(char *path, size_t cap, const char *rel, const cha
     return 0;
 }
 
+/* SmolLM2-135M-Instruct's GGUF: $SMELT_SMOLLM2 when set, else the shared folder's (as shared_file). */
+static inline int shared_smollm2(char *path, size_t cap, const char *what) {
+    const char *e = getenv("SMELT_SMOLLM2");
+    if (e && e[0]) return snprintf(path, cap, "%s", e), 1;
+    return shared_file(path, cap, "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf", what);
+}
+
 #endif

@@ -503,9 +503,9 @@ int main(int argc, char **argv) {
     /* quantized models (W8A8: int8 activations per token; W4A16 groups of 8; FP8), compared with the
      * plain forward of the same quantized model: the same kernels, rows in other batches */
     static const qt_scheme qs[] = {
-        {"w8a8 per channel", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0},
-        {"w4a16 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 0, 0, 1},
-        {"fp8 per channel", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0},
+        {"w8a8 per channel", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0, 0},
+        {"w4a16 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 0, 0, 1, 0},
+        {"fp8 per channel", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0, 0},
     };
     for (int i = 0; i < 3; i++) test_engine_requests(2 - i, 4, 64, 1, &qs[i]);
     test_engine_ranking_work(1);

@@ -23,19 +23,21 @@
 #include "tests/qtestutil.h"
 
 static const qt_scheme schemes[] = {
-    {"w4a16 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 0, 0, 1},
-    {"w4a16 g8 asym", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 1, 0, 0},
-    {"w3a16 g16", QCKPT_COMPRESSED_TENSORS, QW_INT, 3, QA_NONE, 16, 0, 0, 0},
-    {"w5a16 asym per channel", QCKPT_COMPRESSED_TENSORS, QW_INT, 5, QA_NONE, -1, 1, 0, 0},
-    {"w8a8 per channel", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0},
-    {"w8a8 asym g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, 8, 1, 0, 1},
-    {"w4a8 g16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_INT8, 16, 0, 0, 0},
-    {"fp8 per channel, fp8 act", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8, -1, 0, 0, 0},
-    {"fp8 per tensor", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 1, 1},
-    {"gptq w4 g8", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0},
-    {"gptq w4 g8 asym + head", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 1, 0, 1},
-    {"gptq w8 per channel", QCKPT_GPTQ, QW_INT, 8, QA_NONE, -1, 0, 0, 0},
-    {"gptq w2 g16 asym", QCKPT_GPTQ, QW_INT, 2, QA_NONE, 16, 1, 0, 0},
+    {"w4a16 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 0, 0, 1, 0},
+    {"w4a16 g8 asym", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 8, 1, 0, 0, 0},
+    {"w3a16 g16", QCKPT_COMPRESSED_TENSORS, QW_INT, 3, QA_NONE, 16, 0, 0, 0, 0},
+    {"w5a16 asym per channel", QCKPT_COMPRESSED_TENSORS, QW_INT, 5, QA_NONE, -1, 1, 0, 0, 0},
+    {"w8a8 per channel", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0, 0},
+    {"w8a8 asym g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, 8, 1, 0, 1, 0},
+    {"w4a8 g16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_INT8, 16, 0, 0, 0, 0},
+    {"fp8 per channel, fp8 act", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8, -1, 0, 0, 0, 0},
+    {"fp8 per tensor", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 1, 1, 0},
+    {"fp8 per tensor, fp8 act per tensor", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_FP8_TENSOR, -1, 0, 1, 0, 0},
+    {"gptq w4 g8", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0, 0},
+    {"gptq w4 g8 asym + head", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 1, 0, 1, 0},
+    {"gptq w8 per channel", QCKPT_GPTQ, QW_INT, 8, QA_NONE, -1, 0, 0, 0, 0},
+    {"gptq w2 g16 asym", QCKPT_GPTQ, QW_INT, 2, QA_NONE, 16, 1, 0, 0, 0},
+    {"gptq w4 g8 act order", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 1, 0, 0, 1},
 };
 
 static const char *const models[] = {"llama_gqa", "qwen2_bias", "llama_tied"};
@@ -148,7 +150,7 @@ static void test_errors(void) {
     model_config cfg;
     model_weights w;
     EXPECT_OK(checkpoint_load(t_fixture("llama_gqa"), &cfg, &w), "load");
-    qt_scheme s = {"w4", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0};
+    qt_scheme s = {"w4", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 8, 0, 0, 0, 0};
     model_quant *q = qt_quantize_model(&cfg, &w, &s);
     const char *dir = t_path("refused");
     /* bits 3 in GPTQ: refused before anything is written */
@@ -167,7 +169,13 @@ static void test_errors(void) {
     q->lin[0][QLIN_O].codes[5] = 16; /* off the 4-bit grid */
     EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_COMPRESSED_TENSORS, ST_F32), ERR_INPUT, "o_proj", "outside the 4-bit grid");
     q->lin[0][QLIN_O].codes[5] = 15;
-    EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_GGUF, ST_F32), ERR_INPUT, "gguf");
+    EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_GGUF, ST_F32), ERR_INPUT, "GGUF", "groups of 32");
+    CHECK(!fs_exists(dir), "nothing is written for a refused GGUF save");
+    /* act-order column groups are a GPTQ layout */
+    CHECK(qt_act_order(&q->lin[0][QLIN_DOWN]) == 0 && q->lin[0][QLIN_DOWN].g_idx, "act order set");
+    EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_COMPRESSED_TENSORS, ST_F32), ERR_INPUT, "down_proj", "g_idx",
+               "format gptq");
+    free(q->lin[0][QLIN_DOWN].g_idx), q->lin[0][QLIN_DOWN].g_idx = NULL;
     EXPECT_ERR(qcheckpoint_save(dir, &cfg, &w, q, QCKPT_COMPRESSED_TENSORS, ST_I8), ERR_INPUT, "F32, BF16 or F16");
     /* a partly quantized fused projection: GPTQ refuses it, and so does a model */
     qweight keep = q->lin[1][QLIN_V];
@@ -212,7 +220,7 @@ static void test_rebind(void) {
     EXPECT_OK(checkpoint_load(t_fixture("qwen2_bias"), &cfg, &w), "load");
     EXPECT_OK(weights_alloc(&w2, &cfg), "alloc");
     memcpy(w2.mem, w.mem, w.n_floats * sizeof(float));
-    qt_scheme s = {"w8a8 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, 8, 1, 0, 0};
+    qt_scheme s = {"w8a8 g8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, 8, 1, 0, 0, 0};
     model_quant *all = qt_quantize_model(&cfg, &w, &s), *empty = model_quant_new(cfg.n_layers);
     model a, b;
     EXPECT_OK(model_init(&a, &cfg, &w), "init a");

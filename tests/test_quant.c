@@ -212,8 +212,11 @@ static void check_grid(void) {
     float *w = tu_randn(R * C, 0.05), *wh = tu_alloc(R * C);
     w[7] = 0.9f; /* an outlier widens one group's range */
     for (int sym = 0; sym <= 1; sym++)
-        for (int bits = 2; bits <= 8; bits += 3) {
-            quant_grid g = {.bits = bits, .group_size = 16, .sym = sym};
+        for (int bits = 2; bits <= 8; bits += 3)
+        for (int coarse = 0; coarse <= 1; coarse++) {
+            /* coarse: scales of 11 - bits significant bits (GGUF Q4_1): scale * z is an fp16 number too */
+            const int sig = coarse ? 11 - bits : 11;
+            quant_grid g = {.bits = bits, .group_size = 16, .sym = sym, .scale_bits = coarse ? sig : 0};
             qweight q;
             if (!tu_expect(quant_rtn(&q, wh, w, R, C, &g) == 0, "rtn: %s", err_msg())) continue;
             const int maxq = (1 << bits) - 1;
@@ -225,8 +228,12 @@ static void check_grid(void) {
                     double lo = 0, hi = 0;
                     for (int j = gi * 16; j < gi * 16 + 16; j++) lo = fmin(lo, w[r * C + j]), hi = fmax(hi, w[r * C + j]);
                     double want = sym ? 2 * fmax(-lo, hi) / maxq : (hi - lo) / maxq;
-                    /* fp16 rounding: relative 2^-11 */
-                    bad += fabs(s - want) > want * 0x1p-11 || st_f16_to_f32(st_f32_to_f16(s)) != s;
+                    /* rounding to sig significant bits: relative 2^-sig (fp16: 2^-11) */
+                    bad += fabs(s - want) > want * ldexp(1.0, -sig) || st_f16_to_f32(st_f32_to_f16(s)) != s;
+                    for (int k = 0; coarse && k <= maxq; k++) { /* every -s * zero GGUF could store */
+                        const float m = -s * (float)k;
+                        bad += st_f16_to_f32(st_f32_to_f16(m)) != m;
+                    }
                     if (sym) bad += z != 1 << (bits - 1);
                     else bad += z != (int)fmin(fmax(nearbyint(-lo / s), 0), maxq);
                     for (int j = gi * 16; j < gi * 16 + 16; j++) {
@@ -237,8 +244,8 @@ static void check_grid(void) {
                         if (x >= s * (0 - z) && x <= s * (maxq - z)) bad += fabs(v - x) > s * 0.5 * (1 + 1e-6);
                     }
                 }
-            tu_expect(!bad && matches_codes(&q, wh), "grid %s %d bits: scales, zeros and nearest codes (%d bad)",
-                      sym ? "sym" : "asym", bits, bad);
+            tu_expect(!bad && matches_codes(&q, wh), "grid %s %d bits%s: scales, zeros and nearest codes (%d bad)",
+                      sym ? "sym" : "asym", bits, coarse ? " (scale * zero fp16)" : "", bad);
             qweight_free(&q);
         }
     free(w), free(wh);
@@ -255,7 +262,7 @@ static void check_identity(void) {
     double *h = identity(C);
     const gcase cases[] = {{4, 64, 1}, {4, 128, 0}, {3, -1, 1}, {8, -1, 1}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        quant_grid g = {cases[k].bits, cases[k].group, cases[k].sym};
+        quant_grid g = {cases[k].bits, cases[k].group, cases[k].sym, 0};
         qweight r;
         if (quant_rtn(&r, rt, w, R, C, &g)) continue;
         for (int mode = 0; mode < 5; mode++) {
@@ -286,7 +293,7 @@ static void check_references(void) {
     float *w = tu_randn(R * C, 0.03), *wh = tu_alloc(R * C);
     uint8_t *ref = malloc(R * C);
     for (int act = 0; act <= 1; act++) {
-        quant_grid g = {4, act ? 20 : 130, act};
+        quant_grid g = {4, act ? 20 : 130, act, 0};
         quant_hessian qh;
         qweight q;
         if (!tu_expect(quant_hessian_prepare(&qh, h, C, 0.01, act) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0 &&
@@ -331,7 +338,7 @@ static void check_ordering(void) {
     float *w = tu_randn(R * C, 0.03), *wh = tu_alloc(R * C);
     const gcase cases[] = {{4, 64, 1}, {4, 32, 0}, {3, -1, 1}, {8, -1, 1}};
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
-        quant_grid g = {cases[k].bits, cases[k].group, cases[k].sym};
+        quant_grid g = {cases[k].bits, cases[k].group, cases[k].sym, 0};
         double e[3], ref;
         qweight q;
         quant_hessian qh;
@@ -375,7 +382,7 @@ static void check_dead_and_retry(void) {
     float *x = make_inputs(NT, C, 51), *w = tu_randn(R * C, 0.05), *wh = tu_alloc(R * C);
     for (int t = 0; t < NT; t++) x[t * C + 9] = 0, x[t * C + 30] = 0; /* two dead input channels */
     double *h = gram_of(x, NT, C);
-    quant_grid g = {4, 16, 1};
+    quant_grid g = {4, 16, 1, 0};
     quant_hessian qh;
     qweight q;
     int ok = quant_hessian_prepare(&qh, h, C, 0.01, 1) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0 &&
@@ -417,7 +424,7 @@ static void check_threads(void) {
     for (int t = 0; t < 2; t++) {
         kernels_set_threads(t + 1);
         kernels_split_always(t == 1); /* 2 threads whatever the work size */
-        quant_grid g = {4, 8, 0};
+        quant_grid g = {4, 8, 0, 0};
         quant_hessian qh;
         qweight q;
         quant_hessian_prepare(&qh, h, C, 0.01, 1);
@@ -502,7 +509,7 @@ static void check_smooth(void) {
                 }
             tu_expect(md <= 4 * TU_EPS * C * mr, "alpha %.1f: smoothing leaves X W^T unchanged (%.2e of %.2e)", alphas[a], md, mr);
         }
-        quant_grid g = {8, -1, 1};
+        quant_grid g = {8, -1, 1, 0};
         qweight q;
         float *wh = tu_alloc(R * C), *xq = tu_alloc(NT * C);
         quant_rtn(&q, wh, ws, R, C, &g);

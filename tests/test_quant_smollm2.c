@@ -6,10 +6,10 @@
  * model is absent (a failure under SMELT_REQUIRE_SHARED=1). The GGUF (Q4_1, dequantized by smelt's reader)
  * and the folder transformers converts it to give the same errors to the printed digit. */
 #include "engine_testutil.h"
-#include "kernels/gram.h"
 #include "model/checkpoint.h"
 #include "model/layerwise.h"
 #include "shared_dir.h"
+#include "site_grams.h"
 #include "stages/quantize/quant.h"
 
 /* "The quick brown fox jumps over the lazy dog. A user who watched Toy Story, Jumanji and The Lion King in
@@ -25,39 +25,18 @@ static const int toks[] = {
     359,   441,  2408,  3324,  1005,  30};
 static const int lens[2] = {47, 39};
 
-typedef struct {
-    double *h[MODEL_SITE_N];
-    int in[MODEL_SITE_N];
-} grams;
-
-static int tap(void *ctx, model_site site, const float *x, int n, int in) {
-    grams *g = ctx;
-    if (!g->h[site]) g->h[site] = calloc((size_t)in * in, sizeof(double)), g->in[site] = in;
-    return gram_accumulate(g->h[site], x, in, n, in);
-}
-
 int main(void) {
     tu_verbose = getenv("VERBOSE") != NULL;
     char path[4096];
-    if (getenv("SMELT_SMOLLM2")) {
-        snprintf(path, sizeof path, "%s", getenv("SMELT_SMOLLM2"));
-    } else {
-        shared_dir();
-        if (!shared_file(path, sizeof path, "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-                         "quantizing SmolLM2's first layers"))
-            return SHARED_SKIPPED_ALL;
-    }
-    model_config cfg;
-    model_weights w;
-    if (checkpoint_load(path, &cfg, &w)) return printf("FAIL loading %s: %s\n", path, err_msg()), 1;
+    if (!shared_smollm2(path, sizeof path, "quantizing SmolLM2's first layers")) return SHARED_SKIPPED_ALL;
     model m;
-    if (model_init(&m, &cfg, &w)) return printf("FAIL %s\n", err_msg()), 1;
     layerwise *lw;
-    if (layerwise_open(&lw, &m, toks, lens, 2, 128)) return printf("FAIL %s\n", err_msg()), 1;
-    const quant_grid g = {4, 64, 1};
+    if (site_grams_open(&m, &lw, path, toks, lens, 2, 128)) return printf("FAIL loading %s: %s\n", path, err_msg()), 1;
+    const model_config cfg = m.cfg;
+    const quant_grid g = {4, 64, 1, 0};
     for (int l = 0; l < 2; l++) {
-        grams gr = {{0}, {0}};
-        model_tap t = {.sites = 0xF, .fn = tap, .ctx = &gr, .partial = 1};
+        site_grams gr = {{0}, {0}};
+        model_tap t = {.sites = 0xF, .fn = site_grams_tap, .ctx = &gr, .partial = 1};
         if (!tu_expect(layerwise_capture(lw, &t) == 0, "capture: %s", err_msg())) break;
         for (int s = 0; s < MODEL_SITE_N; s++) gram_symmetrize(gr.h[s], gr.in[s]);
         layer_weights *lwt = &m.w.layers[l];
@@ -95,7 +74,7 @@ int main(void) {
             quant_hessian_free(&qh);
             free(wh), free(wg);
         }
-        for (int s = 0; s < MODEL_SITE_N; s++) free(gr.h[s]);
+        site_grams_free(&gr);
         if (!tu_expect(layerwise_advance(lw) == 0, "advance: %s", err_msg())) break;
     }
     layerwise_close(lw);

@@ -74,6 +74,8 @@ static void test_fp8_fixture(void) {
         float x = f_of_bits((uint32_t)cJSON_GetArrayItem(e, 0)->valuedouble);
         int want = (int)cJSON_GetArrayItem(e, 1)->valuedouble, got = fp8_e4m3_from_float(x);
         if (got != want && bad++ < 5) printf("encode %a: smelt 0x%02x, ml_dtypes 0x%02x\n", x, got, want);
+        got = fp8_e4m3_from_float_fast(x);
+        if (got != want && bad++ < 5) printf("fast encode %a: smelt 0x%02x, ml_dtypes 0x%02x\n", x, got, want);
     }
     tu_expect(n_ties > 700 && bad == 0, "%d of %d tie cases encode differently from ml_dtypes", bad, n_ties);
 
@@ -86,6 +88,7 @@ static void test_fp8_fixture(void) {
     for (int i = 0; i < n; i++) {
         float x = fixture_random();
         codes[i] = fp8_e4m3_from_float(x);
+        if (fp8_e4m3_from_float_fast(x) != codes[i] && bad++ < 5) printf("random %d: %a: the fast encoding differs\n", i, x);
         if (i < cJSON_GetArraySize(first) && codes[i] != (int)cJSON_GetArrayItem(first, i)->valuedouble && bad++ < 5)
             printf("random %d: %a -> smelt 0x%02x, ml_dtypes 0x%02x\n", i, x, codes[i],
                    (int)cJSON_GetArrayItem(first, i)->valuedouble);
@@ -110,10 +113,12 @@ static void test_fp8_edges(void) {
         {1.0f, 0x38}, {240.0f, 0x77}, {416.0f, 0x7D}, {432.0f, 0x7E}, {1e-30f, 0x00},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint8_t got = fp8_e4m3_from_float(cases[i].x);
-        tu_expect(got == cases[i].code, "encode %a: 0x%02x, expected 0x%02x", cases[i].x, got, cases[i].code);
+        uint8_t got = fp8_e4m3_from_float(cases[i].x), fast = fp8_e4m3_from_float_fast(cases[i].x);
+        tu_expect(got == cases[i].code && fast == got, "encode %a: 0x%02x (fast 0x%02x), expected 0x%02x", cases[i].x,
+                  got, fast, cases[i].code);
     }
     uint8_t pn = fp8_e4m3_from_float(NAN), nn = fp8_e4m3_from_float(-NAN);
+    tu_expect(fp8_e4m3_from_float_fast(NAN) == pn && fp8_e4m3_from_float_fast(-NAN) == nn, "fast NaN encodings");
     tu_expect(pn == 0x7F && nn == 0xFF, "NaN encodes as 0x7F / 0xFF (got 0x%02x, 0x%02x)", pn, nn);
     tu_expect(isnan(fp8_e4m3_to_float(0x7F)) && isnan(fp8_e4m3_to_float(0xFF)), "0x7F and 0xFF decode as NaN");
     tu_expect(fp8_e4m3_to_float(0x7E) == 448.0f && fp8_e4m3_to_float(0x01) == 0x1p-9f, "max and min subnormal");
@@ -122,6 +127,33 @@ static void test_fp8_edges(void) {
     for (int c = 0; c < 256; c++)
         if ((c & 0x7F) != 0x7F && fp8_e4m3_from_float(fp8_e4m3_to_float((uint8_t)c)) != c) bad++;
     tu_expect(bad == 0, "%d finite codes do not round-trip", bad);
+}
+
+/* The fast encoding equals the reference on every float of a strided sweep over all 2^32 bit
+ * patterns (the stride, a prime, visits every residue of the low bits, so every rounding case of
+ * every binade occurs), on the edges and on both sides of every code's rounding boundary.
+ * (Checked once on all 2^32 patterns as well.) */
+static void test_fp8_fast(void) {
+    size_t bad = 0, n = 0;
+    for (uint64_t b = 0; b < (1ull << 32); b += 251, n++) {
+        const float x = f_of_bits((uint32_t)b);
+        if (fp8_e4m3_from_float_fast(x) != fp8_e4m3_from_float(x) && bad++ < 5)
+            printf("fast encode %a (0x%08x): 0x%02x, reference 0x%02x\n", x, (uint32_t)b, fp8_e4m3_from_float_fast(x),
+                   fp8_e4m3_from_float(x));
+    }
+    for (int c = 0; c < 0x7F; c++) { /* the midpoint to the next code and its float neighbours */
+        const float lo = fp8_e4m3_to_float((uint8_t)c), hi = fp8_e4m3_to_float((uint8_t)(c + 1));
+        const float mid = (lo + hi) / 2;
+        const float xs[] = {mid, nextafterf(mid, 0), nextafterf(mid, INFINITY), lo, hi};
+        for (int i = 0; i < 5; i++, n += 2)
+            for (int s = 0; s < 2; s++) {
+                const float x = s ? -xs[i] : xs[i];
+                if (fp8_e4m3_from_float_fast(x) != fp8_e4m3_from_float(x) && bad++ < 5)
+                    printf("fast encode %a: 0x%02x, reference 0x%02x\n", x, fp8_e4m3_from_float_fast(x),
+                           fp8_e4m3_from_float(x));
+            }
+    }
+    tu_expect(bad == 0, "the fast FP8 encoding differs from the reference on %zu of %zu floats", bad, n);
 }
 
 static void test_alloc_errors(void) {
@@ -151,6 +183,19 @@ static void test_dequantize(void) {
     tu_expect(!memcmp(w, want, sizeof w), "asymmetric int4 dequantization");
     /* symmetric: zero 8; sizes: 8 codes of 4 bits + 4 fp16 scales (+ 4 zeros of 4 bits) */
     tu_expect(qweight_packed_bytes(&q) == 4 + 8 + 2, "packed bytes with zeros: %zu", qweight_packed_bytes(&q));
+    /* act order: columns 0 and 3 in group 1, 1 and 2 in group 0 */
+    static const int32_t gi[4] = {1, 0, 0, 1}, ident[4] = {0, 0, 1, 1}, bad[4] = {1, 1, 1, 0}, out[4] = {0, 2, 1, 1};
+    tu_expect(qweight_set_g_idx(&q, gi) == 0 && q.g_idx, "act-order groups set");
+    qweight_dequantize(w, &q);
+    /* row 0: groups (s 0.5 z 8) and (s 2 z 9); row 1: (s 1 z 0) and (s -1 z 7) */
+    const float want_ao[8] = {2.0f * (0 - 9), 0.5f * (15 - 8), 0.5f * (8 - 8), 2.0f * (9 - 9),
+                              -1.0f * (3 - 7), 1.0f * (4 - 0), 1.0f * (7 - 0), -1.0f * (7 - 7)};
+    tu_expect(!memcmp(w, want_ao, sizeof w), "act-order dequantization");
+    tu_expect(qweight_set_g_idx(&q, ident) == 0 && !q.g_idx, "the identity grouping is kept as NULL");
+    tu_expect(qweight_set_g_idx(&q, bad) == -1 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "g_idx[2]"),
+              "a group of three columns is refused: %s", err_msg());
+    tu_expect(qweight_set_g_idx(&q, out) == -1 && strstr(err_msg(), "g_idx[1] = 2"), "a group out of range is refused: %s",
+              err_msg());
     qweight_free(&q);
     qweight f = {.type = QW_FP8, .n_out = 2, .n_in = 4, .group_size = 4};
     tu_expect(qweight_alloc(&f, 0, 1) == 0 && f.bits == 8 && f.n_scales == 1, "fp8 per tensor alloc");
@@ -167,6 +212,7 @@ static void test_dequantize(void) {
 int main(void) {
     test_fp8_fixture();
     test_fp8_edges();
+    test_fp8_fast();
     test_alloc_errors();
     test_dequantize();
     return tu_finish("test_qweight");

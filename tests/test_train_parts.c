@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/fsutil.h"
+#include "doc_params.h"
 #include "engine_testmodel.h"
 #include "model/checkpoint.h"
 #include "stages/stage.h"
@@ -411,34 +412,9 @@ static void test_sampling(const ds_split *s) {
 
 /* docs/train.md's parameter table lists every parameter of the schema (maps by their fields,
  * `init` and the fields of its map form) and nothing else. */
-static int doc_row(const char *text, const char *name) {
-    char row[128];
-    snprintf(row, sizeof row, "| `%s` |", name);
-    return tu_expect(strstr(text, row) != NULL, "docs/train.md lacks the row of parameter %s", name);
-}
-
 static void test_docs(void) {
-    const char *src = getenv("SMELT_SOURCE_DIR");
-    char *path = xasprintf("%s/docs/train.md", src ? src : "."), *text = NULL;
-    if (!tu_expect(fs_read_file(path, 0, &text, NULL) == 0, "reading %s: %s", path, err_msg())) return;
-    const stage_kind *k = stage_kind_find("train");
-    int n = 0;
-    for (const param_spec *p = k->params; p->name; p++) {
-        const param_spec *fields = p->type == P_MAP ? p->fields : NULL;
-        if (p->type != P_MAP) doc_row(text, p->name), n++;
-        for (const param_spec *a = p->type == P_UNION ? p->alts : NULL; a && a->name; a++)
-            if (a->type == P_MAP) fields = a->fields;
-        for (const param_spec *f = fields; f && f->name; f++) {
-            char name[96];
-            snprintf(name, sizeof name, "%s.%s", p->name, f->name);
-            doc_row(text, name), n++;
-        }
-    }
-    int rows = 0;
-    const char *sec = strstr(text, "### Parameters"), *end = sec ? strstr(sec + 1, "\n### ") : NULL;
-    for (const char *q = sec; q && (q = strstr(q, "\n| `")) && (!end || q < end); q++) rows++;
-    tu_expect(rows == n, "docs/train.md's parameter table has %d rows, the schema %d parameters", rows, n);
-    free(text), free(path);
+    tu_checks++;
+    if (doc_params_check("train", "docs/train.md")) tu_failures++;
 }
 
 int main(void) {

@@ -4,7 +4,7 @@ implementations, and records what they read as tests/fixtures/quant/<case>/ for 
 
     python3 tools/check_qexport.py --helper build/tests/qexport_helper [--out tests/fixtures/quant]
 
-Needs torch, transformers, safetensors, numpy and the PyPI package compressed-tensors.
+Needs torch, transformers, safetensors, numpy, gguf and the PyPI package compressed-tensors.
 `qexport_helper OUT` writes every case of tests/qexport_cases.h (a fixture model quantized by
 smelt's test RTN and saved by qcheckpoint_save). For each folder:
 
@@ -16,13 +16,18 @@ compressed-tensors cases: transformers loads the folder (AutoModelForCausalLM; i
   scheme quantizes activations, `logits_actq` are the logits with smelt's dynamic per-token
   activation quantization emulated in PyTorch on every quantized linear's input (int8:
   s = max|x|/127, q = round_half_even(x * 127/max|x|) clamped to +-127; FP8: s = max(max|x|/448,
-  1/(448*512)), q = e4m3(x / s)), then x_hat = s * q; and `logits_transformers` the logits of
+  1/(448*512)), q = e4m3(x / s); QA_FP8_TENSOR: the same with one max over all the tokens of the
+  call), then x_hat = s * q; and `logits_transformers` the logits of
   the folder as transformers runs it, activations fake-quantized by compressed-tensors' own rule
   (int8: s = max|x|/127.5, codes clamped to [-128, 127], as its calculate_qparams does; vLLM's
   kernels use max|x|/127 like smelt). Where transformers cannot load a folder (compressed-tensors
   0.20.1 creates unpacked zero-point parameters before loading packed ones: asymmetric
   pack-quantized folders fail with a size mismatch), that is recorded; the package's compressor
   still decompresses them.
+GGUF cases (a synthetic model of tests/qtestutil.h: the fixtures' hidden size 16 has no groups of
+  32): gguf-py's GGUFReader reads the file (metadata, tensor types), gguf.quants.dequantize decodes
+  every Q8_0/Q4_0/Q4_1 linear (q/k rows un-permuted), and transformers loads the file itself
+  (gguf_file=) with the same weights; its logits are recorded.
 GPTQ cases: no GPTQ kernel runs on this CPU-only machine, so the files are decoded here with
   NumPy from the format's definition (qweight [in/8, out] low bits first along the input, qzeros
   [groups, out/8] storing zero-1, scales fp16 [groups, out], g_idx), the decoded weights are
@@ -51,6 +56,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
+def gguf_version():
+    from importlib.metadata import version
+    return version("gguf")
+
+
 def sha(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
@@ -70,7 +80,8 @@ def read_cases():
 def act_quant_hook(kind):
     def hook(module, args):
         x = args[0]
-        amax = x.abs().amax(dim=-1, keepdim=True)
+        # per token, or one scale over every token of the forward call (QA_FP8_TENSOR)
+        amax = x.abs().amax() if kind == "QA_FP8_TENSOR" else x.abs().amax(dim=-1, keepdim=True)
         if kind == "QA_INT8":
             inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
             q = torch.clamp(torch.round(x * inv), -127, 127)
@@ -183,6 +194,55 @@ def check_gptq(folder, case, tokens):
     return dequant, {"logits": model_logits(case, folder, weights, tokens)}, "not tried (no GPTQ kernel on the CPU)"
 
 
+GGUF_LAYER = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+              "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+              "ffn_down": "mlp.down_proj"}
+
+
+def check_gguf(folder, case, tokens):
+    """gguf-py's GGUFReader reads smelt's file: metadata, tensor types (quantized linears Q8_0, Q4_0 or
+    Q4_1; everything else F32), every quantized linear dequantized by gguf.quants.dequantize with
+    llama.cpp's q/k row permutation undone (hashed by Hugging Face module name); transformers loads
+    the file itself (gguf_file=: its own dequantization and un-permutation) and must see the same
+    weights; its logits are recorded."""
+    import gguf
+    path = os.path.join(folder, "model.gguf")
+    r = gguf.GGUFReader(path)
+    meta = {k: r.fields[k].contents() for k in r.fields}
+    if meta.get("smelt.quantized") is not True or meta.get("general.architecture") != "llama":
+        raise SystemExit(f"{case['name']}: metadata {meta}")
+    heads, kv = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
+    head_dim = meta.get("llama.attention.key_length", meta["llama.embedding_length"] // heads)
+    weights = {}
+    for t in r.tensors:
+        q = t.tensor_type.name in ("Q8_0", "Q4_0", "Q4_1")
+        if not q:
+            if t.tensor_type.name != "F32":
+                raise SystemExit(f"{case['name']}: {t.name} is {t.tensor_type.name}")
+            continue
+        w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)  # [out, in]
+        if t.name == "output.weight":
+            mod = "lm_head"
+        else:
+            _, n, kind, _ = t.name.split(".")
+            mod = f"model.layers.{n}.{GGUF_LAYER[kind]}"
+            if kind in ("attn_q", "attn_k"):  # llama.cpp's interleaved RoPE rows back to HF's halves
+                h = heads if kind == "attn_q" else kv
+                w = w.reshape(h, head_dim // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
+        weights[mod] = torch.from_numpy(np.ascontiguousarray(w))
+    dequant = {m: wsha(w) for m, w in weights.items()}
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file="model.gguf", dtype=torch.float32,
+                                                              attn_implementation="eager").eval()
+    named = dict(model.named_modules())
+    for m, w in weights.items():
+        if wsha(named[m].weight) != dequant[m]:
+            raise SystemExit(f"{case['name']}: transformers' GGUF loader reads {m} differently from gguf-py")
+    with torch.no_grad():
+        logits = model(torch.tensor([tokens])).logits[0].clone()
+    types = sorted({t.tensor_type.name for t in r.tensors})
+    return dequant, {"logits": logits}, f"yes (gguf_file=): same weights; tensor types {', '.join(types)}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--helper", default=os.path.join(ROOT, "build", "tests", "qexport_helper"))
@@ -197,18 +257,19 @@ def main():
         subprocess.run([a.helper, tmp], check=True, env=env, stdout=subprocess.DEVNULL)
         for case in cases:
             folder = os.path.join(tmp, case["name"])
-            check = check_gptq if case["format"] == "QCKPT_GPTQ" else check_ct
+            check = {"QCKPT_GPTQ": check_gptq, "QCKPT_GGUF": check_gguf}.get(case["format"], check_ct)
             dequant, out, loads = check(folder, case, tokens)
             dst = os.path.join(a.out, case["name"])
             os.makedirs(dst, exist_ok=True)
             ref = {
                 "what": "written by tools/check_qexport.py: the reference implementations' reading of smelt's export",
                 "case": case["name"], "model": case["model"], "scheme": case["desc"],
-                "files": {n: sha(os.path.join(folder, n)) for n in ("config.json", "model.safetensors")},
+                "files": {n: sha(os.path.join(folder, n)) for n in ("config.json", "model.safetensors", "model.gguf")
+                          if os.path.exists(os.path.join(folder, n))},
                 "dequant_sha256": dequant,
                 "transformers_loads_folder": loads,
                 "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                             "compressed_tensors": compressed_tensors.__version__},
+                             "compressed_tensors": compressed_tensors.__version__, "gguf": gguf_version()},
             }
             with open(os.path.join(dst, "reference.json"), "w") as f:
                 json.dump(ref, f, indent=1, sort_keys=True)

@@ -8,21 +8,10 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SMELT=${SMELT_BIN:-$ROOT/build/smelt}
-SHARED=${SMELT_SHARED_DIR:-$ROOT/../shared}
 OUT=${1:-/tmp/stories-distill}
 N=${2:-400}
-M=$SHARED/models/stories260K
-mkdir -p "$OUT"
-ln -sf "$M/stories260K.bin" "$OUT/stories260K.bin"
-ln -sf "$M/tok512.bin" "$OUT/tok512.bin"
+"$ROOT/tools/stories_corpus.sh" "$OUT" "$N"
 cp "$ROOT/recipes/stories_distill.yaml" "$OUT/"
-if [ ! -s "$OUT/corpus.jsonl" ]; then
-  for i in $(seq 1 "$N"); do
-    "$SMELT" generate "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --temperature 1.0 --seed "$i" --max-tokens 256 2> /dev/null |
-      python3 -c 'import json, sys; print(json.dumps({"text": sys.stdin.read().strip()}))'
-  done > "$OUT/corpus.jsonl.tmp"
-  mv "$OUT/corpus.jsonl.tmp" "$OUT/corpus.jsonl"
-fi
 export SMELT_STORE=$OUT/store
 "$SMELT" run "$OUT/stories_distill.yaml"
 RUN=$("$SMELT" query --csv "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1" | tail -1)

@@ -8,30 +8,34 @@
 
 #define SCALE_FLOOR 5.9604644775390625e-8 /* 2^-24: the smallest positive fp16 */
 
-/* The nearest fp16-representable value of a positive s (round half to even), as float: exports store
- * scales in fp16 (GPTQ, GGUF) and must give back exactly the weights smelt evaluated. */
-static float scale_fp16(double s) {
+/* The nearest fp16-representable value of a positive s with at most `sig` significant bits (11: any
+ * fp16 number; round half to even), as float: exports store scales in fp16 (GPTQ, GGUF) and must
+ * give back exactly the weights smelt evaluated. With sig = 11 - bits, scale * z for any code z of
+ * `bits` bits has at most 11 significant bits and an exponent >= -24: an fp16 number too (GGUF Q4_1
+ * stores the minimum -scale * zero in fp16). */
+static float scale_fp16(double s, int sig) {
     if (!(s > SCALE_FLOOR)) return (float)SCALE_FLOOR;
     int e;
     frexp(s, &e);                         /* s in [2^(e-1), 2^e) */
     int ue = e - 1 < -14 ? -14 : e - 1;   /* fp16 subnormals share the spacing of the lowest binade */
-    double step = ldexp(1.0, ue - 10);    /* 10 mantissa bits */
+    double step = ldexp(1.0, ue - (sig - 1)); /* sig - 1 mantissa bits */
+    if (step < SCALE_FLOOR) step = SCALE_FLOOR;
     double v = nearbyint(s / step) * step;
     if (v > 65504.0) v = 65504.0;         /* callers check the range; keep the value finite */
     return (float)v;
 }
 
 /* Scale and zero of one group from its range [lo, hi] (0 included, as every format needs 0 on the grid). */
-static void grid_from_range(float *s, uint8_t *z, double lo, double hi, int bits, int sym) {
+static void grid_from_range(float *s, uint8_t *z, double lo, double hi, int bits, int sym, int sig) {
     const int maxq = (1 << bits) - 1;
     if (lo > 0) lo = 0;
     if (hi < 0) hi = 0;
     if (sym) {
         double m = fmax(-lo, hi);
-        *s = scale_fp16(2.0 * m / maxq);
+        *s = scale_fp16(2.0 * m / maxq, sig);
         return;
     }
-    *s = scale_fp16((hi - lo) / maxq);
+    *s = scale_fp16((hi - lo) / maxq, sig);
     double zz = nearbyint(-lo / *s);
     *z = (uint8_t)(zz < 0 ? 0 : zz > maxq ? maxq : zz);
 }
@@ -59,7 +63,8 @@ int quant_grid_init(qweight *q, const float *w, int n_out, int n_in, const quant
                 lo = v < lo ? v : lo, hi = v > hi ? v : hi;
             }
             uint8_t z = 0;
-            grid_from_range(&q->scales[(size_t)r * ng + gi], &z, lo, hi, g->bits, g->sym);
+            grid_from_range(&q->scales[(size_t)r * ng + gi], &z, lo, hi, g->bits, g->sym,
+                            g->scale_bits > 0 ? g->scale_bits : 11);
             if (q->zeros) q->zeros[(size_t)r * ng + gi] = z;
             if (fmax(-lo, hi) > 60000.0 * ((1 << g->bits) - 1) / 2) {
                 qweight_free(q);
@@ -77,7 +82,7 @@ void quant_grid_set(qweight *q, int r, int gi, const double *x, int ldx) {
     }
     const int ng = q->n_in / q->group_size;
     uint8_t z = 0;
-    grid_from_range(&q->scales[(size_t)r * ng + gi], &z, lo, hi, q->bits, q->zeros == NULL);
+    grid_from_range(&q->scales[(size_t)r * ng + gi], &z, lo, hi, q->bits, q->zeros == NULL, 11);
     if (q->zeros) q->zeros[(size_t)r * ng + gi] = z;
 }
 

@@ -7,7 +7,9 @@
 
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "common/log.h"
 #include "model/checkpoint.h"
+#include "model/tokenizer.h"
 #include "stages/quantize/qout.h"
 
 /* The tokenizer files a Hugging Face folder may hold (copied when present). */
@@ -39,8 +41,30 @@ static double bits_per_weight(const qrun *qr) {
     return qweights > 0 ? 8.0 * qbytes / qweights : 32.0;
 }
 
+/* format gguf: dir/model.gguf (what model_load reads for the folder) with the input model's tokenizer
+ * inside when it has a GGUF form (llama.cpp then runs the file alone); a tokenizer without one (a
+ * custom pre-tokenizer, builtin:bytes) is left out with a warning (its files are copied beside). */
+static int write_gguf(const char *dir, qrun *qr, const char *model_path) {
+    tokenizer *tok = NULL;
+    if ((fs_is_dir(model_path) || checkpoint_detect(model_path) == CKPT_GGUF) && tokenizer_load(&tok, model_path)) {
+        log_warn("model.gguf without a tokenizer: %s", err_msg());
+        err_clear();
+    }
+    char *path = fs_join(dir, "model.gguf");
+    int rc = !path || fs_mkdir_p(dir, 0755) ? -1 : qcheckpoint_save_gguf(path, &qr->m.cfg, &qr->m.w, qr->mq, tok, NULL);
+    if (rc && path && tok) { /* the file is written whole or not at all: again without the tokenizer */
+        log_warn("model.gguf without a tokenizer: %s", err_msg());
+        err_clear();
+        rc = qcheckpoint_save_gguf(path, &qr->m.cfg, &qr->m.w, qr->mq, NULL, NULL);
+    }
+    tokenizer_free(tok);
+    free(path);
+    return rc;
+}
+
 int qout_write(const char *dir, qrun *qr, const char *model_path) {
-    if (qcheckpoint_save(dir, &qr->m.cfg, &qr->m.w, qr->mq, qr->o.format, ST_F32))
+    if (qr->o.format == QCKPT_GGUF ? write_gguf(dir, qr, model_path)
+                                   : qcheckpoint_save(dir, &qr->m.cfg, &qr->m.w, qr->mq, qr->o.format, ST_F32))
         return err_prefix("saving the quantized model: ");
     if (copy_tokenizer(dir, model_path)) return -1;
     int rc = stage_metric(qr->ctx, "bytes", 0, (double)model_weight_bytes(&qr->m)) ||

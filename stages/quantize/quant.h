@@ -36,6 +36,8 @@ typedef struct {
     int bits;        /* 2..8 */
     int group_size;  /* divides n_in; n_in (or -1 at parse time) is one group per output channel */
     int sym;
+    int scale_bits;  /* significant bits of the scales: 0 for fp16's 11; fewer keep scale * zero an fp16
+                      * number too (11 - bits: what GGUF's Q4_1 stores as its minimum -scale * zero) */
 } quant_grid;
 
 /* Allocates q (QW_INT, n_out x n_in, act QA_NONE) and computes every group's scale and zero point
@@ -55,7 +57,7 @@ static inline float quant_value(const qweight *q, int r, int gi, int code) {
     return q->scales[(int64_t)r * ng + gi] * (float)(code - qweight_zero(q, r, gi));
 }
 /* Dynamic groups: (re)computes the scale and zero of group gi of row r from the values x[0..G)
- * (stride ldx). */
+ * (stride ldx), scales of fp16's 11 significant bits (the stage runs static groups only). */
 void quant_grid_set(qweight *q, int r, int gi, const double *x, int ldx);
 
 /* RTN codes on the grid already in q (dead columns: the zero point); w_hat = their values. */

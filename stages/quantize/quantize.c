@@ -97,7 +97,9 @@ int qopts_parse(qopts *o, const cJSON *p) {
     o->smooth = !strncmp(method, "smoothquant+", 12);
     const char *base = o->smooth ? method + 12 : method;
     o->method = !strcmp(base, "rtn") ? QM_RTN : !strcmp(base, "gptq") ? QM_GPTQ : !strcmp(base, "quantease") ? QM_QUANTEASE : QM_FP8;
-    o->grid = (quant_grid){.bits = (int)bits, .group_size = (int)group, .sym = sym};
+    /* GGUF's Q4_1 stores the minimum -scale * zero in fp16: scales of 11 - bits significant bits keep it one */
+    o->grid = (quant_grid){.bits = (int)bits, .group_size = (int)group, .sym = sym,
+                           .scale_bits = o->format == QCKPT_GGUF && !sym && bits >= 2 && bits <= 8 ? 11 - (int)bits : 0};
     o->act_order = ao;
     o->iterations = (int)iters;
     o->init_gptq = !strcmp(init, "gptq");

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/../cli/lib.sh"
 export OMP_WAIT_POLICY=passive
 
-recipe() { # recipe FILE EXTRA_STAGES
+recipe() { # recipe FILE EXTRA_STAGES [HIDDEN INTERMEDIATE]
   cat > "$1" <<YAML
 smelt: 1
 name: qtiny
@@ -25,7 +25,7 @@ stages:
   teacher:
     kind: train
     data: data
-    init: {arch: llama, hidden: 48, layers: 2, heads: 4, kv_heads: 2, intermediate: 96}
+    init: {arch: llama, hidden: ${3:-48}, layers: 2, heads: 4, kv_heads: 2, intermediate: ${4:-96}}
     loss: {ce: 1.0, prompt_weight: 0.2}
     optim: {lr: 3.0e-3, warmup: 2}
     steps: 12
@@ -119,7 +119,9 @@ bad() { # bad NAME STAGE_YAML EXPECTED
 }
 bad bits3-gptq "{kind: quantize, model: teacher, method: gptq, bits: 3, group_size: 16, format: gptq, calibration: data.calibration}" \
   "format gptq packs 2, 4 or 8 bits"
-bad gguf "{kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 32, format: gguf}" "format gguf"
+bad gguf-bits3 "{kind: quantize, model: teacher, method: rtn, bits: 3, group_size: 32, format: gguf}" \
+  "format gguf holds llama.cpp's Q8_0"
+bad gguf-group16 "{kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 16, format: gguf}" "groups of 32"
 bad group20 "{kind: quantize, model: teacher, method: gptq, bits: 4, group_size: 20, calibration: data.calibration}" \
   "group_size 20 does not divide the hidden size"
 bad quantized "{kind: quantize, model: $WORK/qe, method: rtn, bits: 4, group_size: 16}" "is already quantized"
@@ -132,3 +134,78 @@ bad int-fp8act "{kind: quantize, model: teacher, method: gptq, bits: 8, group_si
   "integer weights with FP8 activations"
 bad fp8-gptq "{kind: quantize, model: teacher, method: fp8, format: gptq}" "format gptq holds integer weights only"
 pass "bad parameters: exit 2 before any layer, with the cause"
+
+# format gguf on a teacher of hidden 64 (groups of 32 divide it): Q4_0 (RTN symmetric), Q4_1 (GPTQ
+# asymmetric: scales of 7 significant bits keep -scale*zero an fp16 number) and Q8_0 (GPTQ 8-bit) as
+# one model.gguf each; evaluate reads them through model_load, and the Q4_0 file scores exactly as
+# the same RTN written as compressed-tensors (the same qweights both ways); gguf-py reads the files
+# (tensor types, smelt.quantized) and its dequantized Q4_0 weights equal the compressed-tensors ones.
+export SMELT_STORE=$WORK/gg
+recipe g.yaml "  q-q40: {kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 32, format: gguf}
+  q-ct40: {kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 32}
+  q-q41: {kind: quantize, model: teacher, method: gptq, bits: 4, sym: false, group_size: 32, format: gguf, calibration: data.calibration}
+  q-q80: {kind: quantize, model: teacher, method: gptq, bits: 8, group_size: 32, format: gguf, calibration: data.calibration}
+  e-q40: {kind: evaluate, model: q-q40, data: data}
+  e-ct40: {kind: evaluate, model: q-ct40, data: data}
+  e-q41: {kind: evaluate, model: q-q41, data: data}
+  e-q80: {kind: evaluate, model: q-q80, data: data}" 64 128
+"$SMELT" run g.yaml > g.out 2>&1 || fail "gguf run failed: $(cat g.out)"
+GRUN=$(q "SELECT run_id FROM runs")
+for s in q40 q41 q80 ct40; do "$SMELT" checkout "$GRUN" q-$s -o $s > /dev/null || fail "checkout of q-$s failed"; done
+for s in q40 q41 q80; do
+  [ -f $s/model.gguf ] && [ ! -f $s/config.json ] || fail "q-$s: expected model.gguf alone: $(ls $s)"
+done
+ev() { q "SELECT value FROM latest_metrics WHERE run_id = '$GRUN' AND stage = '$1' AND key = '$2'"; }
+for k in auc log_loss response_loss perplexity; do
+  [ -n "$(ev e-q40 $k)" ] && [ -n "$(ev e-q41 $k)" ] && [ -n "$(ev e-q80 $k)" ] || fail "evaluate of a GGUF output: no $k"
+  expect_eq "$(ev e-q40 $k)" "$(ev e-ct40 $k)" "$k of the Q4_0 GGUF and of the same RTN as compressed-tensors"
+done
+expect_eq "$(m q-q40 bits_per_weight 0)" 4.5 "Q4_0: 4 bits and an fp16 scale per 32"
+INSPECT=$("$SMELT" inspect q41 2>&1) || fail "smelt inspect of the GGUF output folder failed: $INSPECT"
+expect_contains "$INSPECT" "Q4_1         14 tensors" "inspect reads the folder's model.gguf"
+pass "format gguf: Q4_0, Q4_1 and Q8_0 files that evaluate reads; Q4_0 scores as its compressed-tensors twin"
+if ! python3 -c "import gguf, numpy, safetensors" 2> /dev/null; then
+  echo "skip: the gguf-py reader check (python3 packages gguf, numpy and safetensors are not installed)"
+  exit 0
+fi
+python3 - <<'PY' || fail "gguf-py's reading of the stage's GGUF files"
+import gguf, numpy as np
+from safetensors.numpy import load_file
+want = {"q40": "Q4_0", "q41": "Q4_1", "q80": "Q8_0"}
+files = {s: gguf.GGUFReader(f"{s}/model.gguf") for s in want}
+for s, r in files.items():
+    meta = {k: r.fields[k].contents() for k in r.fields}
+    assert meta.get("smelt.quantized") is True, (s, "smelt.quantized")
+    types = {t.name: t.tensor_type.name for t in r.tensors}
+    lin = [n for n in types if n.startswith("blk.") and n.split(".")[2] in
+           ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")]
+    assert len(lin) == 14 and all(types[n] == want[s] for n in lin), (s, types)
+    assert types["token_embd.weight"] == "F32", (s, types["token_embd.weight"])
+# Q4_0 dequantized by gguf-py == the compressed-tensors twin decoded with NumPy (codes q = value + 8,
+# little-endian 4-bit fields of int32 words along each row; w = scale * (q - 8), exact in fp32)
+r = files["q40"]
+meta = {k: r.fields[k].contents() for k in r.fields}
+heads, kv = meta["llama.attention.head_count"], meta["llama.attention.head_count_kv"]
+ct = load_file("ct40/model.safetensors")
+names = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+         "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+n = 0
+for t in r.tensors:
+    if t.tensor_type.name != "Q4_0":
+        continue
+    _, l, kind, _ = t.name.split(".")
+    w = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+    if kind in ("attn_q", "attn_k"):  # llama.cpp's interleaved RoPE rows back to HF's halves
+        h = heads if kind == "attn_q" else kv
+        w = w.reshape(h, w.shape[0] // h // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
+    mod = f"model.layers.{l}.{names[kind]}"
+    packed = ct[mod + ".weight_packed"].astype(np.int64) & 0xFFFFFFFF
+    q = ((packed[:, :, None] >> (np.arange(8) * 4)) & 15).reshape(packed.shape[0], -1)[:, :w.shape[1]]
+    s = ct[mod + ".weight_scale"].astype(np.float32)
+    ref = s.repeat(32, axis=1) * (q.astype(np.float32) - 8)
+    assert w.shape == ref.shape and np.array_equal(w, ref), (mod, float(np.abs(w - ref).max()))
+    n += 1
+assert n == 14, n
+print("gguf-py: 3 files, 14 quantized linears each; Q4_0 equals its compressed-tensors twin")
+PY
+pass "gguf-py reads the stage's Q4_0, Q4_1 and Q8_0 files; Q4_0 dequantizes to the compressed-tensors weights"
