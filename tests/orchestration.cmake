@@ -2,7 +2,7 @@
 smelt_c_test(test_recipe ${CMAKE_CURRENT_SOURCE_DIR}/test_recipe.c)
 smelt_c_test(test_store ${CMAKE_CURRENT_SOURCE_DIR}/test_store.c)
 smelt_c_test(test_store_open ${CMAKE_CURRENT_SOURCE_DIR}/test_store_open.c)
-foreach(t diamond resume_kill concurrent bad_recipes corrupt_gc export_import mpi plan_query failures)
+foreach(t diamond resume_kill concurrent bad_recipes corrupt_gc export_import mpi plan_query failures recipes)
   smelt_sh_test(cli_${t} cli/${t}.sh)
 endforeach()
 # smelt with the store's fault-injection hook (tests/fault_hook.c), for cli_store_faults only.
