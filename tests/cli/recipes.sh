@@ -16,8 +16,10 @@ expect_contains "$(head -1 plan.out)" "34 stages" "quickstart stage count"
 for k in data train prune quantize evaluate benchmark; do
   grep -q "kind: $k\b" "$R/quickstart.yaml" || fail "the quickstart has no stage of kind $k"
 done
-# the teacher experiment reads ../shared (the MovieLens zip and the SmolLM2 GGUF)
+# the teacher experiment and the SmolLM2 pipeline read ../shared (the MovieLens zip and the SmolLM2 GGUF)
 if shared_file ZIP data/ml-latest-small.zip "planning recipes/teacher_smollm2.yaml"; then
-  "$SMELT" plan "$R/teacher_smollm2.yaml" > plan.out 2> plan.err || fail "plan teacher_smollm2.yaml: $(cat plan.err)"
+  for r in teacher_smollm2 smollm2-movielens; do
+    "$SMELT" plan "$R/$r.yaml" > plan.out 2> plan.err || fail "plan $r.yaml: $(cat plan.err)"
+  done
 fi
 pass "the shipped recipes plan"
