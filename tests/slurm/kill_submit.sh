@@ -92,10 +92,13 @@ export SMELT_TEST_SBATCH_DELAY=1
 kill_when_jobs b 2
 unset SMELT_TEST_SBATCH_DELAY
 RUN_B=$KILLED_RUN
-expect_eq "$(n_jobs "$RUN_B")" 2 "jobs recorded before the kill"
+# The kill comes as soon as the poll sees 2 job ids; a poll slowed by a loaded machine may see a
+# third recorded first (sbatch takes 1 s here). Killed mid-way is what matters: 2 to 5 recorded.
+N_B=$(n_jobs "$RUN_B")
+[ "$N_B" -ge 2 ] && [ "$N_B" -lt 6 ] || fail "jobs recorded before the kill: expected 2 to 5 (a kill mid-submission), got $N_B"
 reset_calls
 "$SMELT" resume "$RUN_B" > resume-b.out 2>&1 || fail "resume failed: $(cat resume-b.out)"
-expect_eq "$(calls sbatch)" 4 "sbatch calls: the 4 stages that never got a job"
+expect_eq "$(calls sbatch)" $((6 - N_B)) "sbatch calls: the $((6 - N_B)) stages that never got a job"
 expect_eq "$(n_jobs "$RUN_B")" 6 "jobs after resume"
 expect_eq "$(q "SELECT count(*) FROM slurm_jobs WHERE run_id = '$RUN_B' AND submission > 1")" 0 "no stage got a second job"
 wait_run "$RUN_B" ok 90
@@ -137,4 +140,4 @@ wait_run "$RUN_C" ok 90
 for s in k1 k2 k3 k4 k5 k6; do expect_eq "$(grep -c "^C $s\$" "$L")" 1 "launches of $s (C)"; done
 expect_eq "$(real_squeue -h --name="smelt-$RUN_C" | wc -l)" 0 "jobs of c left in the queue"
 check_store "$WORK/store"
-pass "a killed submitter loses nothing: resume adopted $ADOPTED jobs and submitted none; killed mid-way, it submitted the 4 missing; killed before recording an accepted job, it adopted that job"
+pass "a killed submitter loses nothing: resume adopted $ADOPTED jobs and submitted none; killed mid-way, it submitted the $((6 - N_B)) missing; killed before recording an accepted job, it adopted that job"
