@@ -24,6 +24,7 @@
 #include "model/kvcache.h"
 #include "model/model_load.h"
 #include "model/qmodel.h"
+#include "tests/qtestutil.h"
 
 static void die(const char *what) {
     fprintf(stderr, "bench_qdecode: %s: %s\n", what, err_msg());
@@ -50,20 +51,6 @@ static void rtn(qweight *q, const float *w, int n_out, int n_in, int bits, int g
         }
 }
 
-static const float *dense_of(const model *m, int l, int k) {
-    const layer_weights *lw = &m->w.layers[l];
-    switch (k) {
-    case QLIN_Q: return lw->wq;
-    case QLIN_K: return lw->wk;
-    case QLIN_V: return lw->wv;
-    case QLIN_O: return lw->wo;
-    case QLIN_GATE: return lw->w_gate;
-    case QLIN_UP: return lw->w_up;
-    case QLIN_DOWN: return lw->w_down;
-    default: return m->w.lm_head;
-    }
-}
-
 /* A dense model's linears quantized by rtn (bits/group for the layers, group 0: per channel; int8
  * per channel for the head; activations act for all), attached. */
 static void quantize(model *m, int bits, int group, qa_type act) {
@@ -75,7 +62,7 @@ static void quantize(model *m, int bits, int group, qa_type act) {
             int n_out, n_in;
             qlin_shape(&m->cfg, ll, kk, &n_out, &n_in);
             const int head = kk == QLIN_N;
-            rtn(model_quant_at(q, ll, kk), dense_of(m, ll, kk), n_out, n_in, head ? 8 : bits, head || !group ? n_in : group,
+            rtn(model_quant_at(q, ll, kk), qt_dense(&m->w, ll, kk), n_out, n_in, head ? 8 : bits, head || !group ? n_in : group,
                 act);
         }
     if (model_attach_quant(m, q)) die("attach");
