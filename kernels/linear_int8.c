@@ -232,7 +232,7 @@ typedef void (*qint8_rows_fn)(float *out, int ldo, const int8_t *xq, const float
 
 static qint8_rows_fn rows_fn(void) {
     const qlinear_isa_kind isa = qlinear_isa();
-    return isa == QISA_AVX512 ? qint8_rows_avx512 : isa == QISA_AVX2 ? qint8_rows_avx2 : qint8_rows_portable;
+    return isa >= QISA_AVX512 ? qint8_rows_avx512 : isa == QISA_AVX2 ? qint8_rows_avx2 : qint8_rows_portable;
 }
 
 /* The activations of n tokens quantized into the calling thread's scratch (the per-token scale is
@@ -244,7 +244,7 @@ static int acts(int8_t **xq, float **xs, int32_t **xsum, const float *x, int ldx
     *xsum = q->zc ? qlinear_scratch(2, (size_t)n * q->n_groups * sizeof(int32_t)) : NULL;
     if (!*xq || !*xs || (q->zc && !*xsum)) return -1;
     quantize_acts(*xq, *xs, *xsum, x, ldx, q, n);
-    if (qlinear_isa() == QISA_AVX512) /* VNNI multiplies unsigned by signed bytes: x + 128 (sums taken first) */
+    if (qlinear_isa() >= QISA_AVX512) /* VNNI multiplies unsigned by signed bytes: x + 128 (sums taken first) */
         for (size_t i = 0; i < (size_t)n * q->k4; i++) (*xq)[i] = (int8_t)((uint8_t)(*xq)[i] ^ 0x80);
     return 0;
 }

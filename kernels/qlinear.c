@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernels/bf16.h"
 #include "kernels/qlinear_internal.h"
 #include "kernels/threads.h"
 
@@ -25,7 +26,7 @@ static qlinear_isa_kind isa_cpu(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-        return QISA_AVX512;
+        return bf16_available() ? QISA_AVX512BF16 : QISA_AVX512;
     /* F16C (FP8 decoding through half precision) is not a __builtin_cpu_supports name in every
      * compiler: CPUID leaf 1, ECX bit 29 */
     unsigned a, b, c, d;
@@ -38,6 +39,7 @@ static qlinear_isa_kind isa_cpu(void) {
 
 const char *qlinear_isa_name(qlinear_isa_kind k) {
     switch (k) {
+    case QISA_AVX512BF16: return "avx512-bf16";
     case QISA_AVX512: return "avx512-vnni";
     case QISA_AVX2: return "avx2";
     default: return "portable";
@@ -54,7 +56,8 @@ qlinear_isa_kind qlinear_isa(void) {
     if (cpu < 0) cpu = (int)isa_cpu();
     if (isa_cap < 0) {
         const char *e = getenv("SMELT_QKERNEL");
-        isa_cap = QISA_AVX512;
+        isa_cap = QISA_AVX512BF16;
+        if (e && !strcmp(e, "avx512")) isa_cap = QISA_AVX512;
         if (e && !strcmp(e, "portable")) isa_cap = QISA_PORTABLE;
         else if (e && !strcmp(e, "avx2")) isa_cap = QISA_AVX2;
     }
@@ -63,7 +66,7 @@ qlinear_isa_kind qlinear_isa(void) {
 
 /* ---- scratch ---- */
 
-#define QL_SCRATCH_SLOTS 5
+#define QL_SCRATCH_SLOTS 6
 static _Thread_local void *scratch_buf[QL_SCRATCH_SLOTS];
 static _Thread_local size_t scratch_cap[QL_SCRATCH_SLOTS];
 
@@ -260,6 +263,10 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
     if (!q->scales || !q->wq || (q->asym && !q->zeros) || (parts[0]->mins && !q->mins))
         return err_set(ERR_NOMEM, "cannot allocate a quantized linear");
     q->simd = G % 16 == 0 || ng == 1;
+    /* the bf16 GEMV's case (linear_wint_bf16.c): symmetric codes of <= 4 bits, whole chunks per group */
+    const int bf = nib && !q->asym && !q->mins && (G % QL_CHUNK == 0 || ng == 1);
+    if (bf && !(q->bscales = calloc(n_rb * QL_RB * ng, sizeof(float))))
+        return err_set(ERR_NOMEM, "cannot allocate a quantized linear");
     for (int i = 0, o = 0; i < n_parts; i++)
         for (int r = 0; r < parts[i]->n_out; r++, o++) {
             const qweight *p = parts[i];
@@ -267,6 +274,7 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
             for (int g = 0; g < ng; g++) {
                 const float sc = part_scale(p, r, g);
                 q->scales[(size_t)o * ng + g] = sc;
+                if (q->bscales) q->bscales[((size_t)(o / QL_RB) * ng + g) * QL_RB + o % QL_RB] = sc;
                 /* FP8 SIMD decoding gives value / 256 (half precision) and multiplies by scale * 256 */
                 if (q->kind == LINEAR_QFP8 && !isfinite(sc * 256.0f)) q->simd = 0;
                 if (q->zeros) q->zeros[(size_t)o * ng + g] = (uint8_t)qweight_zero(p, r, g);
@@ -318,7 +326,7 @@ int qlinear_build(qlinear **out, const qweight *const *parts, int n_parts) {
 void qlinear_free(qlinear *q) {
     if (!q) return;
     free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales), free(q->perm), free(q->mins);
-    free(q->scales16), free(q->mins16);
+    free(q->scales16), free(q->mins16), free(q->bscales);
     free(q);
 }
 
@@ -336,6 +344,7 @@ size_t qlinear_bytes(const qlinear *q) {
         const size_t ng = (size_t)q->n_out * q->n_groups;
         const size_t sz = q->scales16 ? sizeof(uint16_t) : sizeof(float);
         b += ng * sz + (q->zeros ? ng : 0) + (ql_has_mins(q) ? ng * sz : 0) +
+             (q->bscales ? (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_groups * sizeof(float) : 0) +
              (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_chunks * q->chunk_bytes;
     }
     return b;
@@ -360,9 +369,9 @@ static void float_kernels(const struct qlinear *q, qlinear_dequant_fn *dequant, 
     *gemv = fp8 ? qfp8_gemv_portable : qwint_gemv_portable;
 #if defined(__x86_64__)
     const qlinear_isa_kind isa = q->simd ? qlinear_isa() : QISA_PORTABLE;
-    if (isa == QISA_AVX512) {
+    if (isa >= QISA_AVX512) {
         *dequant = fp8 ? qfp8_dequant_avx512 : qwint_dequant_avx512;
-        *gemv = fp8 ? qfp8_gemv_avx512 : qwint_gemv_avx512;
+        *gemv = fp8 ? qfp8_gemv_avx512 : isa == QISA_AVX512BF16 && q->bscales ? qwint_gemv_bf16 : qwint_gemv_avx512;
     } else if (isa == QISA_AVX2) {
         *dequant = fp8 ? qfp8_dequant_avx2 : qwint_dequant_avx2;
         *gemv = fp8 ? qfp8_gemv_avx2 : qwint_gemv_avx2;
@@ -462,6 +471,12 @@ int qlinear_float_forward(float *out, int ldo, const float *x, int ldx, const st
         if (o1 > o0 && qlinear_float_rows(out, ldo, x, ldx, q, b, n, o0, o1, accumulate)) failed = 1;
     }
     return failed ? err_set(ERR_NOMEM, "cannot allocate the scratch of a quantized linear") : 0;
+}
+
+int qlinear_bf16_acts(const linear *l, int n) {
+    const struct qlinear *q = l->q;
+    return l->format == LINEAR_QWINT && q && q->bscales && q->simd && n > 0 && n <= QLINEAR_GEMV_ROWS &&
+           qlinear_isa() == QISA_AVX512BF16;
 }
 
 int qlinear_col_align(const linear *l) {

@@ -21,8 +21,9 @@
  * a bound derived from fp32 rounding (tests/test_qlinear.c). Act order (qweight g_idx): the payload
  * keeps its columns sorted by group and each call permutes its input to match.
  *
- * Kernels are chosen at run time: the best the CPU has (AVX-512 VNNI, AVX2, portable C), capped by
- * the environment variable SMELT_QKERNEL=portable|avx2|avx512 or by qlinear_set_isa (tests). */
+ * Kernels are chosen at run time: the best the CPU has (AVX-512 BF16, AVX-512 VNNI, AVX2, portable
+ * C), capped by the environment variable SMELT_QKERNEL=portable|avx2|avx512|avx512bf16 or by
+ * qlinear_set_isa (tests). */
 #ifndef SMELT_KERNELS_QLINEAR_H
 #define SMELT_KERNELS_QLINEAR_H
 
@@ -75,12 +76,20 @@ void qlinear_quant_fp8_with(unsigned char *q, float s, const float *x, int n_in)
 float qlinear_fp8_tensor_scale(const float *x, int ldx, int n, int n_in);
 
 /* Kernel families, best last. */
-typedef enum { QISA_PORTABLE = 0, QISA_AVX2 = 1, QISA_AVX512 = 2 } qlinear_isa_kind;
+/* QISA_AVX512BF16: AVX-512 VNNI plus AVX512_BF16: as QISA_AVX512, except that the decode GEMV of
+ * symmetric W4A16-style linears (codes of <= 4 bits, no zero points nor minimums, groups a multiple
+ * of 32 columns or one per row) rounds the activations to bf16 (round to nearest even) and sums the
+ * products in fp32 with vdpbf16ps (qlinear_bf16_acts says when). SMELT_QKERNEL=avx512 or
+ * SMELT_NO_BF16=1 keep fp32 activations. */
+typedef enum { QISA_PORTABLE = 0, QISA_AVX2 = 1, QISA_AVX512 = 2, QISA_AVX512BF16 = 3 } qlinear_isa_kind;
 /* The family in use (the best the CPU supports, capped by SMELT_QKERNEL). */
 qlinear_isa_kind qlinear_isa(void);
 /* Caps the family (tests, benchmarks); returns the one now in use (never above the CPU's). */
 qlinear_isa_kind qlinear_set_isa(qlinear_isa_kind want);
 const char *qlinear_isa_name(qlinear_isa_kind k);
+/* 1 when a product of n tokens through l (a quantized linear) rounds its activations to bf16 under
+ * the family in use (QISA_AVX512BF16's decode GEMV, above), else 0. */
+int qlinear_bf16_acts(const linear *l, int n);
 
 /* linear_forward's cases for the three kinds (l->q is the qlinear). 0 or -1 (ERR_NOMEM). */
 int linear_qint8_forward(float *out, int ldo, const float *x, int ldx, const linear *l, int n, int accumulate);

@@ -47,6 +47,10 @@ struct qlinear {
     /* LINEAR_QWINT and LINEAR_QFP8: scales [n_out][n_groups] (a per-tensor scale repeated per row);
      * LINEAR_QINT8: the blocked layout above. */
     float *scales;
+    /* LINEAR_QWINT with symmetric codes of <= 4 bits and groups of whole chunks (or one per row): the
+     * scales again, blocked as the codes are for the bf16 GEMV: [n_out / QL_RB][n_groups][QL_RB]
+     * (padding rows 0), or NULL */
+    float *bscales;
     /* LINEAR_QWINT and LINEAR_QFP8: the SIMD kernels apply (every vector of 16 columns lies in one
      * group: group_size a multiple of 16 or one group per row; FP8: every scale times 256 finite). */
     int simd;
@@ -105,6 +109,7 @@ static inline int ql_code(const struct qlinear *q, int o, int j) {
  * scales, sums), 3 dequantized panels, 4 padded activations. */
 #define QL_SLOT_PANEL 3
 #define QL_SLOT_XPAD 4
+#define QL_SLOT_BF16 5
 void *qlinear_scratch(int slot, size_t bytes);
 
 /* Threads of a quantized product of n tokens against an [n_out, n_in] weight of `bytes` bytes:
@@ -229,6 +234,9 @@ void qwint_gemv_avx2(float *out, int ldo, const float *x, int ldx, const struct 
                      int o0, int o1, int accumulate);
 void qwint_gemv_avx512(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
                        int o0, int o1, int accumulate);
+/* The QWINT GEMV with bf16 activations (linear_wint_bf16.c; q->bscales set, the CPU has AVX512_BF16). */
+void qwint_gemv_bf16(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,
+                     int o0, int o1, int accumulate);
 void qfp8_dequant_avx2(float *w, int ldw, const struct qlinear *q, int o0, int o1);
 void qfp8_dequant_avx512(float *w, int ldw, const struct qlinear *q, int o0, int o1);
 void qfp8_gemv_avx2(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b, int n,

@@ -14,7 +14,17 @@
  * the accumulated output add two roundings; the reference rounds once from double. So element-wise
  * |got - ref| <= (K + 4) * FLT_EPSILON * (sum_j |x_j||w_j| + |b| + |out_before|), FLT_EPSILON being
  * twice the unit roundoff (a factor 2 of margin, no more). The GEMV's sums run in 8 or 16 lanes
- * then a tree (at most K roundings on any path), within the same bound. */
+ * then a tree (at most K roundings on any path), within the same bound.
+ *
+ * The AVX-512 BF16 family's decode GEMV (qlinear_bf16_acts: symmetric codes of <= 4 bits, groups of
+ * whole 32-column chunks, up to QLINEAR_GEMV_ROWS tokens) rounds the activations to bf16 first:
+ * x~ = bf16(x), |x~ - x| <= 2^-8 |x| (8 significant bits, round to nearest even). The values
+ * q - 2^(b-1) are integers in [-8, 7], exact in bf16, their products with x~ exact in fp32, and the
+ * rest is the fp32 arithmetic above applied to x~ (|x~| <= (1 + 2^-8) |x|). vdpbf16ps flushes
+ * subnormal inputs and partial sums to zero: at most 2 flushes per product, each off by less than
+ * 2^-126 * 8 before the group scale, so an absolute 16 K 2^-126 max|scale| more. Element-wise:
+ * |got - ref| <= 2^-8 S + (K + 4) FLT_EPSILON (1 + 2^-8) S + 16 K 2^-126 max|s| with S the sum
+ * above (bf16_bound). */
 #include "engine_testutil.h"
 #include "kernels/linear.h"
 #include "kernels/qlinear.h"
@@ -133,9 +143,17 @@ static void make_part(qweight *p, const qcase *c, int part, int rows) {
     }
 }
 
-/* Element-wise float bound (see the top of the file) from the dequantized weights. */
+/* The bound of the top of the file for a sum S = sum |x||w| (+ |b| + |out before|) of K products,
+ * with bf16 activations (bf) or fp32 ones; smax the largest |group scale|. */
+static double bf16_bound(double S, int K, int bf, double smax) {
+    const double fp32 = (K + 4) * TU_EPS * S;
+    return bf ? 0x1p-8 * S + fp32 * (1 + 0x1p-8) + 16.0 * K * 0x1p-126 * smax : fp32;
+}
+
+/* Element-wise float bound (see the top of the file) from the dequantized weights; bf: the call
+ * rounds the activations to bf16. */
 static void float_bound(float *bound, const float *x, int ldx, const qweight *const *parts, int n_parts,
-                        const float *b, const float *out0, int ldo, int n, const qcase *c) {
+                        const float *b, const float *out0, int ldo, int n, const qcase *c, int bf) {
     const int K = c->n_in;
     for (int i = 0, o = 0; i < n_parts; i++) {
         float *w = tu_alloc((size_t)parts[i]->n_out * K);
@@ -153,7 +171,10 @@ static void float_bound(float *bound, const float *x, int ldx, const qweight *co
                     s += xv * fabs(w[(size_t)r * K + j]);
                 }
                 s += (b ? fabs(b[o]) : 0) + (out0 ? fabs(out0[(size_t)t * ldo + o]) : 0);
-                bound[(size_t)t * ldo + o] = (float)((K + 4) * TU_EPS * s);
+                double smax = 0;
+                for (int g = 0; bf && g < K / (c->group ? c->group : K); g++)
+                    smax = fmax(smax, fabs(parts[i]->scales[(size_t)r * (K / (c->group ? c->group : K)) + g]));
+                bound[(size_t)t * ldo + o] = (float)bf16_bound(s, K, bf, smax);
             }
         free(w);
     }
@@ -221,6 +242,11 @@ static void run_case(const qcase *c, int n, int accumulate, int with_bias, qline
         qlinear_free(q32);
         parts[0].scales[0] = keep;
     }
+    /* the bf16 decode GEMV takes exactly its case (and the test cannot pass without it running) */
+    const int bf = qlinear_bf16_acts(&l, n);
+    const int bf_case = c->type == QW_INT && c->act == QA_NONE && c->bits <= 4 && c->asym == 0 && (c->group % 32 == 0);
+    tu_expect(bf == (isa == QISA_AVX512BF16 && bf_case && n <= QLINEAR_GEMV_ROWS),
+              "%s [%s] n=%d: bf16 activations %s", c->name, qlinear_isa_name(isa), n, bf ? "taken" : "not taken");
     int rc = linear_forward(got, ldo, x, ldx, &l, n, accumulate);
     tu_expect(rc == 0, "%s: forward: %s", c->name, err_msg());
     if (n <= QLINEAR_GEMV_ROWS) check_cols(&l, got, out0, ldo, x, ldx, n, accumulate, c->name);
@@ -239,7 +265,7 @@ static void run_case(const qcase *c, int n, int accumulate, int with_bias, qline
                   bad, first / ldo, first % ldo, got[first], ref[first]);
     } else {
         float *bound = tu_alloc((size_t)n * ldo);
-        float_bound(bound, x, ldx, pp, c->n_parts, b, accumulate ? out0 : NULL, ldo, n, c);
+        float_bound(bound, x, ldx, pp, c->n_parts, b, accumulate ? out0 : NULL, ldo, n, c, bf);
         double worst = 0;
         int untouched = 1;
         for (int t = 0; t < n; t++)
@@ -358,7 +384,8 @@ static void test_half_scales(void) {
     for (int o = 0; o < 8; o++) {
         double s = 0;
         for (int j = 0; j < 64; j++) s += fabs(x[j]) * 15 * fabs(w.scales[o * 2 + j / 32]);
-        bad += !(fabs((double)got[o] - ref[o]) <= (64 + 4) * TU_EPS * s);
+        const double smax = fmax(fabs(w.scales[o * 2]), fabs(w.scales[o * 2 + 1]));
+        bad += !(fabs((double)got[o] - ref[o]) <= bf16_bound(s, 64, qlinear_bf16_acts(&l, 1), smax));
     }
     tu_expect(bad == 0, "half scales from subnormal to 65504: %d outputs off the reference", bad);
     qlinear_free(q);
