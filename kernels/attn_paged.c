@@ -58,19 +58,28 @@ static int check_seqs(const attn_paged_kv *kv, const attn_shape *s, const attn_p
     return mx;
 }
 
-/* dst [rep*nb, D] <- rows i0..i0+nb-1 of heads g*rep .. g*rep+rep-1 of src [*, ld], and back. */
-static void pack(float *dst, const float *src, int ld, int i0, int nb, int g, int rep, int D) {
+/* dst [rep*nb, D] <- rows i0..i0+nb-1 of heads h0 .. h0+rep-1 of src [*, ld], and back. */
+static void pack(float *dst, const float *src, int ld, int i0, int nb, int h0, int rep, int D) {
     for (int r = 0; r < rep; r++)
         for (int i = 0; i < nb; i++)
-            memcpy(dst + ((size_t)r * nb + i) * D, src + (size_t)(i0 + i) * ld + (size_t)(g * rep + r) * D,
+            memcpy(dst + ((size_t)r * nb + i) * D, src + (size_t)(i0 + i) * ld + (size_t)(h0 + r) * D,
                    (size_t)D * sizeof(float));
 }
 
-static void unpack(float *dst, int ld, const float *src, int i0, int nb, int g, int rep, int D) {
+static void unpack(float *dst, int ld, const float *src, int i0, int nb, int h0, int rep, int D) {
     for (int r = 0; r < rep; r++)
         for (int i = 0; i < nb; i++)
-            memcpy(dst + (size_t)(i0 + i) * ld + (size_t)(g * rep + r) * D, src + ((size_t)r * nb + i) * D,
+            memcpy(dst + (size_t)(i0 + i) * ld + (size_t)(h0 + r) * D, src + ((size_t)r * nb + i) * D,
                    (size_t)D * sizeof(float));
+}
+
+/* Items of a sequence: a prefill one (its tiles reach PAGED_GEMM_ROWS rows: sgemm on the gathered
+ * keys) one per kv head; a decode one (vector loops, bound by reading the keys and values) one per
+ * query head, so that 2 threads share 3 kv heads' work evenly (9 items, not 3); the keys of a kv
+ * head read again by its other query heads come from the cache. */
+static int paged_split(const attn_shape *s, const attn_paged_seq *sq, int bq) {
+    const int rep = s->n_heads / s->n_kv_heads;
+    return rep * (sq->nq < bq ? sq->nq : bq) >= PAGED_GEMM_ROWS ? 1 : rep;
 }
 
 /* sc[m, j0 + r] = scale * q_m . k_r for the cnt keys of one block (vector loops). */
@@ -101,10 +110,12 @@ static void values_small(float *op, const float *p, int ldp, int R, const float 
     }
 }
 
-/* One (sequence, kv head g) item; qs and os point at the sequence's first query row. */
+/* One item: query heads h0 .. h0+rep-1 of one sequence, which read kv head g (a prefill item takes
+ * all the heads of g, a decode item one: paged_split); qs and os point at the sequence's first query
+ * row. Every row's scores, softmax and values are computed alone, so the split changes no value. */
 static void paged_item(float *os, const float *qs, const attn_paged_kv *kv, const attn_shape *s,
-                       const attn_paged_seq *sq, int g, int bq, float *w) {
-    const int rep = s->n_heads / s->n_kv_heads, D = s->head_dim, B = kv->block_size, nq = sq->nq, nkv = sq->nkv;
+                       const attn_paged_seq *sq, int g, int h0, int rep, int bq, float *w) {
+    const int D = s->head_dim, B = kv->block_size, nq = sq->nq, nkv = sq->nkv;
     const float scale = 1.0f / sqrtf((float)D);
     const size_t rows = (size_t)rep * bq;
     float *qp = w, *op = qp + rows * D, *kc = op + rows * D, *vc = kc + (size_t)nkv * D, *sc = vc + (size_t)nkv * D;
@@ -121,7 +132,7 @@ static void paged_item(float *os, const float *qs, const attn_paged_kv *kv, cons
         const int nb = nq - i0 < bq ? nq - i0 : bq, R = rep * nb, kend = nkv - nq + i0 + nb;
         const int gemm = R >= PAGED_GEMM_ROWS && rep * (nq < bq ? nq : bq) >= PAGED_GEMM_ROWS;
         float *dr = sc + (size_t)R * kend; /* [R] 1 / rowsum, after the scores */
-        pack(qp, qs, s->ldq, i0, nb, g, rep, D);
+        pack(qp, qs, s->ldq, i0, nb, h0, rep, D);
         if (gemm) matmul(sc, kend, qp, D, 0, kc, D, 1, R, kend, D, scale, 0);
         else
             for (int j0 = 0; j0 < kend; j0 += B) {
@@ -147,13 +158,13 @@ static void paged_item(float *os, const float *qs, const attn_paged_kv *kv, cons
             }
         }
         for (int m = 0; m < R; m++) fm_row_scale(op + (size_t)m * D, D, dr[m]);
-        unpack(os, s->ldo, op, i0, nb, g, rep, D);
+        unpack(os, s->ldo, op, i0, nb, h0, rep, D);
     }
 }
 
 int attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
                             const attn_paged_seq *seqs, int n_seqs, float *work, size_t work_floats) {
-    const int max_nkv = check_seqs(kv, s, seqs, n_seqs), H = s->n_kv_heads, items = n_seqs * H;
+    const int max_nkv = check_seqs(kv, s, seqs, n_seqs), H = s->n_kv_heads;
     if (max_nkv < 0) return -1;
     const size_t per = paged_thread_floats(s, max_nkv);
     if (work_floats < per)
@@ -161,16 +172,25 @@ int attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv,
                        "attention_paged_work_floats)", work_floats, per);
     int T = kernels_threads();
     if ((size_t)T > work_floats / per) T = (int)(work_floats / per);
-    if (T > items) T = items;
-    if (T < 1) T = 1;
     const int bq = paged_bq(s, max_nkv);
+    /* items: each sequence's kv heads, split into query heads for decode sequences (paged_split) */
+    int n_items = 0;
+    for (int i = 0; i < n_seqs; i++) n_items += H * paged_split(s, &seqs[i], bq);
+    if (T > n_items) T = n_items;
+    if (T < 1) T = 1;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         float *w = work + per * (size_t)omp_get_thread_num();
+        int seq = 0, first = 0; /* the sequence of the thread's last item and its first item's index */
 #pragma omp for schedule(dynamic, 1)
-        for (int it = 0; it < items; it++) {
-            const attn_paged_seq *sq = &seqs[it / H];
-            paged_item(out + (size_t)sq->q0 * s->ldo, q + (size_t)sq->q0 * s->ldq, kv, s, sq, it % H, bq, w);
+        for (int it = 0; it < n_items; it++) {
+            if (it < first) seq = 0, first = 0; /* (items come in increasing order per thread) */
+            while (it >= first + H * paged_split(s, &seqs[seq], bq)) first += H * paged_split(s, &seqs[seq++], bq);
+            const attn_paged_seq *sq = &seqs[seq];
+            const int split = paged_split(s, sq, bq), rep = s->n_heads / H, k = it - first;
+            const int g = k / split, h0 = g * rep + (split == 1 ? 0 : k % split);
+            paged_item(out + (size_t)sq->q0 * s->ldo, q + (size_t)sq->q0 * s->ldq, kv, s, sq, g, h0,
+                       split == 1 ? rep : 1, bq, w);
         }
     }
     return 0;
