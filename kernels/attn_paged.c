@@ -162,9 +162,30 @@ static void paged_item(float *os, const float *qs, const attn_paged_kv *kv, cons
     }
 }
 
+/* The number of items of the call (paged_split) and, for item it, its sequence and heads. */
+static int paged_items(const attn_shape *s, const attn_paged_seq *seqs, int n_seqs, int bq) {
+    int n = 0;
+    for (int i = 0; i < n_seqs; i++) n += s->n_kv_heads * paged_split(s, &seqs[i], bq);
+    return n;
+}
+
+/* Runs item it; *seq and *first carry the item's sequence and that sequence's first item index
+ * from one call to the next (items in increasing order; start both at 0). */
+static void run_item(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
+                     const attn_paged_seq *seqs, int bq, int it, int *seq, int *first, float *w) {
+    const int H = s->n_kv_heads;
+    if (it < *first) *seq = 0, *first = 0;
+    while (it >= *first + H * paged_split(s, &seqs[*seq], bq)) *first += H * paged_split(s, &seqs[(*seq)++], bq);
+    const attn_paged_seq *sq = &seqs[*seq];
+    const int split = paged_split(s, sq, bq), rep = s->n_heads / H, k = it - *first;
+    const int g = k / split, h0 = g * rep + (split == 1 ? 0 : k % split);
+    paged_item(out + (size_t)sq->q0 * s->ldo, q + (size_t)sq->q0 * s->ldq, kv, s, sq, g, h0, split == 1 ? rep : 1, bq,
+               w);
+}
+
 int attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
                             const attn_paged_seq *seqs, int n_seqs, float *work, size_t work_floats) {
-    const int max_nkv = check_seqs(kv, s, seqs, n_seqs), H = s->n_kv_heads;
+    const int max_nkv = check_seqs(kv, s, seqs, n_seqs);
     if (max_nkv < 0) return -1;
     const size_t per = paged_thread_floats(s, max_nkv);
     if (work_floats < per)
@@ -172,27 +193,30 @@ int attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv,
                        "attention_paged_work_floats)", work_floats, per);
     int T = kernels_threads();
     if ((size_t)T > work_floats / per) T = (int)(work_floats / per);
-    const int bq = paged_bq(s, max_nkv);
-    /* items: each sequence's kv heads, split into query heads for decode sequences (paged_split) */
-    int n_items = 0;
-    for (int i = 0; i < n_seqs; i++) n_items += H * paged_split(s, &seqs[i], bq);
+    const int bq = paged_bq(s, max_nkv), n_items = paged_items(s, seqs, n_seqs, bq);
     if (T > n_items) T = n_items;
     if (T < 1) T = 1;
 #pragma omp parallel num_threads(T) if (T > 1)
     {
         float *w = work + per * (size_t)omp_get_thread_num();
-        int seq = 0, first = 0; /* the sequence of the thread's last item and its first item's index */
+        int seq = 0, first = 0;
 #pragma omp for schedule(dynamic, 1)
-        for (int it = 0; it < n_items; it++) {
-            if (it < first) seq = 0, first = 0; /* (items come in increasing order per thread) */
-            while (it >= first + H * paged_split(s, &seqs[seq], bq)) first += H * paged_split(s, &seqs[seq++], bq);
-            const attn_paged_seq *sq = &seqs[seq];
-            const int split = paged_split(s, sq, bq), rep = s->n_heads / H, k = it - first;
-            const int g = k / split, h0 = g * rep + (split == 1 ? 0 : k % split);
-            paged_item(out + (size_t)sq->q0 * s->ldo, q + (size_t)sq->q0 * s->ldq, kv, s, sq, g, h0,
-                       split == 1 ? rep : 1, bq, w);
-        }
+        for (int it = 0; it < n_items; it++) run_item(out, q, kv, s, seqs, bq, it, &seq, &first, w);
     }
+    return 0;
+}
+
+int attention_paged_part(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
+                         const attn_paged_seq *seqs, int n_seqs, float *work, size_t work_floats, int t, int nt) {
+    const int max_nkv = check_seqs(kv, s, seqs, n_seqs);
+    if (max_nkv < 0) return -1;
+    const size_t per = paged_thread_floats(s, max_nkv);
+    if (work_floats < per * (size_t)nt)
+        return err_set(ERR_INTERNAL, "paged attention: work buffer of %zu floats, %zu needed for %d threads",
+                       work_floats, per * (size_t)nt, nt);
+    const int bq = paged_bq(s, max_nkv), n_items = paged_items(s, seqs, n_seqs, bq);
+    int seq = 0, first = 0;
+    for (int it = t; it < n_items; it += nt) run_item(out, q, kv, s, seqs, bq, it, &seq, &first, work + per * (size_t)t);
     return 0;
 }
 

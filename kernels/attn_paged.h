@@ -30,13 +30,20 @@ typedef struct {
 size_t attention_paged_work_floats(const attn_shape *s, int max_nkv);
 
 /* out: [*, ldo] ASSIGNED in the rows of the sequences' queries; q: [*, ldq]. Parallel over
- * (sequence, kv head) items; each item's result does not depend on the thread count. Tiles of
+ * (sequence, kv head) items (a decode sequence: (sequence, query head)); each item's result does not depend on the thread count. Tiles of
  * at least 8 packed query rows gather the item's keys and values and use matmul(); smaller ones
  * (decode) use vector loops over the blocks.
  * 0, or -1 (ERR_INTERNAL) for a work buffer too small, a bad sequence or a block id outside the
  * pool. */
 int attention_paged_forward(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
                             const attn_paged_seq *seqs, int n_seqs, float *work, size_t work_floats);
+
+/* Thread t's share (of nt, inside the caller's parallel region: a decode team) of
+ * attention_paged_forward: items t, t + nt, ...; work holds attention_paged_work_floats floats for
+ * at least nt threads, thread t using its own part. The same values as attention_paged_forward once
+ * all nt threads have run. 0 or -1 (ERR_INTERNAL, as attention_paged_forward). */
+int attention_paged_part(float *out, const float *q, const attn_paged_kv *kv, const attn_shape *s,
+                         const attn_paged_seq *seqs, int n_seqs, float *work, size_t work_floats, int t, int nt);
 
 /* The reference: gathers each sequence's keys and values into contiguous rows and runs
  * attention_forward_ref (double). 0 or -1 (ERR_NOMEM, ERR_INTERNAL). */

@@ -3,17 +3,27 @@
  * linear_forward over all of them; attention reads each sequence's keys and values from its KV
  * blocks (attention_paged_forward). The per-layer body mirrors model_layer_infer (model_infer.c)
  * with the paged cache in place of the contiguous one. Time is accounted per layer (attention
- * part, MLP part) and for the embedding and head, for the benchmark's breakdown. */
+ * part, MLP part) and for the embedding and head, for the benchmark's breakdown.
+ *
+ * A step of at most GEMV_MAX_ROWS rows whose linears all stream (the decode steps) runs as a team,
+ * as model_extend's decode does (model_infer.c): ONE parallel region for all the layers, each linear
+ * split by output rows (linear_forward_cols: the same values as linear_forward's), attention by
+ * items (attention_paged_part), a spinning barrier (kernels/team.h) between the steps instead of a
+ * parallel region per kernel, whose wake-up costs tens of microseconds with passive waiting. */
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "common/log.h"
 #include "kernels/embedding.h"
+#include "kernels/gemv.h"
 #include "kernels/linear.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
+#include "kernels/threads.h"
 #include "model/engine_internal.h"
 #include "model/model_internal.h"
 
@@ -96,6 +106,114 @@ static int engine_layer(struct engine *e, int l, int n, const eseg *seg, int n_s
     return 0;
 }
 
+/* The attention shape of layer l. */
+static attn_shape layer_shape(const model *m, int l) {
+    const layer_config *lc = &m->cfg.layers[l];
+    const int D = m->cfg.head_dim, Q = lc->n_heads * D, KV = lc->n_kv_heads * D;
+    return (attn_shape){.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = Q + 2 * KV,
+                        .ldk = KV, .ldv = KV, .ldo = Q};
+}
+
+/* Thread t's share of decoder layer l in a team of nt (see the file's header); the same values as
+ * engine_layer. A failed kernel sets *failed and copies its message into msg (size 256). */
+static void engine_layer_team(struct engine *e, int l, int n, const eseg *seg, int n_seg, int t, int nt,
+                              team_barrier *bar, int *failed, char *msg) {
+    model *m = e->m;
+    const model_config *c = &m->cfg;
+    const int H = c->hidden, D = c->head_dim, B = e->o.block_size;
+    const layer_config *lc = &c->layers[l];
+    const layer_weights *lw = &m->w.layers[l];
+    const layer_linears *ln = &m->lin[l];
+    const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
+    const double t0 = t == 0 ? time_monotonic() : 0;
+    int lo, hi, rc = 0;
+    if (t == 0) rmsnorm_forward(e->xn, NULL, e->x, lw->attn_norm, n, H, c->rms_eps);
+    team_barrier_wait(bar);
+    split_range(W, t, nt, linear_col_align(&ln->qkv), &lo, &hi);
+    if (hi > lo) rc |= linear_forward_cols(e->qkv, W, e->xn, H, &ln->qkv, n, lo, hi, 0);
+    team_barrier_wait(bar);
+    if (t == 0) { /* RoPE and the new keys and values into their blocks (a few rows: one thread) */
+        rope_forward(e->qkv, W, e->pos, m->rope_cos, m->rope_sin, n, lc->n_heads, D);
+        rope_forward(e->qkv + Q, W, e->pos, m->rope_cos, m->rope_sin, n, lc->n_kv_heads, D);
+        for (int i = 0; i < n_seg; i++)
+            for (int r = 0; r < seg[i].n; r++) {
+                const int p = seg[i].p0 + r;
+                const size_t dst = ((size_t)seg[i].s->blocks[p / B] * B + p % B) * KV;
+                const float *row = e->qkv + (size_t)(seg[i].row0 + r) * W;
+                memcpy(e->pool.k[l] + dst, row + Q, sizeof(float) * KV);
+                memcpy(e->pool.v[l] + dst, row + Q + KV, sizeof(float) * KV);
+            }
+    }
+    team_barrier_wait(bar);
+    const attn_shape sh = layer_shape(m, l);
+    attn_paged_kv kv = kv_pool_layer(&e->pool, l);
+    rc |= attention_paged_part(e->att, e->qkv, &kv, &sh, e->pseqs, n_seg, e->att_work, e->att_work_cap, t, nt);
+    team_barrier_wait(bar);
+    split_range(H, t, nt, linear_col_align(&ln->o), &lo, &hi);
+    if (hi > lo) rc |= linear_forward_cols(e->x, H, e->att, Q, &ln->o, n, lo, hi, 1);
+    team_barrier_wait(bar);
+    const double t1 = t == 0 ? time_monotonic() : 0;
+    if (t == 0) rmsnorm_forward(e->xn, NULL, e->x, lw->mlp_norm, n, H, c->rms_eps);
+    team_barrier_wait(bar);
+    /* gate and up rows of the same neurons on one thread: its SwiGLU needs no barrier */
+    split_range(I, t, nt, linear_col_align(&ln->gate_up), &lo, &hi);
+    if (hi > lo) {
+        rc |= linear_forward_cols(e->gu, 2 * I, e->xn, H, &ln->gate_up, n, lo, hi, 0);
+        rc |= linear_forward_cols(e->gu, 2 * I, e->xn, H, &ln->gate_up, n, I + lo, I + hi, 0);
+        for (int i = 0; i < n; i++)
+            swiglu_forward(e->h + (size_t)i * I + lo, e->gu + (size_t)i * 2 * I + lo, e->gu + (size_t)i * 2 * I + I + lo,
+                           2 * I, 1, hi - lo);
+    }
+    team_barrier_wait(bar);
+    split_range(H, t, nt, linear_col_align(&ln->down), &lo, &hi);
+    if (hi > lo) rc |= linear_forward_cols(e->x, H, e->h, I, &ln->down, n, lo, hi, 1);
+    team_barrier_wait(bar);
+    if (t == 0) {
+        const double t2 = time_monotonic();
+        e->st.layer_attn_s[l] += t1 - t0;
+        e->st.layer_mlp_s[l] += t2 - t1;
+    }
+    if (rc)
+#pragma omp critical(engine_team_error)
+    {
+        if (!*failed) snprintf(msg, 256, "%s", err_msg());
+        *failed = 1;
+    }
+}
+
+/* Every layer of a step of n <= GEMV_MAX_ROWS rows as one team; max_nkv: the longest sequence. */
+static int engine_team_layers(struct engine *e, const eseg *seg, int n_seg, int n, int max_nkv) {
+    model *m = e->m;
+    int nt = model_decode_threads(m);
+    if (nt > kernels_threads()) nt = kernels_threads(); /* the work buffer's thread count */
+    size_t need = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const attn_shape sh = layer_shape(m, l);
+        const size_t w = attention_paged_work_floats(&sh, max_nkv);
+        if (w > need) need = w;
+    }
+    if (model_grow(&e->att_work, &e->att_work_cap, need, "attention tiles")) return -1;
+    team_barrier bar;
+    int failed = 0;
+    char msg[256] = "";
+    for (;;) {
+        int short_team = 0;
+        team_barrier_init(&bar, nt);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            const int t = omp_get_thread_num();
+            if (omp_get_num_threads() != nt) { /* the runtime gave fewer threads: redo on one */
+                if (t == 0) short_team = 1;
+            } else {
+                for (int l = 0; l < m->cfg.n_layers; l++) engine_layer_team(e, l, n, seg, n_seg, t, nt, &bar, &failed, msg);
+            }
+        }
+        if (!short_team) break;
+        nt = 1;
+    }
+    return failed ? err_set(ERR_INTERNAL, "decode step: %s", msg) : 0;
+}
+
 int engine_forward(struct engine *e, const eseg *seg, int n_seg, int n_rows) {
     model *m = e->m;
     const double t0 = time_monotonic();
@@ -113,8 +231,12 @@ int engine_forward(struct engine *e, const eseg *seg, int n_seg, int n_rows) {
     embedding_forward(e->x, m->w.embed, e->tok, n_rows, m->cfg.hidden);
     const double t1 = time_monotonic();
     e->st.embed_head_s += t1 - t0;
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        if (engine_layer(e, l, n_rows, seg, n_seg)) return -1;
+    if (n_rows <= GEMV_MAX_ROWS && model_decode_streams(m)) {
+        if (engine_team_layers(e, seg, n_seg, n_rows, max_pos)) return -1;
+    } else {
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            if (engine_layer(e, l, n_rows, seg, n_seg)) return -1;
+    }
     e->st.forward_s += time_monotonic() - t0;
     return 0;
 }

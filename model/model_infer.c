@@ -189,7 +189,7 @@ static int scratch_layers(model *m, const int *tokens, int n, kv_cache *kv, cons
 
 /* Threads of a decode team: by the weights of an average linear layer (a team splits each layer
  * into about four streamed products, with a barrier of about a microsecond after each). */
-static int decode_threads(const model *m) {
+int model_decode_threads(const model *m) {
     const model_config *c = &m->cfg;
     double floats = 0;
     for (int l = 0; l < c->n_layers; l++) {
@@ -200,7 +200,7 @@ static int decode_threads(const model *m) {
     return kernels_threads_for(floats / (4.0 * c->n_layers), THR_TEAM_FLOATS);
 }
 
-static int decode_streams(const model *m) {
+int model_decode_streams(const model *m) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const layer_linears *ln = &m->lin[l];
         if (!linear_streams(&ln->qkv) || !linear_streams(&ln->o) || !linear_streams(&ln->gate_up) ||
@@ -216,7 +216,7 @@ static int extend_decode(model *m, kv_cache *kv, const int *tokens, int n, const
     struct model_scratch *s = m->scratch;
     const int H = m->cfg.hidden, V = m->cfg.vocab, nkv = kv->len + n;
     if (model_scratch_tokens(m, n)) return -1;
-    int nt = decode_threads(m);
+    int nt = model_decode_threads(m);
     if (model_grow(&s->scores, &s->scores_cap, (size_t)nt * nkv, "attention scores")) return -1;
     s->scores_ld = (size_t)nkv;
     for (int i = 0; i < n; i++) s->pos[i] = kv->len + i;
@@ -258,7 +258,7 @@ static int extend_decode(model *m, kv_cache *kv, const int *tokens, int n, const
 int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *out_rows, int n_out, float *logits) {
     if (check_extend(m, kv, tokens, n, out_rows, n_out)) return -1;
     if (model_scratch_ensure(m) || model_rope_ensure(m, kv->len + n)) return -1;
-    if (n <= GEMV_MAX_ROWS && decode_streams(m)) return extend_decode(m, kv, tokens, n, out_rows, n_out, logits);
+    if (n <= GEMV_MAX_ROWS && model_decode_streams(m)) return extend_decode(m, kv, tokens, n, out_rows, n_out, logits);
     const int chunk = n < MODEL_INFER_CHUNK ? n : MODEL_INFER_CHUNK, H = m->cfg.hidden, V = m->cfg.vocab;
     if (model_scratch_tokens(m, chunk)) return -1;
     struct model_scratch *s = m->scratch;

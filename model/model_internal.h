@@ -73,6 +73,11 @@ struct model_scratch {
 /* Token buffers of the inference scratch for chunks of up to `rows` tokens (grown, contents not
  * kept). 0 or -1 (ERR_NOMEM). */
 int model_scratch_tokens(model *m, int rows);
+/* Decode teams (model_infer.c; the serving engine's too): the team's threads by the weights of an
+ * average layer, and whether every linear and the LM head stream (linear_streams: a team splits
+ * them by output rows). */
+int model_decode_threads(const model *m);
+int model_decode_streams(const model *m);
 /* One decoder layer of inference over the scratch buffers (model_infer.c; the tap is model.h's). */
 int model_layer_infer(model *m, int l, int n, kv_cache *kv, const attn_seq *seqs, int n_seqs, const model_tap *tap);
 

@@ -508,6 +508,12 @@ int main(int argc, char **argv) {
         {"fp8 per channel", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0, 0},
     };
     for (int i = 0; i < 3; i++) test_engine_requests(2 - i, 4, 64, 1, &qs[i]);
+    /* every kernel split whatever its size: the decode team (engine_forward.c) on 2 threads, its
+     * linears by rows and attention by items, against the plain forward within the same tolerance */
+    kernels_split_always(1);
+    test_engine_requests(0, 4, 64, 1, NULL);
+    test_engine_requests(2, 4, 64, 1, &qs[1]);
+    kernels_split_always(0);
     test_engine_ranking_work(1);
     test_engine_ranking_work(0);
     test_engine_limits();
