@@ -315,8 +315,9 @@ int store_open_fs(store **out, const char *dir, int flags, const store_fs_info *
         int v;
         if (user_version(s, &v)) goto fail;
         if (v != store_n_migrations) {
-            err_set(ERR_INPUT, "the store %s has schema version %d, this smelt expects %d; run any writing "
-                    "command (for example smelt runs) with this smelt to migrate it", dir, v, store_n_migrations);
+            err_set(ERR_INPUT, "the store %s has schema version %d, this smelt expects %d; run a command that "
+                    "writes to it with this smelt to migrate it (for example smelt gc --dry-run --store %s)", dir, v,
+                    store_n_migrations, dir);
             goto fail;
         }
     } else {
