@@ -31,6 +31,7 @@ rsection *report_section_add(rsection **sec, int *n, const char *id, const char 
 static const char *from_stage(const rstage *x) {
     const rinput *in = rstage_input(x, "model");
     if (!in) in = rstage_input(x, "init");
+    if (!in) in = rstage_input(x, "init.from"); /* a student of some of a model's layers */
     return in ? in->from_stage : rstage_param(x, "model");
 }
 

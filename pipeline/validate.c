@@ -155,6 +155,37 @@ int validate_params(recipe_stage *st, const node *map, const param_spec *schema,
     return 0;
 }
 
+static int node_has_key(const node *n, const char *key) {
+    for (int i = 0; n->type == NODE_MAP && i < n->n; i++)
+        if (!strcmp(n->keys[i], key)) return 1;
+    return 0;
+}
+
+/* The mapping alternative of a union that a mapping names by its first field's key ({arch: ...}
+ * against {from: ...}), or NULL when none does (the first mapping alternative then fits, as the
+ * only one does). */
+static const param_spec *union_claimed_map(const param_spec *alts, const node *n) {
+    for (const param_spec *a = alts; a->name; a++)
+        if (a->type == P_MAP && a->fields && a->fields[0].name && node_has_key(n, a->fields[0].name)) return a;
+    return NULL;
+}
+
+/* min_items and increasing of a list, checked on its validated entries. */
+static int check_list(const recipe_stage *st, const node *n, const char *path, const param_spec *sp, const cJSON *arr) {
+    if (n->n < sp->min_items)
+        return err_set(ERR_INPUT, "%s:%d:%d: stage '%s': '%s' needs at least %d entr%s, found %d", n->file, n->line,
+                       n->col, st->name, path, sp->min_items, sp->min_items == 1 ? "y" : "ies", n->n);
+    if (!sp->increasing) return 0;
+    for (int i = 1; i < n->n; i++) {
+        double prev = cJSON_GetArrayItem(arr, i - 1)->valuedouble, cur = cJSON_GetArrayItem(arr, i)->valuedouble;
+        if (cur <= prev)
+            return err_set(ERR_INPUT, "%s:%d:%d: stage '%s': '%s' must be strictly increasing, but entry [%d] is %g "
+                           "after %g; list each one once, in increasing order (e.g. [0, 2, 4])", n->vals[i]->file,
+                           n->vals[i]->line, n->vals[i]->col, st->name, path, i, cur, prev);
+    }
+    return 0;
+}
+
 static int shape_fits(const param_spec *sp, const node *n) {
     switch (sp->type) {
     case P_MAP: return n->type == NODE_MAP;
@@ -290,13 +321,19 @@ static int validate_value(recipe_stage *st, const node *n, const param_spec *sp,
             }
             cJSON_AddItemToArray(*out, v);
         }
+        if (check_list(st, n, path, sp, *out)) {
+            cJSON_Delete(*out);
+            *out = NULL;
+            return -1;
+        }
         break;
     case P_UNION: {
         strbuf sb = STRBUF_INIT;
         int tried = 0;
+        const param_spec *claimed = union_claimed_map(sp->alts, n);
         for (const param_spec *a = sp->alts; a->name; a++) {
             sb_printf(&sb, "%s%s", tried++ ? " or " : "", type_name(a->type));
-            if (!shape_fits(a, n)) continue;
+            if (!shape_fits(a, n) || (claimed && a->type == P_MAP && a != claimed)) continue;
             int saved = st->n_refs, saved_paths = st->n_paths;
             if (validate_value(st, n, a, path, out) == 0) {
                 sb_free(&sb);

@@ -17,7 +17,8 @@ typedef enum {
                * the stage reads the absolute path, the cache key holds the content's digest */
     P_MAP,    /* a mapping: with `fields` a fixed schema, else free keys whose values are `elem` */
     P_LIST,   /* a sequence of `elem` values */
-    P_UNION,  /* the first of `alts` whose shape fits (a reference or a mapping, say) */
+    P_UNION,  /* the first of `alts` whose shape fits (a reference or a mapping, say); among several
+               * fixed-schema mapping alternatives, the one whose first field is a key of the mapping */
 } param_type;
 
 typedef struct param_spec param_spec;
@@ -33,6 +34,8 @@ struct param_spec {
     const param_spec *fields;        /* P_MAP with a fixed schema: NULL-name-terminated */
     const param_spec *elem;          /* P_LIST, free-form P_MAP: the element schema */
     const param_spec *alts;          /* P_UNION: NULL-name-terminated alternatives */
+    int min_items;                   /* P_LIST: fewest entries (0: any) */
+    int increasing;                  /* P_LIST of P_INT: strictly increasing (no repeats) */
 };
 
 /* Helpers for reading resolved parameters (a cJSON object) by dotted path ("optim.lr").

@@ -1,7 +1,7 @@
 /* doc_params.h: a stage kind's parameter schema against the table of its docs page (STYLE.md 12:
  * a table that exists twice is checked by a test). The table is the rows "| `name` |" of the page's
  * "### Parameters" section; maps are listed by their fields ("optim.lr"), and a union by the
- * fields of its map alternative. */
+ * fields of each of its map alternatives. */
 #ifndef SMELT_TESTS_DOC_PARAMS_H
 #define SMELT_TESTS_DOC_PARAMS_H
 
@@ -12,6 +12,15 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "stages/stage.h"
+
+/* 1 (printed) when text lacks the row "| `name.field` |" (field NULL: "| `name` |"), else 0. */
+static inline int doc_row(const char *text, const char *doc, const char *name, const char *field) {
+    char row[128];
+    snprintf(row, sizeof row, field ? "| `%s.%s` |" : "| `%s` |", name, field ? field : "");
+    if (strstr(text, row)) return 0;
+    printf("FAIL %s lacks the row of parameter %s\n", doc, row);
+    return 1;
+}
 
 /* Returns the number of faults (a schema parameter without its row, or a row count that differs
  * from the schema's), each printed with its cause. doc is relative to $SMELT_SOURCE_DIR. */
@@ -26,23 +35,16 @@ static inline int doc_params_check(const char *kind, const char *doc) {
         return 1;
     }
     for (const param_spec *p = k->params; p->name; p++) {
-        const param_spec *fields = p->type == P_MAP ? p->fields : NULL;
-        for (const param_spec *a = p->type == P_UNION ? p->alts : NULL; a && a->name; a++)
-            if (a->type == P_MAP) fields = a->fields;
-        for (const param_spec *f = fields ? fields : p; f->name; f++) {
-            char row[128];
-            snprintf(row, sizeof row, fields ? "| `%s.%s` |" : "| `%s%s` |", fields ? p->name : f->name,
-                     fields ? f->name : "");
-            if (!strstr(text, row)) printf("FAIL %s lacks the row of parameter %s\n", doc, row), faults++;
-            n++;
-            if (!fields) break;
+        /* a map's fields; a union's fields of each map alternative (train's init {arch: ...} and
+         * {from: ...} each have a row per field, even two of one name) and its own row */
+        int maps = 0;
+        for (int i = 0; p->type == P_UNION ? p->alts[i].name != NULL : i < 1; i++) {
+            const param_spec *a = p->type == P_UNION ? &p->alts[i] : p;
+            if (a->type != P_MAP || !a->fields) continue;
+            for (const param_spec *f = a->fields; f->name; f++) faults += doc_row(text, doc, p->name, f->name), n++;
+            maps++;
         }
-        if (p->type == P_UNION && fields) { /* the union itself has a row too */
-            char row[128];
-            snprintf(row, sizeof row, "| `%s` |", p->name);
-            if (!strstr(text, row)) printf("FAIL %s lacks the row of parameter %s\n", doc, row), faults++;
-            n++;
-        }
+        if (p->type == P_UNION || !maps) faults += doc_row(text, doc, p->name, NULL), n++;
     }
     int rows = 0;
     const char *sec = strstr(text, "### Parameters"), *end = sec ? strstr(sec + 1, "\n### ") : NULL;

@@ -4,7 +4,9 @@
  * batches; every sequence once per epoch; budgets; steps per epoch), rank shares (contiguous, disjoint, covering, balanced), in-stage checkpoints (bitwise
  * round trip, corruption and foreign checkpoints refused, old ones removed), the teacher's logits
  * through its KV cache against a full forward, the LM head over selected rows against all rows,
- * sampling that does not depend on how sequences are split among ranks, and position weights. */
+ * sampling that does not depend on how sequences are split among ranks, and position weights;
+ * a student of some of a model's layers (init: {from, layers}) against the model with the other
+ * layers made the identity, and its bad layer lists. */
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -410,6 +412,87 @@ static void test_sampling(const ds_split *s) {
     model_free(&m);
 }
 
+/* init: {from, layers}: the student of layers keep[] of a saved model against an independent
+ * reference, the full model whose other layers are made the identity by zeroing their output
+ * projections (o_proj and down_proj: each of their residual branches then adds exactly +0). The
+ * kept layers then see the same inputs through the same operations of the same shapes, so the
+ * logits must be bitwise equal (tolerance 0); the full model's own logits must differ (the dropped
+ * layers mattered). Two configs: qwen2 (biases, untied head, pruned layers of other widths) and
+ * llama (tied head, llama3 RoPE scaling). */
+static void layers_case(int kind, int n_layers, const int *keep, int n_keep) {
+    model_config cfg = tm_config(kind);
+    for (int l = 2; l < n_layers; l++) cfg.layers[l] = cfg.layers[l % 2];
+    cfg.n_layers = n_layers;
+    model full, stu;
+    tu_expect(model_init(&full, &cfg, NULL) == 0, "model_init: %s", err_msg());
+    tm_randomize(&full, 23 + (uint64_t)kind);
+    char *dir = fs_join(tmpdir, kind ? "layers_llama" : "layers_qwen2");
+    tu_expect(checkpoint_save(dir, &full.cfg, &full.w, ST_F32) == 0, "save: %s", err_msg());
+    if (!tu_expect(train_init_layers(&stu, dir, keep, n_keep) == 0, "train_init_layers: %s", err_msg())) {
+        model_free(&full), free(dir);
+        return;
+    }
+    tu_expect(stu.cfg.n_layers == n_keep && stu.cfg.tie_embeddings == cfg.tie_embeddings, "student config");
+    for (int j = 0; j < n_keep; j++)
+        tu_expect(!memcmp(&stu.cfg.layers[j], &cfg.layers[keep[j]], sizeof cfg.layers[0]), "layer %d's config", j);
+    const int lens[2] = {11, 7}, N = 18, V = cfg.vocab;
+    int tokens[18];
+    for (int i = 0; i < N; i++) tokens[i] = (i * 17 + 3) % V;
+    model_batch b = {.tokens = tokens, .seq_lens = lens, .n_tokens = N, .n_seqs = 2};
+    float *h = tu_alloc((size_t)N * cfg.hidden), *got = tu_alloc((size_t)N * V), *ref = tu_alloc((size_t)N * V),
+          *orig = tu_alloc((size_t)N * V);
+    int ok = model_forward_hidden(&stu, &b, h) == 0 && model_logits(&stu, got, h, N) == 0;
+    ok &= model_forward_hidden(&full, &b, h) == 0 && model_logits(&full, orig, h, N) == 0;
+    for (int l = 0, j = 0; l < n_layers; l++) {
+        if (j < n_keep && keep[j] == l) {
+            j++;
+            continue;
+        }
+        layer_weights *lw = &full.w.layers[l];
+        const layer_config *lc = &cfg.layers[l];
+        memset(lw->wo, 0, sizeof(float) * (size_t)cfg.hidden * lc->n_heads * cfg.head_dim);
+        memset(lw->w_down, 0, sizeof(float) * (size_t)cfg.hidden * lc->intermediate);
+    }
+    ok &= model_forward_hidden(&full, &b, h) == 0 && model_logits(&full, ref, h, N) == 0;
+    tu_expect(ok, "forwards: %s", err_msg());
+    char what[96];
+    snprintf(what, sizeof what, "%s student of %d of %d layers vs identity layers", cfg.model_type, n_keep, n_layers);
+    tu_expect_close(what, got, ref, (size_t)N * V, 0.0);
+    tu_expect(tu_nerr(got, orig, (size_t)N * V) > 1e-3, "%s: the dropped layers changed nothing", what);
+    model_free(&stu), model_free(&full);
+    free(h), free(got), free(ref), free(orig), free(dir);
+}
+
+static void test_init_layers(void) {
+    const int keep_q[3] = {1, 2, 4}, keep_l[2] = {0, 3};
+    layers_case(0, 5, keep_q, 3);
+    layers_case(1, 4, keep_l, 2);
+    /* bad lists: each refused with ERR_INPUT naming init.layers, before any weight is read */
+    model_config full = tm_config(2), out;
+    const struct {
+        int keep[3], n;
+        const char *msg;
+    } bad[] = {
+        {{0}, 0, "init.layers is empty"},
+        {{0, 3}, 2, "init.layers[1] is 3, but the model of init.from has 3 layers (0 to 2)"},
+        {{-1}, 1, "init.layers[0] is -1"},
+        {{0, 2, 2}, 3, "init.layers must be strictly increasing, but [2] is 2 after 2"},
+        {{2, 0}, 2, "init.layers must be strictly increasing, but [1] is 0 after 2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = train_layers_config(&out, &full, bad[i].keep, bad[i].n);
+        tu_expect(rc == -1 && err_kind_get() == ERR_INPUT && strstr(err_msg(), bad[i].msg), "bad list %zu: got '%s'",
+                  i, rc ? err_msg() : "accepted");
+        err_clear();
+    }
+    char *missing = fs_join(tmpdir, "no-such-model");
+    model m;
+    const int one[1] = {0};
+    tu_expect(train_init_layers(&m, missing, one, 1) == -1, "a missing model is refused");
+    err_clear();
+    free(missing);
+}
+
 /* docs/train.md's parameter table lists every parameter of the schema (maps by their fields,
  * `init` and the fields of its map form) and nothing else. */
 static void test_docs(void) {
@@ -434,6 +517,7 @@ int main(void) {
     test_teacher_chunks();
     test_selected_rows();
     test_sampling(&s);
+    test_init_layers();
     test_docs();
     ds_split_close(&s);
     fs_rm_rf(tmpdir);

@@ -109,6 +109,67 @@ int train_load_model(model *m, const char *path) {
     return 0;
 }
 
+int train_layers_config(model_config *out, const model_config *full, const int *keep, int n) {
+    if (n < 1) return err_set(ERR_INPUT, "init.layers is empty; list the layers the student keeps, e.g. [0, 2, 4]");
+    for (int j = 0; j < n; j++) {
+        if (keep[j] < 0 || keep[j] >= full->n_layers)
+            return err_set(ERR_INPUT, "init.layers[%d] is %d, but the model of init.from has %d layers (0 to %d); "
+                           "list only layers that exist", j, keep[j], full->n_layers, full->n_layers - 1);
+        if (j > 0 && keep[j] <= keep[j - 1])
+            return err_set(ERR_INPUT, "init.layers must be strictly increasing, but [%d] is %d after %d; list each "
+                           "kept layer once, in order", j, keep[j], keep[j - 1]);
+    }
+    *out = *full;
+    out->n_layers = n;
+    for (int j = 0; j < n; j++) out->layers[j] = full->layers[keep[j]];
+    for (int j = n; j < MODEL_MAX_LAYERS; j++) out->layers[j] = (layer_config){0, 0, 0};
+    return config_validate(out) ? err_prefix("init.layers: ") : 0;
+}
+
+/* The source tensor of student tensor `name`: "model.layers.J.x" comes from "model.layers.keep[J].x",
+ * every other name from itself. */
+static const weights_tensor *layer_source(const weights_tensor *src, int n_src, const char *name, const int *keep) {
+    char want[sizeof src->name];
+    int j, off = 0;
+    if (sscanf(name, "model.layers.%d.%n", &j, &off) == 1 && off > 0)
+        snprintf(want, sizeof want, "model.layers.%d.%s", keep[j], name + off);
+    else
+        snprintf(want, sizeof want, "%s", name);
+    for (int i = 0; i < n_src; i++)
+        if (!strcmp(src[i].name, want)) return &src[i];
+    return NULL;
+}
+
+int train_init_layers(model *m, const char *path, const int *keep, int n) {
+    model_config full, cfg;
+    model_weights fw, w;
+    if (checkpoint_load(path, &full, &fw)) return err_prefix("loading %s: ", path);
+    if (train_layers_config(&cfg, &full, keep, n) || weights_alloc(&w, &cfg)) {
+        weights_free(&fw);
+        return err_prefix("%s: ", path);
+    }
+    int ns = weights_tensors(&fw, &full, NULL, 0), nd = weights_tensors(&w, &cfg, NULL, 0), rc = 0;
+    weights_tensor *src = xmalloc(sizeof *src * (size_t)ns), *dst = xmalloc(sizeof *dst * (size_t)nd);
+    if (!src || !dst) rc = -1;
+    else {
+        weights_tensors(&fw, &full, src, ns);
+        weights_tensors(&w, &cfg, dst, nd);
+    }
+    for (int i = 0; !rc && i < nd; i++) {
+        const weights_tensor *s = layer_source(src, ns, dst[i].name, keep);
+        size_t cnt = (size_t)dst[i].shape[0] * (dst[i].ndim == 2 ? (size_t)dst[i].shape[1] : 1);
+        if (!s || s->ndim != dst[i].ndim || s->shape[0] != dst[i].shape[0] || (s->ndim == 2 && s->shape[1] != dst[i].shape[1]))
+            rc = err_set(ERR_INTERNAL, "the student's tensor %s has no source of its shape in %s", dst[i].name, path);
+        else
+            memcpy(dst[i].data, s->data, cnt * sizeof(float));
+    }
+    free(src), free(dst);
+    weights_free(&fw);
+    if (!rc && model_init(m, &cfg, &w)) rc = err_prefix("%s: ", path);
+    if (rc) weights_free(&w);
+    return rc;
+}
+
 typedef struct {
     const char *dst;
 } copy_ctx;

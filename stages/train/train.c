@@ -47,15 +47,25 @@ static const param_spec arch_fields[] = {
      .help = "standard deviation of the random matrices (0: 1/sqrt(fan-in))"},
     {.name = NULL},
 };
+static const param_spec model_alts[] = {
+    {.name = "stage", .type = P_REF, .help = "a stage's model output"},
+    {.name = "path", .type = P_PATH, .help = "a Hugging Face folder, a GGUF file or a llama2.c .bin"},
+    {.name = NULL},
+};
+static const param_spec layer_index = {.name = "layer", .type = P_INT, .has_min = 1, .min = 0, .has_max = 1,
+                                       .max = MODEL_MAX_LAYERS - 1};
+static const param_spec from_fields[] = {
+    {.name = "from", .type = P_UNION, .required = 1, .alts = model_alts,
+     .help = "the model whose layers the student keeps: a stage's model or a checkpoint path"},
+    {.name = "layers", .type = P_LIST, .required = 1, .elem = &layer_index, .min_items = 1, .increasing = 1,
+     .help = "the layers kept, strictly increasing ([0, 2, 4, ...]); embeddings, final norm and head are copied"},
+    {.name = NULL},
+};
 static const param_spec init_alts[] = {
     {.name = "stage", .type = P_REF, .help = "a stage's model output"},
     {.name = "path", .type = P_PATH, .help = "a Hugging Face folder, a GGUF file or a llama2.c .bin"},
     {.name = "arch", .type = P_MAP, .fields = arch_fields, .help = "{arch, hidden, layers, heads, ...}: a seeded random model"},
-    {.name = NULL},
-};
-static const param_spec teacher_alts[] = {
-    {.name = "stage", .type = P_REF, .help = "a stage's model output"},
-    {.name = "path", .type = P_PATH, .help = "a Hugging Face folder, a GGUF file or a llama2.c .bin"},
+    {.name = "from", .type = P_MAP, .fields = from_fields, .help = "{from: MODEL, layers: [...]}: a student of some layers"},
     {.name = NULL},
 };
 static const param_spec loss_fields[] = {
@@ -110,8 +120,8 @@ static const param_spec policy_fields[] = {
 static const param_spec train_params[] = {
     {.name = "data", .type = P_REF, .required = 1, .help = "a data stage"},
     {.name = "init", .type = P_UNION, .required = 1, .alts = init_alts,
-     .help = "a stage's model, a checkpoint path, or {arch: ...} for a random model"},
-    {.name = "teacher", .type = P_UNION, .alts = teacher_alts, .help = "a stage's model or a checkpoint path"},
+     .help = "a stage's model, a checkpoint path, {arch: ...} for a random model, or {from: MODEL, layers: [...]}"},
+    {.name = "teacher", .type = P_UNION, .alts = model_alts, .help = "a stage's model or a checkpoint path"},
     {.name = "loss", .type = P_MAP, .def = "{ce: 1.0}", .fields = loss_fields, .help = "weights of the loss terms"},
     {.name = "optim", .type = P_MAP, .def = "{}", .fields = optim_fields, .help = "AdamW and its schedule"},
     {.name = "steps", .type = P_INT, .def = "0", .has_min = 1, .min = 0, .help = "optimizer steps (or epochs)"},
@@ -287,6 +297,19 @@ static int resolve_model_path(stage_ctx *ctx, const char *name, const char **pat
     return 0;
 }
 
+/* init.layers of the {from, layers} form into keep (at most MODEL_MAX_LAYERS entries). */
+static int read_layer_list(const cJSON *params, int *keep, int *n) {
+    const cJSON *l = param_get(params, "init.layers"), *e;
+    *n = 0;
+    if (!cJSON_IsArray(l)) return err_set(ERR_INPUT, "init.layers must list the layers kept, e.g. [0, 2, 4]");
+    cJSON_ArrayForEach(e, l) {
+        if (*n == MODEL_MAX_LAYERS)
+            return err_set(ERR_INPUT, "init.layers lists more than %d layers; keep fewer", MODEL_MAX_LAYERS);
+        keep[(*n)++] = (int)e->valuedouble;
+    }
+    return 0;
+}
+
 static void trainer_free(trainer *t) {
     teacher_close(&t->teacher);
     kv_cache_free(&t->gen_kv);
@@ -334,7 +357,13 @@ static int trainer_setup(trainer *t) {
     /* configs first: mismatches are errors before any weight is read */
     model_config scfg, tcfg;
     if (resolve_model_path(ctx, "init", &init_path) || resolve_model_path(ctx, "teacher", &teacher_path)) return -1;
-    if (init_path) {
+    int keep[MODEL_MAX_LAYERS], n_keep = -1; /* init: {from, layers}: the layers kept (n_keep >= 0) */
+    if (!init_path && param_get(ctx->params, "init.from")) {
+        if (resolve_model_path(ctx, "init.from", &init_path) || read_layer_list(ctx->params, keep, &n_keep)) return -1;
+        model_config full;
+        if (train_read_config(init_path, &full)) return err_prefix("init.from %s: ", init_path);
+        if (train_layers_config(&scfg, &full, keep, n_keep)) return err_prefix("init.from %s: ", init_path);
+    } else if (init_path) {
         if (train_read_config(init_path, &scfg)) return err_prefix("init %s: ", init_path);
     } else if (train_config_from_arch(&scfg, param_get(ctx->params, "init"), &t->ds, o->seq_len)) {
         return -1;
@@ -374,7 +403,9 @@ static int trainer_setup(trainer *t) {
     }
 
     /* models */
-    if (init_path) {
+    if (n_keep >= 0) {
+        if (train_init_layers(&t->m, init_path, keep, n_keep)) return err_prefix("init.from: ");
+    } else if (init_path) {
         if (train_load_model(&t->m, init_path)) return -1;
     } else {
         double std;

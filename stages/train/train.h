@@ -116,6 +116,13 @@ int train_config_from_arch(model_config *cfg, const cJSON *arch, const dataset *
 int train_init_random(model *m, const model_config *cfg, double std, uint64_t seed);
 /* Loads a model from a path into m. */
 int train_load_model(model *m, const char *path);
+/* The config of a student that keeps the layers keep[0..n-1] of `full` (init: {from, layers}):
+ * 0, or -1 (ERR_INPUT naming init.layers) for an empty list, an index outside the model's layers,
+ * or indices that are not strictly increasing. */
+int train_layers_config(model_config *out, const model_config *full, const int *keep, int n);
+/* Loads the model at path and builds in m the student of its layers keep[0..n-1], in that order:
+ * each kept layer's tensors, the embedding, the final norm and the LM head copied. */
+int train_init_layers(model *m, const char *path, const int *keep, int n);
 /* Writes out_dir: config.json, generation_config.json, model.safetensors (dtype) and the data set's
  * tokenizer files (so the folder loads in transformers and in smelt), with tokenizer.json and
  * tokenizer_config.json from tokenizer_save_hf for byte-level tokenizers: transformers' tokenizer

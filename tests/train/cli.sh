@@ -129,6 +129,30 @@ bad steps-and-epochs "    steps: 2
 bad no-room "    steps: 2
     on_policy: {fraction: 0.5, max_new_tokens: 200}" "leaves no room for a prompt"
 
+bad layers-range "    steps: 2
+    init: {from: teacher, layers: [0, 2]}" "init.layers[1] is 2, but the model of init.from has 2 layers (0 to 1)"
+
+# init: {from, layers}: a student of the teacher's layer 1 of 2 trains (the teacher cached); its
+# layer list is part of the cache key; empty or non-increasing lists are refused by the recipe check
+tiny_recipe lay.yaml "    steps: 2
+    init: {from: teacher, layers: [1]}"
+"$SMELT" run lay.yaml > lay.out 2>&1 || fail "the run of a student of layers failed: $(cat lay.out)"
+LAYRUN=$(q "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1")
+expect_contains "$(cat "$(q "SELECT log_path FROM stages WHERE run_id = '$LAYRUN' AND stage = 'student'")")" \
+  "(llama, hidden 48, 1 layers)" "the student has the one kept layer"
+sed -i 's/layers: \[1\]}/layers: [0]}/' lay.yaml
+expect_contains "$("$SMELT" plan lay.yaml 2>&1)" "init.layers" "another layer list is another cache key"
+for l in "[]:needs at least 1 entry" "[1, 1]:must be strictly increasing, but entry [1] is 1 after 1"; do
+  tiny_recipe lay.yaml "    steps: 2
+    init: {from: teacher, layers: ${l%%:*}}"
+  set +e
+  "$SMELT" plan lay.yaml > lay.out 2>&1
+  rc=$?
+  set -e
+  expect_eq $rc 2 "exit status of layers ${l%%:*}"
+  expect_contains "$(cat lay.out)" "'init.layers' ${l#*:}" "layers ${l%%:*}"
+done
+
 # NaN at step 5 (fault injection): the stage fails naming the step; the checkpoint of step 4 stays
 tiny_recipe nan.yaml "    steps: 8
     checkpoint_every: 2"
