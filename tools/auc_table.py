@@ -54,6 +54,8 @@ def main():
     ap.add_argument("--ref", default="history_mean", help="the row the differences are taken from")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pair", action="append", default=[], metavar="A:B",
+                    help="also print the paired difference A - B (same resamples); repeatable")
     ap.add_argument("models", nargs="+", help="NAME=predictions.tsv")
     a = ap.parse_args()
     base = read_tsv(a.baselines)
@@ -83,8 +85,12 @@ def main():
             rows[col] = v
     for name, p in preds.items():
         rows[name] = np.array([float(p[i]["margin"]) for i in keep])
-    if a.ref not in rows:
-        sys.exit(f"auc_table: --ref {a.ref} is none of {', '.join(rows)}")
+    pairs = [p.split(":") for p in a.pair]
+    for p in [a.ref] + [x for pr in pairs for x in pr]:
+        if p not in rows:
+            sys.exit(f"auc_table: '{p}' (--ref or --pair) is none of {', '.join(rows)}")
+    if any(len(pr) != 2 for pr in pairs):
+        sys.exit("auc_table: --pair takes A:B, two row names")
     rng = np.random.default_rng(a.seed)
     members = np.unique(member)
     by_member = [np.flatnonzero(member == m) for m in members]
@@ -107,6 +113,13 @@ def main():
         dlo, dhi = np.nanpercentile(d, [2.5, 97.5])
         print(f"| {k:<14} | {point[k]:.4f} | [{lo:.4f}, {hi:.4f}] | {point[k] - point[a.ref]:>+20.4f} | "
               f"[{dlo:+.4f}, {dhi:+.4f}] |")
+    if pairs:
+        print("\n| paired difference | AUC difference | 95% interval | resamples with A > B |")
+        print("|---|---:|---|---:|")
+    for x, y in pairs:
+        d = np.array(boots[x]) - np.array(boots[y])
+        dlo, dhi = np.nanpercentile(d, [2.5, 97.5])
+        print(f"| {x} - {y} | {point[x] - point[y]:+.4f} | [{dlo:+.4f}, {dhi:+.4f}] | {np.nanmean(d > 0):.1%} |")
 
 
 if __name__ == "__main__":
