@@ -5,6 +5,7 @@ with all its examples), and each row's difference from a reference row with its 
 
   python3 tools/auc_table.py --baselines DATA_DIR/baselines.tsv \\
       zero-shot=ZS_DIR/predictions.tsv teacher=T_DIR/predictions.tsv [--ref history_mean] [--boot 2000]
+      [--pair A:B]...
 
 DATA_DIR, ZS_DIR, ...: `smelt checkout RUN STAGE -o DIR` of the data and evaluate stages. The AUC of
 a row is the mean over tasks of the per-task AUC (ties count one half), as smelt's evaluate reports
@@ -50,7 +51,8 @@ def auc_mean(score, label, task):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baselines", required=True)
+    ap.add_argument("--baselines", help="the data stage's baselines.tsv (without it: the labels, tasks and "
+                    "members of the predictions files, and no baseline rows)")
     ap.add_argument("--ref", default="history_mean", help="the row the differences are taken from")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
@@ -58,7 +60,7 @@ def main():
                     help="also print the paired difference A - B (same resamples); repeatable")
     ap.add_argument("models", nargs="+", help="NAME=predictions.tsv")
     a = ap.parse_args()
-    base = read_tsv(a.baselines)
+    base = read_tsv(a.baselines) if a.baselines else None
     preds = {}
     for m in a.models:
         name, _, path = m.partition("=")
@@ -68,6 +70,8 @@ def main():
     keep = sorted(set.intersection(*(set(p) for p in preds.values())))
     if not keep:
         sys.exit("auc_table: the predictions files share no test example")
+    if base is None:  # the first predictions file's labels, tasks and members (each file is checked against them)
+        base = list(next(iter(preds.values())).values())
     bidx = {int(r["index"]): r for r in base}
     for i in keep:
         b = bidx.get(i)
@@ -80,6 +84,8 @@ def main():
     member = np.array([int(bidx[i]["member"]) for i in keep])
     rows = {}
     for col in ("popularity", "history_mean", "combined"):
+        if col not in bidx[keep[0]]:
+            continue
         v = np.array([float(bidx[i][col]) for i in keep])
         if np.isfinite(v).all():
             rows[col] = v
