@@ -29,3 +29,23 @@ for p in prune-mlp1 distill-mlp1 prune-mlp2 distill-mlp2 prune-kv pruned; do
 done
 echo
 python3 "$ROOT/tools/auc_table.py" --ref teacher "${pairs[@]}" "${args[@]}"
+echo
+echo "fidelity to the teacher on the same examples: the answer's P(yes) against the teacher's"
+python3 - "${args[@]}" <<'PY'
+import csv, sys
+import numpy as np
+rows = {}
+for a in sys.argv[1:]:
+    name, _, path = a.partition("=")
+    with open(path, newline="") as f:
+        rows[name] = {int(r["index"]): float(r["score"]) for r in csv.DictReader(f, delimiter="\t")}
+t = rows.pop("teacher")
+print("| model | mean binary KL(teacher ‖ model) | mean abs. P(yes) difference |")
+print("|---|---:|---:|")
+for name, r in rows.items():
+    idx = sorted(set(t) & set(r))
+    p = np.clip(np.array([t[i] for i in idx]), 1e-12, 1 - 1e-12)
+    q = np.clip(np.array([r[i] for i in idx]), 1e-12, 1 - 1e-12)
+    kl = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+    print(f"| {name} | {kl.mean():.5f} | {np.abs(p - q).mean():.4f} |")
+PY
