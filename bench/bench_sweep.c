@@ -248,7 +248,8 @@ static void bench_evaluate(model *m, int rounds) {
     const char *json = "{\"source\": \"synthetic\", \"tokenizer\": \"builtin:bytes\", \"labels\": {\"yes\": \" yes\", \"no\": \" no\"},"
                        " \"tasks\": [\"like\"], \"members\": 48, \"items\": 300, \"interactions\": 48, \"noise\": 0.1, \"history\": 20,"
                        " \"history_tokens\": 320, \"max_tokens\": 512, \"candidates\": 8, \"min_history\": 3, \"train_groups\": 1,"
-                       " \"split\": {\"valid\": 0, \"test\": 0.1666667}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0}}";
+                       " \"split\": {\"valid\": 0, \"test\": 0.1666667}, \"answers\": \"auto\", \"calibration\": {\"samples\": 0, \"from\": \"train\", \"seed\": 0},"
+                       " \"allow_test_calibration\": false}";
     cJSON *p = cJSON_Parse(json);
     if (!p || data_build(p, 7, dir, calib, NULL, NULL)) die("data");
     cJSON_Delete(p);

@@ -55,7 +55,7 @@ int cmd_run(int argc, char **argv) {
     char *self = NULL;
     char run_id[RUN_ID_MAX];
     int status = EXIT_OK;
-    if (recipe_load(&r, path, sets.v, sets.n)) {
+    if (recipe_load(&r, path, sets.v, sets.n) || recipe_check_devices(r)) {
         status = cli_fail("run");
         goto out;
     }

@@ -59,7 +59,33 @@ int cli_slurm_opts_set(const slurm_opts *o) {
            o->cpus_per_task;
 }
 
+/* `submit --dry-run`: what `plan --slurm` prints (the stages to run, every sbatch script, the
+ * dependency chain), with the same options; nothing is created or submitted. --name only names
+ * the run, so it is dropped. */
+static int submit_dry_run(int argc, char **argv) {
+    int slurm = 0;
+    for (int i = 1; i < argc; i++) slurm |= !strcmp(argv[i], "--slurm");
+    if (!slurm) return cli_usage_error("submit", "name the scheduler: --slurm (the only one so far; 'smelt run' runs here)");
+    char **av = xcalloc((size_t)argc + 1, sizeof *av);
+    if (!av) return cli_fail("submit");
+    int n = 0;
+    av[n++] = "plan";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dry-run") || !strncmp(argv[i], "--name=", 7)) continue;
+        if ((!strcmp(argv[i], "--name") || !strcmp(argv[i], "-n")) && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        av[n++] = argv[i];
+    }
+    int rc = cmd_plan(n, av);
+    free(av);
+    return rc;
+}
+
 int cmd_submit(int argc, char **argv) {
+    for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+        if (!strcmp(argv[i], "--dry-run")) return submit_dry_run(argc, argv);
     static const struct option opts[] = {{"store", required_argument, 0, 's'}, {"set", required_argument, 0, 'S'},
                                          {"name", required_argument, 0, 'n'},  SLURM_LONG_OPTIONS,
                                          {0, 0, 0, 0}};
@@ -101,7 +127,7 @@ int cmd_submit(int argc, char **argv) {
     recipe *r = NULL;
     store *s = NULL;
     char *self = NULL, run_id[RUN_ID_MAX];
-    if (recipe_load(&r, argv[optind], sets, n_sets)) {
+    if (recipe_load(&r, argv[optind], sets, n_sets) || recipe_check_devices(r)) {
         status = cli_fail("submit");
     } else if (!(self = cli_self_exe()) || cli_open_store(&s, store_flag, STORE_CREATE) ||
                runner_create(s, r, argv[optind], sets, n_sets, name, 1, run_id)) {

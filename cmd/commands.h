@@ -213,7 +213,8 @@ int cmd_slurm_stage(int argc, char **argv);
      "  smelt tokenize --tokenizer builtin:bytes --decode 72 105 259\n\n" \
      "Exit status: 0 ok, 1 failure, 2 bad usage, bad input or a damaged tokenizer file.\n", 0}, \
     {"submit", cmd_submit, "submit a recipe to a Slurm cluster, one job per stage",                                   \
-     "usage: smelt submit RECIPE --slurm [SLURM OPTIONS] [--set KEY.PATH=VALUE]... [--name NAME] [--store DIR]\n\n"   \
+     "usage: smelt submit RECIPE --slurm [SLURM OPTIONS] [--set KEY.PATH=VALUE]... [--name NAME] [--store DIR]\n"     \
+     "                    [--dry-run]\n\n"                                                                          \
      "Creates a run and submits every stage that is not already computed as a Slurm job (sbatch), with\n"           \
      "afterok dependencies mirroring the DAG; stages with ranks: N get N tasks and start their MPI ranks\n"          \
      "inside the allocation. Job ids are in the store when it returns; no smelt process needs to stay.\n"          \
@@ -221,7 +222,10 @@ int cmd_slurm_stage(int argc, char **argv);
      "The store must be on a file system every node sees (see the README's Slurm section).\n\n" STORE_HELP          \
      "  --slurm              submit to Slurm (required)\n" SLURM_OPTIONS_HELP                                          \
      "  --set K=V            override a recipe value (repeatable)\n"                                                  \
-     "  --name NAME          a name for the run (default: the recipe's name)\n\n"                                     \
+     "  --name NAME          a name for the run (default: the recipe's name)\n"                                       \
+     "  --dry-run            print the stages, every sbatch script and the dependency chain ('smelt plan\n"          \
+     "                       --slurm'); create and submit nothing. Accepts stages with device: cuda, which\n"       \
+     "                       a real submission refuses while the stages run on the CPU only\n\n"                     \
      "Exit status: 0 submitted, 1 sbatch or the store failed, 2 bad usage or an invalid recipe.\n", 0},               \
     {"cancel", cmd_cancel, "cancel the Slurm jobs of a run",                                                          \
      "usage: smelt cancel RUN [--store DIR]\n\n"                                                                     \

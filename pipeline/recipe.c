@@ -13,8 +13,8 @@
 #include "common/strbuf.h"
 
 static const char *const top_keys[] = {"smelt", "name", "seed", "defaults", "stages", "description", NULL};
-static const char *const common_keys[] = {"kind", "needs", "ranks", "retries", "seed", "resources", "description",
-                                          "foreach", NULL};
+static const char *const common_keys[] = {"kind",      "needs",       "ranks",   "retries", "seed",
+                                          "resources", "description", "foreach", "device",  NULL};
 
 static const param_spec resources_fields[] = {
     {.name = "time", .type = P_STRING, .help = "wall-clock limit, Slurm syntax (1:00:00)"},
@@ -241,6 +241,11 @@ static int stage_common(recipe *r, recipe_stage *st, node *m) {
     if ((v = node_map_get(m, "seed"))) {
         if (int_key(v, st->name, "seed", 0, (1LL << 53), &x)) return -1;
         st->seed = x;
+    }
+    if ((v = node_map_get(m, "device"))) {
+        if (v->type != NODE_SCALAR || (strcmp(v->text, "cpu") && strcmp(v->text, "cuda")))
+            return at(v, "stage '", st->name, "': 'device' must be cpu or cuda");
+        st->device = strcmp(v->text, "cuda") ? STAGE_DEVICE_CPU : STAGE_DEVICE_CUDA;
     }
     if ((v = node_map_get(m, "description")) && v->type != NODE_SCALAR)
         return at(v, "stage '", st->name, "': 'description' must be a text");
@@ -500,6 +505,18 @@ void recipe_stage_free_refs(recipe_stage *st) {
     free(st->paths);
     st->paths = NULL;
     st->n_paths = 0;
+}
+
+int recipe_check_devices(const recipe *r) {
+    for (int i = 0; i < r->n_stages; i++) {
+        const recipe_stage *st = &r->stages[i];
+        if (st->device == STAGE_DEVICE_CUDA)
+            return err_set(ERR_INPUT, "%s:%d:%d: stage '%s' (%s) asks for device: cuda, but smelt's stages run on the "
+                           "CPU only so far (the CUDA kernels are built and tested with SMELT_CUDA=ON but the model code "
+                           "does not call them yet); plan it or 'smelt submit --slurm --dry-run' it, or run it here with "
+                           "--set stages.%s.device=cpu", st->file, st->line, st->col, st->name, st->kind->name, st->name);
+    }
+    return 0;
 }
 
 int recipe_stage_index(const recipe *r, const char *name) {

@@ -30,6 +30,9 @@ typedef struct {
     const char *file_name; /* the recipe file, for messages */
 } recipe_extpath;
 
+/* `device:` of a stage. */
+enum { STAGE_DEVICE_CPU = 0, STAGE_DEVICE_CUDA = 1 };
+
 typedef struct {
     char *name;
     const stage_kind *kind;
@@ -44,6 +47,7 @@ typedef struct {
     int *deps;       /* indices of the stages this one depends on (refs and needs), unique */
     int n_deps;
     int ranks, retries;
+    int device;       /* STAGE_DEVICE_*: where the stage runs; scheduling, never part of the cache key */
     long long seed;
     cJSON *resources; /* scheduling hints (Slurm); never part of the cache key; may be NULL */
     int line, col;    /* position of the stage's name */
@@ -69,6 +73,10 @@ int recipe_parse(recipe **out, const char *file, const char *text, size_t len, c
 /* Reads the file (size-limited) and parses it. */
 int recipe_load(recipe **out, const char *path, char *const *overrides, int n_overrides);
 void recipe_free(recipe *r);
+/* ERR_INPUT naming the first stage that asks for a device this build cannot run stages on
+ * (device: cuda: the stage kinds run on the CPU only so far). `run`, `resume` and `submit`
+ * call it before any work; `plan` and `submit --dry-run` accept such recipes. */
+int recipe_check_devices(const recipe *r);
 /* Frees the references and paths a validation collected in st. */
 void recipe_stage_free_refs(recipe_stage *st);
 int recipe_stage_index(const recipe *r, const char *name);

@@ -39,6 +39,7 @@ static void on_signal(int sig) { runner_stop = sig; }
 
 int runner_create(store *s, const recipe *r, const char *recipe_path, char *const *overrides, int n_overrides,
                   const char *name, int jobs, char run_id[RUN_ID_MAX]) {
+    if (recipe_check_devices(r)) return -1;
     cJSON *ov = cJSON_CreateArray();
     for (int i = 0; ov && i < n_overrides; i++) cJSON_AddItemToArray(ov, cJSON_CreateString(overrides[i]));
     char *ov_json = ov ? cJSON_PrintUnformatted(ov) : NULL;
@@ -462,6 +463,7 @@ static int finish_run(runner *rn, int rc) {
 }
 
 int runner_execute(store *s, const recipe *r, const char *run, const runner_opts *o) {
+    if (recipe_check_devices(r)) return -1;
     runner rn = {.s = s, .r = r, .run = run, .o = o, .jobs = o->jobs > 0 ? o->jobs : 1, .failed_stage = -1};
     rn.sl = xcalloc((size_t)r->n_stages + 1, sizeof *rn.sl);
     if (!rn.sl) return -1;

@@ -126,6 +126,11 @@ int slurm_stage_resources(const recipe_stage *st, const slurm_opts *o, slurm_res
                            st->name, v->valueint, out->ntasks, out->ntasks == 1 ? "" : "s", v->valueint);
         out->nodes = v->valueint;
     }
+    /* device: cuda without a GPU count asks for one GPU per rank of the busiest node. */
+    if (st->device == STAGE_DEVICE_CUDA && out->gpus_per_node == 0) {
+        int nodes = out->nodes > 0 ? out->nodes : 1;
+        out->gpus_per_node = (out->ntasks + nodes - 1) / nodes;
+    }
     return 0;
 }
 

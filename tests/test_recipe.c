@@ -100,7 +100,7 @@ static const char *base =
 
 static void test_key_invariance(void) {
     recipe *a = parse(base, NULL, 0);
-    /* Same identity: comments, key order, flow vs block style, ranks/retries/resources, a renamed
+    /* Same identity: comments, key order, flow vs block style, ranks/retries/resources/device, a renamed
      * stage that nothing else names differently. */
     recipe *b = parse("# comment\n"
                       "name: other-name\n"
@@ -116,6 +116,7 @@ static void test_key_invariance(void) {
                       "      d: source\n"
                       "    kind: command\n"
                       "    retries: 3\n"
+                      "    device: cuda\n"
                       "    resources: {time: '1:00:00', gpus: 2}\n"
                       "  source: {kind: command, run: make data}\n",
                       NULL, 0);
