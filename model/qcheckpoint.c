@@ -231,6 +231,23 @@ static const qweight *set_at(const model_quant *q, int l, int k) {
     return qweight_is_set(w) ? w : NULL;
 }
 
+/* The rules of format f for one quantized linear that need no model config (mod names it). */
+static int check_fits(const qweight *w, qckpt_format f, const char *mod) {
+    if (qcheckpoint_check_scheme(f, w->type, w->bits, w->act, w->group_size == w->n_in ? -1 : w->group_size,
+                                 w->zeros != NULL, w->n_scales == 1 && w->type == QW_FP8, w->n_in))
+        return err_prefix("%s: ", mod);
+    if (w->mins && f != QCKPT_GGUF)
+        return err_set(ERR_INPUT, "%s: float minimums (w = scale * q + min) are GGUF's Q4_1 layout; use format gguf, or "
+                       "zero points for %s", mod, qckpt_format_name(f));
+    if (w->g_idx && f != QCKPT_GPTQ)
+        return err_set(ERR_INPUT, "%s: act-order column groups (g_idx) are a GPTQ layout (compressed-tensors 0.20 "
+                       "dropped its \"actorder\": \"group\"); use format gptq, or quantize with static groups", mod);
+    if (f == QCKPT_GPTQ && (w->n_out % (32 / w->bits) || w->n_in % (32 / w->bits)))
+        return err_set(ERR_INPUT, "%s: format gptq packs %d codes per 32-bit word along both dimensions, which must "
+                       "divide [%d, %d]; use format compressed-tensors", mod, 32 / w->bits, w->n_out, w->n_in);
+    return 0;
+}
+
 /* One quantized linear against the config and the format. */
 static int check_linear(const model_config *cfg, const qweight *w, int l, int k, qckpt_format f) {
     char mod[96];
@@ -240,19 +257,8 @@ static int check_linear(const model_config *cfg, const qweight *w, int l, int k,
     if (w->n_out != n_out || w->n_in != n_in)
         return err_set(ERR_INPUT, "%s: the quantized weight is [%d, %d] but the config implies [%d, %d]", mod, w->n_out,
                        w->n_in, n_out, n_in);
-    if (qcheckpoint_check_scheme(f, w->type, w->bits, w->act, w->group_size == w->n_in ? -1 : w->group_size,
-                                 w->zeros != NULL, w->n_scales == 1 && w->type == QW_FP8, w->n_in) ||
-        qckpt_check_codes(w, mod, "the weights to save", ERR_INPUT))
-        return err_prefix("%s: ", mod);
-    if (w->mins && f != QCKPT_GGUF)
-        return err_set(ERR_INPUT, "%s: float minimums (w = scale * q + min) are GGUF's Q4_1 layout; use format gguf, or "
-                       "zero points for %s", mod, qckpt_format_name(f));
-    if (w->g_idx && f != QCKPT_GPTQ)
-        return err_set(ERR_INPUT, "%s: act-order column groups (g_idx) are a GPTQ layout (compressed-tensors 0.20 "
-                       "dropped its \"actorder\": \"group\"); use format gptq, or quantize with static groups", mod);
-    if (f == QCKPT_GPTQ && (n_out % (32 / w->bits) || n_in % (32 / w->bits)))
-        return err_set(ERR_INPUT, "%s: format gptq packs %d codes per 32-bit word along both dimensions, which must "
-                       "divide [%d, %d]; use format compressed-tensors", mod, 32 / w->bits, n_out, n_in);
+    if (check_fits(w, f, mod)) return -1;
+    if (qckpt_check_codes(w, mod, "the weights to save", ERR_INPUT)) return err_prefix("%s: ", mod);
     for (int i = 0; qcheckpoint_scale_dtype(f) == ST_F16 && i < w->n_scales; i++)
         if (st_f16_to_f32(st_f32_to_f16(w->scales[i])) != w->scales[i])
             return err_set(ERR_INPUT, "%s: scale %d (%.9g) is not an fp16 number, and format %s stores fp16 scales; "
@@ -277,6 +283,23 @@ static int check_save(const model_config *cfg, const model_quant *q, qckpt_forma
             if (set_at(q, l, k) && check_linear(cfg, set_at(q, l, k), l, k, f)) return -1;
     if (set_at(q, 0, QLIN_N) && check_linear(cfg, set_at(q, 0, QLIN_N), 0, QLIN_N, f)) return -1;
     return ops_of(f)->check ? ops_of(f)->check(cfg, q) : 0;
+}
+
+int qcheckpoint_linear_bytes(size_t *bytes, const qweight *w, qckpt_format f) {
+    *bytes = 0;
+    if (f == QCKPT_GGUF) return qckpt_gguf_linear_bytes(bytes, w);
+    const qckpt_ops *ops = ops_of(f);
+    if (!ops) return qcheckpoint_check_scheme(f, QW_INT, 4, QA_NONE, -1, 0, 0, 0);
+    if (check_fits(w, f, "the linear")) return -1;
+    /* the writer's own tensors of the linear, assembled and counted, never written */
+    qckpt_out out = {0};
+    int rc = ops->write_linear(&out, "m", w);
+    for (int i = 0; !rc && i < out.n; i++) {
+        const st_entry *e = &out.e[i];
+        *bytes += st_dtype_size(e->raw_dtype) * (size_t)e->shape[0] * (size_t)(e->ndim == 2 ? e->shape[1] : 1);
+    }
+    qckpt_out_free(&out);
+    return rc;
 }
 
 /* config.json: the model's config with "quantization_config" added as the last key. */

@@ -62,6 +62,13 @@ int qcheckpoint_check_scheme(qckpt_format f, qw_type type, int bits, qa_type act
 st_dtype qcheckpoint_scale_dtype(qckpt_format f);
 void qcheckpoint_round_scales(qweight *w, qckpt_format f);
 
+/* *bytes = what the file of format f spends on the quantized linear w: every tensor of its module
+ * as the writer emits it (compressed-tensors: the packed or int8/FP8 codes, the F32 scales, zero
+ * points, weight_shape; GPTQ: qweight, qzeros, F16 scales, g_idx; GGUF: its Q8_0/Q4_0/Q4_1 blocks).
+ * The figure behind the quantize stage's `bits_per_weight`. 0, or -1 (ERR_INPUT when f cannot hold
+ * w, ERR_NOMEM). */
+int qcheckpoint_linear_bytes(size_t *bytes, const qweight *w, qckpt_format f);
+
 /* The quantize stage's writer: dir/config.json (cfg plus quantization_config),
  * dir/generation_config.json and dir/model.safetensors: the fp32 tensors of w in `dtype` (ST_F32,
  * ST_BF16 or ST_F16; those of the quantized linears are not written) and the quantized linears of

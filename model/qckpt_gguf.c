@@ -92,6 +92,13 @@ int qckpt_gguf_check(const model_config *cfg, const model_quant *q) {
     return 0;
 }
 
+int qckpt_gguf_linear_bytes(size_t *bytes, const qweight *w) {
+    ggml_type t;
+    if (block_type(w, "the linear", &t)) return -1;
+    *bytes = (size_t)w->n_out * (size_t)(w->n_in / QG) * ggml_type_size(t);
+    return 0;
+}
+
 /* The HF row that goes to file row r of a q/k projection of `heads` heads (llama): the writer's
  * permutation (gguf_export.c) applied to the row indices; inverse 1 gives the reader's. perm [rows]. */
 static int qk_rows(int *perm, int heads, int head_dim, int inverse) {

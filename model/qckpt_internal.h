@@ -61,4 +61,8 @@ extern const qckpt_ops qckpt_ct_ops, qckpt_gptq_ops;
  * a block type, with cfg's shapes. 0 or -1 (ERR_INPUT naming the linear and the rule). */
 int qckpt_gguf_check(const model_config *cfg, const model_quant *q);
 
+/* *bytes = the GGUF blocks of w (n_out * n_in / 32 blocks of its type). 0 or -1 (ERR_INPUT: no block
+ * type holds w). */
+int qckpt_gguf_linear_bytes(size_t *bytes, const qweight *w);
+
 #endif

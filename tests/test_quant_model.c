@@ -3,9 +3,12 @@
  * layer by layer, the per-channel maxima of |x| at the q/k/v and gate/up inputs (model/layerwise.h)
  * give s (alpha 0.8), folded into input_layernorm / post_attention_layernorm and the readers' columns.
  * The smoothed float model's logits equal the original's within float tolerance, the scales really
- * move (max s / min s > 10), and folding into the norms alone (a wrong fold) changes the logits. */
+ * move (max s / min s > 10), and folding into the norms alone (a wrong fold) changes the logits.
+ * Also: the fp32 forward on weights set to their int4 codes' values equals the quantized kernels'
+ * forward (what lets the quantize stage advance weight-only layers with sgemm). */
 #include "engine_testmodel.h"
 #include "model/layerwise.h"
+#include "model/qmodel.h"
 #include "stages/quantize/quant.h"
 
 enum { NT = 18, NSEQ = 3 };
@@ -61,6 +64,46 @@ static double smooth_model(model *m, const int *tok, int norms_only) {
     return ratio;
 }
 
+/* The quantize stage's next-layer forward for weight-only schemes (stages/quantize/pass.c): with every
+ * linear's fp32 weights set to exactly the values of its codes (RTN int4 per channel), the fp32 forward
+ * gives the logits the quantized kernels give (model_attach_quant): the same products, summed in
+ * another order. Bound: both forwards' own rounding, as for the smoothed model below. */
+static void weight_only_forward(int kind, const int *tok) {
+    model_config cfg = tm_config(kind);
+    model m;
+    model_quant *mq = model_quant_new(cfg.n_layers);
+    if (!mq || model_init(&m, &cfg, NULL)) {
+        printf("FAIL init: %s\n", err_msg());
+        tu_failures++;
+        return;
+    }
+    tm_randomize(&m, 300 + kind);
+    for (int l = 0; l < cfg.n_layers; l++) {
+        layer_weights *w = &m.w.layers[l];
+        float *wk[QLIN_N] = {w->wq, w->wk, w->wv, w->wo, w->w_gate, w->w_up, w->w_down};
+        for (int k = 0; k < QLIN_N; k++) {
+            int no, ni;
+            qlin_shape(&cfg, l, k, &no, &ni);
+            const quant_grid g = {.bits = 4, .group_size = ni, .sym = 1};
+            float *wh = tu_alloc((size_t)no * ni);
+            if (quant_rtn(model_quant_at(mq, l, k), wh, wk[k], no, ni, &g)) printf("FAIL rtn: %s\n", err_msg()), tu_failures++;
+            memcpy(wk[k], wh, sizeof(float) * (size_t)no * ni);
+            free(wh);
+        }
+    }
+    float *ref = tu_alloc((size_t)NT * cfg.vocab), *got = tu_alloc((size_t)NT * cfg.vocab);
+    logits_of(&m, tok, ref); /* fp32 sgemm on w = w_hat */
+    if (model_attach_quant(&m, mq)) printf("FAIL attach: %s\n", err_msg()), tu_failures++, model_quant_free(mq);
+    tu_expect(model_is_quantized(&m), "kind %d: the quantized kernels are bound", kind);
+    logits_of(&m, tok, got);
+    const double tol = 4 * TU_EPS * (cfg.n_layers * (2.0 * cfg.hidden + 32 + cfg.intermediate + 7) + 2 * cfg.hidden);
+    char what[96];
+    snprintf(what, sizeof what, "model kind %d: fp32 forward on w_hat == int4 kernels' forward", kind);
+    tu_expect_close(what, got, ref, (size_t)NT * cfg.vocab, tol);
+    free(ref), free(got);
+    model_free(&m);
+}
+
 int main(void) {
     tu_verbose = getenv("VERBOSE") != NULL;
     for (int kind = 0; kind < 3; kind++) {
@@ -93,6 +136,7 @@ int main(void) {
                   "the logits (%.2e)", kind, tu_nerr(got, ref, (size_t)NT * cfg.vocab));
         free(ref), free(got);
         model_free(&m), model_free(&bad);
+        weight_only_forward(kind, tok);
     }
     return tu_finish("test_quant_model");
 }

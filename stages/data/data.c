@@ -411,8 +411,9 @@ static int data_run(stage_ctx *ctx) {
 
 const stage_kind stage_kind_data = {
     .name = "data",
-    .version = 3, /* 2: BOS only where the tokenizer adds one (GGUF add_bos_token, post-processors); template;
-                   * 3: split format 2 (history cuts) */
+    .version = 4, /* 2: BOS only where the tokenizer adds one (GGUF add_bos_token, post-processors); template;
+                   * 3: split format 2 (history cuts); 4: baselines.tsv in ranking artifacts (a version-3
+                   * artifact lacks it, so it must not be reused) */
     .summary = "recommendation data as text: tokenized train/valid/test splits and a calibration set",
     .params = data_params,
     .outputs = data_outputs,

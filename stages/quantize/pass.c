@@ -36,6 +36,7 @@ typedef struct {
     float *amax[MODEL_SITE_N]; /* [in] max |x_j| (QKV and GATE_UP sites) */
     int in[MODEL_SITE_N];
     int want_amax;             /* SmoothQuant needs the maxima */
+    double gram_s;             /* seconds spent accumulating the Gram matrices */
 } layer_stats;
 
 static void stats_free(layer_stats *s) {
@@ -64,7 +65,9 @@ static int stats_alloc(layer_stats *s, model *m, int l) {
 static int stats_tap(void *ctx, model_site site, const float *x, int n, int in) {
     layer_stats *s = ctx;
     if (in != s->in[site]) return err_set(ERR_INTERNAL, "site %d has %d inputs, expected %d", site, in, s->in[site]);
+    const double t0 = time_monotonic();
     if (gram_accumulate(s->h[site], x, in, n, in)) return -1;
+    s->gram_s += time_monotonic() - t0;
     for (int t = 0; t < n && s->want_amax; t++)
         for (int j = 0; j < in; j++) s->amax[site][j] = fmaxf(s->amax[site][j], fabsf(x[(size_t)t * in + j]));
     return 0;
@@ -127,6 +130,7 @@ typedef struct {
     double err[QLIN_N], ref[QLIN_N];
     double *obj;          /* [iterations + 1] summed over the layer's linears */
     int have[QLIN_N];
+    double error_s;       /* seconds spent on the error metrics */
 } layer_result;
 
 /* Quantizes linear k of layer l from its weights w (in place: w becomes w_hat) with the site's Hessian. */
@@ -153,7 +157,9 @@ static int quantize_linear(qrun *qr, int l, int k, const quant_hessian *qh, cons
     }
     if (!rc) q->act = o->act;
     if (!rc && h) {
+        const double t0 = time_monotonic();
         rc = quant_layer_error(&res->err[k], &res->ref[k], orig, wh, h, no, ni);
+        res->error_s += time_monotonic() - t0;
         res->have[k] = 1;
         for (int t = 0; obj && t <= o->iterations; t++) res->obj[t] += obj[t];
     }
@@ -212,8 +218,10 @@ static int quantize_layer(qrun *qr, int l, layer_stats *st, double secs0) {
         snprintf(key, sizeof key, "objective_%d", l);
         for (int t = 0; t <= o->iterations && !rc; t++) rc = stage_metric(ctx, key, t, res.obj[t] / ref);
     }
-    if (!rc && ref > 0) log_info("layer %d: relative error %.3e (calibration %.2f s, quantization %.2f s)", l, err / ref,
-                                 t_quant - secs0, time_monotonic() - t_quant);
+    if (!rc && ref > 0)
+        log_info("layer %d: relative error %.3e (calibration %.2f s, of which Gram matrices %.2f s; quantization %.2f s, "
+                 "of which error metrics %.2f s)", l, err / ref, t_quant - secs0, st ? st->gram_s : 0.0,
+                 time_monotonic() - t_quant, res.error_s);
     free(res.obj);
     return rc;
 }
@@ -269,14 +277,25 @@ int qpass_run(qrun *qr) {
         if (!rc && ctx->rank == 0) rc = quantize_layer(qr, l, stp, t0);
         rc = qagree(ctx, rc);
         if (!rc) rc = share_layer(qr, l);
-        /* the next layers are calibrated on this layer run by the quantized kernels */
-        if (!rc) rc = model_quant_rebind_layer(&qr->m, l);
+        /* The next layers are calibrated on this layer's quantized function. With activation
+         * quantization only the quantized kernels compute it; with weights alone the layer's fp32
+         * weights already hold exactly the codes' values (quantize_linear), so the fp32 sgemm on them
+         * computes the same products as the kernels (which dequantize panels into sgemm), faster;
+         * the kernels are bound right after. */
+        const int weight_only = qr->o.act == QA_NONE;
+        if (!rc && !weight_only) rc = model_quant_rebind_layer(&qr->m, l);
         if (stp) stats_free(stp);
+        const double t_adv = time_monotonic();
         if (!rc && qr->lw) rc = layerwise_advance(qr->lw);
+        if (!rc && weight_only) rc = model_quant_rebind_layer(&qr->m, l);
         rc = qagree(ctx, rc);
+        const double t_ckpt = time_monotonic();
         /* before the checkpoint, which flushes the metrics: a resumed attempt has every layer's */
         if (!rc) rc = stage_metric(ctx, "seconds", l, time_monotonic() - t0);
         if (!rc) rc = qagree(ctx, qckpt_save(qr, l));
+        if (!rc && ctx->rank == 0)
+            log_info("layer %d: %.2f s in all (next-layer forward %.2f s, checkpoint %.2f s)", l, time_monotonic() - t0,
+                     t_ckpt - t_adv, time_monotonic() - t_ckpt);
         /* fault injection for the kill -9 test: SMELT_QUANTIZE_KILL_AT=STAGE:LAYER dies (SIGKILL, nothing
          * cleaned up) right after the checkpoint of that layer */
         const char *kill_at = getenv("SMELT_QUANTIZE_KILL_AT"), *colon = kill_at ? strrchr(kill_at, ':') : NULL;

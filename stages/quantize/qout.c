@@ -28,17 +28,22 @@ static int copy_tokenizer(const char *dir, const char *model_path) {
     return 0;
 }
 
-/* bits per weight over the quantized linears (codes, scales and zero points as packed). */
-static double bits_per_weight(const qrun *qr) {
+/* *bpw = 8 x the bytes the written file spends on the quantized linears (every tensor of theirs, in
+ * the output format: codes, scales, zero points, shapes, g_idx; GGUF blocks) / their weights; 32
+ * when nothing is quantized. 0 or -1. */
+static int bits_per_weight(double *bpw, const qrun *qr) {
     double qbytes = 0, qweights = 0;
     for (int l = 0; l < qr->m.cfg.n_layers; l++)
         for (int k = 0; k < QLIN_N; k++) {
             const qweight *q = model_quant_at(qr->mq, l, k);
+            size_t b;
             if (!qweight_is_set(q)) continue;
-            qbytes += (double)qweight_packed_bytes(q);
+            if (qcheckpoint_linear_bytes(&b, q, qr->o.format)) return -1;
+            qbytes += (double)b;
             qweights += (double)q->n_out * q->n_in;
         }
-    return qweights > 0 ? 8.0 * qbytes / qweights : 32.0;
+    *bpw = qweights > 0 ? 8.0 * qbytes / qweights : 32.0;
+    return 0;
 }
 
 /* format gguf: dir/model.gguf (what model_load reads for the folder) with the input model's tokenizer
@@ -67,8 +72,9 @@ int qout_write(const char *dir, qrun *qr, const char *model_path) {
                                    : qcheckpoint_save(dir, &qr->m.cfg, &qr->m.w, qr->mq, qr->o.format, ST_F32))
         return err_prefix("saving the quantized model: ");
     if (copy_tokenizer(dir, model_path)) return -1;
-    int rc = stage_metric(qr->ctx, "bytes", 0, (double)model_weight_bytes(&qr->m)) ||
-             stage_metric(qr->ctx, "bits_per_weight", 0, bits_per_weight(qr));
+    double bpw;
+    int rc = stage_metric(qr->ctx, "bytes", 0, (double)model_weight_bytes(&qr->m)) || bits_per_weight(&bpw, qr) ||
+             stage_metric(qr->ctx, "bits_per_weight", 0, bpw);
     if (!rc && qr->n_err) rc = stage_metric(qr->ctx, "rel_error_mean", 0, qr->sum_err_rel / qr->n_err);
     return rc;
 }

@@ -61,7 +61,17 @@ done
 for s in q-rtn q-gptq q-qe q-w8a8 q-fp8; do
   for k in bytes bits_per_weight; do [ -n "$(m $s $k 0)" ] || fail "$s: no $k"; done
 done
-expect_eq "$(m q-gptq bits_per_weight 0)" 5 "4-bit weights with an fp16 scale per 16: 5 bits per weight"
+# bits_per_weight is what the written file spends on the quantized linears, computed again from the file
+# alone (tools/file_bits_per_weight.py: the safetensors header's tensor sizes, or gguf-py's). Both are
+# the correctly rounded double of the same ratio of integers, printed with 17 significant digits on
+# both sides, so they agree exactly (a relative 1e-15 allows one unit of the last place).
+bpw_file() { # bpw_file STAGE DIR
+  local f a
+  f=$(python3 "$SMELT_SOURCE_DIR/tools/file_bits_per_weight.py" "$2") || fail "$1: reading bits per weight from $2"
+  a=$(q "SELECT printf('%.17g', value) FROM metrics WHERE stage = '$1' AND key = 'bits_per_weight'")
+  awk -v a="$a" -v b="$f" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(b > 0 && d <= 1e-15 * b) }' ||
+    fail "$1: bits_per_weight $a, but the file spends $f bits per quantized weight"
+}
 [ -z "$(m q-fp8 rel_error_q 0)" ] || fail "fp8 without calibration has no error metrics"
 RUN=$(q "SELECT run_id FROM runs")
 "$SMELT" checkout "$RUN" q-qe -o qe > /dev/null || fail "checkout of q-qe failed"
@@ -71,12 +81,19 @@ expect_eq "$(python3 -c "import json; c = json.load(open('qe/config.json'))['qua
   "compressed-tensors pack-quantized" "q-qe is a compressed-tensors W4A16 checkpoint"
 INSPECT=$("$SMELT" inspect qe 2>&1) || fail "smelt inspect of the quantized output failed: $INSPECT"
 expect_contains "$INSPECT" "int4 group 16" "inspect names the quantized linears"
+"$SMELT" checkout "$RUN" q-ign -o ign > /dev/null
+for s in rtn gptq w8a8 fp8; do "$SMELT" checkout "$RUN" q-$s -o $s > /dev/null || fail "checkout of q-$s failed"; done
+for s in rtn gptq qe w8a8 fp8 ign; do bpw_file q-$s $s; done
+# compressed-tensors keeps F32 scales: 4-bit group 16 is 4 + 32/16 bits, plus weight_shape (128 bits a
+# linear; the smallest here, k_proj, has 24 x 48 weights: at most 0.12 bits more per weight)
+awk -v a="$(m q-gptq bits_per_weight 0)" 'BEGIN { exit !(a > 6 && a < 6.12) }' ||
+  fail "q-gptq: 4-bit codes and an F32 scale per 16 weights are 6 bits per weight, not $(m q-gptq bits_per_weight 0)"
+pass "bits_per_weight equals the bits the compressed-tensors files spend per quantized weight (W4, W8A8, FP8)"
 "$SMELT" run r.yaml > again.out 2>&1 || fail "second run failed"
 expect_contains "$(cat again.out)" "(0 run, 8 cached)" "second run is cached"
 # ignore: down_proj everywhere and all of layer 1 stay fp32 (no metric, listed as ignored in the export)
 expect_eq "$(q "SELECT count(*) FROM metrics WHERE run_id = '$RUN' AND stage = 'q-ign' AND key LIKE 'rel_error_%' AND key != 'rel_error_mean'")" 6 \
   "q-ign quantized the six linears of layer 0 other than down_proj"
-"$SMELT" checkout "$RUN" q-ign -o ign > /dev/null
 IGN=$(python3 -c "import json; print(' '.join(sorted(json.load(open('ign/config.json'))['quantization_config']['ignore'])))")
 expect_contains "$IGN" "model.layers.0.mlp.down_proj" "the export lists the ignored down_proj"
 expect_contains "$IGN" "model.layers.1.self_attn.q_proj" "the export lists layer 1's linears"
@@ -145,13 +162,14 @@ recipe g.yaml "  q-q40: {kind: quantize, model: teacher, method: rtn, bits: 4, g
   q-ct40: {kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 32}
   q-q41: {kind: quantize, model: teacher, method: gptq, bits: 4, sym: false, group_size: 32, format: gguf, calibration: data.calibration}
   q-q80: {kind: quantize, model: teacher, method: gptq, bits: 8, group_size: 32, format: gguf, calibration: data.calibration}
+  q-gq: {kind: quantize, model: teacher, method: rtn, bits: 4, group_size: 32, format: gptq}
   e-q40: {kind: evaluate, model: q-q40, data: data}
   e-ct40: {kind: evaluate, model: q-ct40, data: data}
   e-q41: {kind: evaluate, model: q-q41, data: data}
   e-q80: {kind: evaluate, model: q-q80, data: data}" 64 128
 "$SMELT" run g.yaml > g.out 2>&1 || fail "gguf run failed: $(cat g.out)"
 GRUN=$(q "SELECT run_id FROM runs")
-for s in q40 q41 q80 ct40; do "$SMELT" checkout "$GRUN" q-$s -o $s > /dev/null || fail "checkout of q-$s failed"; done
+for s in q40 q41 q80 ct40 gq; do "$SMELT" checkout "$GRUN" q-$s -o $s > /dev/null || fail "checkout of q-$s failed"; done
 for s in q40 q41 q80; do
   [ -f $s/model.gguf ] && [ ! -f $s/config.json ] || fail "q-$s: expected model.gguf alone: $(ls $s)"
 done
@@ -161,6 +179,9 @@ for k in auc log_loss response_loss perplexity; do
   expect_eq "$(ev e-q40 $k)" "$(ev e-ct40 $k)" "$k of the Q4_0 GGUF and of the same RTN as compressed-tensors"
 done
 expect_eq "$(m q-q40 bits_per_weight 0)" 4.5 "Q4_0: 4 bits and an fp16 scale per 32"
+expect_eq "$(m q-q41 bits_per_weight 0)" 5 "Q4_1: 4 bits, an fp16 scale and an fp16 minimum per 32"
+expect_eq "$(m q-q80 bits_per_weight 0)" 8.5 "Q8_0: 8 bits and an fp16 scale per 32"
+bpw_file q-gq gq
 INSPECT=$("$SMELT" inspect q41 2>&1) || fail "smelt inspect of the GGUF output folder failed: $INSPECT"
 expect_contains "$INSPECT" "Q4_1         14 tensors" "inspect reads the folder's model.gguf"
 pass "format gguf: Q4_0, Q4_1 and Q8_0 files that evaluate reads; Q4_0 scores as its compressed-tensors twin"
@@ -208,4 +229,5 @@ for t in r.tensors:
 assert n == 14, n
 print("gguf-py: 3 files, 14 quantized linears each; Q4_0 equals its compressed-tensors twin")
 PY
+for s in q40 q41 q80; do bpw_file q-$s $s; done
 pass "gguf-py reads the stage's Q4_0, Q4_1 and Q8_0 files; Q4_0 dequantizes to the compressed-tensors weights"
