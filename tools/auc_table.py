@@ -5,6 +5,7 @@ with all its examples), and each row's difference from a reference row with its 
 
   python3 tools/auc_table.py --baselines DATA_DIR/baselines.tsv \\
       zero-shot=ZS_DIR/predictions.tsv teacher=T_DIR/predictions.tsv [--ref history_mean] [--boot 2000]
+      [--pair A:B]...
 
 DATA_DIR, ZS_DIR, ...: `smelt checkout RUN STAGE -o DIR` of the data and evaluate stages. The AUC of
 a row is the mean over tasks of the per-task AUC (ties count one half), as smelt's evaluate reports
@@ -50,13 +51,16 @@ def auc_mean(score, label, task):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baselines", required=True)
+    ap.add_argument("--baselines", help="the data stage's baselines.tsv (without it: the labels, tasks and "
+                    "members of the predictions files, and no baseline rows)")
     ap.add_argument("--ref", default="history_mean", help="the row the differences are taken from")
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pair", action="append", default=[], metavar="A:B",
+                    help="also print the paired difference A - B (same resamples); repeatable")
     ap.add_argument("models", nargs="+", help="NAME=predictions.tsv")
     a = ap.parse_args()
-    base = read_tsv(a.baselines)
+    base = read_tsv(a.baselines) if a.baselines else None
     preds = {}
     for m in a.models:
         name, _, path = m.partition("=")
@@ -66,6 +70,8 @@ def main():
     keep = sorted(set.intersection(*(set(p) for p in preds.values())))
     if not keep:
         sys.exit("auc_table: the predictions files share no test example")
+    if base is None:  # the first predictions file's labels, tasks and members (each file is checked against them)
+        base = list(next(iter(preds.values())).values())
     bidx = {int(r["index"]): r for r in base}
     for i in keep:
         b = bidx.get(i)
@@ -78,13 +84,19 @@ def main():
     member = np.array([int(bidx[i]["member"]) for i in keep])
     rows = {}
     for col in ("popularity", "history_mean", "combined"):
+        if col not in bidx[keep[0]]:
+            continue
         v = np.array([float(bidx[i][col]) for i in keep])
         if np.isfinite(v).all():
             rows[col] = v
     for name, p in preds.items():
         rows[name] = np.array([float(p[i]["margin"]) for i in keep])
-    if a.ref not in rows:
-        sys.exit(f"auc_table: --ref {a.ref} is none of {', '.join(rows)}")
+    pairs = [p.split(":") for p in a.pair]
+    for p in [a.ref] + [x for pr in pairs for x in pr]:
+        if p not in rows:
+            sys.exit(f"auc_table: '{p}' (--ref or --pair) is none of {', '.join(rows)}")
+    if any(len(pr) != 2 for pr in pairs):
+        sys.exit("auc_table: --pair takes A:B, two row names")
     rng = np.random.default_rng(a.seed)
     members = np.unique(member)
     by_member = [np.flatnonzero(member == m) for m in members]
@@ -107,6 +119,13 @@ def main():
         dlo, dhi = np.nanpercentile(d, [2.5, 97.5])
         print(f"| {k:<14} | {point[k]:.4f} | [{lo:.4f}, {hi:.4f}] | {point[k] - point[a.ref]:>+20.4f} | "
               f"[{dlo:+.4f}, {dhi:+.4f}] |")
+    if pairs:
+        print("\n| paired difference | AUC difference | 95% interval | resamples with A > B |")
+        print("|---|---:|---|---:|")
+    for x, y in pairs:
+        d = np.array(boots[x]) - np.array(boots[y])
+        dlo, dhi = np.nanpercentile(d, [2.5, 97.5])
+        print(f"| {x} - {y} | {point[x] - point[y]:+.4f} | [{dlo:+.4f}, {dhi:+.4f}] | {np.nanmean(d > 0):.1%} |")
 
 
 if __name__ == "__main__":

@@ -237,8 +237,9 @@ int qckpt_save(qrun *qr, int l) {
         while (cJSON_GetArraySize(layers) > l) cJSON_DeleteItemFromArray(layers, cJSON_GetArraySize(layers) - 1);
         cJSON_AddItemToArray(layers, cJSON_CreateString(hex));
         out = cJSON_Print(j);
-        rc = !sp || !out ? err_set(ERR_NOMEM, "out of memory writing the quantize state") : fs_write_atomic(sp, out, strlen(out));
-        if (!rc) rc = stage_metrics_flush(ctx);
+        /* the layer's metrics first: a kill between the two must not leave a state without its metrics */
+        rc = !sp || !out ? err_set(ERR_NOMEM, "out of memory writing the quantize state") : stage_metrics_flush(ctx);
+        if (!rc) rc = fs_write_atomic(sp, out, strlen(out));
         cJSON_Delete(j);
         free(sp), free(text), free(out);
     }

@@ -552,9 +552,11 @@ static int train_run(stage_ctx *ctx) {
         if (!rc && t.have_valid && (step % t.o.valid_every == 0 || step == t.total_steps))
             rc = validate_and_select(&t, step);
         if (!rc && every > 0 && step % every == 0 && step < t.total_steps) {
-            /* the metrics up to the checkpoint are stored with it: a resumed attempt recomputes only later ones */
-            int wrc = ctx->rank == 0 ? state_save(ctx->checkpoint_dir, &t.prog, &t.m, &t.opt, t.best, t.fingerprint) ||
-                                           stage_metrics_flush(ctx)
+            /* the metrics up to the checkpoint are stored BEFORE it: a resumed attempt recomputes only later
+             * ones, so a kill between the two must not leave a checkpoint without its metrics (a kill before
+             * the checkpoint recomputes those steps, and INSERT OR REPLACE stores the same values again) */
+            int wrc = ctx->rank == 0 ? stage_metrics_flush(ctx) ||
+                                           state_save(ctx->checkpoint_dir, &t.prog, &t.m, &t.opt, t.best, t.fingerprint)
                                      : 0;
             rc = train_agree(&t, wrc);
         }
