@@ -60,23 +60,25 @@ void engine_buffers_free(struct engine *e) {
     free(e->att_work);
 }
 
-/* Decoder layer l over the n rows of the step: e->x becomes the layer's output. */
-static int engine_layer(struct engine *e, int l, int n, const eseg *seg, int n_seg) {
-    model *m = e->m;
-    const model_config *c = &m->cfg;
-    const int H = c->hidden, D = c->head_dim, B = e->o.block_size;
-    const layer_config *lc = &c->layers[l];
-    const layer_weights *lw = &m->w.layers[l];
-    const layer_linears *ln = &m->lin[l];
-    const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
-    const double t0 = time_monotonic();
+/* The attention shape of layer l. */
+static attn_shape layer_shape(const model *m, int l) {
+    const layer_config *lc = &m->cfg.layers[l];
+    const int D = m->cfg.head_dim, Q = lc->n_heads * D, KV = lc->n_kv_heads * D;
+    return (attn_shape){.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = Q + 2 * KV,
+                        .ldk = KV, .ldv = KV, .ldo = Q};
+}
 
-    rmsnorm_forward(e->xn, NULL, e->x, lw->attn_norm, n, H, c->rms_eps);
-    if (linear_forward(e->qkv, W, e->xn, H, &ln->qkv, n, 0)) return -1;
+/* RoPE on the step's queries and keys of layer l (e->qkv), then the new keys and values into their
+ * cache blocks. Returns the longest sequence's length after the step. */
+static int rope_store_kv(struct engine *e, int l, int n, const eseg *seg, int n_seg) {
+    const model *m = e->m;
+    const layer_config *lc = &m->cfg.layers[l];
+    const int D = m->cfg.head_dim, B = e->o.block_size;
+    const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV;
     rope_forward(e->qkv, W, e->pos, m->rope_cos, m->rope_sin, n, lc->n_heads, D);
     rope_forward(e->qkv + Q, W, e->pos, m->rope_cos, m->rope_sin, n, lc->n_kv_heads, D);
     int max_nkv = 0;
-    for (int i = 0; i < n_seg; i++) { /* keys and values of the new positions into their blocks */
+    for (int i = 0; i < n_seg; i++) {
         const eseg *g = &seg[i];
         for (int t = 0; t < g->n; t++) {
             const int p = g->p0 + t;
@@ -87,8 +89,24 @@ static int engine_layer(struct engine *e, int l, int n, const eseg *seg, int n_s
         }
         if (g->p0 + g->n > max_nkv) max_nkv = g->p0 + g->n;
     }
-    attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = KV,
-                     .ldv = KV, .ldo = Q};
+    return max_nkv;
+}
+
+/* Decoder layer l over the n rows of the step: e->x becomes the layer's output. */
+static int engine_layer(struct engine *e, int l, int n, const eseg *seg, int n_seg) {
+    model *m = e->m;
+    const model_config *c = &m->cfg;
+    const int H = c->hidden, D = c->head_dim;
+    const layer_config *lc = &c->layers[l];
+    const layer_weights *lw = &m->w.layers[l];
+    const layer_linears *ln = &m->lin[l];
+    const int Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV, I = lc->intermediate;
+    const double t0 = time_monotonic();
+
+    rmsnorm_forward(e->xn, NULL, e->x, lw->attn_norm, n, H, c->rms_eps);
+    if (linear_forward(e->qkv, W, e->xn, H, &ln->qkv, n, 0)) return -1;
+    const int max_nkv = rope_store_kv(e, l, n, seg, n_seg);
+    const attn_shape sh = layer_shape(m, l);
     if (model_grow(&e->att_work, &e->att_work_cap, attention_paged_work_floats(&sh, max_nkv), "attention tiles"))
         return -1;
     attn_paged_kv kv = kv_pool_layer(&e->pool, l);
@@ -106,21 +124,13 @@ static int engine_layer(struct engine *e, int l, int n, const eseg *seg, int n_s
     return 0;
 }
 
-/* The attention shape of layer l. */
-static attn_shape layer_shape(const model *m, int l) {
-    const layer_config *lc = &m->cfg.layers[l];
-    const int D = m->cfg.head_dim, Q = lc->n_heads * D, KV = lc->n_kv_heads * D;
-    return (attn_shape){.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = Q + 2 * KV,
-                        .ldk = KV, .ldv = KV, .ldo = Q};
-}
-
 /* Thread t's share of decoder layer l in a team of nt (see the file's header); the same values as
  * engine_layer. A failed kernel sets *failed and copies its message into msg (size 256). */
 static void engine_layer_team(struct engine *e, int l, int n, const eseg *seg, int n_seg, int t, int nt,
                               team_barrier *bar, int *failed, char *msg) {
     model *m = e->m;
     const model_config *c = &m->cfg;
-    const int H = c->hidden, D = c->head_dim, B = e->o.block_size;
+    const int H = c->hidden, D = c->head_dim;
     const layer_config *lc = &c->layers[l];
     const layer_weights *lw = &m->w.layers[l];
     const layer_linears *ln = &m->lin[l];
@@ -132,18 +142,7 @@ static void engine_layer_team(struct engine *e, int l, int n, const eseg *seg, i
     split_range(W, t, nt, linear_col_align(&ln->qkv), &lo, &hi);
     if (hi > lo) rc |= linear_forward_cols(e->qkv, W, e->xn, H, &ln->qkv, n, lo, hi, 0);
     team_barrier_wait(bar);
-    if (t == 0) { /* RoPE and the new keys and values into their blocks (a few rows: one thread) */
-        rope_forward(e->qkv, W, e->pos, m->rope_cos, m->rope_sin, n, lc->n_heads, D);
-        rope_forward(e->qkv + Q, W, e->pos, m->rope_cos, m->rope_sin, n, lc->n_kv_heads, D);
-        for (int i = 0; i < n_seg; i++)
-            for (int r = 0; r < seg[i].n; r++) {
-                const int p = seg[i].p0 + r;
-                const size_t dst = ((size_t)seg[i].s->blocks[p / B] * B + p % B) * KV;
-                const float *row = e->qkv + (size_t)(seg[i].row0 + r) * W;
-                memcpy(e->pool.k[l] + dst, row + Q, sizeof(float) * KV);
-                memcpy(e->pool.v[l] + dst, row + Q + KV, sizeof(float) * KV);
-            }
-    }
+    if (t == 0) rope_store_kv(e, l, n, seg, n_seg); /* a few rows: one thread */
     team_barrier_wait(bar);
     const attn_shape sh = layer_shape(m, l);
     attn_paged_kv kv = kv_pool_layer(&e->pool, l);
