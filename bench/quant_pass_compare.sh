@@ -54,7 +54,7 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $OMP_NUM_THREADS threads
 q() { "$BUILD/smelt" query --csv "$1" | tail -n +2; }
 RUN=$(q "SELECT run_id FROM stages WHERE stage = 'gptq'")
 "$BUILD/smelt" checkout "$RUN" data.calibration -o "$DIR/cal" > /dev/null
-"$BUILD/smelt" export-calibration "$DIR/cal" -o "$DIR/ids.jsonl" > /dev/null
+"$BUILD/smelt" export-calibration "$DIR/cal" -o "$DIR/ids.jsonl" > /dev/null 2>&1
 LOG=$(q "SELECT log_path FROM stages WHERE stage = 'gptq'")
 # smelt's own split of its layers' time (the log's per-layer lines), summed
 python3 - "$LOG" <<'PY'
