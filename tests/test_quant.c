@@ -396,7 +396,7 @@ static void check_error_from_objective(void) {
             if (g.group_size < 0) g.group_size = C;
             quant_hessian qh;
             qweight q;
-            double f_gptq = 0, obj[3], e_gptq, e_qe, ref, ref2;
+            double f_gptq = 0, obj[3] = {0}, e_gptq = 0, e_qe = 0, ref = 0, ref2 = 0;
             int ok = quant_hessian_prepare(&qh, h, C, 0.01, act_order) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0 &&
                      quant_hessian_factor(&qh, "t") == 0 && gptq_quantize(&q, wh, &f_gptq, w, &qh, 1) == 0 &&
                      quant_layer_error(&e_gptq, &ref, w, wh, h, R, C) == 0 && quant_layer_ref(&ref2, w, h, R, C) == 0;
