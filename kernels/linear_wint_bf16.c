@@ -25,6 +25,12 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+/* Software prefetch distance in chunks of 64 bytes (0: none): the codes stream is one sequential
+ * run of bytes per call. */
+#ifndef QL_BF16_PREFETCH
+#define QL_BF16_PREFETCH 0
+#endif
+
 #define QL_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
 #define IB QL_BF16 static inline __attribute__((always_inline))
 
@@ -53,10 +59,10 @@ IB float half_sum(__m512 v, int h) {
 /* R tokens x the 4 rows of the block starting at row o (a multiple of QL_RB); rows past o1 are
  * computed (the padding rows decode to finite values times scale 0) but not stored. */
 IB void block_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear *q, const float *b, const int R, int o,
-                   int o1, int accumulate, __m512i tab) {
+                   int o1, int accumulate, __m512i tab, const int h16) {
     const int nch = q->n_chunks, ng = q->n_groups, cpg = ng == 1 ? 1 << 30 : q->group_size / QL_CHUNK;
     const uint8_t *blk = q->wq + (size_t)(o / QL_RB) * nch * QL_RB * 16;
-    const float *bs = q->bscales + (size_t)(o / QL_RB) * ng * QL_RB;
+    const size_t bs0 = (size_t)(o / QL_RB) * ng * QL_RB; /* the block's first scale */
     const __m512i i01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i i23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
     __m512 acc[QLINEAR_GEMV_ROWS][2];
@@ -64,10 +70,15 @@ IB void block_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear
     __m512 s01 = _mm512_setzero_ps(), s23 = s01;
     for (int c = 0, g = 0, gnext = 0; c < nch; c++) {
         if (c == gnext) { /* a new group: the scales of the 4 rows, spread to their lanes */
-            const __m512 s4 = _mm512_castps128_ps512(_mm_loadu_ps(bs + (size_t)g * QL_RB));
+            const __m128 s = h16 ? _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(q->bscales16 + bs0 + (size_t)g * QL_RB)))
+                                 : _mm_loadu_ps(q->bscales + bs0 + (size_t)g * QL_RB);
+            const __m512 s4 = _mm512_castps128_ps512(s);
             s01 = _mm512_permutexvar_ps(i01, s4), s23 = _mm512_permutexvar_ps(i23, s4);
             g++, gnext += cpg;
         }
+#if QL_BF16_PREFETCH
+        _mm_prefetch((const char *)(blk + (size_t)(c + QL_BF16_PREFETCH) * QL_RB * 16), _MM_HINT_T0);
+#endif
         const __m512i raw = _mm512_loadu_si512((const void *)(blk + (size_t)c * QL_RB * 16));
         const __m512i c01 = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(raw));
         const __m512i c23 = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(raw, 1));
@@ -93,7 +104,10 @@ IB void block_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear
 
 IB void span_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear *q, const float *b, const int R, int o0,
                   int o1, int accumulate, __m512i tab) {
-    for (int o = o0; o < o1; o += QL_RB) block_bf16(out, ldo, xb, q, b, R, o, o1, accumulate, tab);
+    if (q->bscales16)
+        for (int o = o0; o < o1; o += QL_RB) block_bf16(out, ldo, xb, q, b, R, o, o1, accumulate, tab, 1);
+    else
+        for (int o = o0; o < o1; o += QL_RB) block_bf16(out, ldo, xb, q, b, R, o, o1, accumulate, tab, 0);
 }
 
 QL_BF16 void qwint_gemv_bf16(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b,
