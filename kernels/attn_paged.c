@@ -208,29 +208,46 @@ static void scores_small(float *sc, int ldsc, const float *qp, int R, const floa
     }
 }
 
-/* op[m] += sum_r p[m, r] v_r over the cnt values of one block (vector loops). With AVX-512 and D =
- * 64 or less (a multiple of 16): up to 4 rows' outputs stay in registers while the values stream,
- * each value loaded once for them; the same FMAs in the same order per element. */
+#if defined(__AVX512F__)
+/* NR rows (a constant after inlining) of values_small for D = 64: their outputs in 4 NR registers
+ * while the values stream, each value's 64 numbers loaded once for the NR rows. */
+static inline __attribute__((always_inline)) void values_rows64(float *op, const float *p, int ldp, const int NR,
+                                                                 const float *vb, int ldkv, int cnt) {
+    __m512 acc[4][4];
+    for (int i = 0; i < NR; i++)
+        for (int e = 0; e < 4; e++) acc[i][e] = _mm512_loadu_ps(op + (size_t)i * 64 + 16 * e);
+    for (int r = 0; r < cnt; r++) {
+        const float *vr = vb + (size_t)r * ldkv;
+        const __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16), v2 = _mm512_loadu_ps(vr + 32),
+                     v3 = _mm512_loadu_ps(vr + 48);
+        for (int i = 0; i < NR; i++) {
+            const __m512 w = _mm512_set1_ps(p[(size_t)i * ldp + r]);
+            acc[i][0] = _mm512_fmadd_ps(w, v0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(w, v1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(w, v2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(w, v3, acc[i][3]);
+        }
+    }
+    for (int i = 0; i < NR; i++)
+        for (int e = 0; e < 4; e++) _mm512_storeu_ps(op + (size_t)i * 64 + 16 * e, acc[i][e]);
+}
+#endif
+
+/* op[m] += sum_r p[m, r] v_r over the cnt values of one block (vector loops). With AVX-512 and
+ * D = 64 (SmolLM2's, Llama's head size): up to 4 rows' outputs stay in registers while the values
+ * stream (values_rows64); the same FMAs in the same order per element. */
 static void values_small(float *op, const float *p, int ldp, int R, const float *vb, int ldkv, int cnt, int D) {
 #if defined(__AVX512F__)
-    if (D % 16 == 0 && D <= 64) {
-        const int nv = D / 16;
+    if (D == 64) {
         for (int m0 = 0; m0 < R; m0 += 4) {
-            const int nr = R - m0 < 4 ? R - m0 : 4;
-            __m512 acc[4][4];
-            for (int i = 0; i < nr; i++)
-                for (int e = 0; e < nv; e++) acc[i][e] = _mm512_loadu_ps(op + (size_t)(m0 + i) * D + 16 * e);
-            for (int r = 0; r < cnt; r++) {
-                const float *vr = vb + (size_t)r * ldkv;
-                __m512 v[4];
-                for (int e = 0; e < nv; e++) v[e] = _mm512_loadu_ps(vr + 16 * e);
-                for (int i = 0; i < nr; i++) {
-                    const __m512 w = _mm512_set1_ps(p[(size_t)(m0 + i) * ldp + r]);
-                    for (int e = 0; e < nv; e++) acc[i][e] = _mm512_fmadd_ps(w, v[e], acc[i][e]);
-                }
+            float *o = op + (size_t)m0 * 64;
+            const float *pm = p + (size_t)m0 * ldp;
+            switch (R - m0 < 4 ? R - m0 : 4) {
+            case 1: values_rows64(o, pm, ldp, 1, vb, ldkv, cnt); break;
+            case 2: values_rows64(o, pm, ldp, 2, vb, ldkv, cnt); break;
+            case 3: values_rows64(o, pm, ldp, 3, vb, ldkv, cnt); break;
+            default: values_rows64(o, pm, ldp, 4, vb, ldkv, cnt); break;
             }
-            for (int i = 0; i < nr; i++)
-                for (int e = 0; e < nv; e++) _mm512_storeu_ps(op + (size_t)(m0 + i) * D + 16 * e, acc[i][e]);
         }
         return;
     }

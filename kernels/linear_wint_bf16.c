@@ -25,12 +25,6 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-/* Software prefetch distance in chunks of 64 bytes (0: none): the codes stream is one sequential
- * run of bytes per call. */
-#ifndef QL_BF16_PREFETCH
-#define QL_BF16_PREFETCH 0
-#endif
-
 #define QL_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c")))
 #define IB QL_BF16 static inline __attribute__((always_inline))
 
@@ -76,9 +70,6 @@ IB void block_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear
             s01 = _mm512_permutexvar_ps(i01, s4), s23 = _mm512_permutexvar_ps(i23, s4);
             g++, gnext += cpg;
         }
-#if QL_BF16_PREFETCH
-        _mm_prefetch((const char *)(blk + (size_t)(c + QL_BF16_PREFETCH) * QL_RB * 16), _MM_HINT_T0);
-#endif
         const __m512i raw = _mm512_loadu_si512((const void *)(blk + (size_t)c * QL_RB * 16));
         const __m512i c01 = _mm512_cvtepu8_epi16(_mm512_castsi512_si256(raw));
         const __m512i c23 = _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(raw, 1));
