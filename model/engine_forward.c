@@ -8,7 +8,7 @@
  * A step of at most GEMV_MAX_ROWS rows whose linears all stream (the decode steps) runs as a team,
  * as model_extend's decode does (model_infer.c): ONE parallel region for all the layers, each linear
  * split by output rows (linear_forward_cols: the same values as linear_forward's), attention by
- * items (attention_paged_part), a spinning barrier (kernels/team.h) between the steps instead of a
+ * items (attention_paged_part), a barrier (kernels/team.h) between the steps instead of a
  * parallel region per kernel, whose wake-up costs tens of microseconds with passive waiting. */
 #include <omp.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  *
  * Decode (up to GEMV_MAX_ROWS new tokens) runs as a team: ONE OpenMP parallel region for the
  * whole step, every linear layer split by output rows so that each weight byte is read once by
- * one thread, attention split by heads, and a spinning barrier (kernels/team.h) between the
+ * one thread, attention split by heads, and a barrier (kernels/team.h) between the
  * steps of a layer instead of a parallel region per kernel. */
 #include <omp.h>
 #include <stdlib.h>
