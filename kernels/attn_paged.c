@@ -180,9 +180,55 @@ size_t attention_paged_work_floats(const attn_shape *s, const attn_paged_seq *se
  * D / 16 vector FMAs and one tree sum of the 16 lanes (_mm512_reduce_add_ps; a plain reduction
  * loop compiles to 16 dependent scalar adds per key, which made decode attention cost as much as
  * every linear of the layer). */
+#if defined(__AVX512F__)
+/* The 16 lane sums of a[0..15] as one vector, lane j = sum of a[j]: pairs of vectors added half
+ * against half (128-bit blocks, then lanes) four times, about 2 shuffles a key instead of a tree of
+ * its own per key; the last permutation puts the keys in order. */
+static inline __attribute__((always_inline)) __m512 lane_sums16(const __m512 *a) {
+    __m512 b[8], c[4], d[2];
+    for (int i = 0; i < 8; i++)
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[i], a[i + 8], 0x44), _mm512_shuffle_f32x4(a[i], a[i + 8], 0xEE));
+    for (int i = 0; i < 4; i++) /* blocks: keys i, i + 8, i + 4, i + 12 */
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
+    for (int i = 0; i < 2; i++)
+        d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[i], c[i + 2], 0x44), _mm512_shuffle_ps(c[i], c[i + 2], 0xEE));
+    const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+    /* lane 4k + j of e holds key (k = 0, 2, 1, 3 -> 0, 8, 4, 12) + (j = 0, 1, 2, 3 -> 0, 2, 1, 3) */
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15), e);
+}
+#endif
+
 static void scores_small(float *sc, int ldsc, const float *qp, int R, const float *kb, int ldkv, int cnt, int D,
                          float scale) {
 #if defined(__AVX512F__)
+    if (D == 64 && cnt >= 16) { /* 16 keys at a time, their sums transposed together (lane_sums16) */
+        for (int m = 0; m < R; m++) {
+            const float *qm = qp + (size_t)m * 64;
+            const __m512 q0 = _mm512_loadu_ps(qm), q1 = _mm512_loadu_ps(qm + 16), q2 = _mm512_loadu_ps(qm + 32),
+                         q3 = _mm512_loadu_ps(qm + 48);
+            int r = 0;
+            for (; r + 16 <= cnt; r += 16) {
+                __m512 a[16];
+                _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++) {
+                    const float *kr = kb + (size_t)(r + j) * ldkv;
+                    a[j] = _mm512_fmadd_ps(_mm512_loadu_ps(kr + 48), q3,
+                                           _mm512_fmadd_ps(_mm512_loadu_ps(kr + 32), q2,
+                                                           _mm512_fmadd_ps(_mm512_loadu_ps(kr + 16), q1,
+                                                                           _mm512_mul_ps(_mm512_loadu_ps(kr), q0))));
+                }
+                _mm512_storeu_ps(sc + (size_t)m * ldsc + r, _mm512_mul_ps(lane_sums16(a), _mm512_set1_ps(scale)));
+            }
+            for (; r < cnt; r++) {
+                const float *kr = kb + (size_t)r * ldkv;
+                const __m512 acc = _mm512_fmadd_ps(_mm512_loadu_ps(kr + 48), q3,
+                                                   _mm512_fmadd_ps(_mm512_loadu_ps(kr + 32), q2,
+                                                                   _mm512_fmadd_ps(_mm512_loadu_ps(kr + 16), q1,
+                                                                                   _mm512_mul_ps(_mm512_loadu_ps(kr), q0))));
+                sc[(size_t)m * ldsc + r] = _mm512_reduce_add_ps(acc) * scale;
+            }
+        }
+        return;
+    }
     if (D % 16 == 0) {
         for (int r = 0; r < cnt; r++) {
             const float *kr = kb + (size_t)r * ldkv;
