@@ -3,10 +3,12 @@
  * and TTFT p50/p99 of a ranking workload under Poisson load. Prints a table; asserts nothing.
  * bench/serve_compare.sh puts transformers and llama.cpp beside it.
  * usage: bench_serve [MODEL|smollm2-shape][:w8a8|:w4a16|:fp8[+head]] [threads] [prompt_len] [decode_steps] [members] [rate]
+ *                    [f32|f16]
+ *   f32|f16: the engine's KV cache numbers (engine_opts.kv_f16; default f32).
  *   MODEL: anything model_load reads (HF folder, GGUF file, llama2.c .bin, quantized checkpoint);
  *   smollm2-shape: random weights of SmolLM2-135M's shape (hidden 576, 30 layers, 9/3 heads, MLP
  *   1536, vocab 49152, tied). A suffix quantizes the linears by round to nearest (W8A8: int8 per
- *   channel, int8 activations per token; W4A16: int4 groups of 32; FP8: E4M3 per channel; a tied
+ *   channel, int8 activations per token; W4A16: int4 groups of 32 with fp16 scales; FP8: E4M3 per channel; a tied
  *   LM head stays fp32 unless "+head" follows: then the head is quantized alike and the embedding
  *   lookup stays fp32, as llama.cpp's files quantize token_embd), run by the quantized kernels. */
 #include <stdio.h>
@@ -48,11 +50,16 @@ int main(int argc, char **argv) {
     const int L = argc > 3 ? atoi(argv[3]) : 512, steps = argc > 4 ? atoi(argv[4]) : 128;
     const int members = argc > 5 ? atoi(argv[5]) : 12;
     const double rate = argc > 6 ? atof(argv[6]) : 0.5;
+    const char *kvd = argc > 7 ? argv[7] : "f32";
+    if (strcmp(kvd, "f32") && strcmp(kvd, "f16")) {
+        fprintf(stderr, "bench_serve: the KV cache is f32 or f16, not '%s'\n", kvd);
+        return 2;
+    }
     log_set_level(LOG_WARN);
     model m;
     static const qt_scheme schemes[] = {
         {"w8a8", QCKPT_COMPRESSED_TENSORS, QW_INT, 8, QA_INT8, -1, 0, 0, 0, 0},
-        {"w4a16", QCKPT_COMPRESSED_TENSORS, QW_INT, 4, QA_NONE, 32, 0, 0, 0, 0},
+        {"w4a16", QCKPT_GPTQ, QW_INT, 4, QA_NONE, 32, 0, 0, 0, 0}, /* fp16 scales, as GPTQ and GGUF store them */
         {"fp8", QCKPT_COMPRESSED_TENSORS, QW_FP8, 8, QA_NONE, -1, 0, 0, 0, 0},
     };
     char path[1024];
@@ -82,6 +89,7 @@ int main(int argc, char **argv) {
     }
     engine_opts o = engine_opts_default();
     o.prefix_cache = 0;
+    o.kv_f16 = !strcmp(kvd, "f16");
     engine *e;
     if (engine_create(&e, &m, &o)) die("engine");
     int *tok = malloc(sizeof(int) * (size_t)L * 2);
@@ -95,6 +103,21 @@ int main(int argc, char **argv) {
     for (int r = 0; r < 2; r++) {
         double all = run_one(e, tok, L, steps + 1, &tf);
         dec = (all - tf) / steps < dec ? (all - tf) / steps : dec;
+    }
+    /* where a decode step's time goes: one more run with the profile's clock reads on */
+    double prof_ms[ENGINE_TP_N], prof_dec;
+    int64_t prof_steps;
+    {
+        engine_stats_reset(e);
+        engine_set_profile(e, 1);
+        const double all = run_one(e, tok, L, steps + 1, &tf);
+        engine_set_profile(e, 0);
+        const engine_stats *st = engine_get_stats(e);
+        prof_steps = st->team_steps;
+        prof_dec = (all - tf) / steps;
+        for (int k = 0; k < ENGINE_TP_N; k++)
+            prof_ms[k] = k >= ENGINE_TP_HEAD ? 1e3 * st->team_s[k] / (steps + 1)
+                         : prof_steps ? 1e3 * st->team_s[k] / (double)prof_steps / threads : 0;
     }
     engine_free(e);
     /* the plain KV-cache path (model_extend / model_decode) on the same model: the engine's overhead */
@@ -140,7 +163,8 @@ int main(int argc, char **argv) {
     run_summary s;
     if (run_engine(e, &w, &a, rate, NULL, &res)) die("run");
     run_summarize(&res, &s);
-    printf("smelt serving engine, %s (%zu parameters), %d threads, %s\n", spec, model_n_params(&m.cfg), threads,
+    printf("smelt serving engine, %s (%zu parameters), %d threads, %s KV cache, %s\n", spec, model_n_params(&m.cfg), threads,
+           o.kv_f16 ? "fp16" : "fp32",
            !model_is_quantized(&m) ? "fp32"
            : quant_head || !m.cfg.tie_embeddings ? "quantized linears and LM head"
                                                   : "quantized linears (tied LM head fp32)");
@@ -156,6 +180,14 @@ int main(int argc, char **argv) {
     printf("%-52s %12.2f\n", "TTFT p99 ms", s.ttft_p99);
     printf("(prompt %d tokens, %d decode steps; load: %d members at %g/s, prefix hit ratio %.2f)\n", L, steps, members,
            rate, s.hit_ratio);
+    printf("decode step profile, ms per token (team kinds: per thread, the mean over %d; %lld team steps; profiled "
+           "run %.3f ms per token):\n", threads, (long long)prof_steps, 1e3 * prof_dec);
+    double prof_sum = 0;
+    for (int k = 0; k < ENGINE_TP_N; k++) {
+        printf("  %-40s %8.3f\n", engine_tp_names[k], prof_ms[k]);
+        prof_sum += prof_ms[k];
+    }
+    printf("  %-40s %8.3f\n", "sum (the rest: scheduling, events)", prof_sum);
     run_result_free(&res);
     workload_free(&w);
     engine_free(e);

@@ -22,7 +22,7 @@ typedef struct {
     const char *model, *tokenizer, *host, *name, *chat, *port_file;
     long port, max_tokens, max_batch_tokens, max_seqs, block_size, threads, max_connections, max_body_kb;
     double kv_budget_mb;
-    int prefix_cache;
+    int prefix_cache, kv_f16;
 } serve_args;
 
 static int num(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -64,6 +64,9 @@ static int parse(int argc, char **argv, serve_args *a) {
         if (sdst) {
             if (!v) return cli_usage_error("serve", "%s needs a value", f);
             *sdst = v, i++;
+        } else if (!strcmp(f, "--kv-dtype")) {
+            if (!v || (strcmp(v, "f32") && strcmp(v, "f16"))) return cli_usage_error("serve", "--kv-dtype f32|f16");
+            a->kv_f16 = !strcmp(v, "f16"), i++;
         } else if (!strcmp(f, "--prefix-cache")) {
             if (!v || (strcmp(v, "on") && strcmp(v, "off"))) return cli_usage_error("serve", "--prefix-cache on|off");
             a->prefix_cache = !strcmp(v, "on"), i++;
@@ -109,7 +112,7 @@ static int serve(const serve_args *a) {
     }
     engine_opts eo = engine_opts_default();
     eo.block_size = (int)a->block_size, eo.kv_budget_mb = a->kv_budget_mb, eo.max_batch_tokens = (int)a->max_batch_tokens;
-    eo.max_seqs = (int)a->max_seqs, eo.prefix_cache = a->prefix_cache;
+    eo.max_seqs = (int)a->max_seqs, eo.prefix_cache = a->prefix_cache, eo.kv_f16 = a->kv_f16;
     if (engine_create(&e, &m, &eo)) goto done;
     char name[256];
     if (a->name) snprintf(name, sizeof name, "%s", a->name);
@@ -143,9 +146,9 @@ static int serve(const serve_args *a) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (serve_start(&srv, e, tok, &so)) goto done;
-    log_info("serving '%s'%s on http://%s:%d (chat template %s, %d threads, KV %g MiB in blocks of %d, prefix cache %s)",
+    log_info("serving '%s'%s on http://%s:%d (chat template %s, %d threads, %s KV %g MiB in blocks of %d, prefix cache %s)",
              name, model_is_quantized(&m) ? " (quantized linears)" : "", a->host, serve_port(srv),
-             !have_ct ? "none" : ct.family == CHAT_CHATML ? "ChatML" : "Llama 3", kernels_threads(), eo.kv_budget_mb, eo.block_size, eo.prefix_cache ? "on" : "off");
+             !have_ct ? "none" : ct.family == CHAT_CHATML ? "ChatML" : "Llama 3", kernels_threads(), eo.kv_f16 ? "fp16" : "fp32", eo.kv_budget_mb, eo.block_size, eo.prefix_cache ? "on" : "off");
     if (a->port_file) {
         char buf[32];
         int n = snprintf(buf, sizeof buf, "%d\n", serve_port(srv));

@@ -160,7 +160,7 @@ int cmd_slurm_stage(int argc, char **argv);
      "Exit status: 0 ok, 1 failure, 2 bad usage, a bad model or tokenizer.\n", 0}, \
     {"serve", cmd_serve, "serve a model over an OpenAI-compatible HTTP API", \
      "usage: smelt serve MODEL [--port P] [--host H] [--tokenizer SPEC] [--served-model-name NAME]\n" \
-     "                   [--chat-template chatml|llama3] [--max-tokens N] [--kv-budget-mb MB]\n" \
+     "                   [--chat-template chatml|llama3] [--max-tokens N] [--kv-budget-mb MB] [--kv-dtype f32|f16]\n" \
      "                   [--max-batch-tokens N] [--max-seqs N] [--block-size N] [--prefix-cache on|off]\n" \
      "                   [--max-connections N] [--max-body-kb KB] [--threads N] [--port-file FILE]\n\n" \
      "Loads MODEL (a Hugging Face folder, dense or a quantized checkpoint, a .safetensors file with\n" \
@@ -178,6 +178,7 @@ int cmd_slurm_stage(int argc, char **argv);
      "                        or GGUF metadata; without one, chat requests are refused)\n" \
      "  --max-tokens N        new tokens per request at most, and the default (256)\n" \
      "  --kv-budget-mb MB     KV cache memory (256)\n" \
+     "  --kv-dtype f32|f16    KV cache numbers (f32: the plain forward's values; f16: half the bytes)\n" \
      "  --max-batch-tokens N  tokens per engine step (1024)\n" \
      "  --max-seqs N          requests running at once (64); more wait in a queue\n" \
      "  --block-size N        positions per KV block (16)\n" \

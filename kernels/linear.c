@@ -39,6 +39,10 @@ int linear_forward_cols(float *out, int ldo, const float *x, int ldx, const line
     switch (l->format) {
     case LINEAR_F32: gemv_f32(out, ldo, x, ldx, l->w, l->n_in, n, j0, j1, l->n_in, accumulate); break;
     case LINEAR_BF16: gemv_bf16_packed(out, ldo, x, ldx, (const gemm_bf16_b *)l->q, n, j0, j1, accumulate); break;
+    case LINEAR_QINT8:
+    case LINEAR_QWINT:
+    case LINEAR_QFP8: /* the quantized GEMVs, bias included; every row summed as linear_forward sums it */
+        return qlinear_forward_cols(out, ldo, x, ldx, l, n, j0, j1, accumulate);
     default: return err_set(ERR_INTERNAL, "linear layer format %d has no column-range forward", (int)l->format);
     }
     if (l->b)
@@ -47,7 +51,10 @@ int linear_forward_cols(float *out, int ldo, const float *x, int ldx, const line
     return 0;
 }
 
-int linear_streams(const linear *l) { return l->format == LINEAR_F32 || l->format == LINEAR_BF16; }
+int linear_streams(const linear *l) {
+    return l->format == LINEAR_F32 || l->format == LINEAR_BF16 || l->format == LINEAR_QINT8 || l->format == LINEAR_QWINT ||
+           l->format == LINEAR_QFP8;
+}
 int linear_col_align(const linear *l) { return l->format == LINEAR_BF16 ? GEMM_BF16_NR : 16; }
 
 /* Few rows: every thread streams its share of the weight rows once (outputs in multiples of 16). */

@@ -9,8 +9,9 @@
  * Rows: one row of x in fp32 (a decode step), and up to GEMV_MAX_ROWS rows with bf16 weights,
  * stream the weights once (kernels/gemv.h, threads split the outputs); more rows, and every
  * mixed-precision product, run a GEMM (matmul, or gemm_bf16). fp32 rows of a GEMM do not depend
- * on how many rows the call has. The decode team of model_infer.c streams up to GEMV_MAX_ROWS rows
- * of the formats linear_streams accepts (linear_forward_cols). */
+ * on how many rows the call has. The decode teams (model_infer.c, the serving engine's
+ * engine_forward.c) stream up to GEMV_MAX_ROWS rows of the formats linear_streams accepts (every
+ * format: the quantized ones through qlinear_forward_cols) with linear_forward_cols. */
 #ifndef SMELT_KERNELS_LINEAR_H
 #define SMELT_KERNELS_LINEAR_H
 

@@ -53,10 +53,10 @@ IB float half_sum(__m512 v, int h) {
 /* R tokens x the 4 rows of the block starting at row o (a multiple of QL_RB); rows past o1 are
  * computed (the padding rows decode to finite values times scale 0) but not stored. */
 IB void block_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear *q, const float *b, const int R, int o,
-                   int o1, int accumulate, __m512i tab) {
+                   int o1, int accumulate, __m512i tab, const int h16) {
     const int nch = q->n_chunks, ng = q->n_groups, cpg = ng == 1 ? 1 << 30 : q->group_size / QL_CHUNK;
     const uint8_t *blk = q->wq + (size_t)(o / QL_RB) * nch * QL_RB * 16;
-    const float *bs = q->bscales + (size_t)(o / QL_RB) * ng * QL_RB;
+    const size_t bs0 = (size_t)(o / QL_RB) * ng * QL_RB; /* the block's first scale */
     const __m512i i01 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i i23 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
     __m512 acc[QLINEAR_GEMV_ROWS][2];
@@ -64,7 +64,9 @@ IB void block_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear
     __m512 s01 = _mm512_setzero_ps(), s23 = s01;
     for (int c = 0, g = 0, gnext = 0; c < nch; c++) {
         if (c == gnext) { /* a new group: the scales of the 4 rows, spread to their lanes */
-            const __m512 s4 = _mm512_castps128_ps512(_mm_loadu_ps(bs + (size_t)g * QL_RB));
+            const __m128 s = h16 ? _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)(q->bscales16 + bs0 + (size_t)g * QL_RB)))
+                                 : _mm_loadu_ps(q->bscales + bs0 + (size_t)g * QL_RB);
+            const __m512 s4 = _mm512_castps128_ps512(s);
             s01 = _mm512_permutexvar_ps(i01, s4), s23 = _mm512_permutexvar_ps(i23, s4);
             g++, gnext += cpg;
         }
@@ -93,7 +95,10 @@ IB void block_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear
 
 IB void span_bf16(float *out, int ldo, const uint16_t *xb, const struct qlinear *q, const float *b, const int R, int o0,
                   int o1, int accumulate, __m512i tab) {
-    for (int o = o0; o < o1; o += QL_RB) block_bf16(out, ldo, xb, q, b, R, o, o1, accumulate, tab);
+    if (q->bscales16)
+        for (int o = o0; o < o1; o += QL_RB) block_bf16(out, ldo, xb, q, b, R, o, o1, accumulate, tab, 1);
+    else
+        for (int o = o0; o < o1; o += QL_RB) block_bf16(out, ldo, xb, q, b, R, o, o1, accumulate, tab, 0);
 }
 
 QL_BF16 void qwint_gemv_bf16(float *out, int ldo, const float *x, int ldx, const struct qlinear *q, const float *b,

@@ -293,6 +293,10 @@ static int build_float(struct qlinear *q, const qweight *const *parts, int n_par
     if (s16 && (!q->mins || m16)) {
         free(q->scales), free(q->mins);
         q->scales = NULL, q->mins = NULL, q->scales16 = s16, q->mins16 = m16;
+        if (q->bscales) { /* fp16 numbers all (padding rows 0): the bf16 GEMV reads them in fp16 */
+            q->bscales16 = half_copy(q->bscales, n_rb * QL_RB * ng);
+            if (q->bscales16) free(q->bscales), q->bscales = NULL;
+        }
     } else {
         free(s16), free(m16);
     }
@@ -326,7 +330,7 @@ int qlinear_build(qlinear **out, const qweight *const *parts, int n_parts) {
 void qlinear_free(qlinear *q) {
     if (!q) return;
     free(q->w8), free(q->rowsum), free(q->zc), free(q->wq), free(q->zeros), free(q->scales), free(q->perm), free(q->mins);
-    free(q->scales16), free(q->mins16), free(q->bscales);
+    free(q->scales16), free(q->mins16), free(q->bscales), free(q->bscales16);
     free(q);
 }
 
@@ -344,7 +348,7 @@ size_t qlinear_bytes(const qlinear *q) {
         const size_t ng = (size_t)q->n_out * q->n_groups;
         const size_t sz = q->scales16 ? sizeof(uint16_t) : sizeof(float);
         b += ng * sz + (q->zeros ? ng : 0) + (ql_has_mins(q) ? ng * sz : 0) +
-             (q->bscales ? (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_groups * sizeof(float) : 0) +
+             (ql_has_bscales(q) ? (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_groups * (q->bscales16 ? 2 : 4) : 0) +
              (size_t)(q->n_out + QL_RB - 1) / QL_RB * QL_RB * q->n_chunks * q->chunk_bytes;
     }
     return b;
@@ -371,7 +375,7 @@ static void float_kernels(const struct qlinear *q, qlinear_dequant_fn *dequant, 
     const qlinear_isa_kind isa = q->simd ? qlinear_isa() : QISA_PORTABLE;
     if (isa >= QISA_AVX512) {
         *dequant = fp8 ? qfp8_dequant_avx512 : qwint_dequant_avx512;
-        *gemv = fp8 ? qfp8_gemv_avx512 : isa == QISA_AVX512BF16 && q->bscales ? qwint_gemv_bf16 : qwint_gemv_avx512;
+        *gemv = fp8 ? qfp8_gemv_avx512 : isa == QISA_AVX512BF16 && ql_has_bscales(q) ? qwint_gemv_bf16 : qwint_gemv_avx512;
     } else if (isa == QISA_AVX2) {
         *dequant = fp8 ? qfp8_dequant_avx2 : qwint_dequant_avx2;
         *gemv = fp8 ? qfp8_gemv_avx2 : qwint_gemv_avx2;
@@ -475,7 +479,7 @@ int qlinear_float_forward(float *out, int ldo, const float *x, int ldx, const st
 
 int qlinear_bf16_acts(const linear *l, int n) {
     const struct qlinear *q = l->q;
-    return l->format == LINEAR_QWINT && q && q->bscales && q->simd && n > 0 && n <= QLINEAR_GEMV_ROWS &&
+    return l->format == LINEAR_QWINT && q && ql_has_bscales(q) && q->simd && n > 0 && n <= QLINEAR_GEMV_ROWS &&
            qlinear_isa() == QISA_AVX512BF16;
 }
 

@@ -51,6 +51,9 @@ struct qlinear {
      * scales again, blocked as the codes are for the bf16 GEMV: [n_out / QL_RB][n_groups][QL_RB]
      * (padding rows 0), or NULL */
     float *bscales;
+    /* the same in fp16 when every scale is an fp16 number (bscales then NULL): 2 bytes per group and
+     * row streamed instead of 4 (a tenth of a W4 g32 weight's bytes) */
+    uint16_t *bscales16;
     /* LINEAR_QWINT and LINEAR_QFP8: the SIMD kernels apply (every vector of 16 columns lies in one
      * group: group_size a multiple of 16 or one group per row; FP8: every scale times 256 finite). */
     int simd;
@@ -85,6 +88,8 @@ static inline float ql_min(const struct qlinear *q, size_t i) {
     return q->mins16 ? ql_half(q->mins16[i]) : q->mins ? q->mins[i] : 0.0f;
 }
 static inline int ql_has_mins(const struct qlinear *q) { return q->mins || q->mins16; }
+/* The bf16 GEMV's blocked scales exist (linear_wint_bf16.c's case). */
+static inline int ql_has_bscales(const struct qlinear *q) { return q->bscales || q->bscales16; }
 
 /* Rows interleaved per block of the float kinds' payload (above). */
 #define QL_RB 4

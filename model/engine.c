@@ -53,7 +53,7 @@ int engine_create(engine **out, model *m, const engine_opts *o) {
         free(e);
         return -1;
     }
-    if (kv_pool_init(&e->pool, &m->cfg, o->block_size, (size_t)(o->kv_budget_mb * 1048576.0))) {
+    if (kv_pool_init(&e->pool, &m->cfg, o->block_size, (size_t)(o->kv_budget_mb * 1048576.0), o->kv_f16)) {
         free(e);
         return -1;
     }
@@ -119,7 +119,7 @@ int engine_check_fits(const engine *e, int n_prompt, int max_new_tokens) {
     if (need > e->pool.n_blocks)
         return err_set(ERR_INPUT, "a request of %ld positions needs %d KV blocks (%.2f MiB) but the KV budget of %g MiB "
                        "holds %d; raise kv_budget_mb or shorten the request", total - 1, need,
-                       need * (double)kv_pool_block_bytes(&e->m->cfg, e->o.block_size) / 1048576.0, e->o.kv_budget_mb,
+                       need * (double)kv_pool_block_bytes(&e->m->cfg, e->o.block_size, e->o.kv_f16) / 1048576.0, e->o.kv_budget_mb,
                        e->pool.n_blocks);
     return 0;
 }
@@ -323,8 +323,10 @@ static int emit(engine *e, eseq *s, int pos, const float *logits, engine_event_f
     }
     int tok = 0;
     if (logits) {
+        const double t0 = e->profile ? time_monotonic() : 0;
         memcpy(e->sample_buf, logits, sizeof(float) * (size_t)e->m->cfg.vocab);
         tok = sampler_sample(&s->smp, e->sample_buf);
+        if (e->profile) e->st.team_s[ENGINE_TP_SAMPLE] += time_monotonic() - t0;
     }
     s->tokens[s->n_tokens++] = tok;
     s->n_generated++;
@@ -433,6 +435,15 @@ void engine_kv_usage(const engine *e, int *n_blocks, int *n_free, int *n_cached)
 void engine_cache_clear(engine *e) { radix_evict(&e->tree, INT_MAX); }
 
 const engine_stats *engine_get_stats(const engine *e) { return &e->st; }
+
+const char *const engine_tp_names[ENGINE_TP_N] = {
+    [ENGINE_TP_NORM] = "rmsnorm",          [ENGINE_TP_GEMV] = "GEMV (q/k/v, o, gate/up, down)",
+    [ENGINE_TP_ROPE_KV] = "RoPE + KV write", [ENGINE_TP_ATTN] = "attention (+ merge)",
+    [ENGINE_TP_SWIGLU] = "SwiGLU",          [ENGINE_TP_BARRIER] = "barrier wait",
+    [ENGINE_TP_HEAD] = "LM head (+ final norm)", [ENGINE_TP_SAMPLE] = "sampling (copy + argmax/softmax)",
+};
+
+void engine_set_profile(engine *e, int on) { e->profile = on; }
 
 void engine_stats_reset(engine *e) {
     double *a = e->st.layer_attn_s, *m = e->st.layer_mlp_s;

@@ -28,6 +28,9 @@ typedef struct {
     int max_context;       /* positions of one sequence; 0: the model's max_position_embeddings */
     int dry_run;           /* 1: schedule only, no forward (capacity simulation): token 0 is produced
                             * and events carry no logits */
+    int kv_f16;            /* 1: keys and values stored in fp16 (half the KV bytes read per decode
+                            * step, llama.cpp's default); 0 (default): fp32, the plain forward's
+                            * values exactly */
 } engine_opts;
 
 /* Defaults above (prefix cache on). */
@@ -92,9 +95,22 @@ typedef struct {
     double embed_head_s;          /* embedding, final norm, LM head and sampling */
     double *layer_attn_s;         /* [n_layers] norm, q/k/v, RoPE, KV writes, attention, o_proj */
     double *layer_mlp_s;          /* [n_layers] norm, gate/up, SwiGLU, down */
+    /* with engine_set_profile(e, 1): the decode team's time by kind of work (ENGINE_TP_*), in
+     * thread-seconds summed over its threads (barrier: waiting for the others); the LM head and
+     * sampling of every step in wall seconds */
+    double team_s[16];
+    int64_t team_steps;           /* steps that ran as a team */
 } engine_stats;
 
+enum { ENGINE_TP_NORM, ENGINE_TP_GEMV, ENGINE_TP_ROPE_KV, ENGINE_TP_ATTN, ENGINE_TP_SWIGLU, ENGINE_TP_BARRIER,
+       ENGINE_TP_HEAD, ENGINE_TP_SAMPLE, ENGINE_TP_N };
+/* Names of the ENGINE_TP_* kinds. */
+extern const char *const engine_tp_names[ENGINE_TP_N];
+
 typedef struct engine engine;
+
+/* Turns the decode profile (engine_stats.team_s) on or off (off by default: no clock reads). */
+void engine_set_profile(engine *e, int on);
 
 /* An engine over m (borrowed; m must outlive it and nothing else may use it meanwhile). Checks
  * the options and allocates the KV pool and the step buffers. 0 or -1 (ERR_INPUT naming the

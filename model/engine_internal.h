@@ -59,6 +59,7 @@ struct engine {
     float *sample_buf;    /* [vocab] */
     int *out_rows;        /* [max_batch_tokens] rows whose logits are needed this step */
     engine_stats st;
+    int profile;          /* engine_set_profile */
 };
 
 /* Blocks for positions 0 .. n_pos-1. */

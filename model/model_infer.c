@@ -3,7 +3,7 @@
  *
  * Decode (up to GEMV_MAX_ROWS new tokens) runs as a team: ONE OpenMP parallel region for the
  * whole step, every linear layer split by output rows so that each weight byte is read once by
- * one thread, attention split by heads, and a spinning barrier (kernels/team.h) between the
+ * one thread, attention split by heads, and a barrier (kernels/team.h) between the
  * steps of a layer instead of a parallel region per kernel. */
 #include <omp.h>
 #include <stdlib.h>
@@ -200,11 +200,17 @@ int model_decode_threads(const model *m) {
     return kernels_threads_for(floats / (4.0 * c->n_layers), THR_TEAM_FLOATS);
 }
 
+/* A team computes the gate rows [lo, hi) and the up rows [I + lo, I + hi) of gate_up on one thread:
+ * the quantized layouts take ranges starting at multiples of linear_col_align only. */
+static int splits_at(const linear *l, int at) {
+    return l->format == LINEAR_F32 || l->format == LINEAR_BF16 || at % linear_col_align(l) == 0;
+}
+
 int model_decode_streams(const model *m) {
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const layer_linears *ln = &m->lin[l];
         if (!linear_streams(&ln->qkv) || !linear_streams(&ln->o) || !linear_streams(&ln->gate_up) ||
-            !linear_streams(&ln->down))
+            !linear_streams(&ln->down) || !splits_at(&ln->gate_up, m->cfg.layers[l].intermediate))
             return 0;
     }
     return linear_streams(&m->lm_head);

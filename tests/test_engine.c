@@ -22,6 +22,7 @@
 #include "kernels/threads.h"
 #include "model/engine.h"
 #include "model/radix.h"
+#include "model/safetensors.h"
 #include "stages/data/data.h"
 #include "stages/evaluate/score.h"
 #include "tests/qtestutil.h"
@@ -41,6 +42,8 @@ static void test_paged_attention(void) {
         {8, 2, 32, 16, 1, {200}, {200}},                /* a prefill: several tiles, matmul per block */
         {6, 3, 16, 5, 3, {1, 40, 2}, {33, 97, 2}},      /* decode, hot prefill, a new prompt at once */
         {4, 4, 8, 3, 4, {3, 1, 70, 9}, {10, 1, 70, 64}},
+        {6, 3, 16, 5, 2, {2, 1}, {130, 65}},            /* decode key ranges that end inside blocks */
+        {4, 2, 8, 7, 1, {2}, {129}},                    /* a row with no key in the last range */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         attn_shape s = {.n_heads = cases[c].h, .n_kv_heads = cases[c].hkv, .head_dim = cases[c].d};
@@ -70,27 +73,110 @@ static void test_paged_attention(void) {
         float *q = tu_randn((size_t)nq_all * s.ldq, 1);
         const size_t no = (size_t)nq_all * s.ldo;
         float *out = tu_alloc(no), *out1 = tu_alloc(no), *ref = tu_alloc(no);
-        size_t nw = attention_paged_work_floats(&s, max_nkv);
+        size_t nw = attention_paged_work_floats(&s, seqs, ns);
         float *work = tu_alloc(nw);
         int threads = kernels_threads();
         kernels_set_threads(1);
-        tu_expect(attention_paged_forward(out1, q, &kv, &s, seqs, ns, work, attention_paged_work_floats(&s, max_nkv)) == 0,
+        tu_expect(attention_paged_forward(out1, q, &kv, &s, seqs, ns, work, attention_paged_work_floats(&s, seqs, ns)) == 0,
                   "paged attention (1 thread): %s", err_msg());
         kernels_set_threads(threads);
         tu_expect(attention_paged_forward(out, q, &kv, &s, seqs, ns, work, nw) == 0, "paged attention: %s", err_msg());
         tu_expect(attention_paged_forward_ref(ref, q, &kv, &s, seqs, ns) == 0, "paged reference: %s", err_msg());
-        /* scores: dots of length D; softmax and output: sums of length nkv; 2-ulp exp (as test_kernels) */
+        /* scores: dots of length D; softmax and output: sums of length nkv; 2-ulp exp (as test_kernels);
+         * a decode sequence's key ranges merged: one more exp (2 ulp) and product per range, and a
+         * sum over the ranges (fewer than nkv terms, within the nkv term) */
         char what[160];
-        snprintf(what, sizeof what, "paged attention case %zu: %d seq(s), B %d, max nkv %d (tol 4 (D + nkv + 4) eps)", c,
+        snprintf(what, sizeof what, "paged attention case %zu: %d seq(s), B %d, max nkv %d (tol 4 (D + nkv + 8) eps)", c,
                  ns, B, max_nkv);
-        tu_expect_close(what, out, ref, no, 4 * (D + max_nkv + 4) * TU_EPS);
+        tu_expect_close(what, out, ref, no, 4 * (D + max_nkv + 8) * TU_EPS);
         tu_expect(!memcmp(out, out1, sizeof(float) * no), "paged attention case %zu: 1 thread and %d differ", c, threads);
+        for (int nt = 2; nt <= 3; nt++) { /* a decode team's calls, one thread after another: the same bits */
+            float *team = tu_alloc(no), *tw = tu_alloc(nw * nt);
+            for (size_t i = 0; i < no; i++) team[i] = -1;
+            const size_t ntw = nw * nt; /* nw >= partials + one thread's tiles: room for nt threads */
+            for (int t = 0; t < nt; t++)
+                tu_expect(attention_paged_part(team, q, &kv, &s, seqs, ns, tw, ntw, t, nt) == 0, "paged part: %s",
+                          err_msg());
+            for (int t = 0; attention_paged_needs_merge(&s, seqs, ns) && t < nt; t++)
+                attention_paged_merge_part(team, &s, seqs, ns, tw, t, nt);
+            for (size_t i = 0; i < no; i++)
+                if ((i % (size_t)s.ldo) == (size_t)qw) team[i] = out[i]; /* the column past the heads is not written */
+            tu_expect(!memcmp(out, team, sizeof(float) * no), "paged attention case %zu: a team of %d differs", c, nt);
+            free(team), free(tw);
+        }
+        /* an fp16 cache: the kernel equals the reference over the rounded keys and values within the
+         * fp32 tolerance, and differs from the fp32 cache's result by at most the rounding's effect:
+         * |k~ - k| <= 2^-11 |k| + 2^-25 (11 significant bits; subnormal unit 2^-24), so a score moves by
+         * at most E = scale sum_e |q_e| (2^-11 |k_e| + 2^-25), each probability by a factor within
+         * e^(+-2E): the output by (e^(2E) - 1) max|v~| through them and 2^-11 max|v| + 2^-25 through
+         * the values; plus the fp32 tolerance of both results */
+        {
+            const size_t np = (size_t)n_blocks * B * kw;
+            uint16_t *k16 = malloc(np * 2), *v16 = malloc(np * 2);
+            attn_f32_to_f16(k16, pool_k, (int)np);
+            attn_f32_to_f16(v16, pool_v, (int)np);
+            attn_paged_kv kv16 = kv;
+            kv16.k = kv16.v = NULL, kv16.k16 = k16, kv16.v16 = v16;
+            float *o16 = tu_alloc(no), *r16 = tu_alloc(no);
+            tu_expect(attention_paged_forward(o16, q, &kv16, &s, seqs, ns, work, nw) == 0 &&
+                          attention_paged_forward_ref(r16, q, &kv16, &s, seqs, ns) == 0,
+                      "paged attention, fp16 cache: %s", err_msg());
+            snprintf(what, sizeof what, "paged attention case %zu, fp16 cache, against its reference", c);
+            tu_expect_close(what, o16, r16, no, 4 * (D + max_nkv + 8) * TU_EPS);
+            double kmax = 0, vmax = 0, qs = 0, rmax = 0, dmax = 0;
+            for (size_t i = 0; i < np; i++) kmax = fmax(kmax, fabs(pool_k[i])), vmax = fmax(vmax, fabs(pool_v[i]));
+            for (int i = 0; i < nq_all; i++)
+                for (int h = 0; h < s.n_heads; h++) {
+                    double a = 0;
+                    for (int e = 0; e < D; e++) a += fabs(q[(size_t)i * s.ldq + (size_t)h * D + e]);
+                    qs = fmax(qs, a);
+                }
+            for (size_t i = 0; i < no; i++) rmax = fmax(rmax, fabs(ref[i])), dmax = fmax(dmax, fabs((double)o16[i] - ref[i]));
+            const double E = qs * (0x1p-11 * kmax + 0x1p-25) / sqrt((double)D);
+            const double bound = expm1(2 * E) * vmax * (1 + 0x1p-11) + 0x1p-11 * vmax + 0x1p-25 +
+                                 2 * 4 * (D + max_nkv + 8) * TU_EPS * rmax;
+            tu_expect(dmax <= bound, "paged attention case %zu: the fp16 cache is %.3g off the fp32 result (bound %.3g)", c,
+                      dmax, bound);
+            tu_expect(dmax > 0 || max_nkv == 1, "paged attention case %zu: the fp16 cache changed nothing (not read?)", c);
+            free(k16), free(v16), free(o16), free(r16);
+        }
         perm[0] = n_blocks; /* a block outside the pool */
         tu_expect(attention_paged_forward(out, q, &kv, &s, seqs, ns, work, nw) != 0 && err_kind_get() == ERR_INTERNAL,
                   "a block id outside the pool is refused");
         tu_expect(attention_paged_forward(out, q, &kv, &s, seqs, ns, work, 4) != 0, "a tiny work buffer is refused");
         free(perm), free(pool_k), free(pool_v), free(q), free(out), free(out1), free(ref), free(work);
     }
+}
+
+/* The fp16 cache's conversions against safetensors.c's scalar ones (round to nearest even): every
+ * half widened, and floats around every rounding boundary, subnormals, overflow, NaN narrowed. */
+static void test_f16_conversions(void) {
+    static uint16_t h[65536];
+    static float f[65536], g[65536];
+    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    attn_f16_to_f32(f, h, 65536);
+    int bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        const float r = st_f16_to_f32((uint16_t)i);
+        bad += memcmp(&f[i], &r, 4) != 0 && !(f[i] != f[i] && r != r);
+    }
+    tu_expect(bad == 0, "fp16 -> fp32: %d of 65536 halves differ from st_f16_to_f32", bad);
+    for (int i = 0; i < 65536; i++) { /* each finite half, and the floats half an ulp either side */
+        const float x = st_f16_to_f32((uint16_t)i);
+        g[i] = x != x ? x : (i % 3 == 0 ? x : nextafterf(x, i % 3 == 1 ? INFINITY : -INFINITY));
+        if (i % 7 == 0) g[i] = x * (1.0f + 0x1p-11f); /* a tie (or past it) */
+    }
+    g[1] = 70000.0f, g[2] = -65520.0f, g[3] = 65519.99f, g[4] = 0x1p-26f, g[5] = 0x1.8p-25f, g[6] = -0x1p-25f;
+    uint16_t *o = malloc(sizeof(uint16_t) * 65536);
+    attn_f32_to_f16(o, g, 65536);
+    bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        const uint16_t r = st_f32_to_f16(g[i]);
+        const int nan = (r & 0x7C00) == 0x7C00 && (r & 0x3FF);
+        bad += nan ? !((o[i] & 0x7C00) == 0x7C00 && (o[i] & 0x3FF)) : o[i] != r;
+    }
+    tu_expect(bad == 0, "fp32 -> fp16: %d of 65536 floats round differently from st_f32_to_f16", bad);
+    free(o);
 }
 
 /* ---- radix tree ---- */
@@ -112,7 +198,7 @@ static void test_radix(void) {
     enum { B = 4, NSEQ = 40, LEN = 24 };
     model_config c = tiny_pool_config();
     kv_pool pool;
-    tu_expect(kv_pool_init(&pool, &c, B, kv_pool_block_bytes(&c, B) * 400) == 0 && pool.n_blocks == 400, "pool");
+    tu_expect(kv_pool_init(&pool, &c, B, kv_pool_block_bytes(&c, B, 0) * 400, 0) == 0 && pool.n_blocks == 400, "pool");
     radix_tree t;
     radix_init(&t, &pool);
     /* prompts over a 3-letter alphabet with shared starts, so that edges split at many depths */
@@ -306,6 +392,70 @@ static void test_engine_requests(int kind, int block_size, int budget, int prefi
     model_free(&m);
 }
 
+/* A decode past 64 positions (attention_paged.c splits its keys into ranges of 64 and merges their
+ * partial softmaxes; the team merges between two barriers): a 90-token prompt and 8 greedy tokens,
+ * each the argmax of the plain forward's logits within the engine tolerance, the first token's
+ * logits within it. With an fp16 cache (kv_f16) the same run must also finish, its first logits
+ * finite and different from the fp32 cache's (the cache is read) but close to them: within 2^-6
+ * of max|logit|, a sanity bound for this 2-layer model (the derived bound of the rounding is
+ * checked on the attention itself, test_paged_attention). */
+static void test_engine_long_decode(int kv_f16, const qt_scheme *qs) {
+    model_config cfg = tm_config(0);
+    cfg.max_pos = 256;
+    if (qs) /* the team splits gate and up rows at the MLP width: the quantized layouts need 16 | I */
+        for (int l = 0; l < cfg.n_layers; l++) cfg.layers[l].intermediate = cfg.intermediate = 48;
+    model m;
+    if (model_init(&m, &cfg, NULL)) exit(1);
+    tm_randomize(&m, 31);
+    if (qs) {
+        model_quant *q = qt_quantize_model(&cfg, &m.w, qs);
+        tu_expect(q && model_attach_quant(&m, q) == 0, "quantize %s: %s", qs->name, err_msg());
+    }
+    enum { L = 90, GEN = 8 };
+    int all[L + GEN];
+    for (int i = 0; i < L; i++) all[i] = (int)(tu_next() % cfg.vocab);
+    const int V = cfg.vocab;
+    float *first[2];
+    for (int f16 = 0; f16 <= kv_f16; f16++) {
+        engine_opts o = engine_opts_default();
+        o.kv_budget_mb = 1, o.kv_f16 = f16;
+        engine *e;
+        tu_expect(engine_create(&e, &m, &o) == 0, "engine_create: %s", err_msg());
+        collect c = {.n_req = 1, .V = V, .maxlen = 1};
+        c.last = first[f16] = tu_alloc((size_t)V);
+        c.gen = calloc(64, sizeof(int));
+        engine_request q = {.prompt = all, .n_prompt = L, .max_new_tokens = GEN, .ignore_eos = 1, .temperature = 0};
+        tu_expect(engine_submit(e, &q, NULL) == 0 && run_all(e, &c) == 0 && c.n_gen[0] == GEN, "long decode%s: %s",
+                  f16 ? " (fp16 cache)" : "", err_msg());
+        tu_expect(engine_get_stats(e)->team_steps >= GEN - 1, "long decode%s: the decode steps ran as a team (%lld)",
+                  qs ? qs->name : "", (long long)engine_get_stats(e)->team_steps);
+        if (!f16) {
+            memcpy(all + L, c.gen, sizeof(int) * GEN);
+            float *ref = plain_logits(&m, all, L + GEN - 1);
+            const double tol = logit_tol(&cfg, L + GEN);
+            tu_expect_close("long decode: first-token logits vs plain forward", first[0], ref + (size_t)(L - 1) * V, V, tol);
+            for (int g = 1; g < GEN; g++) { /* as test_engine_requests */
+                const float *row = ref + (size_t)(L - 1 + g) * V;
+                int best = 0;
+                double mx = 0;
+                for (int v = 0; v < V; v++) best = row[v] > row[best] ? v : best, mx = fmax(mx, fabs(row[v]));
+                tu_expect((double)row[best] - row[c.gen[g]] <= 2 * tol * mx, "long decode token %d: %d is not the argmax %d",
+                          g, c.gen[g], best);
+            }
+            free(ref);
+        }
+        free(c.gen);
+        engine_free(e);
+    }
+    if (kv_f16) {
+        double d = tu_nerr(first[1], first[0], (size_t)V);
+        tu_expect(d > 0 && d <= 0x1p-6, "long decode, fp16 cache: first logits %.3g of max|logit| off the fp32 cache's", d);
+        free(first[1]);
+    }
+    free(first[0]);
+    model_free(&m);
+}
+
 /* The ranking shape of the acceptance (k = 8 candidates of 512 tokens sharing 90%: 460 tokens),
  * submitted together: the scheduler prefills the first alone, then the other seven find its
  * whole blocks (448 positions of 16) in the cache and each computes 64 positions, 8x fewer than a
@@ -374,7 +524,7 @@ static void test_engine_limits(void) {
     o.kv_budget_mb = 1e-6;
     tu_expect(engine_create(&e, &m, &o) != 0 && err_kind_get() == ERR_INPUT && strstr(err_msg(), "kv_budget_mb"),
               "a budget that holds no block is refused at start: %s", err_msg());
-    o.kv_budget_mb = (double)kv_pool_block_bytes(&cfg, o.block_size) * 2.5 / 1048576.0; /* 2 blocks: 32 positions */
+    o.kv_budget_mb = (double)kv_pool_block_bytes(&cfg, o.block_size, 0) * 2.5 / 1048576.0; /* 2 blocks: 32 positions */
     tu_expect(engine_create(&e, &m, &o) == 0, "engine_create: %s", err_msg());
     int prompt[200] = {0};
     engine_request q = {.prompt = prompt, .n_prompt = 40, .max_new_tokens = 3, .user = NULL};
@@ -491,6 +641,7 @@ int main(int argc, char **argv) {
     log_set_level(LOG_WARN);
     tu_seed(99);
     kernels_set_threads(0);
+    test_f16_conversions();
     test_paged_attention();
     test_radix();
     for (int kind = 0; kind < 3; kind++) {
@@ -510,7 +661,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; i++) test_engine_requests(2 - i, 4, 64, 1, &qs[i]);
     /* every kernel split whatever its size: the decode team (engine_forward.c) on 2 threads, its
      * linears by rows and attention by items, against the plain forward within the same tolerance */
+    test_engine_long_decode(1, NULL);
     kernels_split_always(1);
+    test_engine_long_decode(0, NULL);
+    for (int i = 0; i < 3; i++) test_engine_long_decode(0, &qs[i]); /* quantized linears in the team */
     test_engine_requests(0, 4, 64, 1, NULL);
     test_engine_requests(2, 4, 64, 1, &qs[1]);
     kernels_split_always(0);

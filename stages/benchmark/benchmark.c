@@ -19,6 +19,7 @@
 
 static const char *const kind_choices[] = {"ranking", "generation", NULL};
 static const char *const arrival_choices[] = {"poisson", "fixed", "bursty", NULL};
+static const char *const kv_dtype_choices[] = {"f32", "f16", NULL};
 
 static const param_spec model_alts[] = {
     {.name = "stage", .type = P_REF, .help = "a stage whose main output is a model"},
@@ -92,6 +93,8 @@ static const param_spec benchmark_params[] = {
     {.name = "max_batch_tokens", .type = P_INT, .def = "1024", .has_min = 1, .min = 1, .has_max = 1, .max = 1 << 20,
      .help = "tokens one engine step runs (decode + prefill chunks)"},
     {.name = "kv_budget_mb", .type = P_FLOAT, .def = "256", .has_min = 1, .min = 1e-6, .help = "KV cache memory"},
+    {.name = "kv_dtype", .type = P_STRING, .def = "f32", .choices = kv_dtype_choices,
+     .help = "KV cache numbers: f32 (the plain forward's values) or f16 (half the bytes)"},
     {.name = "block_size", .type = P_INT, .def = "16", .has_min = 1, .min = 1, .has_max = 1, .max = 1024,
      .help = "positions per KV block"},
     {.name = "max_seqs", .type = P_INT, .def = "64", .has_min = 1, .min = 1, .has_max = 1, .max = 65536,
@@ -140,7 +143,7 @@ static int build_workload(stage_ctx *ctx, const bench_params *bp, int vocab, wor
 
 static int read_params(stage_ctx *ctx, bench_params *bp) {
     memset(bp, 0, sizeof *bp);
-    const char *kind, *target = NULL;
+    const char *kind, *target = NULL, *kvd;
     int64_t k, req, seed, mbt, bs, ms;
     double dur, kvmb;
     if (param_string(ctx->params, "workload.kind", &kind) || param_int(ctx->params, "workload.candidates", &k) ||
@@ -148,8 +151,10 @@ static int read_params(stage_ctx *ctx, bench_params *bp) {
         param_float(ctx->params, "workload.rate", &bp->rate) || param_int(ctx->params, "workload.seed", &seed) ||
         param_bool(ctx->params, "prefix_cache", &bp->eo.prefix_cache) ||
         param_int(ctx->params, "max_batch_tokens", &mbt) || param_float(ctx->params, "kv_budget_mb", &kvmb) ||
-        param_int(ctx->params, "block_size", &bs) || param_int(ctx->params, "max_seqs", &ms))
+        param_int(ctx->params, "block_size", &bs) || param_int(ctx->params, "max_seqs", &ms) ||
+        param_string(ctx->params, "kv_dtype", &kvd))
         return -1;
+    bp->eo.kv_f16 = !strcmp(kvd, "f16");
     bp->ranking = !strcmp(kind, "ranking");
     bp->k = bp->ranking ? (int)k : 1;
     bp->n_groups = (int)req;
