@@ -184,8 +184,13 @@ int d_chol_inverse(double *out, int ldo, double *l, int ldl, int n) {
         for (int i = 0; i < ni; i++) memcpy(out + (size_t)(i0 + i) * ldo + i0, s + (size_t)i * ni, sizeof(double) * ni);
     }
     free(scratch);
-    /* 3. the lower triangle mirrors the upper */
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < i; j++) out[(size_t)i * ldo + j] = out[(size_t)j * ldo + i];
+    /* 3. the lower triangle mirrors the upper, by 64 x 64 tiles (a transposed copy) */
+    const int mt = (n + 63) / 64;
+    T = d_threads(mt, (double)n * n);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
+    for (int ti = 0; ti < mt; ti++)
+        for (int j0 = 0; j0 <= ti * 64; j0 += 64)
+            for (int i = ti * 64; i < n && i < ti * 64 + 64; i++)
+                for (int j = j0; j < i && j < j0 + 64; j++) out[(size_t)i * ldo + j] = out[(size_t)j * ldo + i];
     return 0;
 }

@@ -7,11 +7,13 @@
  * so its cost is O(m · k · r) instead of a pass over the whole m × m matrix. */
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "kernels/dense64.h"
+#include "kernels/threads.h"
 #include "stages/prune/osscar.h"
 #include "stages/prune/osscar_internal.h"
 
@@ -131,11 +133,12 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
     double *vp = xmalloc(sizeof(double) * (size_t)kmax * cap);
     double *kk = xmalloc(sizeof(double) * (size_t)kmax * kmax);
     double *t1 = xmalloc(sizeof(double) * (size_t)kmax * out);
-    double *work = xmalloc(sizeof(double) * ((size_t)gs * gs + (size_t)gs * out));
+    double *work = xmalloc(sizeof(double) * ((size_t)gs * gs + (size_t)gs * out) * (size_t)kernels_threads());
+    double *cost = xmalloc(sizeof(double) * (size_t)nl);
     scored *sc = xmalloc(sizeof(scored) * (size_t)nl);
     int *pos = xmalloc(sizeof(int) * (size_t)kmax);
     int rc = -1;
-    if (!bc || !blk || !v || !hc || !vp || !kk || !t1 || !work || !sc || !pos) goto done;
+    if (!bc || !blk || !v || !hc || !vp || !kk || !t1 || !work || !cost || !sc || !pos) goto done;
     memcpy(bc, p->B, sizeof(double) * (size_t)m * out);
     for (int g = 0; g < nl; g++)
         for (int a = 0; a < gs; a++)
@@ -145,17 +148,26 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
     for (int s = 0; s < steps; s++) {
         /* T spread evenly over the steps: step s removes floor((s+1)T/steps) - floor(sT/steps) */
         const int kg = (int)((long long)(s + 1) * n_remove / steps - (long long)s * n_remove / steps);
-        int n_sc = 0;
+        /* every live group's cost (a pass over B_current: split over the threads, each group's
+         * cost computed alone, so the result does not depend on the split) */
+        int bad = nl;
+        const int T = kernels_threads_for((double)nl * gs * (gs + out), 1 << 18);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1) reduction(min : bad)
         for (int g = 0; g < nl; g++) {
             if (removed[g]) continue;
-            double cost;
-            if (osscar_block_cost(&cost, blk + (size_t)g * gs * gs, bc + (size_t)g * gs * out, gs, out, work)) {
-                rc = err_set(ERR_STAGE, "OSSCAR: the downdated inverse lost positive definiteness at group %d (step %d "
-                             "of %d); raise damp", g, s + 1, steps);
-                goto done;
-            }
-            sc[n_sc++] = (scored){cost, g};
+            double *wk = work + (size_t)omp_get_thread_num() * ((size_t)gs * gs + (size_t)gs * out);
+            if (osscar_block_cost(&cost[g], blk + (size_t)g * gs * gs, bc + (size_t)g * gs * out, gs, out, wk) &&
+                g < bad)
+                bad = g;
         }
+        if (bad < nl) {
+            rc = err_set(ERR_STAGE, "OSSCAR: the downdated inverse lost positive definiteness at group %d (step %d of "
+                         "%d); raise damp", bad, s + 1, steps);
+            goto done;
+        }
+        int n_sc = 0;
+        for (int g = 0; g < nl; g++)
+            if (!removed[g]) sc[n_sc++] = (scored){cost[g], g};
         if (kg == 1) { /* the minimum alone */
             int best = 0;
             for (int i = 1; i < n_sc; i++)
@@ -168,8 +180,15 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
         for (int i = 0; i < kg; i++)
             for (int c = 0; c < gs; c++) pos[i * gs + c] = sc[i].group * gs + c;
         /* hc = G[:, P] − V V[P, :]ᵀ: the current columns of the removed groups */
-        for (int i = 0; i < m; i++)
-            for (int c = 0; c < k; c++) hc[(size_t)i * k + c] = p->G[(size_t)i * m + pos[c]];
+        /* G is exactly symmetric (d_chol_inverse mirrors it), so its columns P are its rows P: read
+         * them contiguously, by blocks of rows of hc that stay in cache */
+        for (int i0 = 0; i0 < m; i0 += 256) {
+            const int ni = m - i0 < 256 ? m - i0 : 256;
+            for (int c = 0; c < k; c++) {
+                const double *grow = p->G + (size_t)pos[c] * m + i0;
+                for (int i = 0; i < ni; i++) hc[(size_t)(i0 + i) * k + c] = grow[i];
+            }
+        }
         if (r > 0) {
             for (int c = 0; c < k; c++) memcpy(vp + (size_t)c * r, v + (size_t)pos[c] * cap, sizeof(double) * r);
             d_gemm(hc, k, v, cap, 0, vp, r, 1, m, k, r, -1.0, 1.0);
@@ -204,7 +223,7 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
     }
     rc = 0;
 done:
-    free(bc), free(blk), free(v), free(hc), free(vp), free(kk), free(t1), free(work), free(sc), free(pos);
+    free(bc), free(blk), free(v), free(hc), free(vp), free(kk), free(t1), free(work), free(cost), free(sc), free(pos);
     return rc;
 }
 
