@@ -14,7 +14,8 @@
  *              prefill, decode and evaluate also bf16 weight storage), comma lists: every
  *              configuration is measured in alternation (rounds that visit each in turn, the best of
  *              the rounds counting), so that a busy moment of a shared machine falls on each alike;
- *              keys are printed as t<threads>.<precision in effect>.<key> */
+ *              keys are printed as t<threads>.<precision in effect>.<key>
+ * SWEEP_PROFILE=1 (train): the best step of each configuration by kind of work, on stderr. */
 #include <immintrin.h>
 #include <math.h>
 #include <omp.h>
@@ -26,6 +27,7 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "kernels/profile.h"
 #include "kernels/threads.h"
 #include "model/model.h"
 #include "model/optim.h"
@@ -146,19 +148,27 @@ static void bench_train(model *m, const shape *sh, int rounds) {
                        .schedule = {.kind = LR_CONSTANT, .lr = 1e-4}};
     optimizer o;
     if (optim_init(&o, m, &oc)) die("optimizer");
-    double best[MAX_T], loss = 0;
+    double best[MAX_T], loss = 0, prof_best[MAX_T][PROF_N];
+    const char *pe = getenv("SWEEP_PROFILE");
+    prof_enable(pe && *pe == '1');
     for (int r = 0; r <= rounds; r++) /* round 0 warms up */
         for (int t = 0; t < n_cfg; t++) {
             set_cfg(m, t, 1);
             const float *hid;
+            prof_reset();
             double el = time_monotonic();
             model_zero_grad(m);
             if (model_forward(m, &b, &hid) || model_lm_loss(m, hid, dh, N, lm_loss_ce, &ce, &loss) ||
                 model_backward(m, dh) || optim_step(&o, m))
                 die("training step");
             el = time_monotonic() - el;
-            if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
+            if (r == 1 || (r > 1 && el < best[t])) best[t] = el, memcpy(prof_best[t], prof_time, sizeof prof_time);
         }
+    for (int t = 0; t < n_cfg && prof_on; t++) { /* SWEEP_PROFILE=1: where the best step's time went */
+        memcpy(prof_time, prof_best[t], sizeof prof_time);
+        prof_report(stderr, cfg_name(m, t));
+    }
+    prof_enable(0);
     for (int t = 0; t < n_cfg; t++) {
         const char *c = cfg_name(m, t);
         printf("%stokens %d\n%sstep_s %.5f\n%stokens_per_s %.1f\n%sloss %.4f\n", c, N, c, best[t], c, N / best[t], c, loss);

@@ -8,6 +8,7 @@
 
 static int threads_cur = 0;
 static int split_always = 0;
+static int threads_cap = 0; /* kernels_cap_threads: 0 none */
 
 /* OpenBLAS starts its worker threads when it loads; idle, they spin (sched_yield) for a while
  * before sleeping and so compete with the OpenMP threads for the cores. Since OpenBLAS is kept
@@ -41,7 +42,7 @@ int kernels_threads(void) {
 }
 
 int kernels_threads_for(double work, double min_per_thread) {
-    const int T = kernels_threads();
+    const int T = threads_cap > 0 && threads_cap < kernels_threads() ? threads_cap : kernels_threads();
     if (T <= 1 || omp_in_parallel()) return 1;
     if (split_always) return work > 0 ? T : 1;
     const double n = work / min_per_thread;
@@ -49,3 +50,15 @@ int kernels_threads_for(double work, double min_per_thread) {
 }
 
 void kernels_split_always(int on) { split_always = on; }
+
+int kernels_cap_threads(int cap) {
+    const int prev = threads_cap;
+    threads_cap = cap > 0 ? cap : 0;
+    return prev;
+}
+
+int kernels_call_begin(double macs) {
+    const int prev = threads_cap;
+    if (macs < THR_CALL_MACS && !split_always) threads_cap = 1;
+    return prev;
+}

@@ -27,6 +27,18 @@
 #define THR_STREAM_FLOATS 65536.0    /* streaming updates (AdamW, scaling, sums of squares, zeroing) */
 #define THR_ATTN_MACS 524288.0       /* attention: query-key pairs x head_dim x heads, both products */
 
+/* A whole model call (a training step: forward, loss, backward, optimizer; a prefill or a packed
+ * no-gradient forward) of fewer multiply-adds than this runs every kernel on one thread
+ * (kernels_call_begin). Per-kernel thresholds cannot see that the call is small: a training step of
+ * the h32 shape (hidden 32, 1024 tokens, 1.8e8 multiply-adds) runs ~30 kernels that each pass
+ * their threshold by a little, and at the load of a shared machine (1 minute load 1.1-1.5, the
+ * second core partly someone else's) their splits cost more than they gained: 2 threads 0.94x one
+ * in bench/sweep.sh's quiet run (2026-12-06), and h64's prefill (3.2e7) 0.93x; the smallest calls that
+ * gained were h128's prefill (2.2e8: 1.52x) and h64's training step (4.8e8: 1.53x). The threshold
+ * sits between the largest that lost and the smallest that gained (bench_sweep MODE SHAPE 1,2
+ * measures a shape on 1 and 2 threads in alternation; model_call_macs in model_train.c counts). */
+#define THR_CALL_MACS 2e8
+
 /* Sets the thread count; n <= 0 means OMP_NUM_THREADS when set, else the cores this process may
  * run on (sched_getaffinity). OpenBLAS is (re)set to one thread. Returns the count in use. */
 int kernels_set_threads(int n);
@@ -36,6 +48,13 @@ int kernels_threads(void);
 /* Threads for a kernel call of `work` units that pays off from `min_per_thread` units per thread:
  * 1 inside a parallel region, else min(kernels_threads(), work / min_per_thread), at least 1. */
 int kernels_threads_for(double work, double min_per_thread);
+
+/* Caps the threads of every kernel at cap (0: no cap) until changed again; returns the cap before. */
+int kernels_cap_threads(int cap);
+/* A model call of `macs` multiply-adds begins: below THR_CALL_MACS, caps the kernels at one thread
+ * (not under kernels_split_always). Returns the cap to restore with kernels_cap_threads when the
+ * call ends. */
+int kernels_call_begin(double macs);
 
 /* Tests: with on = 1, kernels_threads_for ignores the thresholds (every kernel splits whatever
  * its size), so that small test inputs run the multi-threaded code paths. */

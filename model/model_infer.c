@@ -255,10 +255,23 @@ static int extend_decode(model *m, kv_cache *kv, const int *tokens, int n, const
     return 0;
 }
 
+static int extend_chunks(model *m, kv_cache *kv, const int *tokens, int n, const int *out_rows, int n_out,
+                         float *logits);
+
 int model_extend(model *m, kv_cache *kv, const int *tokens, int n, const int *out_rows, int n_out, float *logits) {
     if (check_extend(m, kv, tokens, n, out_rows, n_out)) return -1;
     if (model_scratch_ensure(m) || model_rope_ensure(m, kv->len + n)) return -1;
     if (n <= GEMV_MAX_ROWS && model_decode_streams(m)) return extend_decode(m, kv, tokens, n, out_rows, n_out, logits);
+    /* a small prefill runs on one thread (kernels_call_begin; the decode team has its own threshold) */
+    const int cap = kernels_call_begin(model_call_macs(m, n, (double)n * kv->len + 0.5 * n * (n + 1.0), n_out));
+    const int rc = extend_chunks(m, kv, tokens, n, out_rows, n_out, logits);
+    kernels_cap_threads(cap);
+    return rc;
+}
+
+/* model_extend over more tokens than a decode team takes: chunks of MODEL_INFER_CHUNK. */
+static int extend_chunks(model *m, kv_cache *kv, const int *tokens, int n, const int *out_rows, int n_out,
+                         float *logits) {
     const int chunk = n < MODEL_INFER_CHUNK ? n : MODEL_INFER_CHUNK, H = m->cfg.hidden, V = m->cfg.vocab;
     if (model_scratch_tokens(m, chunk)) return -1;
     struct model_scratch *s = m->scratch;
@@ -312,9 +325,14 @@ int model_forward_hidden(model *m, const model_batch *b, float *hidden) {
         s->aseqs[q] = (attn_seq){.q0 = i, .nq = b->seq_lens[q], .k0 = i, .nkv = b->seq_lens[q]};
         for (int p = 0; p < b->seq_lens[q]; p++) s->pos[i++] = p;
     }
-    if (scratch_layers(m, b->tokens, b->n_tokens, NULL, s->aseqs, b->n_seqs)) return -1;
-    PROF(PROF_NORM, rmsnorm_forward(hidden, NULL, s->x, m->w.final_norm, b->n_tokens, m->cfg.hidden, m->cfg.rms_eps));
-    return 0;
+    double pairs = 0;
+    for (int q = 0; q < b->n_seqs; q++) pairs += 0.5 * b->seq_lens[q] * (b->seq_lens[q] + 1.0);
+    const int cap = kernels_call_begin(model_call_macs(m, b->n_tokens, pairs, 0)); /* one thread when small */
+    const int rc = scratch_layers(m, b->tokens, b->n_tokens, NULL, s->aseqs, b->n_seqs);
+    if (!rc)
+        PROF(PROF_NORM, rmsnorm_forward(hidden, NULL, s->x, m->w.final_norm, b->n_tokens, m->cfg.hidden, m->cfg.rms_eps));
+    kernels_cap_threads(cap);
+    return rc;
 }
 
 int model_decode(model *m, kv_cache *kv, int token, float *logits) {

@@ -39,6 +39,7 @@ struct model_acts {
     attn_seq *aseqs;                            /* the batch's sequences for the attention kernels */
     int n_tokens, n_seqs;
     int have_forward;                           /* a forward is waiting for its backward */
+    double call_macs;                           /* the last training step's multiply-adds (model_call_macs x 3) */
 };
 
 /* Inference and loss scratch: growable buffers, allocated on first use. */
@@ -91,5 +92,10 @@ int model_grow(float **buf, size_t *cap, size_t n, const char *what);
 void model_max_widths(const model_config *c, int *max_q, int *max_qkv, int *max_i, int *max_heads);
 /* 0, or -1 (ERR_INPUT) when a token is outside [0, vocab). */
 int model_check_tokens(const model *m, const int *tokens, int n);
+
+/* Multiply-adds of the products of a forward over `tokens` tokens: every layer's linear layers,
+ * attention over `pairs` query-key pairs per layer (scores and values, every query head), and
+ * `head_rows` rows of the LM head. Calls below THR_CALL_MACS run on one thread (kernels_call_begin). */
+double model_call_macs(const model *m, double tokens, double pairs, double head_rows);
 
 #endif

@@ -6,6 +6,7 @@
 #include "kernels/gemv.h"
 #include "kernels/linear.h"
 #include "kernels/softmax.h"
+#include "kernels/threads.h"
 #include "model/model.h"
 #include "model/model_internal.h"
 
@@ -29,7 +30,18 @@ static int head_forward(model *m, float *logits, const float *hidden, int n, con
 
 int model_logits(model *m, float *logits, const float *hidden, int n) { return head_forward(m, logits, hidden, n, NULL); }
 
+static int lm_loss_inner(model *m, const float *hidden, float *d_hidden, int n, lm_loss_fn fn, void *ctx, double *loss);
+
+/* With gradients, a part of the training step: on one thread when the step is small (model_forward). */
 int model_lm_loss(model *m, const float *hidden, float *d_hidden, int n, lm_loss_fn fn, void *ctx, double *loss) {
+    const double macs = d_hidden && m->acts ? m->acts->call_macs : model_call_macs(m, 0, 0, n);
+    const int cap = kernels_call_begin(macs);
+    const int rc = lm_loss_inner(m, hidden, d_hidden, n, fn, ctx, loss);
+    kernels_cap_threads(cap);
+    return rc;
+}
+
+static int lm_loss_inner(model *m, const float *hidden, float *d_hidden, int n, lm_loss_fn fn, void *ctx, double *loss) {
     const int V = m->cfg.vocab, H = m->cfg.hidden, rows = model_lm_chunk_rows(m);
     *loss = 0;
     if (d_hidden && !m->grad.mem)

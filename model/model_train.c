@@ -10,6 +10,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
+#include "kernels/threads.h"
 #include "model/model.h"
 #include "model/model_internal.h"
 
@@ -49,8 +50,34 @@ static int batch_attention(model *m, int l, int backward) {
                               A->aseqs, A->n_seqs, A->att_work, A->att_work_floats);
 }
 
+double model_call_macs(const model *m, double tokens, double pairs, double head_rows) {
+    const model_config *c = &m->cfg;
+    double lin = 0, att = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_config *lc = &c->layers[l];
+        const double Q = (double)lc->n_heads * c->head_dim, KV = (double)lc->n_kv_heads * c->head_dim;
+        lin += (Q + 2 * KV) * c->hidden + Q * c->hidden + 3.0 * lc->intermediate * c->hidden;
+        att += 2 * Q;
+    }
+    return tokens * lin + pairs * att + head_rows * (double)c->vocab * c->hidden;
+}
+
+static int forward_inner(model *m, const model_batch *b, const float **hidden);
+
+/* The training step's calls (forward, loss with gradients, backward, optimizer) run on one thread
+ * when the step is small (kernels_call_begin): its work, three forwards, is set here. */
 int model_forward(model *m, const model_batch *b, const float **hidden) {
     if (check_batch(m, b)) return -1;
+    double pairs = 0;
+    for (int s = 0; s < b->n_seqs; s++) pairs += 0.5 * b->seq_lens[s] * (b->seq_lens[s] + 1.0);
+    m->acts->call_macs = 3 * model_call_macs(m, b->n_tokens, pairs, b->n_tokens);
+    const int cap = kernels_call_begin(m->acts->call_macs);
+    const int rc = forward_inner(m, b, hidden);
+    kernels_cap_threads(cap);
+    return rc;
+}
+
+static int forward_inner(model *m, const model_batch *b, const float **hidden) {
     struct model_acts *A = m->acts;
     const model_config *c = &m->cfg;
     const int N = b->n_tokens, H = c->hidden, D = c->head_dim;
@@ -110,7 +137,16 @@ static int check_fp32(const model *m) {
     return 0;
 }
 
+static int backward_inner(model *m, const float *d_hidden);
+
 int model_backward(model *m, const float *d_hidden) {
+    const int cap = kernels_call_begin(m->acts ? m->acts->call_macs : 0);
+    const int rc = backward_inner(m, d_hidden);
+    kernels_cap_threads(cap);
+    return rc;
+}
+
+static int backward_inner(model *m, const float *d_hidden) {
     struct model_acts *A = m->acts;
     if (!A || !A->have_forward)
         return err_set(ERR_INPUT, "model_backward without a model_forward before it (each forward has one backward)");

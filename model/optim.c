@@ -7,6 +7,8 @@
 
 #include "common/error.h"
 #include "kernels/profile.h"
+#include "kernels/threads.h"
+#include "model/model_internal.h"
 
 int optim_init(optimizer *o, const model *md, const optim_config *c) {
     memset(o, 0, sizeof *o);
@@ -45,9 +47,12 @@ void optim_free(optimizer *o) {
 
 static int optim_step_inner(optimizer *o, model *md);
 
+/* On one thread when the model's training step is small (model_forward's kernels_call_begin). */
 int optim_step(optimizer *o, model *md) {
     int rc;
+    const int cap = kernels_call_begin(md->acts ? md->acts->call_macs : THR_CALL_MACS);
     PROF(PROF_OPTIM, rc = optim_step_inner(o, md));
+    kernels_cap_threads(cap);
     return rc;
 }
 

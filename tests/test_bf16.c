@@ -8,7 +8,7 @@
  *     and against the unrounded fp32 product the rounding of both operands adds
  *     (2u + u^2) |alpha| sum |a b|. Bitwise the same on 1 and 2 threads.
  *   - gemv (fp32 and bf16 weights): (k + 1) eps sum |x w| against double; bitwise the same for any
- *     split of the outputs.
+ *     split of the outputs, and (fp32) for any number of input rows beside a row.
  *   - linear layers with bf16 weights and mixed precision; the decode team (one region per step)
  *     bitwise the same on 1 and 2 threads and within the fp32 bound of the chunked prefill.
  *   - a whole model in bf16 against fp32 (first-order bound, see test_model_bf16) and 200 training
@@ -194,6 +194,13 @@ static void test_gemv(void) {
             tu_expect(!bad, "gemv %s rows=%d n=%d k=%d: %d outside (k+2) eps sum|x w|", fmt ? "bf16" : "fp32", R, N, K, bad);
             tu_expect(!memcmp(y, ys, sizeof(float) * (size_t)R * ldy), "gemv %s rows=%d: the same for any split of the outputs",
                       fmt ? "bf16" : "fp32", R);
+            if (!fmt) { /* each input row alone gives its row of the product bitwise (R is a register block) */
+                float *y1 = tu_copy(y0, (size_t)R * ldy);
+                for (int r = 0; r < R; r++)
+                    gemv_f32(y1 + (size_t)r * ldy, ldy, x + (size_t)r * ldx, ldx, w, ldw, 1, 0, N, K, acc);
+                tu_expect(!memcmp(y, y1, sizeof(float) * (size_t)R * ldy), "gemv fp32 rows=%d: the same row by row", R);
+                free(y1);
+            }
             free(y0), free(y), free(yr), free(ys);
         }
         free(x), free(w), free(wb);

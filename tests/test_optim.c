@@ -8,7 +8,9 @@
  *     count (products are split by output blocks, never along the reduction; attention items and
  *     every reduction have a fixed order). */
 #include "engine_testmodel.h"
+#include "eval_testmodel.h"
 #include "kernels/threads.h"
+#include "model/model_internal.h"
 #include "model/optim.h"
 
 static void test_decay_and_clip(void) {
@@ -146,8 +148,42 @@ static void test_thread_independence(void) {
     kernels_set_threads(0);
 }
 
+/* kernels_call_begin: a call below THR_CALL_MACS caps every kernel at one thread, a larger one
+ * does not, the cap is restored after the call and nests; kernels_split_always overrides it (the
+ * tests' forced splits). model_call_macs counts the products a forward makes. */
+static void test_call_cap(void) {
+    kernels_set_threads(2);
+    const double big = 64.0 * THR_GEMM_MACS; /* a matmul that splits in two */
+    tu_expect(kernels_threads_for(big, THR_GEMM_MACS) == 2, "2 threads for a large kernel");
+    int cap = kernels_call_begin(THR_CALL_MACS / 2);
+    tu_expect(kernels_threads_for(big, THR_GEMM_MACS) == 1, "a small call runs its kernels on one thread");
+    const int inner = kernels_call_begin(THR_CALL_MACS * 2); /* a large call inside keeps the cap */
+    tu_expect(kernels_threads_for(big, THR_GEMM_MACS) == 1, "the cap holds inside a nested call");
+    kernels_cap_threads(inner);
+    kernels_cap_threads(cap);
+    tu_expect(kernels_threads_for(big, THR_GEMM_MACS) == 2, "the cap is lifted after the call");
+    cap = kernels_call_begin(THR_CALL_MACS * 2);
+    tu_expect(kernels_threads_for(big, THR_GEMM_MACS) == 2, "a large call keeps its threads");
+    kernels_cap_threads(cap);
+    kernels_split_always(1);
+    cap = kernels_call_begin(1);
+    tu_expect(kernels_threads_for(1, THR_GEMM_MACS) == 2, "forced splits ignore the call's size");
+    kernels_cap_threads(cap);
+    kernels_split_always(0);
+    /* one layer of hidden 8, 2 heads of 4 (1 kv head), MLP 16, vocab 32: per token 8*(8+8)=128 (q|k|v)
+     * + 64 (o) + 3*16*8=384 (MLP) = 576; attention 2 * 8 per pair; the head 32*8 per row */
+    model_config c = em_config(8, 1, 2, 1, 16, 32);
+    model m;
+    if (em_random_model(&m, &c, 1)) exit(1);
+    const double got = model_call_macs(&m, 10, 55, 3), want = 10 * 576.0 + 55 * 16.0 + 3 * 256.0;
+    tu_expect(got == want, "model_call_macs %.0f, expected %.0f", got, want);
+    model_free(&m);
+    kernels_set_threads(0);
+}
+
 int main(void) {
     kernels_set_threads(0);
+    test_call_cap();
     test_decay_and_clip();
     test_thread_independence();
     return tu_finish("test_optim");
