@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
     const double t_factor = time_monotonic() - t0;
     if (quant_grid_init(&q, w, out, n, &g, qh.dead)) goto fail;
     t0 = time_monotonic();
-    if (gptq_quantize(&q, wh, w, &qh, 1)) goto fail;
+    if (gptq_quantize(&q, wh, NULL, w, &qh, 1)) goto fail;
     const double t_gptq = time_monotonic() - t0;
     double e_rtn, e_gptq, e_qe, ref;
     if (quant_layer_error(&e_gptq, &ref, w, wh, h, out, n)) goto fail;

@@ -105,7 +105,7 @@ int main(int argc, char **argv) {
             qweight_free(&q);
             t0 = time_monotonic();
             ok = ok && quant_hessian_prepare(&qh, h, ni, damp, 0) == 0 && quant_grid_init(&q, ws[k], no, ni, &gk, qh.dead) == 0 &&
-                 quant_hessian_factor(&qh, "bench") == 0 && gptq_quantize(&q, wg, ws[k], &qh, 1) == 0;
+                 quant_hessian_factor(&qh, "bench") == 0 && gptq_quantize(&q, wg, NULL, ws[k], &qh, 1) == 0;
             t[1] += time_monotonic() - t0;
             t0 = time_monotonic();
             ok = ok && quant_layer_error(&e[1], &ref, ws[k], wg, h, no, ni) == 0 &&

@@ -137,12 +137,10 @@ int d_cholesky(double *a, int lda, int n) {
     return 0;
 }
 
-int d_chol_inverse(double *out, int ldo, double *l, int ldl, int n) {
-    if (n <= 0) return 0;
-    count((double)n * n * n * 2 / 3);
-    /* 1. out's lower triangle = L^{-1}, by blocks of columns: L[j0:, j0:] X = I[j0:, j0:j1] */
+/* out's lower triangle = L^{-1} (zeros above), by blocks of columns: L[j0:, j0:] X = I[j0:, j0:j1]. */
+static void tri_inverse(double *out, int ldo, const double *l, int ldl, int n) {
     const int cb = (n + D_RHS - 1) / D_RHS;
-    int T = d_threads(cb, (double)n * n * n / 6);
+    const int T = d_threads(cb, (double)n * n * n / 6);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
     for (int t = 0; t < cb; t++) {
         const int j0 = t * D_RHS, w = n - j0 < D_RHS ? n - j0 : D_RHS;
@@ -154,11 +152,24 @@ int d_chol_inverse(double *out, int ldo, double *l, int ldl, int n) {
         cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n - j0, w, 1.0,
                     l + (size_t)j0 * ldl + j0, ldl, out + (size_t)j0 * ldo + j0, ldo);
     }
+}
+
+void d_tri_inverse(double *out, int ldo, const double *l, int ldl, int n) {
+    if (n <= 0) return;
+    count((double)n * n * n / 3);
+    tri_inverse(out, ldo, l, ldl, n);
+}
+
+int d_chol_inverse(double *out, int ldo, double *l, int ldl, int n) {
+    if (n <= 0) return 0;
+    count((double)n * n * n * 2 / 3);
+    /* 1. out's lower triangle = L^{-1} */
+    tri_inverse(out, ldo, l, ldl, n);
     /* 2. A^{-1} = L^{-T} L^{-1}: tile (I, J), I <= J, sums rows r >= J0 of column blocks I and J of
      * L^{-1} (zero above). Off-diagonal tiles write the strict upper triangle, which no tile reads;
      * diagonal tiles read their own block, so they go second, through a scratch tile. */
     const int nt = (n + D_NB - 1) / D_NB, n_off = nt * (nt - 1) / 2;
-    T = d_threads(n_off, (double)n * n * n / 6);
+    int T = d_threads(n_off, (double)n * n * n / 6);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
     for (int t = 0; t < n_off; t++) {
         int ti = 0, rem = t; /* tile (ti, tj), ti < tj, row by row over the strict upper triangle */

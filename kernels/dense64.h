@@ -29,6 +29,10 @@ void d_trsm_right_lt(double *b, int ldb, const double *l, int ldl, int m, int n)
 /* Solves A X = B with A = L L^T (both triangular solves), b [n, ldb >= nrhs] in place. */
 void d_chol_solve(double *b, int ldb, const double *l, int ldl, int n, int nrhs);
 
+/* out [n, ldo]: its lower triangle = L^{-1} for a lower triangular l [n, ldl] with a nonzero
+ * diagonal, zeros above it. out and l must not overlap. */
+void d_tri_inverse(double *out, int ldo, const double *l, int ldl, int n);
+
 /* out [n, ldo] = A^{-1} (both triangles) from the Cholesky factor l of A; l is overwritten (it
  * becomes L^{-1}). out and l must not overlap. 0 or -1. */
 int d_chol_inverse(double *out, int ldo, double *l, int ldl, int n);

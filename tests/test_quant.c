@@ -270,7 +270,7 @@ static void check_identity(void) {
             quant_hessian qh;
             qweight q;
             int ok = quant_hessian_prepare(&qh, h, C, 0.01, mode == 1) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0;
-            if (ok && mode != 3) ok = quant_hessian_factor(&qh, "test") == 0 && gptq_quantize(&q, wh, w, &qh, mode != 2) == 0;
+            if (ok && mode != 3) ok = quant_hessian_factor(&qh, "test") == 0 && gptq_quantize(&q, wh, NULL, w, &qh, mode != 2) == 0;
             if (ok && mode == 3) memcpy(q.codes, r.codes, R * C);
             if (ok && mode >= 3) ok = quantease_quantize(&q, wh, w, &qh, 3, NULL) == 0;
             tu_expect(ok && same_codes(&q, &r) && !memcmp(wh, rt, sizeof(float) * R * C),
@@ -297,7 +297,7 @@ static void check_references(void) {
         quant_hessian qh;
         qweight q;
         if (!tu_expect(quant_hessian_prepare(&qh, h, C, 0.01, act) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0 &&
-                           quant_hessian_factor(&qh, "test") == 0 && gptq_quantize(&q, wh, w, &qh, 1) == 0,
+                           quant_hessian_factor(&qh, "test") == 0 && gptq_quantize(&q, wh, NULL, w, &qh, 1) == 0,
                        "gptq: %s", err_msg()))
             continue;
         ref_gptq(ref, &q, w, h, R, C, 0.01, act);
@@ -345,7 +345,7 @@ static void check_ordering(void) {
         int ok = quant_rtn(&q, wh, w, R, C, &g) == 0 && quant_layer_error(&e[0], &ref, w, wh, h, R, C) == 0;
         qweight_free(&q);
         ok = ok && quant_hessian_prepare(&qh, h, C, 0.01, 0) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0 &&
-             quant_hessian_factor(&qh, "t") == 0 && gptq_quantize(&q, wh, w, &qh, 1) == 0 &&
+             quant_hessian_factor(&qh, "t") == 0 && gptq_quantize(&q, wh, NULL, w, &qh, 1) == 0 &&
              quant_layer_error(&e[1], &ref, w, wh, h, R, C) == 0 && quantease_quantize(&q, wh, w, &qh, 5, NULL) == 0 &&
              quant_layer_error(&e[2], &ref, w, wh, h, R, C) == 0;
         if (tu_verbose) printf("%d bits group %d sym %d: QuantEase %.4e GPTQ %.4e RTN %.4e\n", g.bits, g.group_size, g.sym,
@@ -377,6 +377,42 @@ static void check_layer_error(void) {
     free(x), free(w), free(wh), free(h);
 }
 
+/* The stage's cheap metrics: GPTQ's objective sum e^2 and QuantEase's objective, less lambda ||dW||^2 over
+ * the live columns, equal quant_layer_error's tr(dW H dW^T); quant_layer_ref (from W^T W) equals its
+ * tr(W H W^T). With dead columns and act order. Tolerances: the identity holds for the computed U up
+ * to the factorization's backward error, about n eps cond(H_lambda) <= 64 * 1.1e-16 * 6400 (the damping
+ * bounds the condition by (trace + lambda) / lambda <= 100 n + 1) = 4.5e-11, so 1e-8 relative; the two
+ * refs are float64 sums of the same n^2 products in two orders, n^2 eps = 4.5e-13 times the ratio of
+ * sum |G_ij H_ij| to the sum (a few for these inputs), so 1e-10. */
+static void check_error_from_objective(void) {
+    enum { R = 50, C = 64, NT = 300 };
+    float *x = make_inputs(NT, C, 61), *w = tu_randn(R * C, 0.05), *wh = tu_alloc(R * C);
+    for (int t = 0; t < NT; t++) x[t * C + 7] = 0; /* a dead input channel */
+    double *h = gram_of(x, NT, C);
+    const quant_grid grids[] = {{4, 16, 1, 0}, {8, -1, 1, 0}, {3, 32, 0, 0}};
+    for (int k = 0; k < 3; k++)
+        for (int act_order = 0; act_order < 2; act_order++) {
+            quant_grid g = grids[k];
+            if (g.group_size < 0) g.group_size = C;
+            quant_hessian qh;
+            qweight q;
+            double f_gptq = 0, obj[3] = {0}, e_gptq = 0, e_qe = 0, ref = 0, ref2 = 0;
+            int ok = quant_hessian_prepare(&qh, h, C, 0.01, act_order) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0 &&
+                     quant_hessian_factor(&qh, "t") == 0 && gptq_quantize(&q, wh, &f_gptq, w, &qh, 1) == 0 &&
+                     quant_layer_error(&e_gptq, &ref, w, wh, h, R, C) == 0 && quant_layer_ref(&ref2, w, h, R, C) == 0;
+            const double d_gptq = ok ? quant_error_from_objective(f_gptq, w, wh, &qh, R) : 0;
+            ok = ok && quantease_quantize(&q, wh, w, &qh, 2, obj) == 0 && quant_layer_error(&e_qe, &ref, w, wh, h, R, C) == 0;
+            const double d_qe = ok ? quant_error_from_objective(obj[2], w, wh, &qh, R) : 0;
+            tu_expect(ok && fabs(d_gptq - e_gptq) <= 1e-8 * e_gptq && fabs(d_qe - e_qe) <= 1e-8 * e_qe &&
+                      fabs(ref2 - ref) <= 1e-10 * ref, "%d bits group %d act order %d: error from the objective GPTQ %.12e "
+                      "QuantEase %.12e = from H %.12e %.12e; ref from W^T W %.15e = %.15e %s", g.bits, g.group_size,
+                      act_order, d_gptq, d_qe, e_gptq, e_qe, ref2, ref, ok ? "" : err_msg());
+            quant_hessian_free(&qh);
+            qweight_free(&q);
+        }
+    free(x), free(w), free(wh), free(h);
+}
+
 static void check_dead_and_retry(void) {
     enum { R = 20, C = 48, NT = 200 };
     float *x = make_inputs(NT, C, 51), *w = tu_randn(R * C, 0.05), *wh = tu_alloc(R * C);
@@ -386,7 +422,7 @@ static void check_dead_and_retry(void) {
     quant_hessian qh;
     qweight q;
     int ok = quant_hessian_prepare(&qh, h, C, 0.01, 1) == 0 && quant_grid_init(&q, w, R, C, &g, qh.dead) == 0 &&
-             quant_hessian_factor(&qh, "t") == 0 && gptq_quantize(&q, wh, w, &qh, 1) == 0;
+             quant_hessian_factor(&qh, "t") == 0 && gptq_quantize(&q, wh, NULL, w, &qh, 1) == 0;
     int zero = ok && qh.n_dead == 2, finite = 1;
     for (int r = 0; r < R && ok; r++) zero &= wh[r * C + 9] == 0 && wh[r * C + 30] == 0;
     ok = ok && quantease_quantize(&q, wh, w, &qh, 2, NULL) == 0;
@@ -430,7 +466,7 @@ static void check_threads(void) {
         quant_hessian_prepare(&qh, h, C, 0.01, 1);
         quant_grid_init(&q, w, R, C, &g, qh.dead);
         quant_hessian_factor(&qh, "t");
-        gptq_quantize(&q, wh, w, &qh, 1);
+        gptq_quantize(&q, wh, NULL, w, &qh, 1);
         quantease_quantize(&q, wh, w, &qh, 3, obj[t]);
         codes[t] = malloc(R * C);
         memcpy(codes[t], q.codes, R * C);
@@ -562,6 +598,7 @@ int main(void) {
     check_references();
     check_ordering();
     check_layer_error();
+    check_error_from_objective();
     check_dead_and_retry();
     check_threads();
     check_fp8();

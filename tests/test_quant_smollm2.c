@@ -58,7 +58,7 @@ int main(void) {
             qweight_free(&q);
             ok = ok && quant_hessian_prepare(&qh, h, lin[k].in, 0.01, 0) == 0 &&
                  quant_grid_init(&q, lin[k].w, lin[k].out, lin[k].in, &g, qh.dead) == 0 &&
-                 quant_hessian_factor(&qh, lin[k].name) == 0 && gptq_quantize(&q, wg, lin[k].w, &qh, 1) == 0 &&
+                 quant_hessian_factor(&qh, lin[k].name) == 0 && gptq_quantize(&q, wg, NULL, lin[k].w, &qh, 1) == 0 &&
                  quant_layer_error(&e[1], &ref, lin[k].w, wg, h, lin[k].out, lin[k].in) == 0 &&
                  quantease_quantize(&q, wh, lin[k].w, &qh, 3, obj) == 0 &&
                  quant_layer_error(&e[2], &ref, lin[k].w, wh, h, lin[k].out, lin[k].in) == 0;

@@ -6,7 +6,9 @@ calibration sequences smelt used (`smelt checkout RUN data.calibration -o DIR` t
   w4a16: GPTQModifier, int4 symmetric, group 64 (--group), no act order, damping 0.01, blocks of 128, lm_head kept;
   w8a8:  SmoothQuantModifier (strength 0.8, input_layernorm -> q/k/v, post_attention_layernorm -> gate/up)
          then GPTQModifier with int8 symmetric per-channel weights and int8 dynamic per-token activations.
-Every linear's layer-wise error is taken inside llmcompressor from the Hessian it quantized with:
+Every linear's layer-wise error is taken inside llmcompressor from the Hessian it quantized with
+(w8a8: for the smoothed q/k/v/gate/up, that Hessian is of the inputs before smoothing, so the error is
+taken on S^-1 H S^-1, the smoothed inputs' Hessian, and the stale-Hessian figure is printed beside it):
 rel = tr((W^ - W) H (W^ - W)^T) / tr(W H W^T), the same quantity as smelt's rel_error metrics
 (||X W^T - X W^T||^2 / ||X W^T||^2 on each tool's own calibration inputs: at layer 0 the inputs are the
 same; later layers see the outputs of each tool's own quantized layers). The table puts them beside the
@@ -41,7 +43,9 @@ def run_llmcompressor(model_dir, ids, scheme, threads, group):
 
     torch.set_num_threads(threads)
     errors = {}  # module name -> relative error
+    stale = {}   # w8a8: module name -> the error on the Hessian llmcompressor quantized with (see below)
     names = {}
+    orig_w = {}  # w8a8: module name -> the weight before smoothing
 
     orig_compress = gptq_base.GPTQModifier.compress_module_list
     orig_prepare = gptq_base.prepare_batch
@@ -61,8 +65,17 @@ def run_llmcompressor(model_dir, ids, scheme, threads, group):
         out = orig_quantize(weights, hessians, *a, **k)
         wq = out[0].double()
         for i, name in enumerate(current):
-            d = wq[i] - w0[i]
-            errors[name] = float(((d @ h0[i]) * d).sum() / ((w0[i] @ h0[i]) * w0[i]).sum())
+            d, h = wq[i] - w0[i], h0[i]
+            if name in orig_w:
+                # SmoothQuant + GPTQ: llmcompressor accumulates the Hessian in the same calibration forward
+                # that collects SmoothQuant's statistics, i.e. of the inputs BEFORE smoothing, then smooths
+                # (W -> W diag(s)) and quantizes the smoothed weights with that Hessian. The layer's real
+                # error is on the smoothed inputs x / s: H_s = S^-1 H S^-1, with s read back from the weights.
+                wo = orig_w[name]
+                s = (w0[i] * wo).sum(0) / (wo * wo).sum(0).clamp_min(1e-30)
+                stale[name] = float(((d @ h) * d).sum() / ((w0[i] @ h) * w0[i]).sum())
+                h = h / torch.outer(s, s)
+            errors[name] = float(((d @ h) * d).sum() / ((w0[i] @ h) * w0[i]).sum())
         return out
 
     gptq_base.GPTQModifier.compress_module_list = compress
@@ -70,6 +83,10 @@ def run_llmcompressor(model_dir, ids, scheme, threads, group):
     gptq_base.quantize_weight = quantize
 
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if scheme == "w8a8":
+        for name, mod in model.named_modules():
+            if name.split(".")[-1] in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"):
+                orig_w[name] = mod.weight.detach().clone().double()
     ds = Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]})
     if scheme == "w4a16":
         recipe = [GPTQModifier(targets="Linear", ignore=["lm_head"], dampening_frac=0.01, block_size=128, actorder=None,
@@ -86,12 +103,13 @@ def run_llmcompressor(model_dir, ids, scheme, threads, group):
     oneshot(model=model, dataset=ds, recipe=recipe, num_calibration_samples=len(ids),
             max_seq_length=max(len(x) for x in ids), shuffle_calibration_samples=False)
     wall = time.perf_counter() - t0
-    per_layer = defaultdict(dict)
-    for name, e in errors.items():
-        parts = name.split(".")
-        layer = int(parts[parts.index("layers") + 1])
-        per_layer[layer][MODULE_FAMILY[parts[-1]]] = e
-    return dict(per_layer), wall
+    def by_layer(errs):
+        per_layer = defaultdict(dict)
+        for name, e in errs.items():
+            parts = name.split(".")
+            per_layer[int(parts[parts.index("layers") + 1])][MODULE_FAMILY[parts[-1]]] = e
+        return dict(per_layer)
+    return by_layer(errors), wall, by_layer(stale)
 
 
 def smelt_metrics(smelt, store, run, stage):
@@ -129,7 +147,7 @@ def main():
         subprocess.run([a.smelt, "run", a.recipe, "--store", a.store], check=True)
         a.run = ""
     print(f"load before llmcompressor: {open('/proc/loadavg').read().split()[:3]}", flush=True)
-    llmc, llmc_wall = run_llmcompressor(a.model, ids, a.scheme, a.threads, a.group)
+    llmc, llmc_wall, llmc_stale = run_llmcompressor(a.model, ids, a.scheme, a.threads, a.group)
     print(f"load after: {open('/proc/loadavg').read().split()[:3]}", flush=True)
     sm, sm_wall = smelt_metrics(a.smelt, a.store, a.run or "", a.stage) if a.stage else ({}, float("nan"))
     print(f"\n{a.scheme}: {len(ids)} calibration sequences, {sum(map(len, ids))} tokens")
@@ -151,8 +169,12 @@ def main():
         return sum(v) / len(v) if v else float("nan")
     print(f"mean rel. error: llmcompressor {mean(llmc):.4e}, smelt {mean(sm):.4e}; "
           f"wall time: llmcompressor {llmc_wall:.1f} s, smelt {sm_wall:.1f} s")
+    if llmc_stale:
+        print(f"(w8a8: the smoothed linears' errors above are on the smoothed inputs; on the unsmoothed inputs' Hessian "
+              f"that llmcompressor quantized them with, its mean over q/k/v/gate/up would read {mean(llmc_stale):.4e})")
     if a.json:
-        json.dump({"scheme": a.scheme, "llmcompressor": {"per_layer": llmc, "seconds": llmc_wall},
+        json.dump({"scheme": a.scheme, "llmcompressor": {"per_layer": llmc, "seconds": llmc_wall,
+                                                         "per_layer_unsmoothed_hessian": llmc_stale},
                    "smelt": {"per_layer": sm, "seconds": sm_wall}}, open(a.json, "w"), indent=1)
 
 

@@ -1,6 +1,6 @@
 /* hessian.c: the Hessian of the layer-wise objective as GPTQ and QuantEase use it: dead columns,
  * damping lambda = damp * mean(diag H), act order, and the upper Cholesky factor of H_lambda^-1 with
- * damping retries (LAPACK potrf/potri, float64). */
+ * damping retries (kernels/dense64.h, float64). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -8,14 +8,11 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "kernels/dense64.h"
+#include "kernels/gram.h"
 #include "kernels/threads.h"
 #include "stages/quantize/quant.h"
 
-/* LAPACK (OpenBLAS ships it). Column-major; a symmetric row-major matrix is the same array, and a
- * column-major lower factor read row-major is the upper one. The trailing size_t is gfortran's hidden
- * length of the character argument (ignored by C implementations). */
-extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
-extern void dpotri_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);
 
 void quant_hessian_free(quant_hessian *qh) {
     free(qh->h), free(qh->perm), free(qh->dead), free(qh->u);
@@ -72,42 +69,46 @@ int quant_hessian_prepare(quant_hessian *qh, const double *h, int n, double damp
     return 0;
 }
 
-/* u = upper factor of h^-1, or nonzero LAPACK info when h (or h^-1) is not positive definite. */
-static int factor_once(double *u, const double *h, int n) {
-    int info = 0;
-    memcpy(u, h, sizeof(double) * (size_t)n * n);
-    dpotrf_("L", &n, u, &n, &info, 1); /* row-major: upper U1 with h = U1^T U1 */
-    if (info) return info;
-    dpotri_("L", &n, u, &n, &info, 1); /* row-major upper triangle of h^-1 */
-    if (info) return info;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < i; j++) u[(size_t)i * n + j] = u[(size_t)j * n + i];
-    dpotrf_("L", &n, u, &n, &info, 1); /* row-major upper U with h^-1 = U^T U */
-    if (info) return info;
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < i; j++) u[(size_t)i * n + j] = 0;
+/* u = the upper Cholesky factor of h^-1 (h^-1 = U^T U), or -1 (error set) when h is not positive
+ * definite in floating point. With J the order reversal, J h J = L L^T gives h^-1 = (J L^-1 J)^T (J L^-1 J)
+ * and J L^-1 J is upper triangular with a positive diagonal: U itself. One Cholesky factorization and
+ * one triangular inverse (2 n^3 / 3 flops) instead of LAPACK's potrf, potri and potrf again (4 n^3 / 3),
+ * on kernels/dense64.h's fixed tiles (threaded, bitwise the same on any thread count). scratch: n^2. */
+static int factor_once(double *u, double *scratch, const double *h, int n) {
+    const size_t nn = (size_t)n * n;
+    for (size_t i = 0; i < nn; i++) scratch[i] = h[nn - 1 - i]; /* J h J: both orders reversed */
+    if (d_cholesky(scratch, n, n)) return -1;
+    d_tri_inverse(u, n, scratch, n, n);
+    for (size_t i = 0; i < nn / 2; i++) { /* J L^-1 J in place */
+        const double t = u[i];
+        u[i] = u[nn - 1 - i], u[nn - 1 - i] = t;
+    }
     return 0;
 }
 
 int quant_hessian_factor(quant_hessian *qh, const char *what) {
     const int n = qh->n;
     if (!qh->u && !(qh->u = xmalloc(sizeof(double) * (size_t)n * n))) return -1;
+    double *scratch = xmalloc(sizeof(double) * (size_t)n * n);
+    if (!scratch) return -1;
     for (;;) {
-        int info = factor_once(qh->u, qh->h, n);
-        if (!info) return 0;
-        if (qh->retries == QUANT_MAX_RETRIES)
+        if (!factor_once(qh->u, scratch, qh->h, n)) break;
+        if (qh->retries == QUANT_MAX_RETRIES) {
+            free(scratch);
             return err_set(ERR_STAGE, "%s: the Cholesky factorization of the damped Hessian failed even with damp %g; the "
                            "calibration inputs are degenerate (too few tokens?): give more calibration data or raise "
                            "damp", what, qh->damp);
+        }
         const double old_lambda = qh->lambda, old = qh->damp;
         /* a zero damping (damp: 0) first becomes 1e-4 of the mean diagonal */
         qh->damp = old > 0 ? old * 10 : 1e-4;
         qh->lambda = old > 0 ? old_lambda * 10 : 1e-4 * qh->mean_diag;
         qh->retries++;
         for (int j = 0; j < n; j++) qh->h[(size_t)j * n + j] += qh->lambda - old_lambda;
-        log_warn("%s: Cholesky of the damped Hessian failed (LAPACK info %d) with damp %g; retrying with damp %g", what,
-                 info, old, qh->damp);
+        log_warn("%s: %s (damp %g); retrying with damp %g", what, err_msg(), old, qh->damp);
     }
+    free(scratch);
+    return 0;
 }
 
 /* Sum over rows r0..r0+nr-1 (nr <= QUANT_GEMM_TILE) of a_r H a_r^T, for a = W^ - W (delta) or W.
@@ -164,4 +165,36 @@ void quant_gemm_tn_tiles(double *c, int ldc, const double *a, int lda, const dou
             cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, mt, n, k, alpha, a + m0, lda, b, ldb, 1.0,
                         c + (size_t)m0 * ldc, ldc);
     }
+}
+
+int quant_layer_ref(double *ref, const float *w, const double *h, int n_out, int n_in) {
+    double *g = xcalloc((size_t)n_in * n_in, sizeof(double));
+    if (!g) return -1;
+    if (gram_accumulate(g, w, n_in, n_out, n_in)) {
+        free(g);
+        return -1;
+    }
+    /* <G, H> over the upper triangle G holds: the diagonal once, the rest twice (H symmetric) */
+    double f = 0;
+    for (int i = 0; i < n_in; i++) {
+        const double *gi = g + (size_t)i * n_in, *hi = h + (size_t)i * n_in;
+        double off = 0;
+        for (int j = i + 1; j < n_in; j++) off += gi[j] * hi[j];
+        f += gi[i] * hi[i] + 2 * off;
+    }
+    free(g);
+    *ref = f;
+    return 0;
+}
+
+double quant_error_from_objective(double f, const float *w, const float *w_hat, const quant_hessian *qh, int n_out) {
+    const int n = qh->n;
+    double d2 = 0;
+    for (int r = 0; r < n_out; r++)
+        for (int j = 0; j < n; j++) {
+            if (qh->dead[j]) continue;
+            const double d = (double)w_hat[(size_t)r * n + j] - (double)w[(size_t)r * n + j];
+            d2 += d * d;
+        }
+    return f - qh->lambda * d2;
 }

@@ -147,18 +147,24 @@ static int quantize_linear(qrun *qr, int l, int k, const quant_hessian *qh, cons
     quant_grid g = o->grid;
     if (g.group_size < 0) g.group_size = ni;
     if (!rc) memcpy(orig, w, sizeof(float) * n);
+    double f = 0; /* the damped objective GPTQ / QuantEase computed as they went */
+    int have_f = 0;
     if (!rc && o->method == QM_FP8) rc = quant_fp8(q, wh, w, no, ni, o->fp8_per_channel, o->act);
     else if (!rc && o->method == QM_RTN) rc = quant_rtn(q, wh, w, no, ni, &g);
     else if (!rc) {
         rc = quant_grid_init(q, w, no, ni, &g, qh->dead);
-        if (!rc && (o->method == QM_GPTQ || o->init_gptq)) rc = gptq_quantize(q, wh, w, qh, 1);
+        if (!rc && (o->method == QM_GPTQ || o->init_gptq)) rc = gptq_quantize(q, wh, &f, w, qh, 1), have_f = 1;
         else if (!rc) quant_grid_codes(q, wh, w, qh->dead);
         if (!rc && o->method == QM_QUANTEASE) rc = quantease_quantize(q, wh, w, qh, o->iterations, obj);
+        if (!rc && o->method == QM_QUANTEASE) f = obj[o->iterations], have_f = 1;
     }
     if (!rc) q->act = o->act;
     if (!rc && h) {
         const double t0 = time_monotonic();
-        rc = quant_layer_error(&res->err[k], &res->ref[k], orig, wh, h, no, ni);
+        /* tr(dW H dW^T) from the objective (O(out in)) and tr(W H W^T) from W^T W (half a product);
+         * RTN and FP8 have no objective: two products with H */
+        if (have_f) res->err[k] = quant_error_from_objective(f, orig, wh, qh, no), rc = quant_layer_ref(&res->ref[k], orig, h, no, ni);
+        else rc = quant_layer_error(&res->err[k], &res->ref[k], orig, wh, h, no, ni);
         res->error_s += time_monotonic() - t0;
         res->have[k] = 1;
         for (int t = 0; obj && t <= o->iterations; t++) res->obj[t] += obj[t];

@@ -101,8 +101,10 @@ void quant_hessian_free(quant_hessian *qh);
 
 /* q: from quant_grid_init (static groups); with static_groups 0 (only without act order) the scale
  * and zero of each group are recomputed from the updated weights when its first column is reached.
- * w [n_out, n_in], qh prepared and factored. Codes of q filled, w_hat = their values. 0 or -1. */
-int gptq_quantize(qweight *q, float *w_hat, const float *w, const quant_hessian *qh, int static_groups);
+ * w [n_out, n_in], qh prepared and factored. Codes of q filled, w_hat = their values; objective (may
+ * be NULL) = tr((W^ - W) H_lambda (W^ - W)^T) with qh's damped H (dead columns zeroed in W), as the sum
+ * of the squared scaled errors e_i (the identity W - W^ = E U). 0 or -1. */
+int gptq_quantize(qweight *q, float *w_hat, double *objective, const float *w, const quant_hessian *qh, int static_groups);
 
 /* ---- QuantEase (quantease.c) ---- */
 
@@ -124,6 +126,15 @@ void quant_gemm_tn_tiles(double *c, int ldc, const double *a, int lda, const dou
 /* err = tr((W^ - W) H (W^ - W)^T) and ref = tr(W H W^T) for h [n_in, n_in] (H = X^T X: err/ref is
  * ||X W^T - X W^T||^2 / ||X W^T||^2 on the calibration inputs X). float64, fixed order. 0 or -1. */
 int quant_layer_error(double *err, double *ref, const float *w, const float *w_hat, const double *h, int n_out, int n_in);
+
+/* ref = tr(W H W^T) = <W^T W, H> for h [n_in, n_in] symmetric: W^T W accumulated in float64 by
+ * kernels/gram.h (n_out n_in^2 / 2 multiply-adds, half of a product with H). 0 or -1. */
+int quant_layer_ref(double *ref, const float *w, const double *h, int n_out, int n_in);
+/* The undamped error tr((W^ - W) H (W^ - W)^T) from the damped objective f = tr((W^ - W) H_lambda
+ * (W^ - W)^T) that GPTQ and QuantEase return (computed with dead columns zeroed in W): f - lambda
+ * ||W^ - W||^2 over the live columns (H + dead fix + lambda I differs from H by lambda I there, and a
+ * dead column adds nothing to either side). O(n_out n_in) instead of a product with H. */
+double quant_error_from_objective(double f, const float *w, const float *w_hat, const quant_hessian *qh, int n_out);
 
 /* ---- SmoothQuant (smooth.c) ---- */
 
