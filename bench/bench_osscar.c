@@ -90,6 +90,8 @@ int main(int argc, char **argv) {
     printf("smelt:  %.2f s, %.1f GFLOP of float64 kernels (%.1f GFLOP/s), %d threads; objective %.10g; peak RSS %.0f "
            "MiB (H, W and the problem included)\n", sec, d_flops() / 1e9, d_flops() / 1e9 / sec, kernels_threads(),
            st.objective, ru.ru_maxrss / 1024.0);
+    printf("smelt's phases: Cholesky of H_λ %.2f s, G = H_λ⁻¹ %.2f s, greedy %.2f s, re-fit %.2f s\n", st.sec_factor,
+           st.sec_inverse, st.sec_greedy, st.sec_refit);
     printf("seconds %.4f\nobjective %.12g\n", sec, st.objective);
     npy_write(dir, "keep_smelt.npy", "|u1", keep, 1, 1, sk);
     npy_write(dir, "W_smelt.npy", "<f4", w, sizeof(float), 2, sw);

@@ -16,6 +16,7 @@
 /* OpenBLAS's LAPACK (C implementation, no hidden string-length arguments). Column-major: called on
  * a row-major lower triangle with uplo "U", since that is the same memory. */
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
 
 enum {
     D_TM = 256,   /* rows of a product tile */
@@ -23,6 +24,9 @@ enum {
     D_NB = 256,   /* Cholesky panel and trailing-update tile */
     D_RHS = 128,  /* right-hand-side columns of one triangular-solve tile */
     D_ROWS = 256, /* rows of one right-side triangular-solve tile */
+    D_TRI = 256,  /* diagonal blocks of the triangular inverse (LAPACK dtrtri) */
+    D_TT = 512,   /* rows / columns of one triangular-product tile of the inverse's merges */
+    D_LS = 512,   /* column strips of L^{-T} L^{-1} */
 };
 /* Below this many multiply-adds a call runs as one BLAS call: a parallel region costs more. */
 #define D_SPLIT_MIN (1 << 20)
@@ -137,21 +141,59 @@ int d_cholesky(double *a, int lda, int n) {
     return 0;
 }
 
-/* out's lower triangle = L^{-1} (zeros above), by blocks of columns: L[j0:, j0:] X = I[j0:, j0:j1]. */
-static void tri_inverse(double *out, int ldo, const double *l, int ldl, int n) {
-    const int cb = (n + D_RHS - 1) / D_RHS;
-    const int T = d_threads(cb, (double)n * n * n / 6);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
-    for (int t = 0; t < cb; t++) {
-        const int j0 = t * D_RHS, w = n - j0 < D_RHS ? n - j0 : D_RHS;
-        for (int i = 0; i < n; i++) { /* zeros above the diagonal too: step 2 reads them */
-            double *row = out + (size_t)i * ldo + j0;
-            memset(row, 0, sizeof(double) * (size_t)w);
-            if (i >= j0 && i < j0 + w) row[i - j0] = 1.0;
-        }
-        cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n - j0, w, 1.0,
-                    l + (size_t)j0 * ldl + j0, ldl, out + (size_t)j0 * ldo + j0, ldo);
+/* out's lower triangle = L^{-1} (zeros above). Diagonal blocks of D_TRI are inverted by LAPACK's
+ * dtrtri (single-threaded, one block per tile), then merged pairwise, level by level (blocks of
+ * D_TRI, 2 D_TRI, 4 D_TRI, ...): for L = [L11 0; L21 L22] with X11 = L11^{-1} and X22 = L22^{-1}
+ * known, X21 = -X22 (L21 X11), two triangular products (dtrmm) by tiles of D_TT rows of L21 X11,
+ * then D_TT columns of X21. Nearly all of the n^3/3 flops are in the dtrmm tiles of the top levels,
+ * which run at the BLAS-3 rate; the tiles are fixed, so the result does not depend on the threads. */
+static int merge_tiles(int n, int span, int by_rows, int t, int *s, int *n1, int *n2, int *off) {
+    int count = 0;
+    for (int s0 = 0; s0 < n; s0 += 2 * span) {
+        const int a = n - s0 < span ? n - s0 : span, b = n - s0 - a < span ? n - s0 - a : span;
+        if (b <= 0) continue;
+        const int k = ((by_rows ? b : a) + D_TT - 1) / D_TT;
+        if (t >= count && t < count + k) *s = s0, *n1 = a, *n2 = b, *off = (t - count) * D_TT;
+        count += k;
     }
+    return count;
+}
+
+static void tri_inverse(double *out, int ldo, const double *l, int ldl, int n) {
+    int T = d_threads(n / 64 + 1, (double)n * n);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+    for (int i = 0; i < n; i++) { /* the lower triangle of l, zeros above */
+        memcpy(out + (size_t)i * ldo, l + (size_t)i * ldl, sizeof(double) * (size_t)(i + 1));
+        memset(out + (size_t)i * ldo + i + 1, 0, sizeof(double) * (size_t)(n - i - 1));
+    }
+    const int nb = (n + D_TRI - 1) / D_TRI;
+    T = d_threads(nb, (double)n * D_TRI * D_TRI / 6);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
+    for (int b = 0; b < nb; b++) {
+        const int b0 = b * D_TRI, w = n - b0 < D_TRI ? n - b0 : D_TRI;
+        int info = 0;
+        dtrtri_("U", "N", &w, out + (size_t)b0 * ldo + b0, &ldo, &info); /* nonzero diagonal: info == 0 */
+    }
+    for (int span = D_TRI; span < n; span *= 2)
+        for (int by_rows = 1; by_rows >= 0; by_rows--) {
+            int s, n1, n2, off;
+            const int tiles = merge_tiles(n, span, by_rows, -1, &s, &n1, &n2, &off);
+            T = d_threads(tiles, (double)n * span * span / 2);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1) private(s, n1, n2, off)
+            for (int t = 0; t < tiles; t++) {
+                merge_tiles(n, span, by_rows, t, &s, &n1, &n2, &off);
+                double *x11 = out + (size_t)s * ldo + s, *x21 = out + (size_t)(s + n1) * ldo + s, *x22 = x21 + n1;
+                if (by_rows) { /* rows off.. of L21 X11, in place (x21 holds L21) */
+                    const int r = n2 - off < D_TT ? n2 - off : D_TT;
+                    cblas_dtrmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, r, n1, 1.0, x11, ldo,
+                                x21 + (size_t)off * ldo, ldo);
+                } else { /* columns off.. of X21 = -X22 (L21 X11) */
+                    const int c = n1 - off < D_TT ? n1 - off : D_TT;
+                    cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n2, c, -1.0, x22, ldo,
+                                x21 + off, ldo);
+                }
+            }
+        }
 }
 
 void d_tri_inverse(double *out, int ldo, const double *l, int ldl, int n) {
@@ -165,34 +207,26 @@ int d_chol_inverse(double *out, int ldo, double *l, int ldl, int n) {
     count((double)n * n * n * 2 / 3);
     /* 1. out's lower triangle = L^{-1} */
     tri_inverse(out, ldo, l, ldl, n);
-    /* 2. A^{-1} = L^{-T} L^{-1}: tile (I, J), I <= J, sums rows r >= J0 of column blocks I and J of
-     * L^{-1} (zero above). Off-diagonal tiles write the strict upper triangle, which no tile reads;
-     * diagonal tiles read their own block, so they go second, through a scratch tile. */
-    const int nt = (n + D_NB - 1) / D_NB, n_off = nt * (nt - 1) / 2;
-    int T = d_threads(n_off, (double)n * n * n / 6);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
-    for (int t = 0; t < n_off; t++) {
-        int ti = 0, rem = t; /* tile (ti, tj), ti < tj, row by row over the strict upper triangle */
-        while (rem >= nt - 1 - ti) rem -= nt - 1 - ti, ti++;
-        const int tj = ti + 1 + rem, i0 = ti * D_NB, j0 = tj * D_NB;
-        const int ni = n - i0 < D_NB ? n - i0 : D_NB, nj = n - j0 < D_NB ? n - j0 : D_NB;
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, nj, n - j0, 1.0, out + (size_t)j0 * ldo + i0, ldo,
-                    out + (size_t)j0 * ldo + j0, ldo, 0.0, out + (size_t)i0 * ldo + j0, ldo);
-    }
-    double *scratch = xmalloc(sizeof(double) * (size_t)nt * D_NB * D_NB);
+    /* 2. A^{-1} = L^{-T} L^{-1}, its upper triangle by column strips of D_LS: strip J (columns j0..j1)
+     * is rows 0..j0 = X[j0:, :j0]^T X[j0:, J] (one dgemm: X = L^{-1} is zero above its diagonal, so
+     * rows r >= j0 are the whole sum) and its diagonal block X[j0:, J]^T X[j0:, J] (dsyrk into a
+     * scratch tile: the strip reads that block of X). A strip writes only where X is zero and no
+     * other strip reads (rows < j0 of its columns) and its own diagonal block after reading it. */
+    const int nt = (n + D_LS - 1) / D_LS;
+    double *scratch = xmalloc(sizeof(double) * (size_t)nt * D_LS * D_LS);
     if (!scratch) return -1;
-    T = d_threads(nt, (double)n * n * D_NB);
+    int T = d_threads(nt, (double)n * n * n / 6);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1)
-    for (int ti = 0; ti < nt; ti++) {
-        const int i0 = ti * D_NB, ni = n - i0 < D_NB ? n - i0 : D_NB;
-        double *s = scratch + (size_t)ti * D_NB * D_NB;
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ni, ni, n - i0, 1.0, out + (size_t)i0 * ldo + i0, ldo,
-                    out + (size_t)i0 * ldo + i0, ldo, 0.0, s, ni);
-    }
-    for (int ti = 0; ti < nt; ti++) {
-        const int i0 = ti * D_NB, ni = n - i0 < D_NB ? n - i0 : D_NB;
-        const double *s = scratch + (size_t)ti * D_NB * D_NB;
-        for (int i = 0; i < ni; i++) memcpy(out + (size_t)(i0 + i) * ldo + i0, s + (size_t)i * ni, sizeof(double) * ni);
+    for (int tj = 0; tj < nt; tj++) {
+        const int j0 = tj * D_LS, nj = n - j0 < D_LS ? n - j0 : D_LS;
+        const double *xj = out + (size_t)j0 * ldo + j0;
+        double *sc = scratch + (size_t)tj * D_LS * D_LS;
+        if (j0 > 0)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j0, nj, n - j0, 1.0, out + (size_t)j0 * ldo, ldo, xj,
+                        ldo, 0.0, out + j0, ldo);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, nj, n - j0, 1.0, xj, ldo, 0.0, sc, nj);
+        for (int i = 0; i < nj; i++)
+            memcpy(out + (size_t)(j0 + i) * ldo + j0 + i, sc + (size_t)i * nj + i, sizeof(double) * (size_t)(nj - i));
     }
     free(scratch);
     /* 3. the lower triangle mirrors the upper, by 64 x 64 tiles (a transposed copy) */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "kernels/dense64.h"
 #include "kernels/threads.h"
 #include "stages/prune/osscar.h"
@@ -111,7 +112,7 @@ done:
 
 typedef struct {
     double score;
-    int group;
+    int group, slot; /* slot: the greedy's row block of the group (osscar_greedy) */
 } scored;
 
 static int cmp_scored(const void *a, const void *b) {
@@ -121,14 +122,43 @@ static int cmp_scored(const void *a, const void *b) {
     return (x->group > y->group) - (x->group < y->group);
 }
 
+/* The greedy's per-row state, by slots: slot i holds live group ord[i] (its gs rows of B_current, of
+ * V and its diagonal block of G_current; col[] maps row slots to columns of G). Removing a group
+ * moves the last live slot into its place, so the live rows stay the first live·gs rows and every
+ * product of a step runs over them alone (rows of removed groups are never read again). */
+typedef struct {
+    double *bc, *v, *blk;
+    int *ord, *col;
+    int live, gs, out, cap;
+} greedy_rows;
+
+static void drop_slot(greedy_rows *g, int sl, int r) {
+    const int last = --g->live, gs = g->gs;
+    if (sl == last) return;
+    g->ord[sl] = g->ord[last];
+    memcpy(g->col + (size_t)sl * gs, g->col + (size_t)last * gs, sizeof(int) * gs);
+    memcpy(g->bc + (size_t)sl * gs * g->out, g->bc + (size_t)last * gs * g->out, sizeof(double) * gs * g->out);
+    memcpy(g->blk + (size_t)sl * gs * gs, g->blk + (size_t)last * gs * gs, sizeof(double) * gs * gs);
+    for (int a = 0; a < gs; a++)
+        memcpy(g->v + ((size_t)sl * gs + a) * g->cap, g->v + ((size_t)last * gs + a) * g->cap, sizeof(double) * r);
+}
+
+static int cmp_slot_desc(const void *a, const void *b) {
+    const int x = ((const scored *)a)->slot, y = ((const scored *)b)->slot;
+    return (x < y) - (x > y);
+}
+
 int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, int update_every) {
     const int m = p->m, out = p->out, gs = p->gs, nl = p->n_live, u = update_every < 1 ? 1 : update_every;
     memset(removed, 0, (size_t)nl);
     if (n_remove <= 0) return 0;
     const int cap = n_remove * gs, kmax = (u < n_remove ? u : n_remove) * gs;
-    double *bc = xmalloc(sizeof(double) * (size_t)m * out);
-    double *blk = xmalloc(sizeof(double) * (size_t)nl * gs * gs); /* diagonal blocks of G_current */
-    double *v = xmalloc(sizeof(double) * (size_t)m * cap);        /* G_current = G − V Vᵀ */
+    greedy_rows gr = {.bc = xmalloc(sizeof(double) * (size_t)m * out),
+                      .v = xmalloc(sizeof(double) * (size_t)m * cap), /* G_current = G − V Vᵀ */
+                      .blk = xmalloc(sizeof(double) * (size_t)nl * gs * gs), /* diagonal blocks of G_current */
+                      .ord = xmalloc(sizeof(int) * (size_t)nl),
+                      .col = xmalloc(sizeof(int) * (size_t)m),
+                      .live = nl, .gs = gs, .out = out, .cap = cap};
     double *hc = xmalloc(sizeof(double) * (size_t)m * kmax);
     double *vp = xmalloc(sizeof(double) * (size_t)kmax * cap);
     double *kk = xmalloc(sizeof(double) * (size_t)kmax * kmax);
@@ -138,60 +168,63 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
     scored *sc = xmalloc(sizeof(scored) * (size_t)nl);
     int *pos = xmalloc(sizeof(int) * (size_t)kmax);
     int rc = -1;
-    if (!bc || !blk || !v || !hc || !vp || !kk || !t1 || !work || !cost || !sc || !pos) goto done;
+    if (!gr.bc || !gr.v || !gr.blk || !gr.ord || !gr.col || !hc || !vp || !kk || !t1 || !work || !cost || !sc || !pos)
+        goto done;
+    double *bc = gr.bc, *v = gr.v, *blk = gr.blk;
     memcpy(bc, p->B, sizeof(double) * (size_t)m * out);
-    for (int g = 0; g < nl; g++)
+    for (int g = 0; g < nl; g++) {
+        gr.ord[g] = g;
         for (int a = 0; a < gs; a++)
             memcpy(blk + ((size_t)g * gs + a) * gs, p->G + (size_t)(g * gs + a) * m + g * gs, sizeof(double) * gs);
+    }
+    for (int i = 0; i < m; i++) gr.col[i] = i;
     const int steps = (n_remove + u - 1) / u;
     int r = 0; /* columns of V in use */
     for (int s = 0; s < steps; s++) {
         /* T spread evenly over the steps: step s removes floor((s+1)T/steps) - floor(sT/steps) */
         const int kg = (int)((long long)(s + 1) * n_remove / steps - (long long)s * n_remove / steps);
+        const int nls = gr.live, ml = nls * gs; /* live slots, live rows */
         /* every live group's cost (a pass over B_current: split over the threads, each group's
          * cost computed alone, so the result does not depend on the split) */
-        int bad = nl;
-        const int T = kernels_threads_for((double)nl * gs * (gs + out), 1 << 18);
+        int bad = nls;
+        const int T = kernels_threads_for((double)nls * gs * (gs + out), 1 << 18);
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1) reduction(min : bad)
-        for (int g = 0; g < nl; g++) {
-            if (removed[g]) continue;
+        for (int i = 0; i < nls; i++) {
             double *wk = work + (size_t)omp_get_thread_num() * ((size_t)gs * gs + (size_t)gs * out);
-            if (osscar_block_cost(&cost[g], blk + (size_t)g * gs * gs, bc + (size_t)g * gs * out, gs, out, wk) &&
-                g < bad)
-                bad = g;
+            if (osscar_block_cost(&cost[i], blk + (size_t)i * gs * gs, bc + (size_t)i * gs * out, gs, out, wk) &&
+                i < bad)
+                bad = i;
         }
-        if (bad < nl) {
+        if (bad < nls) {
             rc = err_set(ERR_STAGE, "OSSCAR: the downdated inverse lost positive definiteness at group %d (step %d of "
-                         "%d); raise damp", bad, s + 1, steps);
+                         "%d); raise damp", gr.ord[bad], s + 1, steps);
             goto done;
         }
-        int n_sc = 0;
-        for (int g = 0; g < nl; g++)
-            if (!removed[g]) sc[n_sc++] = (scored){cost[g], g};
+        for (int i = 0; i < nls; i++) sc[i] = (scored){cost[i], gr.ord[i], i};
         if (kg == 1) { /* the minimum alone */
             int best = 0;
-            for (int i = 1; i < n_sc; i++)
+            for (int i = 1; i < nls; i++)
                 if (cmp_scored(&sc[i], &sc[best]) < 0) best = i;
             sc[0] = sc[best];
         } else {
-            qsort(sc, (size_t)n_sc, sizeof *sc, cmp_scored);
+            qsort(sc, (size_t)nls, sizeof *sc, cmp_scored);
         }
         const int k = kg * gs;
         for (int i = 0; i < kg; i++)
-            for (int c = 0; c < gs; c++) pos[i * gs + c] = sc[i].group * gs + c;
-        /* hc = G[:, P] − V V[P, :]ᵀ: the current columns of the removed groups */
+            for (int c = 0; c < gs; c++) pos[i * gs + c] = sc[i].slot * gs + c;
+        /* hc = G[:, P] − V V[P, :]ᵀ on the live rows: the current columns of the removed groups */
         /* G is exactly symmetric (d_chol_inverse mirrors it), so its columns P are its rows P: read
-         * them contiguously, by blocks of rows of hc that stay in cache */
-        for (int i0 = 0; i0 < m; i0 += 256) {
-            const int ni = m - i0 < 256 ? m - i0 : 256;
+         * them by blocks of rows of hc that stay in cache */
+        for (int i0 = 0; i0 < ml; i0 += 256) {
+            const int ni = ml - i0 < 256 ? ml - i0 : 256;
             for (int c = 0; c < k; c++) {
-                const double *grow = p->G + (size_t)pos[c] * m + i0;
-                for (int i = 0; i < ni; i++) hc[(size_t)(i0 + i) * k + c] = grow[i];
+                const double *grow = p->G + (size_t)gr.col[pos[c]] * m;
+                for (int i = 0; i < ni; i++) hc[(size_t)(i0 + i) * k + c] = grow[gr.col[i0 + i]];
             }
         }
         if (r > 0) {
             for (int c = 0; c < k; c++) memcpy(vp + (size_t)c * r, v + (size_t)pos[c] * cap, sizeof(double) * r);
-            d_gemm(hc, k, v, cap, 0, vp, r, 1, m, k, r, -1.0, 1.0);
+            d_gemm(hc, k, v, cap, 0, vp, r, 1, ml, k, r, -1.0, 1.0);
         }
         for (int a = 0; a < k; a++)
             for (int c = 0; c < k; c++) kk[(size_t)a * k + c] = hc[(size_t)pos[a] * k + c];
@@ -199,14 +232,13 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
             rc = err_prefix("OSSCAR step %d of %d: ", s + 1, steps);
             goto done;
         }
-        d_trsm_right_lt(hc, k, kk, k, m, k); /* V_new = G_current[:, P] L⁻ᵀ */
+        d_trsm_right_lt(hc, k, kk, k, ml, k); /* V_new = G_current[:, P] L⁻ᵀ */
         for (int a = 0; a < k; a++) memcpy(t1 + (size_t)a * out, bc + (size_t)pos[a] * out, sizeof(double) * out);
-        d_trsm_left(t1, out, kk, k, k, out, 0);                    /* L⁻¹ B[P, :] */
-        d_gemm(bc, out, hc, k, 0, t1, out, 0, m, out, k, -1.0, 1.0); /* B −= G[:, P] G[P, P]⁻¹ B[P, :] */
-        for (int g = 0; g < nl; g++) {
-            if (removed[g]) continue;
-            const double *vg = hc + (size_t)g * gs * k;
-            double *bl = blk + (size_t)g * gs * gs;
+        d_trsm_left(t1, out, kk, k, k, out, 0);                     /* L⁻¹ B[P, :] */
+        d_gemm(bc, out, hc, k, 0, t1, out, 0, ml, out, k, -1.0, 1.0); /* B −= G[:, P] G[P, P]⁻¹ B[P, :] */
+        for (int i = 0; i < nls; i++) {
+            const double *vg = hc + (size_t)i * gs * k;
+            double *bl = blk + (size_t)i * gs * gs;
             for (int a = 0; a < gs; a++)
                 for (int b2 = 0; b2 < gs; b2++) {
                     double t = 0;
@@ -214,16 +246,16 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
                     bl[a * gs + b2] -= t;
                 }
         }
-        for (int i = 0; i < m; i++) memcpy(v + (size_t)i * cap + r, hc + (size_t)i * k, sizeof(double) * k);
+        for (int i = 0; i < ml; i++) memcpy(v + (size_t)i * cap + r, hc + (size_t)i * k, sizeof(double) * k);
         r += k;
-        for (int i = 0; i < kg; i++) {
-            removed[sc[i].group] = 1;
-            memset(bc + (size_t)sc[i].group * gs * out, 0, sizeof(double) * (size_t)gs * out);
-        }
+        for (int i = 0; i < kg; i++) removed[sc[i].group] = 1;
+        qsort(sc, (size_t)kg, sizeof *sc, cmp_slot_desc); /* from the last slot down: see drop_slot */
+        for (int i = 0; i < kg; i++) drop_slot(&gr, sc[i].slot, r);
     }
     rc = 0;
 done:
-    free(bc), free(blk), free(v), free(hc), free(vp), free(kk), free(t1), free(work), free(cost), free(sc), free(pos);
+    free(gr.bc), free(gr.v), free(gr.blk), free(gr.ord), free(gr.col);
+    free(hc), free(vp), free(kk), free(t1), free(work), free(cost), free(sc), free(pos);
     return rc;
 }
 
@@ -239,7 +271,7 @@ static void select_by_score(unsigned char *removed, const osscar_prob *p, const 
             for (int o = 0; o < out; o++) nb += b[o] * b[o];
             s += hdiag ? hdiag[g * gs + c] * nb : nb;
         }
-        sc[g] = (scored){s, g};
+        sc[g] = (scored){s, g, g};
     }
     qsort(sc, (size_t)p->n_live, sizeof *sc, cmp_scored);
     memset(removed, 0, (size_t)p->n_live);
@@ -365,20 +397,29 @@ int osscar_prune(float *w, unsigned char *keep, osscar_stats *st, const double *
         g = xmalloc(sizeof(double) * (size_t)m * m);
         l = xmalloc(sizeof(double) * (size_t)m * m);
         if (!g || !l) goto done;
+        double t0 = time_monotonic();
         gather(l, h, in, cols, m, cols, m);
         for (int i = 0; i < m; i++) l[(size_t)i * m + i] += lambda;
         if (d_cholesky(l, m, m)) {
             err_prefix("OSSCAR: H + λI (λ = %g, damp %g) over %d live columns: ", lambda, o->damp, m);
             goto done;
         }
+        st->sec_factor = time_monotonic() - t0;
+        t0 = time_monotonic();
         if (d_chol_inverse(g, m, l, m, m)) goto done;
+        st->sec_inverse = time_monotonic() - t0;
         free(l);
         l = NULL;
     }
     osscar_prob p = {.gs = gs, .out = out, .n_live = n_live, .m = m, .G = g, .B = b};
     double obj = 0;
     if (o->method == PRUNE_OSSCAR) {
-        if (osscar_greedy(removed, &p, n_rm_live, o->update_every) || osscar_refit(bhat, &obj, &p, removed)) goto done;
+        double t0 = time_monotonic();
+        if (osscar_greedy(removed, &p, n_rm_live, o->update_every)) goto done;
+        st->sec_greedy = time_monotonic() - t0;
+        t0 = time_monotonic();
+        if (osscar_refit(bhat, &obj, &p, removed)) goto done;
+        st->sec_refit = time_monotonic() - t0;
         st->objective_greedy = obj;
         if (o->want_error && rel_error(&st->rel_error_greedy, h, in, cols, b, bhat, m, out)) goto done;
         if (o->ls_iterations > 0 && n_rm_live > 0 && n_rm_live < n_live &&

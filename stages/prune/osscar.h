@@ -40,6 +40,8 @@ typedef struct {
     int removed;               /* groups removed, dead ones included */
     int dead;                  /* groups whose inputs are all zero (diag H) or whose weights are all zero */
     int ls_swaps;              /* swaps the local search kept */
+    double sec_factor, sec_inverse, sec_greedy, sec_refit; /* seconds: Cholesky of H_λ, G from it, the greedy
+                                                              elimination, its re-fit (for benchmarks) */
 } osscar_stats;
 
 /* Prunes n_remove of the n_groups groups of gs input columns of one linear layer.
