@@ -14,7 +14,12 @@
  *   - the returned weights equal the reference re-fit of the returned support, the reported
  *     objective equals E(R) and rel_error equals ‖X(Ŵ − W)ᵀ‖² / ‖XWᵀ‖² computed from X;
  *   - dead groups (zero inputs or zero weights) count as removed; bad sizes are refused;
- *   - bitwise the same weights and support on 1 and 2 threads (a 600-column layer).
+ *   - bitwise the same weights and support on 1 and 2 threads (a 600-column layer);
+ *   - the blocked greedy (update_every 4, groups of 2, 70 of 120 groups removed, so the greedy's
+ *     compaction of the live rows moves many slots) equals ALGORITHMS.md §3 step 3 written literally
+ *     (explicit Hinv, each step's scores, the rank-|U| downdates of B and Hinv, zeroed rows and
+ *     columns; as bench/osscar_numpy.py) step by step, where no step has a near tie (the kth and
+ *     (k+1)th smallest scores closer than 1e-8 relative: both sides round differently, ~1e-12).
  * Tolerances: the references solve systems with cond(H_λ) <= 1 + 1/damp·(max eig / mean eig) ~ 1e3,
  * so double results agree to ~1e-12 relative; comparisons use 1e-9 (E, rel_error) and fp32 rounding
  * of the written weights (2^-23 relative) plus 1e-9 of the largest weight. */
@@ -370,8 +375,112 @@ static void check_threads(void) {
     problem_free(&p);
 }
 
+/* ALGORITHMS.md §3 step 3 literally: removed[] after T = n_remove groups in steps of u (spread
+ * evenly), ties by the lower group; returns the smallest relative gap between the last score taken
+ * and the next one over the steps (a near tie below ~1e-8 makes the comparison meaningless). */
+static double ref_block_greedy(unsigned char *removed, const problem *p, double lambda, int n_remove, int u) {
+    const int in = p->in, out = p->out, gs = p->gs, ng = p->n_groups;
+    double *hi = dalloc((size_t)in * in), *a = dalloc((size_t)in * in), *b = dalloc((size_t)in * out);
+    for (int i = 0; i < in; i++) {
+        for (int j = 0; j < in; j++) a[(size_t)i * in + j] = p->h[(size_t)i * in + j] + (i == j) * lambda;
+        hi[(size_t)i * in + i] = 1;
+        for (int o = 0; o < out; o++) b[(size_t)i * out + o] = p->w[(size_t)o * in + i];
+    }
+    gauss(a, hi, in, in); /* Hinv */
+    memset(removed, 0, (size_t)ng);
+    double *score = dalloc(ng), min_gap = INFINITY;
+    const int steps = (n_remove + u - 1) / u;
+    for (int s = 0; s < steps; s++) {
+        const int kg = (int)((long long)(s + 1) * n_remove / steps - (long long)s * n_remove / steps), k = kg * gs;
+        for (int g = 0; g < ng; g++) { /* ½ tr(B_gᵀ K⁻¹ B_g), K = Hinv_gg, by the explicit 2 x 2 inverse */
+            const double *kg0 = hi + (size_t)g * gs * in + g * gs, *kg1 = kg0 + in;
+            const double det = kg0[0] * kg1[1] - kg0[1] * kg1[0];
+            double t = 0;
+            for (int o = 0; o < out; o++) {
+                const double x = b[(size_t)g * gs * out + o], y = b[(size_t)(g * gs + 1) * out + o];
+                t += (kg1[1] * x * x - 2 * kg0[1] * x * y + kg0[0] * y * y) / det;
+            }
+            score[g] = removed[g] ? INFINITY : 0.5 * t;
+        }
+        int *pick = malloc(sizeof(int) * (size_t)kg), *cols = malloc(sizeof(int) * (size_t)k);
+        for (int i = 0; i < kg; i++) { /* the kg smallest, in order */
+            int best = -1;
+            for (int g = 0; g < ng; g++) {
+                int taken = 0;
+                for (int q = 0; q < i; q++) taken |= pick[q] == g;
+                if (!taken && !removed[g] && (best < 0 || score[g] < score[best])) best = g;
+            }
+            pick[i] = best;
+            for (int c = 0; c < gs; c++) cols[i * gs + c] = best * gs + c;
+        }
+        double next = INFINITY; /* the smallest score not taken */
+        for (int g = 0; g < ng; g++) {
+            int taken = 0;
+            for (int q = 0; q < kg; q++) taken |= pick[q] == g;
+            if (!taken && !removed[g]) next = fmin(next, score[g]);
+        }
+        if (next < INFINITY) min_gap = fmin(min_gap, (next - score[pick[kg - 1]]) / next);
+        /* B -= Hinv[:, U] K⁻¹ B[U]; Hinv -= Hinv[:, U] K⁻¹ Hinv[U, :] (one solve, both right-hand sides) */
+        double *kk = dalloc((size_t)k * k), *rhs = dalloc((size_t)k * (out + in)), *hu = dalloc((size_t)in * k);
+        for (int x = 0; x < k; x++) {
+            for (int y = 0; y < k; y++) kk[(size_t)x * k + y] = hi[(size_t)cols[x] * in + cols[y]];
+            for (int o = 0; o < out; o++) rhs[(size_t)x * (out + in) + o] = b[(size_t)cols[x] * out + o];
+            for (int j = 0; j < in; j++) rhs[(size_t)x * (out + in) + out + j] = hi[(size_t)cols[x] * in + j];
+        }
+        for (int i = 0; i < in; i++)
+            for (int x = 0; x < k; x++) hu[(size_t)i * k + x] = hi[(size_t)i * in + cols[x]];
+        gauss(kk, rhs, k, out + in);
+        for (int i = 0; i < in; i++)
+            for (int x = 0; x < k; x++) {
+                const double f = hu[(size_t)i * k + x];
+                for (int o = 0; o < out; o++) b[(size_t)i * out + o] -= f * rhs[(size_t)x * (out + in) + o];
+                for (int j = 0; j < in; j++) hi[(size_t)i * in + j] -= f * rhs[(size_t)x * (out + in) + out + j];
+            }
+        for (int x = 0; x < k; x++) {
+            for (int j = 0; j < in; j++) hi[(size_t)cols[x] * in + j] = hi[(size_t)j * in + cols[x]] = 0;
+            for (int o = 0; o < out; o++) b[(size_t)cols[x] * out + o] = 0;
+        }
+        for (int i = 0; i < kg; i++) removed[pick[i]] = 1;
+        free(pick), free(cols), free(kk), free(rhs), free(hu);
+    }
+    free(hi), free(a), free(b), free(score);
+    return min_gap;
+}
+
+static void check_block_greedy(void) {
+    const int ng = 120, rm = 70, u = 4;
+    problem p = make_problem(4242, ng, 2, 6);
+    unsigned char keep[120], ref_removed[120];
+    float *w = tu_alloc((size_t)p.out * p.in);
+    osscar_stats st;
+    const double lambda = lambda_of(&p, 0.01);
+    const double gap = ref_block_greedy(ref_removed, &p, lambda, rm, u);
+    if (!run(&p, PRUNE_OSSCAR, u, 0, rm, keep, w, &st)) {
+        int same = 1;
+        for (int g = 0; g < ng; g++) same &= keep[g] == !ref_removed[g];
+        printf("blocked greedy (update_every %d, %d of %d groups of 2): smallest score gap %.3g, %s the literal "
+               "algorithm\n", u, rm, ng, gap, same ? "same support as" : "DIFFERENT support from");
+        tu_expect(gap < 1e-8 || same, "blocked greedy: the support equals ALGORITHMS.md's literal greedy");
+        double *bhat = dalloc((size_t)p.in * p.out), worst = 0, bmax = 0;
+        const double e = ref_refit(&p, lambda, keep, bhat);
+        for (int j = 0; j < p.in; j++)
+            for (int o = 0; o < p.out; o++) {
+                const double r = bhat[(size_t)j * p.out + o], x = w[(size_t)o * p.in + j];
+                worst = fmax(worst, fabs(x - r) - 0x1p-23 * fabs(r));
+                bmax = fmax(bmax, fabs(r));
+            }
+        tu_expect(worst <= 1e-9 * bmax, "blocked greedy: weights == reference re-fit (excess %.3g)", worst);
+        tu_expect(fabs(st.objective - e) <= 1e-9 * e, "blocked greedy: objective %.12g == reference %.12g",
+                  st.objective, e);
+        free(bhat);
+    }
+    free(w);
+    problem_free(&p);
+}
+
 int main(void) {
     kernels_set_threads(0);
+    check_block_greedy();
     check_identity();
     check_dead_and_errors();
     check_exhaustive();
