@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/error.h"
 #include "common/log.h"
 #include "kernels/dense64.h"
 #include "kernels/threads.h"
@@ -33,9 +32,8 @@ int main(int argc, char **argv) {
     const int n = argc > 1 ? atoi(argv[1]) : 4096, reps = argc > 3 ? atoi(argv[3]) : 2;
     const int threads = kernels_set_threads(argc > 2 ? atoi(argv[2]) : 0);
     const size_t nn = (size_t)n * n;
-    void *(*alloc)(size_t) = getenv("BENCH_SMALL_PAGES") ? xmalloc : xmalloc_large;
-    double *x = alloc(sizeof(double) * nn), *a = alloc(sizeof(double) * nn), *l = alloc(sizeof(double) * nn);
-    double *w = alloc(sizeof(double) * nn), *g = alloc(sizeof(double) * nn);
+    double *x = malloc(sizeof(double) * nn), *a = malloc(sizeof(double) * nn), *l = malloc(sizeof(double) * nn);
+    double *w = malloc(sizeof(double) * nn), *g = malloc(sizeof(double) * nn);
     if (!x || !a || !l || !w || !g) return fprintf(stderr, "out of memory\n"), 1;
     uint64_t s = 88172645463325252ull;
     for (size_t i = 0; i < nn; i++) {

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define ERR_CAP 4096
 
@@ -60,20 +59,6 @@ void err_clear(void) {
 void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) err_set(ERR_NOMEM, "out of memory allocating %zu bytes", n);
-    return p;
-}
-
-void *xmalloc_large(size_t n) {
-    const size_t huge = (size_t)2 << 20;
-    if (n < 2 * huge) return xmalloc(n);
-    void *p = NULL;
-    if (posix_memalign(&p, huge, (n + huge - 1) / huge * huge)) {
-        err_set(ERR_NOMEM, "out of memory allocating %zu bytes", n);
-        return NULL;
-    }
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, (n + huge - 1) / huge * huge, MADV_HUGEPAGE); /* advice only: no huge pages is fine */
-#endif
     return p;
 }
 

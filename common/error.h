@@ -34,10 +34,6 @@ int err_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
-/* xmalloc for large matrices (released with free): from 4 MiB, aligned to 2 MiB and advised to use
- * transparent huge pages where the system has them on request (madvise mode): fewer page faults on
- * first touch and fewer TLB misses when BLAS packs a panel of a matrix with a long row stride. */
-void *xmalloc_large(size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -2,7 +2,8 @@
  * BLAS/LAPACK calls on fixed tiles (see dense64.h). The Cholesky factorization is blocked and
  * right-looking (panel: LAPACK dpotrf on a diagonal block, a triangular solve of the rows below it,
  * then a rank-NB update of the trailing lower triangle by tiles); the inverse is L^{-T} L^{-1}, the
- * triangular inverse by column blocks and the product by tiles of its upper triangle. */
+ * triangular inverse by LAPACK dtrtri on diagonal blocks merged pairwise with dtrmm tiles, the
+ * product by column strips of its upper triangle (dgemm + dsyrk), then mirrored. */
 #include "kernels/dense64.h"
 
 #include <cblas.h>

@@ -77,8 +77,8 @@ int osscar_refit(double *bhat, double *objective, const osscar_prob *p, const un
         rc = 0;
         goto done;
     }
-    grr = xmalloc_large(sizeof(double) * (size_t)q * q);
-    z = xmalloc_large(sizeof(double) * (size_t)q * out);
+    grr = xmalloc(sizeof(double) * (size_t)q * q);
+    z = xmalloc(sizeof(double) * (size_t)q * out);
     if (!grr || !z) goto done;
     gather(grr, p->G, m, rp, q, rp, q);
     if (d_cholesky(grr, q, q)) goto done;
@@ -90,8 +90,8 @@ int osscar_refit(double *bhat, double *objective, const osscar_prob *p, const un
     *objective = 0.5 * e;
     if (bhat) {
         if (ns > 0) {
-            gsr = xmalloc_large(sizeof(double) * (size_t)ns * q);
-            double *bs = xmalloc_large(sizeof(double) * (size_t)ns * out);
+            gsr = xmalloc(sizeof(double) * (size_t)ns * q);
+            double *bs = xmalloc(sizeof(double) * (size_t)ns * out);
             if (!gsr || !bs) {
                 free(bs);
                 goto done;
@@ -153,13 +153,13 @@ int osscar_greedy(unsigned char *removed, const osscar_prob *p, int n_remove, in
     memset(removed, 0, (size_t)nl);
     if (n_remove <= 0) return 0;
     const int cap = n_remove * gs, kmax = (u < n_remove ? u : n_remove) * gs;
-    greedy_rows gr = {.bc = xmalloc_large(sizeof(double) * (size_t)m * out),
-                      .v = xmalloc_large(sizeof(double) * (size_t)m * cap), /* G_current = G − V Vᵀ */
+    greedy_rows gr = {.bc = xmalloc(sizeof(double) * (size_t)m * out),
+                      .v = xmalloc(sizeof(double) * (size_t)m * cap), /* G_current = G − V Vᵀ */
                       .blk = xmalloc(sizeof(double) * (size_t)nl * gs * gs), /* diagonal blocks of G_current */
                       .ord = xmalloc(sizeof(int) * (size_t)nl),
                       .col = xmalloc(sizeof(int) * (size_t)m),
                       .live = nl, .gs = gs, .out = out, .cap = cap};
-    double *hc = xmalloc_large(sizeof(double) * (size_t)m * kmax);
+    double *hc = xmalloc(sizeof(double) * (size_t)m * kmax);
     double *vp = xmalloc(sizeof(double) * (size_t)kmax * cap);
     double *kk = xmalloc(sizeof(double) * (size_t)kmax * kmax);
     double *t1 = xmalloc(sizeof(double) * (size_t)kmax * out);
@@ -281,8 +281,8 @@ static void select_by_score(unsigned char *removed, const osscar_prob *p, const 
 /* ‖X Dᵀ‖² / ‖X Wᵀ‖² = tr(Dᵀ H D) / tr(Bᵀ H B) over the live columns cols [m]. */
 static int rel_error(double *err, const double *h, int in, const int *cols, const double *b, const double *bhat, int m,
                      int out) {
-    double *hl = xmalloc_large(sizeof(double) * (size_t)m * m), *bd = xmalloc_large(sizeof(double) * (size_t)m * 2 * out),
-           *hbd = xmalloc_large(sizeof(double) * (size_t)m * 2 * out);
+    double *hl = xmalloc(sizeof(double) * (size_t)m * m), *bd = xmalloc(sizeof(double) * (size_t)m * 2 * out),
+           *hbd = xmalloc(sizeof(double) * (size_t)m * 2 * out);
     if (!hl || !bd || !hbd) return free(hl), free(bd), free(hbd), -1;
     gather(hl, h, in, cols, m, cols, m);
     for (int i = 0; i < m; i++)
@@ -381,8 +381,8 @@ int osscar_prune(float *w, unsigned char *keep, osscar_stats *st, const double *
     st->dead = n_dead;
     st->lambda = o->damp * mean_diag;
     const double lambda = st->lambda;
-    double *b = xmalloc_large(sizeof(double) * (size_t)(m ? m : 1) * out),
-           *bhat = xmalloc_large(sizeof(double) * (size_t)(m ? m : 1) * out);
+    double *b = xmalloc(sizeof(double) * (size_t)(m ? m : 1) * out),
+           *bhat = xmalloc(sizeof(double) * (size_t)(m ? m : 1) * out);
     double *g = NULL, *l = NULL;
     unsigned char *removed = xcalloc((size_t)(n_live ? n_live : 1), 1);
     scored *sc = xmalloc(sizeof(scored) * (size_t)(n_live ? n_live : 1));
@@ -395,8 +395,8 @@ int osscar_prune(float *w, unsigned char *keep, osscar_stats *st, const double *
     }
     const int need_g = n_rm_live > 0 && (o->method == PRUNE_OSSCAR || o->refit);
     if (need_g) {
-        g = xmalloc_large(sizeof(double) * (size_t)m * m);
-        l = xmalloc_large(sizeof(double) * (size_t)m * m);
+        g = xmalloc(sizeof(double) * (size_t)m * m);
+        l = xmalloc(sizeof(double) * (size_t)m * m);
         if (!g || !l) goto done;
         double t0 = time_monotonic();
         gather(l, h, in, cols, m, cols, m);
