@@ -170,22 +170,24 @@ static void pack_share(uint32_t *dst, const gsrc *s, int n_pan, int w, int k, in
 
 /* ---- the micro-kernel ---- */
 
-/* C[mr, nc] (mr <= MR, nc <= NR) = alpha * (A panel x B panel) + beta * C. */
-BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uint32_t *bp, int kp, int mr, int nc,
-                                float alpha, float beta) {
+/* C[mr, nc] (mr <= MR, nc <= 16 NV <= NR) = alpha * (A panel x B panel) + beta * C, over the first
+ * NV vectors of the B panel: the last panel of an n that is not a multiple of NR computes only the
+ * vectors it stores (the same sums, a third or two of the work less). */
+BF16_TARGET static inline __attribute__((always_inline)) void ukernel_nv(float *c, int ldc, const uint32_t *ap,
+                                                                        const uint32_t *bp, int kp, int mr, int nc,
+                                                                        float alpha, float beta, const int NV) {
     __m512 acc[MR][3];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
     for (int p = 0; p < kp; p++) {
-        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR);
-        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 16);
-        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 32);
+        __m512bh b[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; j++) b[j] = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 16 * j);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[(size_t)p * MR + i]);
-            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
-            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
-            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], a, b2);
+#pragma GCC unroll 3
+            for (int j = 0; j < NV; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, b[j]);
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -193,7 +195,7 @@ BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uin
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
 #pragma GCC unroll 3
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < NV; j++) {
             const __mmask16 m = lanes(nc - 16 * j);
             if (!m) break;
             float *cp = c + (size_t)i * ldc + 16 * j;
@@ -202,6 +204,13 @@ BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uin
             _mm512_mask_storeu_ps(cp, m, r);
         }
     }
+}
+
+BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uint32_t *bp, int kp, int mr, int nc,
+                                float alpha, float beta) {
+    if (nc > 32) ukernel_nv(c, ldc, ap, bp, kp, mr, nc, alpha, beta, 3);
+    else if (nc > 16) ukernel_nv(c, ldc, ap, bp, kp, mr, nc, alpha, beta, 2);
+    else ukernel_nv(c, ldc, ap, bp, kp, mr, nc, alpha, beta, 1);
 }
 
 /* The portable tile: the same products (exact in fp32) summed in double, rounded once. It does
