@@ -9,7 +9,7 @@
 # Each STAGE is an OSSCAR stage whose evaluation is `eval[STAGE]`; its magnitude counterpart is
 # STAGE-mag, evaluated as `eval-mag[STAGE-mag]`; the teacher's evaluation is `eval-teacher`. Without
 # STAGEs: smollm2-movielens.yaml's six gradual points (prune-mlp1 ... pruned); for
-# smollm2-oneshot.yaml: `prune-1shot distill-1shot`. Points whose magnitude stage has not run yet are
+# smollm2-oneshot.yaml: `prune-1shot distill-1shot distill-1shot-seed8`. Points whose magnitude stage has not run yet are
 # left out. STORE defaults to $SMELT_STORE.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
