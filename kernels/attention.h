@@ -12,6 +12,8 @@ typedef struct {
     int n_kv_heads;
     int head_dim;
     int ldq, ldk, ldv, ldo; /* row strides of q (and dq), k (dk), v (dv), out (dout) */
+    int bf16; /* 1: the fused kernels' products in bf16 (bf16-rounded operands, fp32 sums; softmax
+               * statistics, exp and dS in fp32) on CPUs with AVX512_BF16; fp32 elsewhere */
 } attn_shape;
 
 /* One sequence of a batch. Its queries are rows q0 .. q0+nq-1 of q, out, lse (and dq, dout); its

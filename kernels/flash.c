@@ -21,11 +21,14 @@
 #include <string.h>
 
 #include "kernels/attention_internal.h"
+#include "kernels/bf16.h"
 #include "kernels/fastmath.h"
 #include "kernels/threads.h"
 
 #define F_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 #define F_INLINE F_TARGET static inline __attribute__((always_inline))
+#define B_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
+#define B_INLINE B_TARGET static inline __attribute__((always_inline))
 #define BK 64       /* keys per block */
 #define ROWS 64     /* packed query rows per tile (rep x BQ) */
 
@@ -107,6 +110,87 @@ F_TARGET static void mm(float *c, int ldc, const float *a, int ars, int acs, con
     }
 }
 
+/* ---- the bf16 micro-kernel (attn_shape.bf16) ---- */
+
+/* mk_strip over pairs of k with VDPBF16PS: word (i, p) of A at a[i * ars + p * acs] holds
+ * bf16 A(i, 2p) | bf16 A(i, 2p + 1) << 16, row pair p of B at b + p * ldb holds 16 NV words
+ * bf16 B(2p, c) | bf16 B(2p + 1, c) << 16; products exact in fp32, fp32 sums. */
+B_INLINE void mkb_strip(float *c, int ldc, const uint32_t *a, int ars, int acs, const uint32_t *b, int ldb, int kp,
+                        int mr, int acc_in, const int MRC, const int NV) {
+    __m512 acc[16][4];
+    const uint32_t *ar[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < MRC; i++) {
+        ar[i] = a + (size_t)(i < mr ? i : mr - 1) * ars;
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; q++)
+            acc[i][q] = acc_in && i < mr ? _mm512_loadu_ps(c + (size_t)i * ldc + 16 * q) : _mm512_setzero_ps();
+    }
+    for (int p = 0; p < kp; p++) {
+        __m512bh bv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; q++) bv[q] = (__m512bh)_mm512_loadu_si512(b + (size_t)p * ldb + 16 * q);
+#pragma GCC unroll 16
+        for (int i = 0; i < MRC; i++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ar[i][(size_t)p * acs]);
+#pragma GCC unroll 4
+            for (int q = 0; q < NV; q++) acc[i][q] = _mm512_dpbf16_ps(acc[i][q], av, bv[q]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MRC; i++) {
+        if (i >= mr) break;
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; q++) _mm512_storeu_ps(c + (size_t)i * ldc + 16 * q, acc[i][q]);
+    }
+}
+
+#define STRIPS_B(NV)                                                                                        \
+    for (int i0 = 0; i0 < m; i0 += MR_OF(NV))                                                               \
+        mkb_strip(c + (size_t)i0 * ldc + c0, ldc, a + (size_t)i0 * ars, ars, acs, b + c0, ldb, kp,          \
+                  m - i0 < MR_OF(NV) ? m - i0 : MR_OF(NV), acc, MR_OF(NV), NV)
+
+/* mm in bf16: C[m, n] = (acc ? C : 0) + A B over kp pairs of k (layouts of mkb_strip). */
+B_TARGET static void mmb(float *c, int ldc, const uint32_t *a, int ars, int acs, const uint32_t *b, int ldb, int m,
+                         int n, int kp, int acc) {
+    for (int c0 = 0; c0 < n; c0 += 64) {
+        switch ((n - c0 >= 64 ? 64 : n - c0) / 16) {
+        case 4: STRIPS_B(4); break;
+        case 3: STRIPS_B(3); break;
+        case 2: STRIPS_B(2); break;
+        default: STRIPS_B(1); break;
+        }
+    }
+}
+
+/* 16 words bf16(e) | bf16(o) << 16 (rounded to nearest even, as bf16_from_f32). */
+B_INLINE __m512i pair16(__m512 e, __m512 o) {
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(o)), 16));
+}
+
+/* dst [rows, n] in bf16 (n a multiple of 16) from src rows at stride ld: as words, pairs along
+ * the row (the A operand of products that reduce over the row). */
+B_TARGET static void cvt_rows(uint32_t *dst, const float *src, int ld, int rows, int n) {
+    for (int j = 0; j < rows; j++)
+        for (int e = 0; e < n; e += 16)
+            _mm256_storeu_si256((__m256i *)(dst + ((size_t)j * n + e) / 2),
+                                (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + (size_t)j * ld + e)));
+}
+
+/* dst [ceil(rows / 2), n] words: pairs of rows of src (stride ld, n a multiple of 16), word
+ * (p, c) = bf16 src(2p, c) | bf16 src(2p + 1, c) << 16, a missing last row zero (the B operand of
+ * products that reduce over rows). */
+B_TARGET static void cvt_row_pairs(uint32_t *dst, const float *src, int ld, int rows, int n) {
+    for (int p = 0; 2 * p < rows; p++) {
+        const float *r0 = src + (size_t)(2 * p) * ld, *r1 = r0 + ld;
+        const int two = 2 * p + 1 < rows;
+        for (int c = 0; c < n; c += 16)
+            _mm512_storeu_si512(dst + (size_t)p * n + c,
+                                pair16(_mm512_loadu_ps(r0 + c), two ? _mm512_loadu_ps(r1 + c) : _mm512_setzero_ps()));
+    }
+}
+
 /* ---- packing and the column softmax ---- */
 
 /* dst [D, Rp]: column r * nb + i = src row i0 + i, head g * rep + r, times `scale` (the transposed
@@ -141,8 +225,9 @@ static int tile_cols(const attn_shape *s) { return (s->n_heads / s->n_kv_heads *
 size_t flash_work_floats(const attn_shape *s, int max_nkv) {
     const size_t D = (size_t)s->head_dim, Rp = (size_t)tile_cols(s), bq = (size_t)tile_queries(s);
     const size_t tiles = ((size_t)max_nkv + bq - 1) / bq, rep = (size_t)(s->n_heads / s->n_kv_heads);
-    const size_t fwd = D * Rp + Rp * D + BK * Rp + 4 * Rp + 2 * (size_t)max_nkv * D;
-    const size_t bwd = 2 * tiles * (D * Rp + 2 * Rp) + 2 * BK * Rp + 2 * BK * D + rep * (size_t)max_nkv * D;
+    const size_t fwd = D * Rp + Rp * D + BK * Rp + 4 * Rp + (D + BK) * Rp / 2 + 2 * (size_t)max_nkv * D;
+    const size_t bwd = 2 * tiles * (D * Rp + 2 * Rp) + 2 * BK * Rp + 2 * BK * D + rep * (size_t)max_nkv * D +
+                       tiles * D * Rp + 2 * tiles * rep * ((bq + 1) / 2) * D + 3 * BK * D / 2 + 3 * BK * Rp / 2;
     return ((fwd > bwd ? fwd : bwd) + 64 + 15) & ~(size_t)15;
 }
 
@@ -163,20 +248,26 @@ static void block_limits(int *lim, int Rp, int R, int nb, int off, int i0, int j
  * S^T [keys, query columns], so that the softmax over keys runs down the columns, 16 query rows
  * per vector. */
 F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const float *kh, const float *vh,
-                              const attn_shape *s, int nq, int nkv, int g, int i0, int nb, float *w) {
+                              const attn_shape *s, int nq, int nkv, int g, int i0, int nb, float *w, int b16) {
     const int rep = s->n_heads / s->n_kv_heads, D = s->head_dim, R = rep * nb, Rp = (R + 15) & ~15;
     const float scale = 1.0f / sqrtf((float)D);
     float *qt = w, *o = qt + (size_t)D * Rp, *st = o + (size_t)Rp * D, *mx = st + (size_t)BK * Rp;
     float *l = mx + Rp, *alpha = l + Rp;
     int *lim = (int *)(alpha + Rp);
+    /* bf16: the tile's queries as pairs along D, P as pairs along keys; kh, vh hold the item's keys
+     * as bf16 rows and its values as pairs of rows (flash_forward) */
+    uint32_t *qtb = (uint32_t *)(lim + Rp), *pw = qtb + (size_t)D * Rp / 2;
+    const uint32_t *khb = (const uint32_t *)kh, *vhb = (const uint32_t *)vh;
     pack_heads_t(qt, Rp, q, s->ldq, i0, nb, g, rep, D, scale);
+    if (b16) cvt_row_pairs(qtb, qt, Rp, D, Rp);
     memset(o, 0, sizeof(float) * (size_t)R * D);
     for (int r = 0; r < Rp; r++) mx[r] = -INFINITY, l[r] = 0;
     const int off = nkv - nq, kend = off + i0 + nb; /* the tile's last query sees keys < kend */
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int j0 = 0; j0 < kend; j0 += BK) {
         const int bk = kend - j0 < BK ? kend - j0 : BK;
-        mm(st, Rp, kh + (size_t)j0 * D, D, 1, qt, Rp, bk, Rp, D, 0); /* S^T = K Qs^T */
+        if (b16) mmb(st, Rp, khb + (size_t)j0 * D / 2, D / 2, 1, qtb, Rp, bk, Rp, D / 2, 0); /* S^T = K Qs^T */
+        else mm(st, Rp, kh + (size_t)j0 * D, D, 1, qt, Rp, bk, Rp, D, 0);
         block_limits(lim, Rp, R, nb, off, i0, j0, bk);
         for (int c = 0; c < Rp; c += 16) {
             const __m512i lv = _mm512_loadu_si512(lim + c);
@@ -205,7 +296,12 @@ F_TARGET static void fwd_tile(float *out, float *lse, const float *q, const floa
         for (int r = 0; r < R; r++)
             if (alpha[r] != 1.0f) fm_row_scale(o + (size_t)r * D, D, alpha[r]);
         /* O += P V: P[r, j] = st[j * Rp + r] */
-        mm(o, D, st, 1, Rp, vh + (size_t)j0 * D, D, R, D, bk, 1);
+        if (b16) {
+            cvt_row_pairs(pw, st, Rp, bk, Rp);
+            mmb(o, D, pw, 1, Rp, vhb + (size_t)j0 / 2 * D, D, R, D, (bk + 1) / 2, 1);
+        } else {
+            mm(o, D, st, 1, Rp, vh + (size_t)j0 * D, D, R, D, bk, 1);
+        }
     }
     for (int r = 0; r < R; r++) {
         const int h = r / nb, i = r % nb;
@@ -223,7 +319,7 @@ static long seq_items(const attn_seq *a, int H, int bq, int grp) {
 
 int flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, const attn_shape *s,
                   const attn_seq *seqs, int n_seqs, float *work, size_t work_floats, int max_nkv) {
-    const int H = s->n_kv_heads, bq = tile_queries(s), D = s->head_dim;
+    const int H = s->n_kv_heads, bq = tile_queries(s), D = s->head_dim, b16 = s->bf16 && bf16_available();
     const size_t per = flash_work_floats(s, max_nkv);
     long n_tiles = 0;
     double macs = 0;
@@ -255,14 +351,20 @@ int flash_forward(float *out, float *lse, const float *q, const float *k, const 
             const int g = (int)(local % H), t0 = (int)(local / H) * grp, tiles = (a->nq + bq - 1) / bq;
             const int t1 = t0 + grp < tiles ? t0 + grp : tiles;
             const int last = t1 * bq < a->nq ? t1 * bq : a->nq, kend = a->nkv - a->nq + last; /* keys the item reads */
-            for (int j = 0; j < kend; j++) {
-                memcpy(kh + (size_t)j * D, k + (size_t)(a->k0 + j) * s->ldk + (size_t)g * D, sizeof(float) * D);
-                memcpy(vh + (size_t)j * D, v + (size_t)(a->k0 + j) * s->ldv + (size_t)g * D, sizeof(float) * D);
+            const float *ks = k + (size_t)a->k0 * s->ldk + (size_t)g * D, *vs = v + (size_t)a->k0 * s->ldv + (size_t)g * D;
+            if (b16) { /* keys as bf16 rows, values as pairs of rows (the last one zero when kend is odd) */
+                cvt_rows((uint32_t *)kh, ks, s->ldk, kend, D);
+                cvt_row_pairs((uint32_t *)vh, vs, s->ldv, kend, D);
+            } else {
+                for (int j = 0; j < kend; j++) {
+                    memcpy(kh + (size_t)j * D, ks + (size_t)j * s->ldk, sizeof(float) * D);
+                    memcpy(vh + (size_t)j * D, vs + (size_t)j * s->ldv, sizeof(float) * D);
+                }
             }
             for (int t = t0; t < t1; t++) {
                 const int i0 = t * bq, nb = a->nq - i0 < bq ? a->nq - i0 : bq;
                 fwd_tile(out + (size_t)a->q0 * s->ldo, lse ? lse + (size_t)a->q0 * s->n_heads : NULL,
-                         q + (size_t)a->q0 * s->ldq, kh, vh, s, a->nq, a->nkv, g, i0, nb, w);
+                         q + (size_t)a->q0 * s->ldq, kh, vh, s, a->nq, a->nkv, g, i0, nb, w, b16);
             }
         }
     }
@@ -277,7 +379,7 @@ int flash_forward(float *out, float *lse, const float *q, const float *k, const 
  * P^T = exp(S^T - lse), dP^T = V dO^T, dS^T = scale P^T (dP^T - rowsum(dO O)). */
 F_TARGET static void bwd_item(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                               const float *q, const float *k, const float *v, const attn_shape *s, int nq, int nkv,
-                              int g, float *w) {
+                              int g, float *w, int b16) {
     const int rep = s->n_heads / s->n_kv_heads, D = s->head_dim, bq = tile_queries(s), Rp = tile_cols(s);
     const int tiles = (nq + bq - 1) / bq, off = nkv - nq;
     const float scale = 1.0f / sqrtf((float)D);
@@ -285,10 +387,28 @@ F_TARGET static void bwd_item(float *dq, float *dk, float *dv, const float *dout
     float *div = lsev + (size_t)tiles * Rp, *pt = div + (size_t)tiles * Rp, *dst = pt + (size_t)BK * Rp;
     float *dka = dst + (size_t)BK * Rp, *dva = dka + (size_t)BK * D, *dqp = dva + (size_t)BK * D; /* dQ rows r nq + i */
     int lim[ROWS + 16];
+    /* bf16 (b16): the tiles of queries and output gradients as pairs along D; per tile and head the
+     * query and output-gradient rows as pairs of rows; per key block the keys and values as bf16
+     * rows and the keys as pairs of rows; per block and tile P^T and dS^T as bf16 rows (pairs along
+     * queries) and dS as pairs along keys */
+    const int hb = (bq + 1) / 2;
+    uint32_t *qtb = (uint32_t *)(dqp + (size_t)rep * nq * D), *dotb = qtb + (size_t)tiles * D * Rp / 2;
+    uint32_t *qpr = dotb + (size_t)tiles * D * Rp / 2, *dopr = qpr + (size_t)tiles * rep * hb * D;
+    uint32_t *khb = dopr + (size_t)tiles * rep * hb * D, *vhb = khb + (size_t)BK * D / 2, *kpr = vhb + (size_t)BK * D / 2;
+    uint32_t *ptb = kpr + (size_t)BK / 2 * D, *dsb = ptb + (size_t)BK * Rp / 2, *dsw = dsb + (size_t)BK * Rp / 2;
     for (int t = 0; t < tiles; t++) {
         const int i0 = t * bq, nb = nq - i0 < bq ? nq - i0 : bq;
         pack_heads_t(qt + (size_t)t * D * Rp, Rp, q, s->ldq, i0, nb, g, rep, D, scale);
         pack_heads_t(dot + (size_t)t * D * Rp, Rp, dout, s->ldo, i0, nb, g, rep, D, 1.0f);
+        if (b16) {
+            cvt_row_pairs(qtb + (size_t)t * D * Rp / 2, qt + (size_t)t * D * Rp, Rp, D, Rp);
+            cvt_row_pairs(dotb + (size_t)t * D * Rp / 2, dot + (size_t)t * D * Rp, Rp, D, Rp);
+            for (int r = 0; r < rep; r++) {
+                const size_t col = (size_t)(g * rep + r) * D, at = ((size_t)t * rep + r) * hb * D;
+                cvt_row_pairs(qpr + at, q + (size_t)i0 * s->ldq + col, s->ldq, nb, D);
+                cvt_row_pairs(dopr + at, dout + (size_t)i0 * s->ldo + col, s->ldo, nb, D);
+            }
+        }
         for (int c = 0; c < Rp; c++) {
             float lv = 0, dv_ = 0;
             if (c < rep * nb) {
@@ -309,12 +429,22 @@ F_TARGET static void bwd_item(float *dq, float *dk, float *dv, const float *dout
         const float *kb = k + (size_t)j0 * s->ldk + (size_t)g * D, *vb = v + (size_t)j0 * s->ldv + (size_t)g * D;
         memset(dka, 0, sizeof(float) * (size_t)BK * D);
         memset(dva, 0, sizeof(float) * (size_t)BK * D);
+        if (b16) {
+            cvt_rows(khb, kb, s->ldk, bk, D);
+            cvt_rows(vhb, vb, s->ldv, bk, D);
+            cvt_row_pairs(kpr, kb, s->ldk, bk, D);
+        }
         const int first = j0 - off > 0 ? j0 - off : 0; /* the first query that sees key j0 */
         for (int t = first / bq; t < tiles; t++) {
             const int i0 = t * bq, nb = nq - i0 < bq ? nq - i0 : bq, R = rep * nb;
             const float *qtt = qt + (size_t)t * D * Rp, *dott = dot + (size_t)t * D * Rp;
-            mm(pt, Rp, kb, s->ldk, 1, qtt, Rp, bk, Rp, D, 0);  /* S^T = K Qs^T */
-            mm(dst, Rp, vb, s->ldv, 1, dott, Rp, bk, Rp, D, 0); /* dP^T = V dO^T */
+            if (b16) {
+                mmb(pt, Rp, khb, D / 2, 1, qtb + (size_t)t * D * Rp / 2, Rp, bk, Rp, D / 2, 0);
+                mmb(dst, Rp, vhb, D / 2, 1, dotb + (size_t)t * D * Rp / 2, Rp, bk, Rp, D / 2, 0);
+            } else {
+                mm(pt, Rp, kb, s->ldk, 1, qtt, Rp, bk, Rp, D, 0);  /* S^T = K Qs^T */
+                mm(dst, Rp, vb, s->ldv, 1, dott, Rp, bk, Rp, D, 0); /* dP^T = V dO^T */
+            }
             block_limits(lim, Rp, R, nb, off, i0, j0, bk);
             for (int c = 0; c < Rp; c += 16) {
                 const __m512i lv = _mm512_loadu_si512(lim + c);
@@ -327,13 +457,26 @@ F_TARGET static void bwd_item(float *dq, float *dk, float *dv, const float *dout
                     _mm512_storeu_ps(dr, _mm512_mul_ps(_mm512_mul_ps(p, _mm512_sub_ps(_mm512_loadu_ps(dr), d)), vscale));
                 }
             }
+            if (b16) {
+                cvt_rows(ptb, pt, Rp, bk, Rp);
+                cvt_rows(dsb, dst, Rp, bk, Rp);
+                cvt_row_pairs(dsw, dst, Rp, bk, Rp);
+            }
             for (int r = 0; r < rep; r++) {
-                const size_t col = (size_t)(g * rep + r) * D;
-                /* dV += P^T dO and dK += dS^T Q over the nb queries of head r (rows of memory) */
-                mm(dva, D, pt + (size_t)r * nb, Rp, 1, dout + (size_t)i0 * s->ldo + col, s->ldo, bk, D, nb, 1);
-                mm(dka, D, dst + (size_t)r * nb, Rp, 1, q + (size_t)i0 * s->ldq + col, s->ldq, bk, D, nb, 1);
+                const size_t col = (size_t)(g * rep + r) * D, at = ((size_t)t * rep + r) * hb * D;
+                /* dV += P^T dO and dK += dS^T Q over the nb queries of head r (rows of memory); in bf16
+                 * the pairs of queries of head r start at word r nb / 2 of a row of P^T: a tile of an
+                 * odd number of queries (the last of a sequence) takes the fp32 products here */
+                if (b16 && nb % 2 == 0) {
+                    mmb(dva, D, ptb + (size_t)r * nb / 2, Rp / 2, 1, dopr + at, D, bk, D, nb / 2, 1);
+                    mmb(dka, D, dsb + (size_t)r * nb / 2, Rp / 2, 1, qpr + at, D, bk, D, nb / 2, 1);
+                } else {
+                    mm(dva, D, pt + (size_t)r * nb, Rp, 1, dout + (size_t)i0 * s->ldo + col, s->ldo, bk, D, nb, 1);
+                    mm(dka, D, dst + (size_t)r * nb, Rp, 1, q + (size_t)i0 * s->ldq + col, s->ldq, bk, D, nb, 1);
+                }
                 /* dQ += dS K: dS[i, j] = dst[j * Rp + r nb + i] */
-                mm(dqp + ((size_t)r * nq + i0) * D, D, dst + (size_t)r * nb, 1, Rp, kb, s->ldk, nb, D, bk, 1);
+                if (b16) mmb(dqp + ((size_t)r * nq + i0) * D, D, dsw + (size_t)r * nb, 1, Rp, kpr, D, nb, D, (bk + 1) / 2, 1);
+                else mm(dqp + ((size_t)r * nq + i0) * D, D, dst + (size_t)r * nb, 1, Rp, kb, s->ldk, nb, D, bk, 1);
             }
         }
         for (int j = 0; j < bk; j++) {
@@ -349,7 +492,7 @@ F_TARGET static void bwd_item(float *dq, float *dk, float *dv, const float *dout
 int flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
                    const float *q, const float *k, const float *v, const attn_shape *s, const attn_seq *seqs,
                    int n_seqs, float *work, size_t work_floats, int max_nkv) {
-    const int H = s->n_kv_heads, items = n_seqs * H;
+    const int H = s->n_kv_heads, items = n_seqs * H, b16 = s->bf16 && bf16_available();
     const size_t per = flash_work_floats(s, max_nkv);
     double macs = 0;
     for (int i = 0; i < n_seqs; i++) macs += 5.0 * seqs[i].nq * (seqs[i].nkv - seqs[i].nq / 2.0) * s->head_dim * s->n_heads;
@@ -366,7 +509,7 @@ int flash_backward(float *dq, float *dk, float *dv, const float *dout, const flo
             const size_t qo = (size_t)a->q0, ko = (size_t)a->k0;
             bwd_item(dq + qo * s->ldq, dk + ko * s->ldk, dv + ko * s->ldv, dout + qo * s->ldo, out + qo * s->ldo,
                      lse + qo * s->n_heads, q + qo * s->ldq, k + ko * s->ldk, v + ko * s->ldv, s, a->nq, a->nkv,
-                     it % H, w);
+                     it % H, w, b16);
         }
     }
     return 0;

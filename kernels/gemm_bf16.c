@@ -59,25 +59,66 @@ static void pack_panel_scalar(uint32_t *dst, const gsrc *s, int idx0, int w, int
 
 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
-/* k-major source: each index's row is contiguous in p. 32 values -> 16 words per step, scattered
- * into the panel's column r. */
+/* k-major source: each index's row is contiguous in p. Eight rows at a time: 32 values of each row
+ * -> 16 words (one zmm per row), then the 8 x 16 block of words is transposed in registers
+ * (unpack 32, unpack 64) so that each 128-bit lane holds 4 rows of one pair, stored as 16 bytes:
+ * pair p of rows r0..r0+3 and r0+4..r0+7 land at [p * w + r0 ..]. The same words as one store per
+ * word (the portable packing), in 32 stores of 4 words instead of 128 of one. */
 BF16_TARGET static void pack_kmajor(uint32_t *dst, const gsrc *s, int idx0, int w, int k) {
     const int kp = (k + 1) / 2;
-    uint32_t tmp[16];
-    for (int r = 0; r < w; r++) {
-        const int idx = idx0 + r;
-        if (idx >= s->n_idx) {
-            for (int p = 0; p < kp; p++) dst[(size_t)p * w + r] = 0;
-            continue;
+    for (int r0 = 0; r0 < w; r0 += 8) { /* w is 8 or 48 */
+        const float *row[8];
+        int live[8];
+        for (int i = 0; i < 8; i++) {
+            live[i] = idx0 + r0 + i < s->n_idx;
+            row[i] = s->f + (size_t)(live[i] ? idx0 + r0 + i : 0) * s->ld;
         }
         for (int p0 = 0; p0 < kp; p0 += 16) {
             const int e0 = 2 * p0, ne = k - e0; /* values left in the row */
-            const float *row = s->f + (size_t)idx * s->ld + e0;
-            const __m512 lo = _mm512_maskz_loadu_ps(lanes(ne), row), hi = _mm512_maskz_loadu_ps(lanes(ne - 16), row + 16);
-            const __m512i words = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-            _mm512_storeu_si512(tmp, words);
+            const __mmask16 m0 = lanes(ne), m1 = lanes(ne - 16);
+            __m512i x[8], t[8], u[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                const __m512 lo = _mm512_maskz_loadu_ps(live[i] ? m0 : 0, row[i] + e0);
+                const __m512 hi = _mm512_maskz_loadu_ps(live[i] ? m1 : 0, row[i] + e0 + 16);
+                x[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo); /* word q = pair p0 + q of row i */
+            }
+            /* lane L of t[2i] = (x[2i][4L], x[2i+1][4L], x[2i][4L+1], x[2i+1][4L+1]); t[2i+1] the same for 4L+2, 4L+3 */
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; i++) {
+                t[2 * i] = _mm512_unpacklo_epi32(x[2 * i], x[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_epi32(x[2 * i], x[2 * i + 1]);
+            }
+            /* lane L of u[j] = rows 0..3 of pair 4L + j, of u[4 + j] = rows 4..7 */
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h + 0], t[4 * h + 2]);
+                u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h + 0], t[4 * h + 2]);
+                u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]);
+                u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]);
+            }
             const int np = kp - p0 < 16 ? kp - p0 : 16;
-            for (int q = 0; q < np; q++) dst[(size_t)(p0 + q) * w + r] = tmp[q];
+            uint32_t *d = dst + (size_t)p0 * w + r0;
+            if (np == 16) {
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                    _mm_storeu_si128((__m128i *)(d + (size_t)j * w), _mm512_castsi512_si128(u[j]));
+                    _mm_storeu_si128((__m128i *)(d + (size_t)j * w + 4), _mm512_castsi512_si128(u[4 + j]));
+                    _mm_storeu_si128((__m128i *)(d + (size_t)(4 + j) * w), _mm512_extracti32x4_epi32(u[j], 1));
+                    _mm_storeu_si128((__m128i *)(d + (size_t)(4 + j) * w + 4), _mm512_extracti32x4_epi32(u[4 + j], 1));
+                    _mm_storeu_si128((__m128i *)(d + (size_t)(8 + j) * w), _mm512_extracti32x4_epi32(u[j], 2));
+                    _mm_storeu_si128((__m128i *)(d + (size_t)(8 + j) * w + 4), _mm512_extracti32x4_epi32(u[4 + j], 2));
+                    _mm_storeu_si128((__m128i *)(d + (size_t)(12 + j) * w), _mm512_extracti32x4_epi32(u[j], 3));
+                    _mm_storeu_si128((__m128i *)(d + (size_t)(12 + j) * w + 4), _mm512_extracti32x4_epi32(u[4 + j], 3));
+                }
+            } else { /* the last pairs of the row: through memory */
+                uint32_t tmp[8][16];
+                for (int j = 0; j < 8; j++) _mm512_storeu_si512(tmp[j], u[j]);
+                for (int q = 0; q < np; q++) { /* pair q: lane q / 4 of u[q % 4] and u[4 + q % 4] */
+                    memcpy(d + (size_t)q * w, &tmp[q % 4][4 * (q / 4)], 16);
+                    memcpy(d + (size_t)q * w + 4, &tmp[4 + q % 4][4 * (q / 4)], 16);
+                }
+            }
         }
     }
 }
@@ -129,22 +170,24 @@ static void pack_share(uint32_t *dst, const gsrc *s, int n_pan, int w, int k, in
 
 /* ---- the micro-kernel ---- */
 
-/* C[mr, nc] (mr <= MR, nc <= NR) = alpha * (A panel x B panel) + beta * C. */
-BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uint32_t *bp, int kp, int mr, int nc,
-                                float alpha, float beta) {
+/* C[mr, nc] (mr <= MR, nc <= 16 NV <= NR) = alpha * (A panel x B panel) + beta * C, over the first
+ * NV vectors of the B panel: the last panel of an n that is not a multiple of NR computes only the
+ * vectors it stores (the same sums, a third or two of the work less). */
+BF16_TARGET static inline __attribute__((always_inline)) void ukernel_nv(float *c, int ldc, const uint32_t *ap,
+                                                                        const uint32_t *bp, int kp, int mr, int nc,
+                                                                        float alpha, float beta, const int NV) {
     __m512 acc[MR][3];
 #pragma GCC unroll 8
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = acc[i][2] = _mm512_setzero_ps();
     for (int p = 0; p < kp; p++) {
-        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR);
-        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 16);
-        const __m512bh b2 = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 32);
+        __m512bh b[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < NV; j++) b[j] = (__m512bh)_mm512_loadu_si512(bp + (size_t)p * NR + 16 * j);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; i++) {
             const __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[(size_t)p * MR + i]);
-            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], a, b0);
-            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], a, b1);
-            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], a, b2);
+#pragma GCC unroll 3
+            for (int j = 0; j < NV; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, b[j]);
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -152,7 +195,7 @@ BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uin
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
 #pragma GCC unroll 3
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < NV; j++) {
             const __mmask16 m = lanes(nc - 16 * j);
             if (!m) break;
             float *cp = c + (size_t)i * ldc + 16 * j;
@@ -161,6 +204,13 @@ BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uin
             _mm512_mask_storeu_ps(cp, m, r);
         }
     }
+}
+
+BF16_TARGET static void ukernel(float *c, int ldc, const uint32_t *ap, const uint32_t *bp, int kp, int mr, int nc,
+                                float alpha, float beta) {
+    if (nc > 32) ukernel_nv(c, ldc, ap, bp, kp, mr, nc, alpha, beta, 3);
+    else if (nc > 16) ukernel_nv(c, ldc, ap, bp, kp, mr, nc, alpha, beta, 2);
+    else ukernel_nv(c, ldc, ap, bp, kp, mr, nc, alpha, beta, 1);
 }
 
 /* The portable tile: the same products (exact in fp32) summed in double, rounded once. It does

@@ -42,7 +42,7 @@ static int batch_attention(model *m, int l, int backward) {
     const int D = c->head_dim, Q = lc->n_heads * D, KV = lc->n_kv_heads * D, W = Q + 2 * KV;
     layer_acts *a = &A->layers[l];
     attn_shape sh = {.n_heads = lc->n_heads, .n_kv_heads = lc->n_kv_heads, .head_dim = D, .ldq = W, .ldk = W,
-                     .ldv = W, .ldo = Q};
+                     .ldv = W, .ldo = Q, .bf16 = m->precision == MODEL_BF16};
     const float *q = a->qkv, *k = q + Q, *v = q + Q + KV;
     if (!backward)
         return attention_forward(a->att, a->lse, q, k, v, &sh, A->aseqs, A->n_seqs, A->att_work, A->att_work_floats);

@@ -153,6 +153,19 @@ static void test_gemm(void) {
             tu_expect(!memcmp(c1, c2, sizeof(float) * m * n), "gemm_bf16_packed equals gemm_bf16 (trans_b %d)", tb);
             gemm_bf16_b_free(&pb);
         }
+        /* the vector packings (k-major: in-register transposes; index-major: row pairs) write the
+         * same words as the portable one, edges included (n and k not multiples of 8, 48 or 32) */
+        for (int tb = 0; tb < 2; tb++) {
+            gemm_bf16_b pf = {0}, pp = {0};
+            tu_expect(gemm_bf16_pack_b(&pf, b, tb ? k : n, tb, n, k) == 0, "gemm_bf16_pack_b: %s", err_msg());
+            bf16_force_portable(1);
+            tu_expect(gemm_bf16_pack_b(&pp, b, tb ? k : n, tb, n, k) == 0, "gemm_bf16_pack_b: %s", err_msg());
+            bf16_force_portable(0);
+            const size_t words = (size_t)((n + GEMM_BF16_NR - 1) / GEMM_BF16_NR) * GEMM_BF16_NR * ((k + 1) / 2);
+            tu_expect(!memcmp(pf.panels, pp.panels, sizeof(uint32_t) * words),
+                      "the vector packing equals the portable one (trans_b %d)", tb);
+            gemm_bf16_b_free(&pf), gemm_bf16_b_free(&pp);
+        }
         free(a), free(b), free(c1), free(c2);
     }
     kernels_split_always(0);

@@ -422,6 +422,39 @@ static void test_adamw(void) {
     clip_grad_norm(g, n, 1e9);
     tu_expect(!memcmp(g, g2, n * sizeof(float)), "clip_grad_norm changed gradients under the threshold");
     free(p), free(m), free(v), free(pr), free(mr), free(vr), free(g), free(g2);
+    /* the vector loop (non-temporal stores when p, m, v share an alignment) is bitwise the
+     * scalar formula in torch's order, for every alignment of the three (head and tail in scalar
+     * code), scaled or not, with or without decay (main runs this on one thread and split over two) */
+    const size_t nn = 1000;
+    float *buf = tu_randn(4 * (nn + 16), 1), *ref = tu_alloc(3 * (nn + 16));
+    for (int c = 0; c < 12; c++) {
+        const int op = c % 5, om = c % 3 == 0 ? op : (c * 7) % 16, ov = c % 2 ? op : (c * 3) % 16;
+        float *pp = buf + op, *mm = buf + (nn + 16) + om, *vv = buf + 2 * (nn + 16) + ov, *gg = buf + 3 * (nn + 16);
+        for (size_t i = 0; i < nn; i++) vv[i] = fabsf(vv[i]);
+        float *rp = ref, *rm = ref + nn, *rv = ref + 2 * nn;
+        memcpy(rp, pp, sizeof(float) * nn), memcpy(rm, mm, sizeof(float) * nn), memcpy(rv, vv, sizeof(float) * nn);
+        const float gs = c % 4 == 1 ? 0.37f : 1.0f;
+        const int decay = c % 3 != 2;
+        const long step = 1 + c;
+        adamw_update(pp, mm, vv, gg, gs, nn, &h, step, decay);
+        const double bc1 = 1.0 - pow(h.beta1, (double)step), bc2 = 1.0 - pow(h.beta2, (double)step);
+        const float keep = (float)(1.0 - h.lr * h.weight_decay), w1 = (float)(1.0 - h.beta1), b2 = (float)h.beta2,
+                    w2 = (float)(1.0 - h.beta2), ns = (float)(-(h.lr / bc1)), bcs = (float)sqrt(bc2), ep = (float)h.eps;
+        int bad = 0;
+        for (size_t i = 0; i < nn; i++) {
+            float pi = rp[i], gi = gs == 1.0f ? gg[i] : gg[i] * gs;
+            if (decay) pi = pi * keep;
+            const float mi = fmaf(w1, gi - rm[i], rm[i]);
+            float vi = rv[i] * b2;
+            vi = vi + w2 * gi * gi;
+            const float denom = sqrtf(vi) / bcs + ep;
+            const float pn = pi + ns * mi / denom;
+            bad += memcmp(&pn, pp + i, 4) || memcmp(&mi, mm + i, 4) || memcmp(&vi, vv + i, 4);
+        }
+        tu_expect(!bad, "adamw_update offsets p %d m %d v %d scale %g decay %d: %d elements differ from the scalar formula",
+                  op, om, ov, gs, decay, bad);
+    }
+    free(buf), free(ref);
 }
 
 static void test_schedule(void) {
