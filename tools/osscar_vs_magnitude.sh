@@ -1,31 +1,41 @@
 #!/usr/bin/env bash
-# osscar_vs_magnitude.sh RUN [STORE]: the model-level OSSCAR-vs-magnitude comparison of
+# osscar_vs_magnitude.sh RUN [STORE [STAGE...]]: the model-level OSSCAR-vs-magnitude comparison of
 # recipes/smollm2-movielens.yaml (the gradual OSSCAR steps and their magnitude counterparts, the
-# *-mag stages): checks out every evaluation of RUN that exists, prints each model's test loss
-# (response loss and log loss from the evaluate stage) and tools/auc_table.py's AUC table against the
-# teacher with the paired difference OSSCAR − magnitude at each point (members resampled, 2000 times).
-# Points whose magnitude stage has not run yet are left out. STORE defaults to $SMELT_STORE.
+# *-mag stages) or recipes/smollm2-oneshot.yaml: checks out every evaluation of RUN that exists,
+# prints each model's test loss (response loss and log loss from the evaluate stage) and
+# tools/auc_table.py's AUC table against the teacher with the paired difference OSSCAR − magnitude at
+# each point, then the KL to the teacher and the paired response-loss and KL differences (members
+# resampled 2000 times, seed 0: the same resamples for the AUC, the loss and the KL).
+# Each STAGE is an OSSCAR stage whose evaluation is `eval[STAGE]`; its magnitude counterpart is
+# STAGE-mag, evaluated as `eval-mag[STAGE-mag]`; the teacher's evaluation is `eval-teacher`. Without
+# STAGEs: smollm2-movielens.yaml's six gradual points (prune-mlp1 ... pruned); for
+# smollm2-oneshot.yaml: `prune-1shot distill-1shot distill-1shot-seed8`. Points whose magnitude stage has not run yet are
+# left out. STORE defaults to $SMELT_STORE.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SMELT=${SMELT_BIN:-$ROOT/build/smelt}
-RUN=${1:?usage: osscar_vs_magnitude.sh RUN [STORE]}
+RUN=${1:?usage: osscar_vs_magnitude.sh RUN [STORE [STAGE...]]}
 STORE=${2:-${SMELT_STORE:-./smelt-store}}
+shift $(($# < 2 ? $# : 2))
+points=("$@")
+[ ${#points[@]} -gt 0 ] || points=(prune-mlp1 distill-mlp1 prune-mlp2 distill-mlp2 prune-kv pruned)
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/smelt-ovm-XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 checkout() {  # NAME STAGE: 0 when the stage's evaluation is there
   "$SMELT" checkout "$RUN" "$2" -o "$DIR/$1" --store "$STORE" > /dev/null 2>&1
 }
 checkout teacher eval-teacher || { echo "osscar_vs_magnitude: run $RUN has no eval-teacher" >&2; exit 2; }
-args=(teacher="$DIR/teacher/predictions.tsv") pairs=()
-printf '| model | response loss | log loss |\n|---|---:|---:|\n'
-printf '| teacher | %.4f | %.4f |\n' "$(jq .response_loss "$DIR/teacher/metrics.json")" "$(jq .log_loss "$DIR/teacher/metrics.json")"
-for p in prune-mlp1 distill-mlp1 prune-mlp2 distill-mlp2 prune-kv pruned; do
+args=(teacher="$DIR/teacher/predictions.tsv") pairs=() names=()
+for p in "${points[@]}"; do
   checkout "$p" "eval[$p]" && checkout "$p-mag" "eval-mag[$p-mag]" || continue
-  for m in "$p" "$p-mag"; do
-    printf '| %s | %.4f | %.4f |\n' "$m" "$(jq .response_loss "$DIR/$m/metrics.json")" "$(jq .log_loss "$DIR/$m/metrics.json")"
-    args+=("$m=$DIR/$m/predictions.tsv")
-  done
+  names+=("$p" "$p-mag")
   pairs+=(--pair "$p:$p-mag")
+done
+[ ${#pairs[@]} -gt 0 ] || { echo "osscar_vs_magnitude: run $RUN has no evaluation pair eval[S], eval-mag[S-mag] for S in: ${points[*]}" >&2; exit 2; }
+printf '| model | response loss | log loss |\n|---|---:|---:|\n'
+for m in teacher "${names[@]}"; do
+  printf '| %s | %.4f | %.4f |\n' "$m" "$(jq .response_loss "$DIR/$m/metrics.json")" "$(jq .log_loss "$DIR/$m/metrics.json")"
+  [ "$m" = teacher ] || args+=("$m=$DIR/$m/predictions.tsv")
 done
 echo
 python3 "$ROOT/tools/auc_table.py" --ref teacher "${pairs[@]}" "${args[@]}"

@@ -18,10 +18,20 @@ for k in data train prune quantize evaluate benchmark; do
 done
 # the teacher experiment and the SmolLM2 pipeline read ../shared (the MovieLens zip and the SmolLM2 GGUF)
 if shared_file ZIP data/ml-latest-small.zip "planning recipes/teacher_smollm2.yaml"; then
-  for r in teacher_smollm2 smollm2-movielens; do
+  for r in teacher_smollm2 smollm2-movielens smollm2-oneshot; do
     "$SMELT" plan "$R/$r.yaml" > plan.out 2> plan.err || fail "plan $r.yaml: $(cat plan.err)"
   done
 fi
+# smollm2-oneshot.yaml prunes smollm2-movielens.yaml's fine-tuned teacher: its seed, its train
+# defaults and its data and teacher stages must stay the same definitions, or its data stage and the
+# 60-step teacher would no longer be cache hits in a store where smollm2-movielens.yaml ran.
+block() { awk -v s="$2" 'p && !/^   / {exit} $0 == s {p=1} p' "$1"; }  # FILE LINE: LINE and the lines indented under it
+for b in "  train:" "  data:" "  teacher:"; do
+  one=$(block "$R/smollm2-oneshot.yaml" "$b") movielens=$(block "$R/smollm2-movielens.yaml" "$b")
+  [ -n "$one" ] || fail "smollm2-oneshot.yaml has no block '$b'"
+  expect_eq "$one" "$movielens" "smollm2-oneshot.yaml's '$b' block against smollm2-movielens.yaml's"
+done
+expect_eq "$(grep '^seed:' "$R/smollm2-oneshot.yaml")" "$(grep '^seed:' "$R/smollm2-movielens.yaml")" "the two recipes' seeds"
 
 # The paper's recipes at real scale (Llama 3 / Qwen2.5 checkpoints, your data, device: cuda, Slurm
 # resources). They name ../models/* and ../data/* beside recipes/: a copy of each in a scratch
