@@ -30,14 +30,15 @@ export SMELT_STORE=$OUT/store
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} "$SMELT" run --jobs "${JOBS:-1}" "$OUT/prune_methods_$KIND.yaml"
 # the run to report: RUN from the environment, else the newest in the store
 RUN=${RUN:-$("$SMELT" query --csv "SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1" | tail -1)}
-for setting in mlp25-dense:rel_error_mlp mlp50-dense:rel_error_mlp kv1-dense:rel_error_attn mlp25:rel_error_mlp \
-  mlp50:rel_error_mlp kv1:rel_error_attn; do
+for setting in mlp25-dense:rel_error_mlp mlp50-dense:rel_error_mlp kv1-dense:rel_error_attn mlp25-dense-damp:rel_error_mlp \
+  mlp50-dense-damp:rel_error_mlp mlp25:rel_error_mlp mlp50:rel_error_mlp kv1:rel_error_attn; do
   s=${setting%%:*} k=${setting#*:}
   # a recipe may leave a setting out (the SmolLM2 one, sized for 2 cores)
   [ -n "$("$SMELT" query --csv "SELECT 1 FROM metrics WHERE run_id = '$RUN' AND stage = '$s[osscar]' LIMIT 1" | tail -n +2)" ] || continue
   echo
   case $s in
     *-dense) echo "$s: per-layer $k, every method on the unpruned model's inputs (osscar below both baselines?)" ;;
+    *-dense-damp) echo "$s: per-layer $k, every method on the unpruned model's inputs, damp 0.0001 (osscar below both baselines?)" ;;
     *) echo "$s: per-layer $k, each method on the inputs through its own pruned layers (osscar below both baselines?)" ;;
   esac
   "$SMELT" query "SELECT o.step AS layer, printf('%.4g', o.value) AS osscar, printf('%.4g', m.value) AS magnitude,
