@@ -8,13 +8,17 @@
  *              decode (tokens/s of single-token steps of one sequence, the weight bytes a step
  *              reads, and the read bandwidth measured in the same rounds), evaluate (examples/s of
  *              the evaluate stage's scoring on synthetic recommendation data, prefix sharing on),
- *              bandwidth (GB/s of reading 512 MiB)
+ *              bandwidth (GB/s of reading 512 MiB, the best of 5 passes)
  *   SHAPE      one of the names of `shapes` below (bench_sweep list prints them)
  *   THREADS    thread counts, and PRECISION fp32 (default) or bf16 (mixed-precision products; for
  *              prefill, decode and evaluate also bf16 weight storage), comma lists: every
  *              configuration is measured in alternation (rounds that visit each in turn, the best of
  *              the rounds counting), so that a busy moment of a shared machine falls on each alike;
- *              keys are printed as t<threads>.<precision in effect>.<key>
+ *              keys are printed as t<threads>.<precision in effect>.<key>. A measurement repeats
+ *              the step, prefill or 64 decode steps as often as fills ~0.2-0.3 s (the warm-up round
+ *              times one), and reports the time of one; rounds: 5 (train of shapes wider than 512: 2)
+ * Decode's read_gb_per_s is the read bandwidth over as long as the decode measurement took, right
+ * after it, on the same threads (the best of the rounds, as for decode).
  * SWEEP_PROFILE=1 (train): the best step of each configuration by kind of work, on stderr.
  * train also prints cpu_step_s, the least CPU time of a step (all threads): under load, 1-thread
  * A/B comparisons of it do not count waits for a core. */
@@ -83,29 +87,55 @@ __attribute__((target("avx512f"))) static float sum_block(const float *a, size_t
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
-static double read_bandwidth(int threads, int passes) {
-    const size_t n = (size_t)128 << 20;
-    float *a = malloc(sizeof(float) * n);
-    if (!a) die("bandwidth buffer");
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < n; i++) a[i] = 1.0f;
-    double best = 0, total = 0;
-    for (int r = 0; r < passes; r++) {
-        double t = time_monotonic();
-        float s = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : s)
-        {
-            const int id = omp_get_thread_num(), nt = omp_get_num_threads();
-            const size_t per = n / nt;
-            s += sum_block(a + per * id, per);
-        }
-        t = time_monotonic() - t;
-        total += s;
-        if (n * 4.0 / t > best) best = n * 4.0 / t;
+/* The read buffer: 512 MiB of ones, allocated and touched once (a fresh one per measurement cost
+ * ~0.2 s of page faults each time). */
+static float *bw_buf;
+static const size_t bw_n = (size_t)128 << 20;
+
+static const float *bw_buffer(void) {
+    if (!bw_buf) {
+        bw_buf = malloc(sizeof(float) * bw_n);
+        if (!bw_buf) die("bandwidth buffer");
+#pragma omp parallel for num_threads(2) schedule(static)
+        for (size_t i = 0; i < bw_n; i++) bw_buf[i] = 1.0f;
     }
-    free(a);
-    if (total != (double)passes * n) fprintf(stderr, "bench_sweep: the bandwidth sums are off (%g)\n", total);
-    return best / 1e9;
+    return bw_buf;
+}
+
+/* One pass over the buffer on `threads` threads: its seconds. */
+static double read_pass(int threads) {
+    const float *a = bw_buffer();
+    double t = time_monotonic();
+    float s = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : s)
+    {
+        const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+        const size_t per = bw_n / nt;
+        s += sum_block(a + per * id, per);
+    }
+    t = time_monotonic() - t;
+    if (s != (float)bw_n) fprintf(stderr, "bench_sweep: the bandwidth sum is off (%g)\n", s);
+    return t;
+}
+
+/* Read bandwidth in GB/s: the best of `passes` single passes. */
+static double read_bandwidth(int threads, int passes) {
+    double best = 0;
+    for (int r = 0; r < passes; r++) {
+        const double g = bw_n * 4.0 / read_pass(threads) / 1e9;
+        best = g > best ? g : best;
+    }
+    return best;
+}
+
+/* Read bandwidth in GB/s averaged over passes that last `seconds` (at least two passes): the
+ * reference of a decode measurement of the same duration, so that both are averages over the same
+ * length of time (the best single 20 ms pass of many is a maximum of a noisier figure). */
+static double read_bandwidth_for(int threads, double seconds) {
+    double el = 0;
+    int n = 0;
+    while (n < 2 || el < seconds) el += read_pass(threads), n++;
+    return n * (bw_n * 4.0) / el / 1e9;
 }
 
 /* The configurations of a run, thread counts x precisions: each measurement is taken in rounds that
@@ -141,6 +171,14 @@ static double process_cpu_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Repetitions per measurement: as many as make a measurement last about `target` seconds, from
+ * the warm-up's time of one (a 1 ms prefill of a small shape timed once is mostly timer and
+ * scheduler noise). */
+static int reps_for(double one, double target) {
+    const double r = one > 0 ? target / one : 1;
+    return r < 1 ? 1 : r > 1000 ? 1000 : (int)(r + 0.999);
+}
+
 static void bench_train(model *m, const shape *sh, int rounds) {
     const int N = sh->batch * sh->seq;
     int tmax = 1;
@@ -162,18 +200,26 @@ static void bench_train(model *m, const shape *sh, int rounds) {
     double best[MAX_T], cpu_best[MAX_T], loss = 0, prof_best[MAX_T][PROF_N];
     const char *pe = getenv("SWEEP_PROFILE");
     prof_enable(pe && *pe == '1');
-    for (int r = 0; r <= rounds; r++) /* round 0 warms up */
+    int reps[MAX_T];
+    for (int r = 0; r <= rounds; r++) /* round 0 warms up and sets the repetitions */
         for (int t = 0; t < n_cfg; t++) {
             set_cfg(m, t, 1);
             const float *hid;
+            const int n = r ? reps[t] : 1;
             prof_reset();
             double el = time_monotonic(), cpu = process_cpu_s();
-            model_zero_grad(m);
-            if (model_forward(m, &b, &hid) || model_lm_loss(m, hid, dh, N, lm_loss_ce, &ce, &loss) ||
-                model_backward(m, dh) || optim_step(&o, m))
-                die("training step");
-            el = time_monotonic() - el, cpu = process_cpu_s() - cpu;
-            if (r == 1 || (r > 1 && el < best[t])) best[t] = el, memcpy(prof_best[t], prof_time, sizeof prof_time);
+            for (int i = 0; i < n; i++) {
+                model_zero_grad(m);
+                if (model_forward(m, &b, &hid) || model_lm_loss(m, hid, dh, N, lm_loss_ce, &ce, &loss) ||
+                    model_backward(m, dh) || optim_step(&o, m))
+                    die("training step");
+            }
+            el = (time_monotonic() - el) / n, cpu = (process_cpu_s() - cpu) / n;
+            if (!r) reps[t] = reps_for(el, 0.3);
+            if (r == 1 || (r > 1 && el < best[t])) {
+                best[t] = el;
+                for (int k = 0; k < PROF_N; k++) prof_best[t][k] = prof_time[k] / n;
+            }
             if (r == 1 || (r > 1 && cpu < cpu_best[t])) cpu_best[t] = cpu;
         }
     for (int t = 0; t < n_cfg && prof_on; t++) { /* SWEEP_PROFILE=1: where the best step's time went */
@@ -197,13 +243,18 @@ static void bench_prefill(model *m, const shape *sh, int rounds) {
     for (int i = 0; i < sh->seq; i++) tok[i] = (int)(urand() * sh->vocab);
     if (kv_cache_init(&kv, &m->cfg, sh->seq)) die("cache");
     double best[MAX_T];
-    for (int r = 0; r <= rounds; r++)
+    int reps[MAX_T];
+    for (int r = 0; r <= rounds; r++) /* round 0 warms up and sets the repetitions */
         for (int t = 0; t < n_cfg; t++) {
             set_cfg(m, t, 0);
-            kv_cache_truncate(&kv, 0);
+            const int n = r ? reps[t] : 1;
             double el = time_monotonic();
-            if (model_extend(m, &kv, tok, sh->seq, NULL, 1, logits)) die("prefill");
-            el = time_monotonic() - el;
+            for (int i = 0; i < n; i++) {
+                kv_cache_truncate(&kv, 0);
+                if (model_extend(m, &kv, tok, sh->seq, NULL, 1, logits)) die("prefill");
+            }
+            el = (time_monotonic() - el) / n;
+            if (!r) reps[t] = reps_for(el, 0.2);
             if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
         }
     for (int t = 0; t < n_cfg; t++) {
@@ -234,19 +285,25 @@ static void bench_decode(model *m, const shape *sh, int steps, int rounds) {
     float *logits = malloc(sizeof(float) * sh->vocab);
     if (kv_cache_init(&kv, &m->cfg, steps + 2)) die("cache");
     double best[MAX_T], bw[MAX_T] = {0}, bytes[MAX_T];
-    for (int r = 0; r <= rounds; r++)
+    int reps[MAX_T];
+    for (int r = 0; r <= rounds; r++) /* round 0 warms up and sets the repetitions */
         for (int t = 0; t < n_cfg; t++) {
             set_cfg(m, t, 0);
             bytes[t] = step_weight_bytes(m);
-            kv_cache_truncate(&kv, 0);
-            if (model_decode(m, &kv, 1, logits)) die("decode");
-            double el = time_monotonic();
-            for (int i = 0; i < steps; i++)
-                if (model_decode(m, &kv, (int)(urand() * sh->vocab), logits)) die("decode");
-            el = time_monotonic() - el;
-            if (r == 1 || (r > 1 && el < best[t])) best[t] = el;
-            if (r) {
-                const double g = read_bandwidth(thr[t % n_thr], 2);
+            const int n = r ? reps[t] : 1;
+            double el = 0;
+            for (int i = 0; i < n; i++) {
+                kv_cache_truncate(&kv, 0);
+                if (model_decode(m, &kv, 1, logits)) die("decode");
+                const double t0 = time_monotonic();
+                for (int j = 0; j < steps; j++)
+                    if (model_decode(m, &kv, (int)(urand() * sh->vocab), logits)) die("decode");
+                el += time_monotonic() - t0;
+            }
+            if (!r) reps[t] = reps_for(el, 0.25);
+            if (r == 1 || (r > 1 && el / n < best[t])) best[t] = el / n;
+            if (r) { /* the bandwidth over as long as this measurement took, right after it */
+                const double g = read_bandwidth_for(thr[t % n_thr], el);
                 bw[t] = g > bw[t] ? g : bw[t];
             }
         }
@@ -354,11 +411,12 @@ int main(int argc, char **argv) {
     if (em_random_model(&m, &c, 1)) die("model");
     const int train = !strcmp(mode, "train");
     printf("mode %s\nshape %s\nparams %zu\n", mode, sh->name, model_n_params(&c));
-    if (train) bench_train(&m, sh, sh->hidden >= 512 ? 2 : 3);
-    else if (!strcmp(mode, "prefill")) bench_prefill(&m, sh, 3);
-    else if (!strcmp(mode, "decode")) bench_decode(&m, sh, 64, 3);
+    if (train) bench_train(&m, sh, sh->hidden > 512 ? 2 : 5);
+    else if (!strcmp(mode, "prefill")) bench_prefill(&m, sh, 5);
+    else if (!strcmp(mode, "decode")) bench_decode(&m, sh, 64, 5);
     else if (!strcmp(mode, "evaluate")) bench_evaluate(&m, 3);
     else return fprintf(stderr, "bench_sweep: unknown mode %s\n", mode), 2;
     model_free(&m);
+    free(bw_buf);
     return 0;
 }
