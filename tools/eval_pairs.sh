@@ -25,6 +25,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#models[@]} -ge 2 ] || { echo "eval_pairs: a reference and at least one model are needed; $usage" >&2; exit 2; }
+given=" ${models[*]%%=*} "
+for ((i = 1; i < ${#pairs[@]}; i += 2)); do
+  a=${pairs[i]%%:*} b=${pairs[i]#*:}
+  [[ "$given" == *" $a "* && "$given" == *" $b "* && "${pairs[i]}" == *:* ]] ||
+    { echo "eval_pairs: --pair ${pairs[i]} names a model that is not given (given:$given)" >&2; exit 2; }
+done
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/smelt-pairs-XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
 args=() names=()
@@ -59,18 +65,19 @@ while argv:
     with open(path, newline="") as f:
         rows[name] = {int(r["index"]): r for r in csv.DictReader(f, delimiter="\t")}
 ref = next(iter(rows))
-t = rows.pop(ref)
+t = rows[ref]
 idx = sorted(set(t).intersection(*rows.values()))
 member = np.array([int(t[i]["member"]) for i in idx])
 p = np.clip(np.array([float(t[i]["score"]) for i in idx]), 1e-12, 1 - 1e-12)
 kl, nll = {}, {}
 print(f"| model | mean binary KL({ref} ‖ model) | mean abs. P(yes) difference |")
 print("|---|---:|---:|")
-for name, r in rows.items():
+for name, r in rows.items():  # the reference too (its KL is 0), so that a pair may name it
     q = np.clip(np.array([float(r[i]["score"]) for i in idx]), 1e-12, 1 - 1e-12)
     kl[name] = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
     nll[name] = np.array([float(r[i]["nll"]) for i in idx])
-    print(f"| {name} | {kl[name].mean():.5f} | {np.abs(p - q).mean():.4f} |")
+    if name != ref:
+        print(f"| {name} | {kl[name].mean():.5f} | {np.abs(p - q).mean():.4f} |")
 if not pairs:
     sys.exit(0)
 members = np.unique(member)
@@ -82,7 +89,7 @@ print("| A - B | response loss difference | 95% interval | KL difference | 95% i
 print("|---|---:|---|---:|---|")
 for a, b in pairs:
     if a not in rows or b not in rows:
-        sys.exit(f"eval_pairs: the pair {a}:{b} names a model that is not given (or is the reference)")
+        sys.exit(f"eval_pairs: the pair {a}:{b} names a model that is not given")
     out = []
     for v in (nll, kl):
         d = v[a] - v[b]
