@@ -6,7 +6,8 @@
 # table against the reference with the paired AUC difference A − B of each --pair, then the KL to
 # the reference and, for each pair, the paired differences A − B of the response loss and of the KL
 # (members resampled 2000 times, seed 0: the same resamples for the AUC, the loss and the KL).
-# An evaluation that is not in RUN is an error (exit 2). SMELT_BIN picks the smelt binary.
+# An evaluation that is not in RUN is an error (exit 2). SMELT_BIN picks the smelt binary. Needs
+# numpy (scripts/install-deps.sh --bench installs it).
 #   tools/eval_pairs.sh latest smollm2-store --pair distill:sft teacher=eval-teacher \
 #       'distill=eval[distill-1shot]' 'sft=eval-sft[sft-1shot]'
 set -euo pipefail
@@ -44,7 +45,8 @@ done
 ref=${names[0]}
 printf '| model | response loss | log loss |\n|---|---:|---:|\n'
 for m in "${names[@]}"; do
-  printf '| %s | %.4f | %.4f |\n' "$m" "$(jq .response_loss "$DIR/$m/metrics.json")" "$(jq .log_loss "$DIR/$m/metrics.json")"
+  python3 -c 'import json, sys; m = json.load(open(sys.argv[2])); print("| %s | %.4f | %.4f |" % (sys.argv[1], m["response_loss"], m["log_loss"]))' \
+    "$m" "$DIR/$m/metrics.json"
 done
 echo
 python3 "$ROOT/tools/auc_table.py" --ref "$ref" "${pairs[@]}" "${args[@]}"
